@@ -1,0 +1,160 @@
+/*
+ * veil.h: the public API of libveil.
+ *
+ * libveil is everything veil does, without HTTP: open a vault on a data directory, register
+ * collection policies, and put, get, delete and query protected documents. The `veil` CLI
+ * and `veil server` are two thin front doors onto these functions; a C program can link
+ * libveil (pkg-config veil) and use a vault with no server at all.
+ *
+ * Conventions
+ *   - Every function that can fail returns a veil_err and, when `st` is not NULL, fills it
+ *     with a message meant for the user. Messages name fields and collections, never the
+ *     values that were given (a value may be a secret).
+ *   - Documents, queries and results travel as JSON text (UTF-8). Output strings are
+ *     allocated by libveil and released with veil_free(); on failure no output is set.
+ *   - A veil_vault may be shared by many threads. A veil_session is a (tenant, role) pair
+ *     bound to a vault; it may also be shared, and is freed with veil_session_free().
+ */
+#ifndef VEIL_H
+#define VEIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VEIL_VERSION "0.1.0"
+
+/* One error code per row of SPEC section 3; veil_err_name() gives the JSON `code`,
+ * veil_err_http_status() the HTTP status. */
+typedef enum veil_err {
+    VEIL_OK = 0,
+    VEIL_ERR_BAD_REQUEST,       /* 400 bad_request */
+    VEIL_ERR_INVALID_DOCUMENT,  /* 400 invalid_document */
+    VEIL_ERR_INVALID_POLICY,    /* 400 invalid_policy */
+    VEIL_ERR_UNSUPPORTED_QUERY, /* 400 unsupported_query */
+    VEIL_ERR_UNAUTHENTICATED,   /* 401 unauthenticated */
+    VEIL_ERR_FORBIDDEN,         /* 403 forbidden */
+    VEIL_ERR_NOT_FOUND,         /* 404 not_found */
+    VEIL_ERR_CONFLICT,          /* 409 conflict */
+    VEIL_ERR_VERSION_MISMATCH,  /* 412 version_mismatch */
+    VEIL_ERR_TOO_LARGE,         /* 413 too_large */
+    VEIL_ERR_INTEGRITY,         /* 502 integrity_violation */
+    VEIL_ERR_STORE_UNAVAILABLE, /* 503 store_unavailable */
+    VEIL_ERR_INTERNAL,          /* 500 internal */
+} veil_err;
+
+/* What went wrong, in words. `field` is the document or policy path concerned, or "". */
+typedef struct veil_status {
+    veil_err code;
+    char message[320];
+    char field[160];
+} veil_status;
+
+const char *veil_err_name(veil_err e);
+int veil_err_http_status(veil_err e);
+
+typedef struct veil_vault veil_vault;
+typedef struct veil_session veil_session;
+
+/* Options of veil_init(). Zero-initialise and set what applies. */
+typedef struct veil_init_options {
+    const char *passphrase_env; /* local keyring: encrypt master.key under this variable's
+                                   passphrase (Argon2id); NULL: a plain 0600 key file */
+    const char *listen;         /* written to veil.yaml; NULL: 127.0.0.1:8470 */
+    const char *keyring;        /* "local" (default) or "pkcs11" */
+    const char *pkcs11_module;  /* pkcs11 only */
+    const char *pkcs11_token;
+    const char *pkcs11_pin_env;
+    const char *pkcs11_key_label;
+} veil_init_options;
+
+/* Creates a new data directory: veil.yaml, the root key, trusted.db and cloud/. Refuses
+ * (VEIL_ERR_CONFLICT) when `datadir` already holds a veil.yaml or trusted.db. */
+veil_err veil_init(const char *datadir, const veil_init_options *opt, veil_status *st);
+
+/* Opens the vault of an initialised data directory: reads veil.yaml, unlocks the root key,
+ * opens trusted state and every store, and finishes writes a crash left half-done. */
+veil_err veil_vault_open(const char *datadir, veil_vault **out, veil_status *st);
+void veil_vault_close(veil_vault *v);
+
+/* Limits from veil.yaml (`limits:`), for front doors that read request bodies. */
+typedef struct veil_limits {
+    size_t max_body;
+    unsigned max_depth;
+    unsigned max_fields;
+} veil_limits;
+void veil_vault_limits(const veil_vault *v, veil_limits *out);
+/* The `listen:` address of veil.yaml ("127.0.0.1:8470"); owned by the vault. */
+const char *veil_vault_listen(const veil_vault *v);
+
+/* {"status":"ok"|"degraded","stores":{"cloud":"ok"|"unavailable",...}}; returns
+ * VEIL_ERR_STORE_UNAVAILABLE (with the JSON still set) when a store is down. */
+veil_err veil_health(veil_vault *v, char **json_out);
+
+/* --- administration (works on the data directory; no token needed) --- */
+veil_err veil_tenant_create(veil_vault *v, const char *name, veil_status *st);
+/* [{"name":..,"created":..,"shredded":bool,"key_version":N}, ...] */
+veil_err veil_tenant_list(veil_vault *v, char **json_out, veil_status *st);
+/* Destroys the tenant's wrapped keys and revokes its tokens: its data in every store is
+ * unreadable from then on, by anyone. */
+veil_err veil_tenant_shred(veil_vault *v, const char *name, veil_status *st);
+
+/* A new bearer token for (tenant, role). `role` is "admin" or a role named by one of the
+ * tenant's policies (checked when used, since policies may come later). The token is
+ * returned once; only its hash is kept. *token_id_out names it for veil_token_revoke(). */
+veil_err veil_token_create(veil_vault *v, const char *tenant, const char *role,
+                           char **token_out, char **token_id_out, veil_status *st);
+veil_err veil_token_revoke(veil_vault *v, const char *token_id, veil_status *st);
+
+/* --- sessions --- */
+/* A session for a known tenant and role, as an embedding program trusts itself. */
+veil_err veil_session_open(veil_vault *v, const char *tenant, const char *role,
+                           veil_session **out, veil_status *st);
+/* A session from a bearer token; VEIL_ERR_UNAUTHENTICATED for any unknown, revoked or
+ * malformed token (one answer, whatever the reason). */
+veil_err veil_session_authenticate(veil_vault *v, const char *bearer, veil_session **out,
+                                   veil_status *st);
+void veil_session_free(veil_session *s);
+const char *veil_session_tenant(const veil_session *s);
+const char *veil_session_role(const veil_session *s);
+
+/* --- collections --- */
+/* Registers a policy (YAML or JSON text). `name`, when not NULL, must equal the policy's
+ * `collection`. *created is 1 when new, 0 when an identical policy was there already;
+ * a different existing policy is VEIL_ERR_CONFLICT. Admin only. */
+veil_err veil_collection_apply(veil_session *s, const char *name, const char *text,
+                               size_t len, int *created, veil_status *st);
+/* {"collection":..,"fields":{path:{...,"leakage":TEXT}},"roles":{...}} */
+veil_err veil_collection_get(veil_session *s, const char *name, char **json_out,
+                             veil_status *st);
+/* {"collections":[<as veil_collection_get>...]} */
+veil_err veil_collection_list(veil_session *s, char **json_out, veil_status *st);
+
+/* --- documents --- */
+/* Stores a document (a JSON object). `id` NULL generates one. `if_match` > 0 makes the
+ * write conditional on the current version (VEIL_ERR_VERSION_MISMATCH otherwise).
+ * *json_out is {"id":..,"version":N}; *created is 1 for a new document. */
+veil_err veil_doc_put(veil_session *s, const char *coll, const char *id, const char *json,
+                      size_t len, int64_t if_match, char **json_out, int *created,
+                      veil_status *st);
+/* {"id":..,"version":N,"doc":{...}}, fields filtered and masked for the session's role. */
+veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **json_out,
+                      veil_status *st);
+veil_err veil_doc_delete(veil_session *s, const char *coll, const char *id, veil_status *st);
+/* Query body and answer as SPEC section 3. */
+veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t len,
+                    char **json_out, veil_status *st);
+/* NDJSON in ({"id":..,"doc":{..}} a line), NDJSON out ({"line","id","status","error"?} a
+ * line per input line). Bad lines are reported, good ones stored. */
+veil_err veil_bulk(veil_session *s, const char *coll, const char *ndjson, size_t len,
+                   char **ndjson_out, veil_status *st);
+
+void veil_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VEIL_H */

@@ -1,0 +1,139 @@
+/*
+ * policy.h: collection policies (SPEC section 4) and the typed values of their fields.
+ *
+ * A policy is parsed from YAML or JSON (JSON is YAML) with libyaml, validated whole, and
+ * held as plain structs. Errors are VEIL_ERR_INVALID_POLICY with a message naming the line
+ * and the field. Nothing here does I/O or cryptography.
+ */
+#ifndef VL_POLICY_H
+#define VL_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "util/buf.h"
+#include "util/status.h"
+
+enum vl_type {
+    VL_T_STRING,
+    VL_T_TEXT,
+    VL_T_INTEGER, /* 64-bit signed */
+    VL_T_DECIMAL, /* with `scale` digits after the point, 0..18 */
+    VL_T_DATE,    /* YYYY-MM-DD */
+    VL_T_DATETIME,/* RFC 3339 */
+    VL_T_BOOLEAN,
+    VL_T_JSON,    /* any value, opaque */
+};
+
+/* Tactics in `protect:`; `aead` is always on and has no bit. */
+enum {
+    VL_TAC_EQ = 1u << 0,
+    VL_TAC_RANGE = 1u << 1,
+    VL_TAC_SEARCH = 1u << 2,
+    VL_TAC_SUM = 1u << 3,
+};
+
+enum vl_mask { VL_MASK_NONE, VL_MASK_LAST4, VL_MASK_FIRST1, VL_MASK_REDACT, VL_MASK_HASH };
+enum vl_sum_scheme { VL_SUM_ASHE, VL_SUM_PAILLIER };
+
+#define VL_NAME_MAX 128  /* collection, field path, role and store names */
+#define VL_PATH_MAX_PARTS 16
+
+struct vl_field {
+    char *path;                       /* "customer.name" */
+    char *parts[VL_PATH_MAX_PARTS];   /* {"customer","name"} */
+    size_t nparts;
+    enum vl_type type;
+    int scale;                        /* decimal only */
+    unsigned tactics;                 /* VL_TAC_* */
+    bool plain;                       /* `plain: true`: stored in clear */
+    enum vl_mask mask;                /* `mask:`; NONE if not given */
+    char *store;                      /* `store:`; NULL = the default store */
+    bool trusted;                     /* `store: trusted` */
+    char *language;                   /* search: english, dutch, french, german, none */
+    enum vl_sum_scheme sum_scheme;    /* sum: {scheme: ...}; ASHE by default */
+    unsigned sum_bits;                /* paillier modulus bits, default 2048 */
+    int line;                         /* where it was declared, for messages */
+};
+
+struct vl_role {
+    char *name;
+    bool read_all;                    /* read: ["*"] */
+    char **read;
+    size_t nread;
+    char **masked;
+    size_t nmasked;
+    bool write;
+    char **aggregate;
+    size_t naggregate;
+    char **group_by;
+    size_t ngroup_by;
+    unsigned min_group_size;          /* 0 when not given */
+};
+
+struct vl_policy {
+    char *collection;
+    struct vl_field *fields;
+    size_t nfields;
+    struct vl_role *roles;
+    size_t nroles;
+};
+
+/* Parses and validates a policy. `stores` lists the store names of veil.yaml (a field's
+ * `store:` must be one of them or `trusted`). On success *out owns everything; on failure
+ * *out is untouched and st says what and where ("line 4: field amount: ..."). */
+veil_err vl_policy_parse(const char *text, size_t len, const char *const *stores,
+                         size_t nstores, struct vl_policy **out, veil_status *st) VL_WUR;
+void vl_policy_free(struct vl_policy *p);
+
+/* A canonical JSON text (sorted keys, defaults spelled out): two policies are the same iff
+ * their canonical texts are equal; parsing the text gives the same policy back. malloc'd. */
+char *vl_policy_canonical(const struct vl_policy *p);
+
+/* The policy as SPEC's GET /v1/collections/{c} shows it: each field with a `leakage`
+ * statement in plain words. New reference. */
+json_t *vl_policy_describe(const struct vl_policy *p);
+/* What the untrusted store learns about this field, in plain words. Static storage. */
+const char *vl_field_leakage(const struct vl_field *f);
+
+const struct vl_field *vl_policy_field(const struct vl_policy *p, const char *path);
+const struct vl_role *vl_policy_role(const struct vl_policy *p, const char *name);
+const char *vl_type_name(enum vl_type t);
+/* Is this field readable in clear / masked / neither, for this role? */
+bool vl_role_reads(const struct vl_role *r, const char *path);
+bool vl_role_masks(const struct vl_role *r, const char *path);
+
+/* ---- values ---- */
+
+/* Checks that v fits the field's type; VEIL_ERR_INVALID_DOCUMENT naming f->path otherwise.
+ * JSON null is accepted for every type (an explicit absence). */
+veil_err vl_value_check(const struct vl_field *f, const json_t *v, veil_status *st) VL_WUR;
+
+/* The canonical byte encoding of a checked value, the input of deterministic tokens: equal
+ * values (1.5 and "1.50" in a decimal(2) field; "2024-01-02") encode equally. Appends to
+ * out. A type tag byte comes first. */
+veil_err vl_value_canonical(const struct vl_field *f, const json_t *v, struct vl_buf *out);
+
+/* The inverse of vl_value_canonical, for group keys: a new JSON value. NULL if malformed. */
+json_t *vl_value_from_canonical(const struct vl_field *f, const uint8_t *p, size_t n);
+
+/* An order-preserving map to uint64 for range tactics: integers with the sign bit flipped,
+ * decimals scaled, dates as days since 0000-03-01, datetimes as microseconds. */
+veil_err vl_value_to_u64(const struct vl_field *f, const json_t *v, uint64_t *out);
+
+/* Masks a value for display: last4 "****1234", first1 "J***", redact "[redacted]". hash
+ * needs a key and is done by the caller (engine); here it returns NULL. New reference. */
+json_t *vl_mask_apply(enum vl_mask m, const json_t *v);
+
+/* Dates: "YYYY-MM-DD" -> days since 1970-01-01 (may be negative); -1 return on bad input. */
+int vl_date_parse(const char *s, int64_t *days);
+/* RFC 3339 -> microseconds since the epoch, UTC. */
+int vl_datetime_parse(const char *s, int64_t *usec);
+/* Decimal (JSON number or string) with at most `scale` fraction digits -> integer units of
+ * 10^-scale. -1 when it does not fit in int64 or has too many digits. */
+int vl_decimal_parse(const json_t *v, int scale, int64_t *units);
+
+#endif
