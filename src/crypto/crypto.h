@@ -14,6 +14,10 @@
 /* Calls sodium_init() and checks OpenSSL's AES-SIV is available; 0 on success. Safe to
  * call more than once and from several threads. */
 int vl_crypto_init(void);
+/* Fetches OpenSSL's AES-128/192/256-SIV ciphers and AES-CMAC once per process (pthread_once)
+ * and keeps them for its lifetime; 0 if all are available. Called by vl_crypto_init and
+ * lazily by vl_siv_*. */
+int vl_siv_init(void);
 
 /* ---- randomized AEAD: XChaCha20-Poly1305 (IETF), libsodium ---- */
 #define VL_AEAD_KEYBYTES 32
@@ -31,7 +35,8 @@ int vl_aead_open(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad, s
 #define vl_aead_box_len(mlen) ((mlen) + VL_AEAD_NONCEBYTES + VL_AEAD_ABYTES)
 int vl_aead_box_seal(uint8_t *out, const uint8_t *m, size_t mlen, const uint8_t *ad,
                      size_t adlen, const uint8_t key[VL_AEAD_KEYBYTES]);
-/* in = nonce || ciphertext || tag; m receives inlen - nonce - tag bytes (*mlen). */
+/* in = nonce || ciphertext || tag; m receives inlen - nonce - tag bytes (*mlen). On failure
+ * -1, m zeroed, *mlen untouched. */
 int vl_aead_box_open(uint8_t *m, size_t *mlen, const uint8_t *in, size_t inlen,
                      const uint8_t *ad, size_t adlen,
                      const uint8_t key[VL_AEAD_KEYBYTES]) VL_WUR;
@@ -41,12 +46,16 @@ int vl_aead_box_open(uint8_t *m, size_t *mlen, const uint8_t *in, size_t inlen,
 #define VL_SIV_TAGBYTES 16
 #define VL_SIV_MAX_AD 8
 /* keylen is 32, 48 or 64 (AES-128/192/256-SIV). The nad associated-data components are
- * passed to S2V in order (a nonce, if any, is simply the last component). out receives
- * VL_SIV_TAGBYTES + mlen bytes: SIV || ciphertext. */
+ * passed to S2V in order (a nonce, if any, is simply the last component); an empty
+ * component (adlen[i] == 0, ad[i] may be NULL) still counts as one. out receives
+ * VL_SIV_TAGBYTES + mlen bytes: SIV || ciphertext. mlen may be 0. Returns -1 (out
+ * unspecified) for a bad keylen, nad > VL_SIV_MAX_AD, a component or mlen over INT_MAX - 16
+ * (OpenSSL's int lengths), or an OpenSSL failure. */
 int vl_siv_encrypt(uint8_t *out, const uint8_t *key, size_t keylen,
                    const uint8_t *const *ad, const size_t *adlen, size_t nad,
                    const uint8_t *m, size_t mlen);
-/* m receives clen - VL_SIV_TAGBYTES bytes; -1 (m zeroed) if the SIV does not verify. */
+/* m receives clen - VL_SIV_TAGBYTES bytes; -1 (m zeroed) if the SIV does not verify, or for
+ * the argument errors of vl_siv_encrypt or clen < VL_SIV_TAGBYTES. */
 int vl_siv_decrypt(uint8_t *m, const uint8_t *key, size_t keylen,
                    const uint8_t *const *ad, const size_t *adlen, size_t nad,
                    const uint8_t *c, size_t clen) VL_WUR;
@@ -73,12 +82,18 @@ int vl_sign_verify(const uint8_t sig[VL_SIGN_BYTES], const uint8_t *m, size_t ml
                    const uint8_t pk[VL_SIGN_PUBLICKEYBYTES]) VL_WUR;
 
 /* ---- padding to length buckets (ISO/IEC 7816-4, sodium_pad) ---- */
-/* The padded length for a value of len bytes: the next power of two >= len + 1, at least
- * 16; above 4096, the next multiple of 4096. */
+/* The padded length (bucket) for a value of len bytes. With n = len + 1 (there is always
+ * at least one padding byte): if n <= 4096, the smallest power of two >= n and >= 16;
+ * otherwise the smallest multiple of 4096 >= n. So 0..15 -> 16, 16..31 -> 32, ...,
+ * 2048..4095 -> 4096, 4096..8191 -> 8192, 8192..12287 -> 12288, and so on. Returns 0 (no
+ * bucket) if len > SIZE_MAX - 8192. */
 size_t vl_pad_len(size_t len);
-/* Pads buf[0..len) in place to vl_pad_len(len) bytes; buf must have room. */
+/* Pads buf[0..len) in place to vl_pad_len(len) bytes (0x80 then zeros); buf must have
+ * room. */
 void vl_pad(uint8_t *buf, size_t len);
-/* The unpadded length of buf[0..padded), or -1 if the padding is malformed. */
+/* The unpadded length of buf[0..padded), or -1 (*len untouched) if the padding is malformed:
+ * no 0x80 marker followed only by zeros, or padded is not vl_pad_len() of the unpadded
+ * length (each value has exactly one padded form). Constant time in the content. */
 int vl_unpad(const uint8_t *buf, size_t padded, size_t *len) VL_WUR;
 
 /* ---- randomness and secret memory ---- */

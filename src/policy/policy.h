@@ -3,7 +3,9 @@
  *
  * A policy is parsed from YAML or JSON (JSON is YAML) with libyaml, validated whole, and
  * held as plain structs. Errors are VEIL_ERR_INVALID_POLICY with a message naming the line
- * and the field. Nothing here does I/O or cryptography.
+ * and the field ("line 4: field amount: ..."), except text that is not YAML at all
+ * (malformed, not UTF-8, over the size, depth or node limits), which is
+ * VEIL_ERR_BAD_REQUEST as SPEC section 3 says. Nothing here does I/O or cryptography.
  */
 #ifndef VL_POLICY_H
 #define VL_POLICY_H
@@ -51,17 +53,22 @@ struct vl_field {
     unsigned tactics;                 /* VL_TAC_* */
     bool plain;                       /* `plain: true`: stored in clear */
     enum vl_mask mask;                /* `mask:`; NONE if not given */
-    char *store;                      /* `store:`; NULL = the default store */
-    bool trusted;                     /* `store: trusted` */
-    char *language;                   /* search: english, dutch, french, german, none */
+    char *store;                      /* `store:`; NULL = the default store; "trusted"
+                                         when `trusted` is set: test `trusted` first */
+    bool trusted;                     /* `store: trusted` (never with a tactic) */
+    char *language;                   /* search: english, dutch, french, german, none
+                                         ("english" when not given); NULL without search */
     enum vl_sum_scheme sum_scheme;    /* sum: {scheme: ...}; ASHE by default */
-    unsigned sum_bits;                /* paillier modulus bits, default 2048 */
+    unsigned sum_bits;                /* paillier modulus bits (2048, 3072, 4096), 2048 */
     int line;                         /* where it was declared, for messages */
 };
 
+/* Lists hold declared field paths only; `masked` fields have a `mask:`; `aggregate` fields
+ * have tactic sum and `group_by` fields tactic eq. With read: ["*"], a field listed in
+ * `masked` is shown masked (masked wins); otherwise a field may not be in both lists. */
 struct vl_role {
     char *name;
-    bool read_all;                    /* read: ["*"] */
+    bool read_all;                    /* read: ["*"] (then read is empty) */
     char **read;
     size_t nread;
     char **masked;
@@ -96,36 +103,55 @@ char *vl_policy_canonical(const struct vl_policy *p);
 /* The policy as SPEC's GET /v1/collections/{c} shows it: each field with a `leakage`
  * statement in plain words. New reference. */
 json_t *vl_policy_describe(const struct vl_policy *p);
+/* The same, with fields that name no store shown under `default_store` (the first store
+ * of veil.yaml); vl_policy_describe shows them as "default". */
+json_t *vl_policy_describe_stores(const struct vl_policy *p, const char *default_store);
 /* What the untrusted store learns about this field, in plain words. Static storage. */
 const char *vl_field_leakage(const struct vl_field *f);
 
 const struct vl_field *vl_policy_field(const struct vl_policy *p, const char *path);
 const struct vl_role *vl_policy_role(const struct vl_policy *p, const char *name);
 const char *vl_type_name(enum vl_type t);
-/* Is this field readable in clear / masked / neither, for this role? */
+const char *vl_mask_name(enum vl_mask m); /* "none", "last4", ... */
+/* Is this field readable in clear / masked / neither, for this role? NULL role: neither. */
 bool vl_role_reads(const struct vl_role *r, const char *path);
 bool vl_role_masks(const struct vl_role *r, const char *path);
 
 /* ---- values ---- */
 
-/* Checks that v fits the field's type; VEIL_ERR_INVALID_DOCUMENT naming f->path otherwise.
- * JSON null is accepted for every type (an explicit absence). */
+/* Checks that v fits the field's type; VEIL_ERR_INVALID_DOCUMENT naming f->path otherwise
+ * (the message names the expected type, never the value). JSON null is accepted for every
+ * type (an explicit absence). string/text: JSON strings; integer: JSON integers only;
+ * decimal: JSON integers, reals (exact through their shortest decimal form, so ~15
+ * significant digits) or strings "-?D+(.D+)?" (exact up to int64 units); date: "YYYY-MM-DD"
+ * 0001-01-01..9999-12-31; datetime: RFC 3339 with Z or +hh:mm, up to 6 fraction digits;
+ * boolean: true/false; json: anything. */
 veil_err vl_value_check(const struct vl_field *f, const json_t *v, veil_status *st) VL_WUR;
 
 /* The canonical byte encoding of a checked value, the input of deterministic tokens: equal
  * values (1.5 and "1.50" in a decimal(2) field; "2024-01-02") encode equally. Appends to
- * out. A type tag byte comes first. */
+ * out. A type tag byte comes first (vl_type + 1; 0 alone for JSON null), then: string/text
+ * the UTF-8 bytes; integer/decimal/date/datetime the 8 big-endian bytes of vl_value_to_u64;
+ * boolean one byte 0/1; json its compact text with sorted keys. VEIL_ERR_INVALID_DOCUMENT
+ * if v does not fit. */
 veil_err vl_value_canonical(const struct vl_field *f, const json_t *v, struct vl_buf *out);
 
-/* The inverse of vl_value_canonical, for group keys: a new JSON value. NULL if malformed. */
+/* The inverse of vl_value_canonical, for group keys: a new JSON value. NULL if malformed.
+ * Decimals come back as strings with exactly `scale` digits ("1234.50"), dates as
+ * "YYYY-MM-DD", datetimes as "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (UTC). */
 json_t *vl_value_from_canonical(const struct vl_field *f, const uint8_t *p, size_t n);
 
-/* An order-preserving map to uint64 for range tactics: integers with the sign bit flipped,
- * decimals scaled, dates as days since 0000-03-01, datetimes as microseconds. */
+/* An order-preserving map to uint64 for range tactics: an int64 with its sign bit flipped,
+ * the int64 being the integer, the decimal in units of 10^-scale, the date in days since
+ * 1970-01-01, the datetime in microseconds since the epoch (UTC). VEIL_ERR_UNSUPPORTED_QUERY
+ * for other types, VEIL_ERR_INVALID_DOCUMENT for a value that does not fit (or null). */
 veil_err vl_value_to_u64(const struct vl_field *f, const json_t *v, uint64_t *out);
 
-/* Masks a value for display: last4 "****1234", first1 "J***", redact "[redacted]". hash
- * needs a key and is done by the caller (engine); here it returns NULL. New reference. */
+/* Masks a value for display: last4 "****1234" (characters, UTF-8 aware; "****" when the
+ * value has 4 or fewer), first1 "J***", redact "[redacted]". Numbers and booleans are
+ * masked through their text form, objects and arrays are always redacted, null stays null,
+ * VL_MASK_NONE returns v itself. hash needs a key and is done by the caller (engine); here
+ * it returns NULL. New reference. */
 json_t *vl_mask_apply(enum vl_mask m, const json_t *v);
 
 /* Dates: "YYYY-MM-DD" -> days since 1970-01-01 (may be negative); -1 return on bad input. */

@@ -1,0 +1,157 @@
+/*
+ * engine.h: the inside of libveil shared by the engine's files. The engine is the one
+ * place that knows what a request means: it checks the role, plans against the policy,
+ * turns values into what the stores hold (through the codec) and back, and keeps the
+ * trusted state in step with the stores.
+ */
+#ifndef VL_ENGINE_H
+#define VL_ENGINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "keys/keys.h"
+#include "policy/policy.h"
+#include "store/store.h"
+#include "trusted/trusted.h"
+#include "util/buf.h"
+#include "util/status.h"
+
+#define VL_MAX_STORES 8
+#define VL_STRIPES 256
+#define VL_ID_MAX 256          /* bytes of a document id */
+#define VL_QUERY_LIMIT_DEFAULT 100
+#define VL_QUERY_LIMIT_MAX 10000
+#define VL_MASK_HASH_BYTES 16
+
+/* ---- configuration (veil.yaml) ---- */
+struct vl_config {
+    char *listen;
+    char *keyring_type;      /* "local" */
+    char *keyring_path;      /* local: key file, relative to the data dir */
+    char *passphrase_env;    /* local: optional */
+    char *trusted_url;
+    char *store_names[VL_MAX_STORES];
+    char *store_urls[VL_MAX_STORES];
+    size_t nstores;
+    veil_limits limits;
+};
+veil_err vl_config_load(const char *datadir, struct vl_config *cfg, veil_status *st) VL_WUR;
+void vl_config_free(struct vl_config *cfg);
+
+/* ---- per-field working state of a collection ---- */
+struct vl_fctx {
+    const struct vl_field *f;      /* NULL for the reserved parts _id and _rest */
+    const char *path;              /* f->path, "_id" or "_rest" */
+    uint8_t col[VL_COL_BYTES];     /* opaque column id */
+    int store;                     /* index into the vault's stores; -1: trusted state */
+    uint8_t *aead_key;             /* secret, VL_AEAD_KEYBYTES */
+    uint8_t *eq_key;               /* secret, VL_SIV_KEYBYTES, only with eq */
+    uint8_t *mask_key;             /* secret, 32, only with mask: hash */
+};
+
+/* A registered collection with its keys, cached by the vault; immutable once built. */
+struct vl_coll {
+    struct vl_coll *next;
+    int64_t tenant_id;
+    char *tenant;
+    char *name;
+    struct vl_policy *policy;
+    char table[2 * 16 + 1];        /* opaque table name in every store */
+    uint32_t key_version;
+    uint8_t *doc_key;              /* secret: document tokens */
+    uint8_t *cursor_key;           /* secret: sealing query cursors */
+    struct vl_fctx *fields;        /* one per policy field, same order */
+    struct vl_fctx id;             /* the document id */
+    struct vl_fctx rest;           /* fields the policy does not list */
+};
+
+struct veil_vault {
+    char *datadir;
+    struct vl_config cfg;
+    struct vl_keyring *keyring;
+    struct vl_trusted *trusted;
+    struct vl_store *stores[VL_MAX_STORES];
+    size_t nstores;
+    pthread_mutex_t mu;            /* guards colls */
+    struct vl_coll *colls;
+    pthread_mutex_t stripes[VL_STRIPES]; /* per-document write locks, by token byte */
+};
+
+struct veil_session {
+    veil_vault *v;
+    int64_t tenant_id;
+    char *tenant;
+    char *role;
+    bool admin;
+};
+
+/* Unwraps the tenant's key of `version` into out (secret memory, VL_TENANT_KEYBYTES). */
+veil_err vl_tenant_key_load(veil_vault *v, int64_t tenant_id, const char *tenant,
+                            uint32_t version, uint8_t *out, veil_status *st) VL_WUR;
+
+/* The collection `name` of the session's tenant, with keys: VEIL_ERR_NOT_FOUND if it is
+ * not registered. The vault owns the result. */
+veil_err vl_coll_get(veil_session *s, const char *name, const struct vl_coll **out,
+                     veil_status *st) VL_WUR;
+/* Forgets every cached collection of a tenant (shred). */
+void vl_coll_forget_tenant(veil_vault *v, int64_t tenant_id);
+void vl_coll_free(struct vl_coll *c);
+const struct vl_fctx *vl_coll_field(const struct vl_coll *c, const char *path);
+
+/* ---- codec: documents to rows and back (codec.c) ---- */
+
+/* The document token of an id. */
+void vl_doc_token(const struct vl_coll *c, const char *id, uint8_t out[VL_DOCTOKEN_BYTES]);
+
+/* A document sealed for writing: one part per store (index), plus the trusted part, and
+ * per store the tokens it may index. Token bytes are malloc'd, owned here. */
+struct vl_sealed {
+    struct vl_buf parts[VL_MAX_STORES];
+    struct vl_buf trusted;
+    struct vl_token *tokens[VL_MAX_STORES];
+    size_t ntokens[VL_MAX_STORES];
+    uint8_t digest[VL_DIGEST_BYTES];
+};
+void vl_sealed_free(struct vl_sealed *s);
+
+/* Checks doc against the policy and limits, then seals it for (id, version, seq).
+ * VEIL_ERR_INVALID_DOCUMENT / BAD_REQUEST naming the field on bad input. */
+veil_err vl_doc_seal(const veil_vault *v, const struct vl_coll *c, const char *id,
+                     const json_t *doc, int64_t version, uint64_t seq, struct vl_sealed *out,
+                     veil_status *st) VL_WUR;
+
+/* The digest of what was written for a document: seq and every part, in store order. */
+void vl_doc_digest(uint64_t seq, const struct vl_bytes *parts, size_t nparts,
+                   const struct vl_bytes *trusted, uint8_t out[VL_DIGEST_BYTES]);
+
+/* Opens a document from its parts (already matched against the trusted digest):
+ * *id_out (malloc'd) and *doc_out (new reference, all fields in clear).
+ * VEIL_ERR_INTEGRITY when anything fails to authenticate or is missing. */
+veil_err vl_doc_open(const struct vl_coll *c, const uint8_t doc[VL_DOCTOKEN_BYTES],
+                     int64_t version, const struct vl_bytes *parts, size_t nparts,
+                     const struct vl_bytes *trusted, char **id_out, json_t **doc_out) VL_WUR;
+
+/* The equality token of a checked value of an eq field; appended to out. */
+veil_err vl_eq_token(const struct vl_fctx *fc, const json_t *value, struct vl_buf *out) VL_WUR;
+
+/* The document as `role` may see it: fields left out or masked (new reference). */
+json_t *vl_doc_for_role(const struct vl_coll *c, const veil_session *s, const json_t *doc,
+                        const json_t *select);
+
+/* Walks a dotted path in a JSON object (borrowed reference or NULL). */
+json_t *vl_json_path_get(const json_t *doc, const struct vl_field *f);
+
+/* ---- errors worth an audit event ---- */
+/* Records that a store returned data that failed a check; returns VEIL_ERR_INTEGRITY with
+ * st filled. Never says which check failed. */
+veil_err vl_breach(veil_vault *v, const veil_session *s, const char *coll, const char *what,
+                   veil_status *st);
+
+/* Returns a malloc'd copy of a JSON text (json_dumps), or NULL. */
+char *vl_json_text(const json_t *j);
+
+#endif

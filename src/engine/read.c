@@ -1,0 +1,597 @@
+/*
+ * read.c: get and query.
+ *
+ * Nothing a store returns is believed until it matches the trusted state: each row's parts
+ * must hash to the digest recorded when the document was written (which covers its row
+ * sequence number and every part), every value must open under AAD naming this tenant,
+ * collection, document, field and version, and every document a query returns must satisfy
+ * the query once decrypted. Anything else is an integrity violation: the whole request
+ * fails with 502 and no data. A mismatch is read again once before it counts, so a write
+ * that lands between our reads is not mistaken for an attack.
+ *
+ * What the store learns from a query: the opaque table, the equality tokens asked for (so,
+ * whether two queries ask for the same value), and which rows matched.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "engine/engine.h"
+#include "util/log.h"
+
+#define READ_TRIES 3
+#define MAX_IN_VALUES 1000
+
+static veil_err may_read(veil_session *s, const char *coll, const struct vl_coll **c,
+                         const struct vl_role **role, veil_status *st)
+{
+    veil_err rc = vl_coll_get(s, coll, c, st);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    *role = NULL;
+    if (s->admin) {
+        return VEIL_OK;
+    }
+    const struct vl_role *r = vl_policy_role((*c)->policy, s->role);
+    if (r == NULL || (!r->read_all && r->nread == 0 && r->nmasked == 0)) {
+        return vl_status_set(st, VEIL_ERR_FORBIDDEN, NULL,
+                             "role %s may not read documents of this collection", s->role);
+    }
+    *role = r;
+    return VEIL_OK;
+}
+
+/* A fetched and opened document. */
+struct opened {
+    char *id;
+    int64_t version;
+    json_t *doc;
+};
+
+static void opened_free(struct opened *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(o[i].id);
+        json_decref(o[i].doc);
+    }
+}
+
+/* The row of doc in rows, or NULL. */
+static const struct vl_row *row_of(const struct vl_rows *rows, const uint8_t *doc)
+{
+    for (size_t i = 0; i < rows->n; i++) {
+        if (rows->rows[i].doc.n == VL_DOCTOKEN_BYTES &&
+            memcmp(rows->rows[i].doc.p, doc, VL_DOCTOKEN_BYTES) == 0) {
+            return &rows->rows[i];
+        }
+    }
+    return NULL;
+}
+
+/* Does what the stores returned for one document match its trusted state? On a match,
+ * opens it into *o. Returns VEIL_OK, VEIL_ERR_NOT_FOUND (not live), or VEIL_ERR_INTEGRITY. */
+static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
+                           const struct vl_docstate *ds, struct vl_rows *rows,
+                           struct opened *o)
+{
+    struct vl_bytes parts[VL_MAX_STORES];
+    bool any_row = false;
+    for (size_t i = 0; i < v->nstores; i++) {
+        const struct vl_row *r = row_of(&rows[i], ds->doc);
+        parts[i].p = r != NULL ? r->blob.p : NULL;
+        parts[i].n = r != NULL ? r->blob.n : 0;
+        any_row |= r != NULL;
+        if (r != NULL && !ds->pending && r->seq != ds->seq) {
+            return VEIL_ERR_INTEGRITY;
+        }
+    }
+    uint8_t digest[VL_DIGEST_BYTES];
+    if (ds->live) {
+        vl_doc_digest(ds->seq, parts, v->nstores, &ds->part, digest);
+        if (vl_ct_equal(digest, ds->digest, VL_DIGEST_BYTES)) {
+            return vl_doc_open(c, ds->doc, ds->version, parts, v->nstores, &ds->part, &o->id,
+                               &o->doc) == VEIL_OK
+                       ? (o->version = ds->version, VEIL_OK)
+                       : VEIL_ERR_INTEGRITY;
+        }
+    }
+    if (ds->pending) {
+        /* A write in flight: the stores may already hold it. */
+        vl_doc_digest(ds->pending_seq, parts, v->nstores, &ds->pending_part, digest);
+        if (any_row && vl_ct_equal(digest, ds->pending_digest, VL_DIGEST_BYTES)) {
+            return vl_doc_open(c, ds->doc, ds->pending_version, parts, v->nstores,
+                               &ds->pending_part, &o->id, &o->doc) == VEIL_OK
+                       ? (o->version = ds->pending_version, VEIL_OK)
+                       : VEIL_ERR_INTEGRITY;
+        }
+    }
+    if (!ds->live && !any_row) {
+        return VEIL_ERR_NOT_FOUND;
+    }
+    return VEIL_ERR_INTEGRITY;
+}
+
+/* Fetches and opens documents by token. out[i] is filled for each found; *found[i] says
+ * which were (missing: not live, or deleted meanwhile). */
+static veil_err fetch(veil_session *s, const struct vl_coll *c, const struct vl_bytes *toks,
+                      size_t n, struct opened *out, bool *found, veil_status *st)
+{
+    veil_vault *v = s->v;
+    veil_err rc = VEIL_OK;
+    struct vl_docstate *states = calloc(n ? n : 1, sizeof(*states));
+    struct vl_rows rows[VL_MAX_STORES];
+    bool *done = calloc(n ? n : 1, sizeof(*done));
+    memset(rows, 0, sizeof(rows));
+    memset(out, 0, n * sizeof(*out));
+    if (states == NULL || done == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    for (int attempt = 0; attempt < READ_TRIES; attempt++) {
+        size_t left = 0;
+        struct vl_bytes *want = calloc(n ? n : 1, sizeof(*want));
+        if (want == NULL) {
+            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!done[i]) {
+                want[left++] = toks[i];
+            }
+        }
+        vl_docstates_free(states, n);
+        rc = vl_trusted_docs_get(v->trusted, c->tenant_id, c->name, want, left, states);
+        for (size_t i = 0; rc == VEIL_OK && i < v->nstores; i++) {
+            vl_rows_free(&rows[i]);
+            rc = v->stores[i]->ops->get_rows(v->stores[i], c->table, want, left, &rows[i]);
+            if (rc != VEIL_OK) {
+                rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL,
+                                   "store %s is unavailable", v->cfg.store_names[i]);
+            }
+        }
+        free(want);
+        if (rc != VEIL_OK) {
+            if (st != NULL && st->code != rc) {
+                vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+            }
+            goto out;
+        }
+        size_t k = 0, bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (done[i]) {
+                continue;
+            }
+            veil_err r = check_open(v, c, &states[k++], rows, &out[i]);
+            if (r == VEIL_OK || r == VEIL_ERR_NOT_FOUND) {
+                done[i] = true;
+                found[i] = r == VEIL_OK;
+            } else {
+                bad++;
+            }
+        }
+        if (bad == 0) {
+            goto out;
+        }
+    }
+    rc = vl_breach(v, s, c->name, "a row failed its digest or AEAD check", st);
+out:
+    if (states != NULL) {
+        vl_docstates_free(states, n);
+    }
+    for (size_t i = 0; i < VL_MAX_STORES; i++) {
+        vl_rows_free(&rows[i]);
+    }
+    if (rc != VEIL_OK) {
+        opened_free(out, n);
+        memset(out, 0, n * sizeof(*out));
+    }
+    free(states);
+    free(done);
+    return rc;
+}
+
+static char *answer_doc(const struct vl_coll *c, const veil_session *s, const struct opened *o,
+                        const json_t *select)
+{
+    json_t *view = vl_doc_for_role(c, s, o->doc, select);
+    json_t *a = json_pack("{s:s, s:I, s:o}", "id", o->id, "version", (json_int_t)o->version,
+                          "doc", view);
+    char *text = vl_json_text(a);
+    json_decref(a);
+    return text;
+}
+
+veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **json_out,
+                      veil_status *st)
+{
+    const struct vl_coll *c = NULL;
+    const struct vl_role *role = NULL;
+    vl_status_clear(st);
+    veil_err rc = may_read(s, coll, &c, &role, st);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    uint8_t tok[VL_DOCTOKEN_BYTES];
+    vl_doc_token(c, id, tok);
+    struct vl_bytes b = {tok, sizeof(tok)};
+    struct opened o;
+    bool found = false;
+    if ((rc = fetch(s, c, &b, 1, &o, &found, st)) != VEIL_OK) {
+        return rc;
+    }
+    if (!found) {
+        return vl_status_set(st, VEIL_ERR_NOT_FOUND, NULL, "no document with this id");
+    }
+    *json_out = answer_doc(c, s, &o, NULL);
+    opened_free(&o, 1);
+    return *json_out != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
+}
+
+/* ---- query ---- */
+
+/* One condition of `where`: the field, and the canonical encodings of the values that
+ * satisfy it (for checking decrypted documents). */
+struct cond {
+    const struct vl_fctx *fc;
+    struct vl_pred_term term;
+    struct vl_bytes *toks;
+    struct vl_buf *canon;
+    size_t n;
+};
+
+static void conds_free(struct cond *cs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < cs[i].n; k++) {
+            free(cs[i].toks[k].p);
+            vl_buf_free(&cs[i].canon[k]);
+        }
+        free(cs[i].toks);
+        free(cs[i].canon);
+    }
+    free(cs);
+}
+
+static const char *tactics_words(const struct vl_field *f)
+{
+    static const char *const words[] = {
+        "aead", "aead, eq", "aead, range", "aead, eq, range", "aead, search",
+        "aead, eq, search", "aead, range, search", "aead, eq, range, search",
+    };
+    if (f->plain) {
+        return "plain";
+    }
+    return words[f->tactics & 7u];
+}
+
+static veil_err plan_cond(const struct vl_coll *c, const struct vl_role *role, const char *path,
+                          const json_t *spec, struct cond *cd, veil_status *st)
+{
+    const struct vl_fctx *fc = vl_coll_field(c, path);
+    if (fc == NULL) {
+        return vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, path,
+                             "%s is not a field of the policy; it is stored under aead only "
+                             "and cannot be filtered", path);
+    }
+    if (role != NULL && !role->read_all && !vl_role_reads(role, path)) {
+        return vl_status_set(st, VEIL_ERR_FORBIDDEN, path,
+                             "the role may not filter on a field it cannot read");
+    }
+    const json_t *values = NULL;
+    json_t *single = NULL;
+    if (json_is_object(spec)) {
+        const char *op;
+        json_t *arg;
+        json_object_foreach((json_t *)spec, op, arg) {
+            if (strcmp(op, "in") == 0 || strcmp(op, "eq") == 0) {
+                if (values != NULL) {
+                    return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
+                                         "use one of eq and in per field");
+                }
+                values = arg;
+            } else if (!strcmp(op, "gt") || !strcmp(op, "gte") || !strcmp(op, "lt") ||
+                       !strcmp(op, "lte")) {
+                return vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, path,
+                                     "%s has tactics %s; range filters need tactic range, "
+                                     "which this version does not serve yet",
+                                     path, tactics_words(fc->f));
+            } else {
+                return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
+                                     "unknown operator (known: eq, in, gt, gte, lt, lte)");
+            }
+        }
+        if (values == NULL) {
+            return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path, "an empty condition");
+        }
+        if (json_object_get(spec, "eq") != NULL) {
+            values = single = json_pack("[O]", values);
+        } else if (!json_is_array(values) || json_array_size(values) == 0 ||
+                   json_array_size(values) > MAX_IN_VALUES) {
+            return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
+                                 "in takes a list of 1..%d values", MAX_IN_VALUES);
+        }
+    } else if (json_is_array(spec)) {
+        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
+                             "a list of values needs {\"in\": [...]}");
+    } else {
+        values = single = json_pack("[O]", spec);
+    }
+    veil_err rc = VEIL_OK;
+    if (!(fc->f->tactics & VL_TAC_EQ) || fc->store < 0) {
+        rc = vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, path,
+                           "%s has tactics %s; equality needs tactic eq", path,
+                           tactics_words(fc->f));
+        goto out;
+    }
+    size_t n = json_array_size(values);
+    cd->fc = fc;
+    cd->toks = calloc(n, sizeof(*cd->toks));
+    cd->canon = calloc(n, sizeof(*cd->canon));
+    if (cd->toks == NULL || cd->canon == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        const json_t *val = json_array_get(values, i);
+        struct vl_buf tok;
+        vl_buf_init(&tok, 1 << 20);
+        vl_buf_init(&cd->canon[i], 1 << 20);
+        cd->n = i + 1;
+        if (json_is_null(val)) {
+            rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, path, "null cannot be matched");
+        } else if ((rc = vl_value_check(fc->f, val, st)) == VEIL_OK &&
+                   (rc = vl_value_canonical(fc->f, val, &cd->canon[i])) == VEIL_OK &&
+                   (rc = vl_eq_token(fc, val, &tok)) == VEIL_OK) {
+            cd->toks[i].p = vl_buf_steal(&tok, &cd->toks[i].n);
+        }
+        vl_buf_free(&tok);
+    }
+    memcpy(cd->term.col, fc->col, VL_COL_BYTES);
+    cd->term.toks = cd->toks;
+    cd->term.ntoks = cd->n;
+out:
+    json_decref(single);
+    return rc;
+}
+
+/* Does the decrypted document satisfy every condition? */
+static bool satisfies(const json_t *doc, const struct cond *cs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = vl_json_path_get(doc, cs[i].fc->f);
+        if (v == NULL || json_is_null(v)) {
+            return false;
+        }
+        struct vl_buf canon;
+        vl_buf_init(&canon, 1 << 20);
+        bool hit = false;
+        if (vl_value_canonical(cs[i].fc->f, v, &canon) == VEIL_OK) {
+            for (size_t k = 0; k < cs[i].n && !hit; k++) {
+                hit = cs[i].canon[k].len == canon.len &&
+                      memcmp(cs[i].canon[k].data, canon.data, canon.len) == 0;
+            }
+        }
+        vl_buf_free(&canon);
+        if (!hit) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static veil_err cursor_seal(const struct vl_coll *c, const uint8_t *doc, char **out)
+{
+    uint8_t box[vl_aead_box_len(VL_DOCTOKEN_BYTES)];
+    if (vl_aead_box_seal(box, doc, VL_DOCTOKEN_BYTES, (const uint8_t *)c->table,
+                         strlen(c->table), c->cursor_key) != 0) {
+        return VEIL_ERR_INTERNAL;
+    }
+    *out = malloc(2 * sizeof(box) + 1);
+    if (*out == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    vl_hex(*out, box, sizeof(box));
+    return VEIL_OK;
+}
+
+static veil_err cursor_open(const struct vl_coll *c, const char *cur, uint8_t *doc,
+                            veil_status *st)
+{
+    uint8_t box[vl_aead_box_len(VL_DOCTOKEN_BYTES)];
+    size_t n = 0;
+    if (vl_unhex(box, sizeof(box), cur) != 0 ||
+        vl_aead_box_open(doc, &n, box, sizeof(box), (const uint8_t *)c->table,
+                         strlen(c->table), c->cursor_key) != 0 ||
+        n != VL_DOCTOKEN_BYTES) {
+        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
+                             "the cursor is not one this collection gave out");
+    }
+    return VEIL_OK;
+}
+
+veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t len,
+                    char **json_out, veil_status *st)
+{
+    veil_vault *v = s->v;
+    const struct vl_coll *c = NULL;
+    const struct vl_role *role = NULL;
+    json_t *q = NULL, *docs = NULL;
+    struct cond *cs = NULL;
+    size_t ncs = 0;
+    struct vl_doclist list = {0};
+    struct opened *op = NULL;
+    bool *found = NULL;
+    uint8_t after[VL_DOCTOKEN_BYTES];
+    bool has_after = false;
+    char *next = NULL;
+    json_int_t limit = VL_QUERY_LIMIT_DEFAULT;
+    size_t n = 0;
+    vl_status_clear(st);
+
+    veil_err rc = may_read(s, coll, &c, &role, st);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    json_error_t err;
+    q = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_object(q)) {
+        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, NULL,
+                           "the query is not a JSON object (line %d, column %d)", err.line,
+                           err.column);
+        goto out;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(q, key, val) {
+        if (strcmp(key, "where") && strcmp(key, "match") && strcmp(key, "select") &&
+            strcmp(key, "limit") && strcmp(key, "after")) {
+            rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, key,
+                               "unknown query key (known: where, match, select, limit, "
+                               "after)");
+            goto out;
+        }
+    }
+    json_t *where = json_object_get(q, "where");
+    json_t *match = json_object_get(q, "match");
+    json_t *select = json_object_get(q, "select");
+    json_t *jlimit = json_object_get(q, "limit");
+    json_t *jafter = json_object_get(q, "after");
+    if (jlimit != NULL) {
+        if (!json_is_integer(jlimit) || json_integer_value(jlimit) < 1 ||
+            json_integer_value(jlimit) > VL_QUERY_LIMIT_MAX) {
+            rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "limit",
+                               "limit is an integer from 1 to %d", VL_QUERY_LIMIT_MAX);
+            goto out;
+        }
+        limit = json_integer_value(jlimit);
+    }
+    if (select != NULL) {
+        size_t i;
+        json_t *p;
+        bool ok = json_is_array(select);
+        json_array_foreach(select, i, p) {
+            ok &= json_is_string(p) && json_string_length(p) > 0;
+        }
+        if (!ok) {
+            rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "select",
+                               "select is a list of field paths");
+            goto out;
+        }
+    }
+    if (jafter != NULL && !json_is_null(jafter)) {
+        if (!json_is_string(jafter) ||
+            (rc = cursor_open(c, json_string_value(jafter), after, st)) != VEIL_OK) {
+            rc = rc != VEIL_OK ? rc
+                               : vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
+                                               "after is a cursor string");
+            goto out;
+        }
+        has_after = true;
+    }
+    if (match != NULL) {
+        const char *f = json_is_object(match) && json_object_size(match) > 0
+                            ? json_object_iter_key(json_object_iter(match))
+                            : "match";
+        const struct vl_fctx *fc = vl_coll_field(c, f);
+        rc = vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, f,
+                           fc != NULL && (fc->f->tactics & VL_TAC_SEARCH)
+                               ? "text search is not served by this version yet"
+                               : "match needs tactic search");
+        goto out;
+    }
+    if (where != NULL && !json_is_object(where)) {
+        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "where", "where is an object");
+        goto out;
+    }
+    cs = calloc(json_object_size(where) + 1, sizeof(*cs));
+    if (cs == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    json_object_foreach(where, key, val) {
+        rc = plan_cond(c, s->admin ? NULL : role, key, val, &cs[ncs], st);
+        ncs++;
+        if (rc != VEIL_OK) {
+            goto out;
+        }
+    }
+    struct vl_pred_term *terms = calloc(ncs + 1, sizeof(*terms));
+    if (terms == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < ncs; i++) {
+        terms[i] = cs[i].term;
+    }
+    struct vl_pred pred = {terms, ncs};
+    struct vl_store *store = v->stores[0];
+    rc = store->ops->find(store, c->table, &pred, has_after ? after : NULL,
+                          (size_t)limit + 1, &list);
+    free(terms);
+    if (rc != VEIL_OK) {
+        rc = vl_status_set(st, rc == VEIL_ERR_INTEGRITY ? rc : VEIL_ERR_STORE_UNAVAILABLE,
+                           NULL, "store %s is unavailable", v->cfg.store_names[0]);
+        goto out;
+    }
+    n = list.n > (size_t)limit ? (size_t)limit : list.n;
+    struct vl_bytes *toks = calloc(n + 1, sizeof(*toks));
+    op = calloc(n + 1, sizeof(*op));
+    found = calloc(n + 1, sizeof(*found));
+    if (toks == NULL || op == NULL || found == NULL) {
+        free(toks);
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        toks[i].p = list.docs[i];
+        toks[i].n = VL_DOCTOKEN_BYTES;
+        if (i > 0 && memcmp(list.docs[i - 1], list.docs[i], VL_DOCTOKEN_BYTES) >= 0) {
+            free(toks);
+            rc = vl_breach(v, s, c->name, "a store returned rows out of order or twice", st);
+            goto out;
+        }
+    }
+    rc = fetch(s, c, toks, n, op, found, st);
+    free(toks);
+    if (rc != VEIL_OK) {
+        goto out;
+    }
+    docs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (!found[i]) {
+            continue; /* deleted between the find and the fetch */
+        }
+        if (!satisfies(op[i].doc, cs, ncs)) {
+            rc = vl_breach(v, s, c->name, "a store returned a row the query does not match",
+                           st);
+            goto out;
+        }
+        json_t *view = vl_doc_for_role(c, s, op[i].doc, select);
+        json_array_append_new(docs, json_pack("{s:s, s:I, s:o}", "id", op[i].id, "version",
+                                              (json_int_t)op[i].version, "doc", view));
+    }
+    if (list.n > (size_t)limit && (rc = cursor_seal(c, list.docs[n - 1], &next)) != VEIL_OK) {
+        rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
+        goto out;
+    }
+    json_t *a = json_pack("{s:O, s:o}", "docs", docs, "next",
+                          next != NULL ? json_string(next) : json_null());
+    *json_out = vl_json_text(a);
+    json_decref(a);
+    if (*json_out == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
+out:
+    if (op != NULL) {
+        opened_free(op, n);
+    }
+    free(op);
+    free(found);
+    free(next);
+    vl_doclist_free(&list);
+    conds_free(cs, ncs);
+    json_decref(docs);
+    json_decref(q);
+    return rc;
+}

@@ -1,0 +1,400 @@
+/*
+ * yaml.c: libyaml's event parser turned into a small line-aware tree, with limits.
+ *
+ * Policies arrive from admins over HTTP and the CLI, so this is a parser of untrusted text.
+ * It uses libyaml's event API rather than its document loader so that every limit holds
+ * while parsing, before anything is built: the text size, the nesting depth (the frame
+ * stack below is a fixed array) and the node count. Aliases are refused outright, which
+ * rules out "billion laughs" expansion; tags are refused because a policy's types are its
+ * own words, not YAML's. Input is read as UTF-8 only; libyaml rejects invalid sequences and
+ * control characters, and NUL (reachable through "\0" escapes) is refused here.
+ *
+ * Invariants: every node built is attached to its parent (or is the root) at once, so
+ * freeing the root on any error path frees all; messages name lines and keys, never
+ * scalar values.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "policy/yaml.h"
+
+struct frame {
+    struct vl_ynode *node;
+    char *key;   /* mapping frames: the key waiting for its value, or NULL */
+    int key_line;
+};
+
+struct loader {
+    struct frame stack[VL_YAML_MAX_DEPTH];
+    size_t depth;
+    struct vl_ynode *root;
+    size_t nodes;
+    veil_status *st;
+};
+
+static veil_err fail(veil_status *st, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static veil_err fail(veil_status *st, int line, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return vl_status_set(st, VEIL_ERR_BAD_REQUEST, NULL, "line %d: %s", line, msg);
+}
+
+void vl_ynode_free(struct vl_ynode *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        vl_ynode_free(n->kids[i]);
+        if (n->keys != NULL) {
+            free(n->keys[i]);
+        }
+    }
+    free(n->kids);
+    free(n->keys);
+    free(n->key_lines);
+    free(n->str);
+    free(n);
+}
+
+const struct vl_ynode *vl_ynode_get(const struct vl_ynode *m, const char *key)
+{
+    if (m == NULL || m->kind != VL_YAML_MAP) {
+        return NULL;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        if (strcmp(m->keys[i], key) == 0) {
+            return m->kids[i];
+        }
+    }
+    return NULL;
+}
+
+/* Appends kid (and, for mappings, its key) to parent. Takes ownership of both, also on
+ * failure. Capacities double, so growth is amortised; the node limit bounds the total. */
+static veil_err append_kid(struct vl_ynode *parent, struct vl_ynode *kid, char *key,
+                           int key_line)
+{
+    veil_err rc = VEIL_OK;
+    if (parent->n == parent->cap) {
+        size_t cap = parent->cap == 0 ? 4 : parent->cap * 2;
+        struct vl_ynode **kids = realloc(parent->kids, cap * sizeof(*kids));
+        if (kids == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+        parent->kids = kids;
+        if (parent->kind == VL_YAML_MAP) {
+            char **keys = realloc(parent->keys, cap * sizeof(*keys));
+            if (keys == NULL) {
+                rc = VEIL_ERR_INTERNAL;
+                goto out;
+            }
+            parent->keys = keys;
+            int *lines = realloc(parent->key_lines, cap * sizeof(*lines));
+            if (lines == NULL) {
+                rc = VEIL_ERR_INTERNAL;
+                goto out;
+            }
+            parent->key_lines = lines;
+        }
+        parent->cap = cap;
+    }
+    parent->kids[parent->n] = kid;
+    if (parent->kind == VL_YAML_MAP) {
+        parent->keys[parent->n] = key;
+        parent->key_lines[parent->n] = key_line;
+        key = NULL;
+    }
+    kid = NULL;
+    parent->n++;
+out:
+    vl_ynode_free(kid);
+    free(key);
+    return rc;
+}
+
+struct key_ref {
+    const char *key;
+    size_t index;
+};
+
+static int cmp_key_ref(const void *a, const void *b)
+{
+    const struct key_ref *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c != 0) {
+        return c;
+    }
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Duplicate keys are an error: YAML forbids them, and libyaml would let the second win
+ * silently, which in a security policy hides a mistake. Sorting keeps this O(n log n). */
+static veil_err check_duplicates(const struct vl_ynode *m, veil_status *st)
+{
+    veil_err rc = VEIL_OK;
+    struct key_ref *refs = NULL;
+    if (m->n < 2) {
+        goto out;
+    }
+    refs = malloc(m->n * sizeof(*refs));
+    if (refs == NULL) {
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        refs[i].key = m->keys[i];
+        refs[i].index = i;
+    }
+    qsort(refs, m->n, sizeof(*refs), cmp_key_ref);
+    for (size_t i = 1; i < m->n; i++) {
+        if (strcmp(refs[i - 1].key, refs[i].key) == 0) {
+            rc = fail(st, m->key_lines[refs[i].index], "duplicate key '%.64s' (first at line %d)",
+                      refs[i].key, m->key_lines[refs[i - 1].index]);
+            goto out;
+        }
+    }
+out:
+    free(refs);
+    return rc;
+}
+
+/* Builds a node for a scalar or collection start event and attaches it where the current
+ * frame says. For a scalar that is a mapping key, the text is kept as
+ * the frame's pending key instead and *made stays NULL. */
+static veil_err add_node(struct loader *ld, const yaml_event_t *ev, int line,
+                         struct vl_ynode **made)
+{
+    veil_err rc = VEIL_OK;
+    struct vl_ynode *node = NULL;
+    char *text = NULL;
+    struct frame *top = ld->depth > 0 ? &ld->stack[ld->depth - 1] : NULL;
+
+    *made = NULL;
+    if (++ld->nodes > VL_YAML_MAX_NODES) {
+        rc = fail(ld->st, line, "more than %d nodes", VL_YAML_MAX_NODES);
+        goto out;
+    }
+    if (ev->type == YAML_SCALAR_EVENT) {
+        size_t n = ev->data.scalar.length;
+        if (memchr(ev->data.scalar.value, '\0', n) != NULL) {
+            rc = fail(ld->st, line, "NUL characters are not allowed");
+            goto out;
+        }
+        text = malloc(n + 1);
+        if (text == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+        memcpy(text, ev->data.scalar.value, n);
+        text[n] = '\0';
+        if (top != NULL && top->node->kind == VL_YAML_MAP && top->key == NULL) {
+            top->key = text;
+            top->key_line = line;
+            text = NULL;
+            goto out;
+        }
+    } else if (top != NULL && top->node->kind == VL_YAML_MAP && top->key == NULL) {
+        rc = fail(ld->st, line, "mapping keys must be plain names, not lists or mappings");
+        goto out;
+    }
+
+    node = calloc(1, sizeof(*node));
+    if (node == NULL) {
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    node->line = line;
+    if (ev->type == YAML_SCALAR_EVENT) {
+        node->kind = VL_YAML_SCALAR;
+        node->str = text;
+        node->len = strlen(text);
+        node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        text = NULL;
+    } else {
+        node->kind = ev->type == YAML_MAPPING_START_EVENT ? VL_YAML_MAP : VL_YAML_SEQ;
+    }
+
+    if (top == NULL) {
+        ld->root = node;
+    } else {
+        char *key = top->key;
+        top->key = NULL;
+        rc = append_kid(top->node, node, key, top->key_line);
+        if (rc != VEIL_OK) {
+            node = NULL;
+            goto out;
+        }
+    }
+    *made = node;
+    node = NULL;
+out:
+    free(text);
+    vl_ynode_free(node);
+    return rc;
+}
+
+static veil_err on_event(struct loader *ld, const yaml_event_t *ev, int *ndocs)
+{
+    veil_err rc = VEIL_OK;
+    int line = (int)ev->start_mark.line + 1;
+    struct vl_ynode *made = NULL;
+    const yaml_char_t *anchor = NULL, *tag = NULL;
+
+    switch (ev->type) {
+    case YAML_DOCUMENT_START_EVENT:
+        if (++*ndocs > 1) {
+            rc = fail(ld->st, line, "only one document is allowed");
+        }
+        goto out;
+    case YAML_ALIAS_EVENT:
+        rc = fail(ld->st, line, "anchors and aliases (&, *) are not allowed");
+        goto out;
+    case YAML_SCALAR_EVENT:
+        anchor = ev->data.scalar.anchor;
+        tag = ev->data.scalar.tag;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        anchor = ev->data.sequence_start.anchor;
+        tag = ev->data.sequence_start.tag;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        anchor = ev->data.mapping_start.anchor;
+        tag = ev->data.mapping_start.tag;
+        break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        if (ld->depth == 0) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+        ld->depth--;
+        if (ld->stack[ld->depth].node->kind == VL_YAML_MAP) {
+            rc = check_duplicates(ld->stack[ld->depth].node, ld->st);
+        }
+        goto out;
+    default:
+        goto out;
+    }
+
+    if (anchor != NULL) {
+        rc = fail(ld->st, line, "anchors and aliases (&, *) are not allowed");
+        goto out;
+    }
+    if (tag != NULL) {
+        rc = fail(ld->st, line, "YAML tags (!, !!) are not allowed");
+        goto out;
+    }
+    if (ev->type != YAML_SCALAR_EVENT && ld->depth >= VL_YAML_MAX_DEPTH) {
+        rc = fail(ld->st, line, "nested more than %d levels deep", VL_YAML_MAX_DEPTH);
+        goto out;
+    }
+    rc = add_node(ld, ev, line, &made);
+    if (rc != VEIL_OK || made == NULL || made->kind == VL_YAML_SCALAR) {
+        goto out;
+    }
+    ld->stack[ld->depth].node = made;
+    ld->stack[ld->depth].key = NULL;
+    ld->stack[ld->depth].key_line = 0;
+    ld->depth++;
+out:
+    return rc;
+}
+
+/* libyaml reports reader errors (bad UTF-8, control characters) by byte offset only. */
+static int line_of_offset(const char *text, size_t len, size_t off)
+{
+    int line = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        line += text[i] == '\n';
+    }
+    return line;
+}
+
+veil_err vl_yaml_load(const char *text, size_t len, struct vl_ynode **out, veil_status *st)
+{
+    veil_err rc = VEIL_OK;
+    yaml_parser_t parser;
+    bool parser_ok = false;
+    yaml_event_t ev;
+    bool have_ev = false;
+    bool done = false;
+    int ndocs = 0;
+    struct loader ld;
+
+    memset(&ld, 0, sizeof(ld));
+    ld.st = st;
+    if (len > VL_YAML_MAX_BYTES) {
+        rc = fail(st, 1, "the text is longer than %u bytes", VL_YAML_MAX_BYTES);
+        goto out;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    parser_ok = true;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
+
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            const char *problem = parser.problem != NULL ? parser.problem : "syntax error";
+            if (parser.error == YAML_READER_ERROR) {
+                rc = fail(st, line_of_offset(text, len, parser.problem_offset),
+                          "%s (the text must be UTF-8)", problem);
+            } else if (parser.error == YAML_MEMORY_ERROR) {
+                rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+            } else if (parser.problem_mark.index < len &&
+                       text[parser.problem_mark.index] == '\t') {
+                rc = fail(st, (int)parser.problem_mark.line + 1,
+                          "a tab character; YAML indents with spaces only");
+            } else {
+                rc = fail(st, (int)parser.problem_mark.line + 1, "%s%s%s", problem,
+                          parser.context != NULL ? " " : "",
+                          parser.context != NULL ? parser.context : "");
+            }
+            goto out;
+        }
+        have_ev = true;
+        if (ev.type == YAML_STREAM_END_EVENT) {
+            done = true;
+        } else {
+            rc = on_event(&ld, &ev, &ndocs);
+            if (rc == VEIL_ERR_INTERNAL) {
+                vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+            }
+            if (rc != VEIL_OK) {
+                goto out;
+            }
+        }
+        yaml_event_delete(&ev);
+        have_ev = false;
+    }
+out:
+    if (have_ev) {
+        yaml_event_delete(&ev);
+    }
+    if (parser_ok) {
+        yaml_parser_delete(&parser);
+    }
+    for (size_t i = 0; i < ld.depth; i++) {
+        free(ld.stack[i].key);
+    }
+    if (rc == VEIL_OK) {
+        *out = ld.root;
+    } else {
+        vl_ynode_free(ld.root);
+    }
+    return rc;
+}

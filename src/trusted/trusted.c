@@ -1,0 +1,818 @@
+/*
+ * trusted.c: the trusted state on SQLite (WAL, synchronous=NORMAL: a process crash loses
+ * nothing committed; secure_delete=ON: a shredded tenant's wrapped key does not linger in
+ * free pages). One connection guarded by a mutex: every function below is one short
+ * transaction, so serialising them costs little and keeps the invariants simple.
+ *
+ * Invariants: a document's row in `docs` changes only in vl_trusted_intents_finish, from
+ * an intent recorded by vl_trusted_intents_begin; at most one intent per document is
+ * unfinished at a time; versions only grow, also across deletes, so an old ciphertext can
+ * never become current again.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "trusted/trusted.h"
+#include "util/log.h"
+
+struct vl_trusted {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB);"
+    "CREATE TABLE IF NOT EXISTS tenants(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+    "  created INTEGER NOT NULL, key_version INTEGER NOT NULL,"
+    "  shredded INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS tenant_keys(tenant INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL, wrapped BLOB NOT NULL, PRIMARY KEY(tenant, version));"
+    "CREATE TABLE IF NOT EXISTS tokens(id TEXT PRIMARY KEY, tenant INTEGER NOT NULL,"
+    "  role TEXT NOT NULL, hash BLOB NOT NULL, created INTEGER NOT NULL,"
+    "  revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS collections(tenant INTEGER NOT NULL, name TEXT NOT NULL,"
+    "  policy TEXT NOT NULL, next_seq INTEGER NOT NULL DEFAULT 1,"
+    "  created INTEGER NOT NULL, PRIMARY KEY(tenant, name));"
+    "CREATE TABLE IF NOT EXISTS docs(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  doc BLOB NOT NULL, version INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  digest BLOB NOT NULL, live INTEGER NOT NULL, part BLOB,"
+    "  PRIMARY KEY(tenant, coll, doc)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS intents(id INTEGER PRIMARY KEY, tenant INTEGER NOT NULL,"
+    "  coll TEXT NOT NULL, doc BLOB NOT NULL, op INTEGER NOT NULL,"
+    "  old_version INTEGER NOT NULL, version INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  digest BLOB NOT NULL, payload BLOB NOT NULL, part BLOB NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS intents_doc ON intents(tenant, coll, doc);"
+    "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);";
+
+static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
+{
+    (void)rc;
+    vl_log(VL_LOG_ERROR, "trusted state: %s: %s", what, sqlite3_errmsg(t->db));
+    return VEIL_ERR_STORE_UNAVAILABLE;
+}
+
+static int64_t now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
+                         struct vl_trusted **out, veil_status *st)
+{
+    veil_err rc = VEIL_OK;
+    struct vl_trusted *t = NULL;
+    char path[4096];
+    if (strncmp(url, "sqlite:", 7) != 0) {
+        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "trusted",
+                             "trusted state: only sqlite: is supported in this version");
+    }
+    const char *p = url + 7;
+    if (p[0] == '/') {
+        snprintf(path, sizeof(path), "%s", p);
+    } else {
+        snprintf(path, sizeof(path), "%s/%s", datadir, p);
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &t->db, flags, NULL) != SQLITE_OK) {
+        rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
+                           "cannot open the trusted state (%s)", p);
+        goto out;
+    }
+    if (create) {
+        chmod(path, 0600);
+    }
+    sqlite3_busy_timeout(t->db, 10000);
+    char *err = NULL;
+    if (sqlite3_exec(t->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "PRAGMA secure_delete=ON; PRAGMA foreign_keys=OFF;",
+                     NULL, NULL, &err) != SQLITE_OK ||
+        sqlite3_exec(t->db, schema, NULL, NULL, &err) != SQLITE_OK) {
+        rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
+                           "cannot prepare the trusted state: %s", err ? err : "?");
+        sqlite3_free(err);
+        goto out;
+    }
+out:
+    if (rc == VEIL_OK) {
+        *out = t;
+    } else {
+        vl_trusted_close(t);
+    }
+    return rc;
+}
+
+void vl_trusted_close(struct vl_trusted *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    sqlite3_close_v2(t->db);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+/* ---- small helpers: prepare, bind, step under the lock ---- */
+
+static sqlite3_stmt *prep(struct vl_trusted *t, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(t->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        vl_log(VL_LOG_ERROR, "trusted state: prepare: %s", sqlite3_errmsg(t->db));
+        return NULL;
+    }
+    return s;
+}
+
+static int exec(struct vl_trusted *t, const char *sql)
+{
+    return sqlite3_exec(t->db, sql, NULL, NULL, NULL);
+}
+
+/* Takes the lock and opens a write transaction. */
+static veil_err tx_begin(struct vl_trusted *t)
+{
+    pthread_mutex_lock(&t->mu);
+    if (exec(t, "BEGIN IMMEDIATE") != SQLITE_OK) {
+        veil_err rc = db_err(t, 0, "begin");
+        pthread_mutex_unlock(&t->mu);
+        return rc;
+    }
+    return VEIL_OK;
+}
+
+/* Commits when rc is VEIL_OK, else rolls back; releases the lock. */
+static veil_err tx_end(struct vl_trusted *t, veil_err rc)
+{
+    if (rc == VEIL_OK && exec(t, "COMMIT") != SQLITE_OK) {
+        rc = db_err(t, 0, "commit");
+    }
+    if (rc != VEIL_OK) {
+        exec(t, "ROLLBACK");
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+/* Steps a statement expected to finish (INSERT, UPDATE, DELETE) and finalizes it. */
+static veil_err run(struct vl_trusted *t, sqlite3_stmt *s, const char *what)
+{
+    if (s == NULL) {
+        return db_err(t, 0, what);
+    }
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (r == SQLITE_CONSTRAINT) {
+        return VEIL_ERR_CONFLICT;
+    }
+    return r == SQLITE_DONE ? VEIL_OK : db_err(t, r, what);
+}
+
+static void bind_bytes(sqlite3_stmt *s, int i, const void *p, size_t n)
+{
+    sqlite3_bind_blob(s, i, n ? p : "", (int)n, SQLITE_TRANSIENT);
+}
+
+/* ---- tenants ---- */
+
+veil_err vl_trusted_tenant_create(struct vl_trusted *t, const char *name,
+                                  const struct vl_bytes *wrapped_key, veil_status *st)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return vl_status_set(st, rc, "trusted", "the trusted state is unavailable");
+    }
+    sqlite3_stmt *s = prep(t, "INSERT INTO tenants(name, created, key_version) VALUES(?,?,1)");
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, now());
+    }
+    rc = run(t, s, "tenant insert");
+    if (rc == VEIL_OK) {
+        int64_t id = sqlite3_last_insert_rowid(t->db);
+        s = prep(t, "INSERT INTO tenant_keys(tenant, version, wrapped) VALUES(?, 1, ?)");
+        if (s != NULL) {
+            sqlite3_bind_int64(s, 1, id);
+            bind_bytes(s, 2, wrapped_key->p, wrapped_key->n);
+        }
+        rc = run(t, s, "tenant key insert");
+    }
+    rc = tx_end(t, rc);
+    if (rc == VEIL_ERR_CONFLICT) {
+        return vl_status_set(st, rc, "tenant", "tenant %s exists already", name);
+    }
+    if (rc != VEIL_OK) {
+        return vl_status_set(st, rc, "trusted", "the trusted state is unavailable");
+    }
+    return VEIL_OK;
+}
+
+veil_err vl_trusted_tenant_find(struct vl_trusted *t, const char *name,
+                                struct vl_tenant_row *out)
+{
+    veil_err rc = VEIL_ERR_NOT_FOUND;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT id, key_version, shredded FROM tenants WHERE name=?");
+    if (s == NULL) {
+        rc = db_err(t, 0, "tenant find");
+        goto out;
+    }
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        out->id = sqlite3_column_int64(s, 0);
+        out->key_version = (uint32_t)sqlite3_column_int64(s, 1);
+        out->shredded = sqlite3_column_int(s, 2) != 0;
+        rc = VEIL_OK;
+    } else if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "tenant find");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+veil_err vl_trusted_tenant_key(struct vl_trusted *t, int64_t tenant, uint32_t version,
+                               struct vl_buf *wrapped)
+{
+    veil_err rc = VEIL_ERR_NOT_FOUND;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT wrapped FROM tenant_keys WHERE tenant=? AND version=?");
+    if (s == NULL) {
+        rc = db_err(t, 0, "tenant key");
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, tenant);
+    sqlite3_bind_int64(s, 2, version);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        rc = vl_buf_append(wrapped, sqlite3_column_blob(s, 0),
+                           (size_t)sqlite3_column_bytes(s, 0));
+    } else if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "tenant key");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+veil_err vl_trusted_tenant_list(struct vl_trusted *t, json_t **out)
+{
+    veil_err rc = VEIL_OK;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT name, created, key_version, shredded FROM tenants "
+                              "ORDER BY name");
+    if (s == NULL || arr == NULL) {
+        rc = db_err(t, 0, "tenant list");
+        goto out;
+    }
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:b}",
+                                             "name", (const char *)sqlite3_column_text(s, 0),
+                                             "created", sqlite3_column_int64(s, 1),
+                                             "key_version", sqlite3_column_int64(s, 2),
+                                             "shredded", sqlite3_column_int(s, 3)));
+    }
+    if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "tenant list");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    if (rc == VEIL_OK) {
+        *out = arr;
+    } else {
+        json_decref(arr);
+    }
+    return rc;
+}
+
+veil_err vl_trusted_tenant_shred(struct vl_trusted *t, int64_t tenant)
+{
+    static const char *const stmts[] = {
+        "DELETE FROM tenant_keys WHERE tenant=?1",
+        "UPDATE tokens SET revoked=1 WHERE tenant=?1",
+        "DELETE FROM docs WHERE tenant=?1",
+        "DELETE FROM intents WHERE tenant=?1",
+        "UPDATE tenants SET shredded=1 WHERE id=?1",
+    };
+    veil_err rc = tx_begin(t);
+    for (size_t i = 0; rc == VEIL_OK && i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        sqlite3_stmt *s = prep(t, stmts[i]);
+        if (s != NULL) {
+            sqlite3_bind_int64(s, 1, tenant);
+        }
+        rc = run(t, s, "shred");
+    }
+    rc = tx_end(t, rc);
+    if (rc == VEIL_OK) {
+        /* Move every page out of the WAL and truncate it: with secure_delete the freed
+         * pages holding the wrapped key are zeroed in the database file itself. */
+        pthread_mutex_lock(&t->mu);
+        int r = sqlite3_wal_checkpoint_v2(t->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        pthread_mutex_unlock(&t->mu);
+        if (r != SQLITE_OK) {
+            vl_log(VL_LOG_WARN, "trusted state: checkpoint after shred did not complete");
+        }
+    }
+    return rc;
+}
+
+/* ---- tokens ---- */
+
+veil_err vl_trusted_token_add(struct vl_trusted *t, const char *id, int64_t tenant,
+                              const char *role, const uint8_t hash[32])
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "INSERT INTO tokens(id, tenant, role, hash, created) "
+                              "VALUES(?,?,?,?,?)");
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, tenant);
+        sqlite3_bind_text(s, 3, role, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 4, hash, 32);
+        sqlite3_bind_int64(s, 5, now());
+    }
+    rc = run(t, s, "token insert");
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_token_find(struct vl_trusted *t, const char *id, int64_t *tenant,
+                               char **tenant_name, char **role, uint8_t hash[32])
+{
+    veil_err rc = VEIL_ERR_NOT_FOUND;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT k.tenant, k.role, k.hash, n.name FROM tokens k "
+                              "JOIN tenants n ON n.id = k.tenant "
+                              "WHERE k.id=? AND k.revoked=0 AND n.shredded=0");
+    if (s == NULL) {
+        rc = db_err(t, 0, "token find");
+        goto out;
+    }
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW && sqlite3_column_bytes(s, 2) == 32) {
+        *tenant = sqlite3_column_int64(s, 0);
+        *role = strdup((const char *)sqlite3_column_text(s, 1));
+        *tenant_name = strdup((const char *)sqlite3_column_text(s, 3));
+        memcpy(hash, sqlite3_column_blob(s, 2), 32);
+        rc = *role != NULL && *tenant_name != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
+        if (rc != VEIL_OK) {
+            free(*role);
+            free(*tenant_name);
+        }
+    } else if (r != SQLITE_DONE && r != SQLITE_ROW) {
+        rc = db_err(t, r, "token find");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+veil_err vl_trusted_token_revoke(struct vl_trusted *t, const char *id)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "UPDATE tokens SET revoked=1 WHERE id=? AND revoked=0");
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    }
+    rc = run(t, s, "token revoke");
+    if (rc == VEIL_OK && sqlite3_changes(t->db) == 0) {
+        rc = VEIL_ERR_NOT_FOUND;
+    }
+    return tx_end(t, rc);
+}
+
+/* ---- collections ---- */
+
+veil_err vl_trusted_collection_put(struct vl_trusted *t, int64_t tenant, const char *name,
+                                   const char *canonical, int *created)
+{
+    char *old = NULL;
+    veil_err rc = vl_trusted_collection_get(t, tenant, name, &old);
+    if (rc == VEIL_OK) {
+        rc = strcmp(old, canonical) == 0 ? VEIL_OK : VEIL_ERR_CONFLICT;
+        free(old);
+        *created = 0;
+        return rc;
+    }
+    if (rc != VEIL_ERR_NOT_FOUND) {
+        return rc;
+    }
+    if ((rc = tx_begin(t)) != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "INSERT INTO collections(tenant, name, policy, created) "
+                              "VALUES(?,?,?,?)");
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 3, canonical, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 4, now());
+    }
+    rc = tx_end(t, run(t, s, "collection insert"));
+    if (rc == VEIL_ERR_CONFLICT) {
+        /* Another writer registered it between our read and our insert. */
+        return vl_trusted_collection_put(t, tenant, name, canonical, created);
+    }
+    *created = rc == VEIL_OK;
+    return rc;
+}
+
+veil_err vl_trusted_collection_get(struct vl_trusted *t, int64_t tenant, const char *name,
+                                   char **canonical)
+{
+    veil_err rc = VEIL_ERR_NOT_FOUND;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT policy FROM collections WHERE tenant=? AND name=?");
+    if (s == NULL) {
+        rc = db_err(t, 0, "collection get");
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, tenant);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        *canonical = strdup((const char *)sqlite3_column_text(s, 0));
+        rc = *canonical ? VEIL_OK : VEIL_ERR_INTERNAL;
+    } else if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "collection get");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+veil_err vl_trusted_collection_names(struct vl_trusted *t, int64_t tenant, char ***names,
+                                     size_t *n)
+{
+    veil_err rc = VEIL_OK;
+    char **v = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT name FROM collections WHERE tenant=? ORDER BY name");
+    if (s == NULL) {
+        rc = db_err(t, 0, "collection names");
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, tenant);
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        char **nv = realloc(v, (len + 1) * sizeof(*v));
+        if (nv == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+        v = nv;
+        v[len] = strdup((const char *)sqlite3_column_text(s, 0));
+        if (v[len++] == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+    }
+    if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "collection names");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    if (rc == VEIL_OK) {
+        *names = v;
+        *n = len;
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            free(v[i]);
+        }
+        free(v);
+    }
+    return rc;
+}
+
+veil_err vl_trusted_seq_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                uint64_t n, uint64_t *first)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "UPDATE collections SET next_seq = next_seq + ?3 "
+                              "WHERE tenant=?1 AND name=?2 RETURNING next_seq - ?3");
+    if (s == NULL) {
+        return tx_end(t, db_err(t, 0, "seq reserve"));
+    }
+    sqlite3_bind_int64(s, 1, tenant);
+    sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, (int64_t)n);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        *first = (uint64_t)sqlite3_column_int64(s, 0);
+        r = sqlite3_step(s);
+    } else {
+        rc = r == SQLITE_DONE ? VEIL_ERR_NOT_FOUND : db_err(t, r, "seq reserve");
+    }
+    sqlite3_finalize(s);
+    return tx_end(t, rc);
+}
+
+/* ---- documents ---- */
+
+void vl_docstates_free(struct vl_docstate *states, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(states[i].part.p);
+        free(states[i].pending_part.p);
+        states[i].part.p = states[i].pending_part.p = NULL;
+    }
+}
+
+static veil_err copy_col(sqlite3_stmt *s, int col, struct vl_bytes *b)
+{
+    size_t len = (size_t)sqlite3_column_bytes(s, col);
+    b->p = NULL;
+    b->n = 0;
+    if (len == 0) {
+        return VEIL_OK;
+    }
+    if ((b->p = malloc(len)) == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    memcpy(b->p, sqlite3_column_blob(s, col), len);
+    b->n = len;
+    return VEIL_OK;
+}
+
+veil_err vl_trusted_docs_get(struct vl_trusted *t, int64_t tenant, const char *coll,
+                             const struct vl_bytes *docs, size_t n,
+                             struct vl_docstate *states)
+{
+    veil_err rc = VEIL_OK;
+    memset(states, 0, n * sizeof(*states));
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *d = prep(t, "SELECT version, seq, digest, live, part FROM docs "
+                              "WHERE tenant=? AND coll=? AND doc=?");
+    sqlite3_stmt *p = prep(t, "SELECT version, digest, part, seq FROM intents "
+                              "WHERE tenant=? AND coll=? AND doc=?");
+    if (d == NULL || p == NULL) {
+        rc = db_err(t, 0, "docs get");
+        goto out;
+    }
+    exec(t, "BEGIN");
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        struct vl_docstate *ds = &states[i];
+        memset(ds, 0, sizeof(*ds));
+        memcpy(ds->doc, docs[i].p, VL_DOCTOKEN_BYTES);
+        sqlite3_stmt *ss[2] = {d, p};
+        for (int k = 0; k < 2 && rc == VEIL_OK; k++) {
+            sqlite3_stmt *s = ss[k];
+            sqlite3_reset(s);
+            sqlite3_bind_int64(s, 1, tenant);
+            sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+            bind_bytes(s, 3, docs[i].p, docs[i].n);
+            int r = sqlite3_step(s);
+            if (r == SQLITE_ROW && k == 0 && sqlite3_column_bytes(s, 2) == VL_DIGEST_BYTES) {
+                ds->exists = true;
+                ds->version = sqlite3_column_int64(s, 0);
+                ds->seq = (uint64_t)sqlite3_column_int64(s, 1);
+                memcpy(ds->digest, sqlite3_column_blob(s, 2), VL_DIGEST_BYTES);
+                ds->live = sqlite3_column_int(s, 3) != 0;
+                rc = copy_col(s, 4, &ds->part);
+            } else if (r == SQLITE_ROW && k == 1 &&
+                       sqlite3_column_bytes(s, 1) == VL_DIGEST_BYTES) {
+                ds->pending = true;
+                ds->pending_version = sqlite3_column_int64(s, 0);
+                memcpy(ds->pending_digest, sqlite3_column_blob(s, 1), VL_DIGEST_BYTES);
+                ds->pending_seq = (uint64_t)sqlite3_column_int64(s, 3);
+                rc = copy_col(s, 2, &ds->pending_part);
+            } else if (r != SQLITE_DONE) {
+                rc = db_err(t, r, "docs get");
+            }
+        }
+    }
+    exec(t, "COMMIT");
+    if (rc != VEIL_OK) {
+        vl_docstates_free(states, n);
+    }
+out:
+    sqlite3_finalize(d);
+    sqlite3_finalize(p);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                  struct vl_intent *in, size_t n)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *cur = prep(t, "SELECT version FROM docs WHERE tenant=? AND coll=? AND doc=?");
+    sqlite3_stmt *ins = prep(t, "INSERT INTO intents(tenant, coll, doc, op, old_version, "
+                                "version, seq, digest, payload, part) "
+                                "VALUES(?,?,?,?,?,?,?,?,?,?)");
+    if (cur == NULL || ins == NULL) {
+        rc = db_err(t, 0, "intent begin");
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        sqlite3_reset(cur);
+        sqlite3_bind_int64(cur, 1, tenant);
+        sqlite3_bind_text(cur, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(cur, 3, in[i].doc, VL_DOCTOKEN_BYTES);
+        int r = sqlite3_step(cur);
+        int64_t version = 0;
+        if (r == SQLITE_ROW) {
+            version = sqlite3_column_int64(cur, 0);
+        } else if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "intent begin");
+            break;
+        }
+        if (version != in[i].old_version) {
+            rc = VEIL_ERR_CONFLICT;
+            break;
+        }
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, tenant);
+        sqlite3_bind_text(ins, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(ins, 3, in[i].doc, VL_DOCTOKEN_BYTES);
+        sqlite3_bind_int(ins, 4, (int)in[i].op);
+        sqlite3_bind_int64(ins, 5, in[i].old_version);
+        sqlite3_bind_int64(ins, 6, in[i].version);
+        sqlite3_bind_int64(ins, 7, (int64_t)in[i].seq);
+        bind_bytes(ins, 8, in[i].digest, VL_DIGEST_BYTES);
+        bind_bytes(ins, 9, in[i].payload.p, in[i].payload.n);
+        bind_bytes(ins, 10, in[i].trusted_part.p, in[i].trusted_part.n);
+        r = sqlite3_step(ins);
+        if (r == SQLITE_CONSTRAINT) {
+            rc = VEIL_ERR_CONFLICT; /* a write of this document is in flight */
+        } else if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "intent insert");
+        } else {
+            in[i].id = sqlite3_last_insert_rowid(t->db);
+        }
+    }
+out:
+    sqlite3_finalize(cur);
+    sqlite3_finalize(ins);
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                   const struct vl_intent *in, size_t n)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *up = prep(t, "INSERT OR REPLACE INTO docs(tenant, coll, doc, version, seq, "
+                               "digest, live, part) VALUES(?,?,?,?,?,?,?,?)");
+    sqlite3_stmt *del = prep(t, "DELETE FROM intents WHERE id=?");
+    if (up == NULL || del == NULL) {
+        rc = db_err(t, 0, "intent finish");
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        bool put = in[i].op == VL_INTENT_PUT;
+        sqlite3_reset(up);
+        sqlite3_bind_int64(up, 1, tenant);
+        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(up, 3, in[i].doc, VL_DOCTOKEN_BYTES);
+        sqlite3_bind_int64(up, 4, in[i].version);
+        sqlite3_bind_int64(up, 5, (int64_t)in[i].seq);
+        bind_bytes(up, 6, in[i].digest, VL_DIGEST_BYTES);
+        sqlite3_bind_int(up, 7, put);
+        if (put && in[i].trusted_part.n > 0) {
+            bind_bytes(up, 8, in[i].trusted_part.p, in[i].trusted_part.n);
+        } else {
+            sqlite3_bind_null(up, 8);
+        }
+        int r = sqlite3_step(up);
+        if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "doc update");
+            break;
+        }
+        sqlite3_reset(del);
+        sqlite3_bind_int64(del, 1, in[i].id);
+        if ((r = sqlite3_step(del)) != SQLITE_DONE) {
+            rc = db_err(t, r, "intent delete");
+        }
+    }
+out:
+    sqlite3_finalize(up);
+    sqlite3_finalize(del);
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_intents_abort(struct vl_trusted *t, const struct vl_intent *in, size_t n)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *del = prep(t, "DELETE FROM intents WHERE id=?");
+    if (del == NULL) {
+        rc = db_err(t, 0, "intent abort");
+    }
+    for (size_t i = 0; rc == VEIL_OK && i < n; i++) {
+        sqlite3_reset(del);
+        sqlite3_bind_int64(del, 1, in[i].id);
+        int r = sqlite3_step(del);
+        if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "intent abort");
+        }
+    }
+    sqlite3_finalize(del);
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void *ctx)
+{
+    /* Read them all first: fn writes to the trusted state itself. */
+    struct pending {
+        int64_t tenant;
+        char *coll;
+        struct vl_intent in;
+    } *v = NULL;
+    size_t len = 0;
+    veil_err rc = VEIL_OK;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT id, tenant, coll, doc, op, old_version, version, seq, "
+                              "digest, payload, part FROM intents ORDER BY id");
+    if (s == NULL) {
+        rc = db_err(t, 0, "intents pending");
+    }
+    int r = SQLITE_DONE;
+    while (rc == VEIL_OK && (r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct pending *nv = realloc(v, (len + 1) * sizeof(*v));
+        if (nv == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            break;
+        }
+        v = nv;
+        struct pending *p = &v[len++];
+        memset(p, 0, sizeof(*p));
+        p->in.id = sqlite3_column_int64(s, 0);
+        p->tenant = sqlite3_column_int64(s, 1);
+        p->coll = strdup((const char *)sqlite3_column_text(s, 2));
+        if (sqlite3_column_bytes(s, 3) == VL_DOCTOKEN_BYTES) {
+            memcpy(p->in.doc, sqlite3_column_blob(s, 3), VL_DOCTOKEN_BYTES);
+        }
+        p->in.op = (enum vl_intent_op)sqlite3_column_int(s, 4);
+        p->in.old_version = sqlite3_column_int64(s, 5);
+        p->in.version = sqlite3_column_int64(s, 6);
+        p->in.seq = (uint64_t)sqlite3_column_int64(s, 7);
+        if (sqlite3_column_bytes(s, 8) == VL_DIGEST_BYTES) {
+            memcpy(p->in.digest, sqlite3_column_blob(s, 8), VL_DIGEST_BYTES);
+        }
+        for (int k = 0; k < 2; k++) {
+            struct vl_bytes *b = k == 0 ? &p->in.payload : &p->in.trusted_part;
+            b->n = (size_t)sqlite3_column_bytes(s, 9 + k);
+            b->p = malloc(b->n ? b->n : 1);
+            if (b->p != NULL && b->n > 0) {
+                memcpy(b->p, sqlite3_column_blob(s, 9 + k), b->n);
+            }
+        }
+        if (p->coll == NULL || p->in.payload.p == NULL || p->in.trusted_part.p == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+        }
+    }
+    if (rc == VEIL_OK && r != SQLITE_DONE) {
+        rc = db_err(t, r, "intents pending");
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    for (size_t i = 0; i < len; i++) {
+        if (rc == VEIL_OK) {
+            rc = fn(ctx, v[i].tenant, v[i].coll, &v[i].in);
+        }
+        free(v[i].coll);
+        free(v[i].in.payload.p);
+        free(v[i].in.trusted_part.p);
+    }
+    free(v);
+    return rc;
+}
+

@@ -1,0 +1,127 @@
+/*
+ * trusted.h: the trusted state (DESIGN.md "Writes, crashes and freshness"). It lives in the
+ * trusted domain, next to the keys: the key vault (wrapped tenant keys), tenants, hashed
+ * bearer tokens, policies, per-collection row sequence counters, and per document its
+ * current version, row sequence number and a digest of what was written for it, plus write
+ * intents. Reads check what a store returns against this state; writes go through intents
+ * so that a crash at any moment is finished at the next start-up.
+ *
+ * SQLite in WAL mode by default. Every function is one transaction and may be called from
+ * several threads.
+ */
+#ifndef VL_TRUSTED_H
+#define VL_TRUSTED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/status.h"
+
+struct vl_trusted;
+
+/* Opens (create: creates) the trusted state at url ("sqlite:trusted.db", relative to
+ * datadir). */
+veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
+                         struct vl_trusted **out, veil_status *st) VL_WUR;
+void vl_trusted_close(struct vl_trusted *t);
+
+/* ---- tenants and their wrapped keys ---- */
+struct vl_tenant_row {
+    int64_t id;
+    uint32_t key_version;
+    bool shredded;
+};
+veil_err vl_trusted_tenant_create(struct vl_trusted *t, const char *name,
+                                  const struct vl_bytes *wrapped_key, veil_status *st);
+/* VEIL_ERR_NOT_FOUND when there is no such tenant. */
+veil_err vl_trusted_tenant_find(struct vl_trusted *t, const char *name,
+                                struct vl_tenant_row *out);
+/* The wrapped key of (tenant, version); VEIL_ERR_NOT_FOUND when shredded or absent. */
+veil_err vl_trusted_tenant_key(struct vl_trusted *t, int64_t tenant, uint32_t version,
+                               struct vl_buf *wrapped);
+veil_err vl_trusted_tenant_list(struct vl_trusted *t, json_t **out);
+/* Deletes the tenant's wrapped keys, tokens' validity, and its documents' state; wipes the
+ * freed pages (secure_delete) and truncates the WAL so no copy of a wrapped key remains. */
+veil_err vl_trusted_tenant_shred(struct vl_trusted *t, int64_t tenant);
+
+/* ---- tokens ---- */
+veil_err vl_trusted_token_add(struct vl_trusted *t, const char *id, int64_t tenant,
+                              const char *role, const uint8_t hash[32]);
+/* VEIL_ERR_NOT_FOUND when absent, revoked or its tenant shredded. *tenant_name and *role
+ * are malloc'd. */
+veil_err vl_trusted_token_find(struct vl_trusted *t, const char *id, int64_t *tenant,
+                               char **tenant_name, char **role, uint8_t hash[32]);
+veil_err vl_trusted_token_revoke(struct vl_trusted *t, const char *id);
+
+/* ---- collections ---- */
+/* Stores a policy's canonical text: *created 1 if new, 0 if identical; VEIL_ERR_CONFLICT
+ * when a different one exists. */
+veil_err vl_trusted_collection_put(struct vl_trusted *t, int64_t tenant, const char *name,
+                                   const char *canonical, int *created);
+/* VEIL_ERR_NOT_FOUND when absent. *canonical is malloc'd. */
+veil_err vl_trusted_collection_get(struct vl_trusted *t, int64_t tenant, const char *name,
+                                   char **canonical);
+/* A malloc'd array of malloc'd names, sorted. */
+veil_err vl_trusted_collection_names(struct vl_trusted *t, int64_t tenant, char ***names,
+                                     size_t *n);
+/* Reserves n consecutive row sequence numbers of a collection; *first is the first. */
+veil_err vl_trusted_seq_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                uint64_t n, uint64_t *first);
+
+/* ---- documents ---- */
+#define VL_DIGEST_BYTES 32
+struct vl_docstate {
+    uint8_t doc[VL_DOCTOKEN_BYTES];
+    bool exists;   /* ever written (a deleted document still has its last version) */
+    bool live;     /* not deleted */
+    int64_t version;
+    uint64_t seq;
+    uint8_t digest[VL_DIGEST_BYTES];
+    /* A write still in flight (an unfinished intent): its version and digest. */
+    bool pending;
+    int64_t pending_version;
+    uint64_t pending_seq;
+    uint8_t pending_digest[VL_DIGEST_BYTES];
+    /* The fields kept in trusted state, current and in flight; owned (n = 0: none). */
+    struct vl_bytes part;
+    struct vl_bytes pending_part;
+};
+/* Fills states[i] for docs[i] (doc copied in); release with vl_docstates_free. */
+veil_err vl_trusted_docs_get(struct vl_trusted *t, int64_t tenant, const char *coll,
+                             const struct vl_bytes *docs, size_t n,
+                             struct vl_docstate *states);
+void vl_docstates_free(struct vl_docstate *states, size_t n);
+
+enum vl_intent_op { VL_INTENT_PUT = 1, VL_INTENT_DELETE = 2 };
+struct vl_intent {
+    int64_t id;                 /* set by begin */
+    enum vl_intent_op op;
+    uint8_t doc[VL_DOCTOKEN_BYTES];
+    int64_t old_version;        /* what the writer saw: 0 = never written */
+    int64_t version;            /* the new version */
+    uint64_t seq;
+    uint8_t digest[VL_DIGEST_BYTES];
+    struct vl_bytes payload;    /* what to (re)write to the stores; owned by the caller */
+    struct vl_bytes trusted_part; /* the fields kept in trusted state */
+};
+/* In one transaction: checks each document is still at old_version with no write in flight
+ * (VEIL_ERR_CONFLICT otherwise, and nothing is recorded), then records the intents. */
+veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                  struct vl_intent *in, size_t n);
+/* In one transaction: applies the intents to the document state (new version, seq,
+ * digest, trusted part; or deleted) and removes them. */
+veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                   const struct vl_intent *in, size_t n);
+/* Forgets intents whose store writes failed and left nothing behind. */
+veil_err vl_trusted_intents_abort(struct vl_trusted *t, const struct vl_intent *in, size_t n);
+/* Calls fn for every unfinished intent (start-up recovery). The intent's byte fields are
+ * only valid during the call. Stops at the first error fn returns. */
+typedef veil_err (*vl_intent_fn)(void *ctx, int64_t tenant, const char *coll,
+                                 const struct vl_intent *in);
+veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,874 @@
+/*
+ * test_store_sqlite.c: the store dispatcher and the SQLite driver, against real files in a
+ * temporary directory: round trips, token replacement, find with paging, large batches,
+ * bad names, threads, unavailability, reopening, and that deleted ciphertext leaves no
+ * trace in the database, WAL or shared-memory files.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+#include "testutil.h"
+
+#define T1 "0123456789abcdef0123456789abcdef"
+#define T2 "fedcba9876543210fedcba9876543210"
+
+struct fx {
+    char *dir;
+    struct vl_store *s;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->dir = tu_tempdir();
+    veil_status st;
+    assert_int_equal(vl_store_open("sqlite:cloud/cloud.db", f->dir, &f->s, &st), VEIL_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    vl_store_close(f->s);
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Document token i: big-endian i first, so numeric order is byte order. */
+static void mkdoc(uint8_t d[VL_DOCTOKEN_BYTES], uint32_t i)
+{
+    memset(d, 0xa5, VL_DOCTOKEN_BYTES);
+    d[0] = (uint8_t)(i >> 24);
+    d[1] = (uint8_t)(i >> 16);
+    d[2] = (uint8_t)(i >> 8);
+    d[3] = (uint8_t)i;
+}
+
+static void mkcol(uint8_t c[VL_COL_BYTES], uint8_t v)
+{
+    memset(c, v, VL_COL_BYTES);
+}
+
+/* A batch of rows built by the tests; every pointer is owned here. */
+struct batch {
+    struct vl_row *rows;
+    uint8_t (*docs)[VL_DOCTOKEN_BYTES];
+    size_t n;
+};
+
+static void batch_init(struct batch *b, size_t n)
+{
+    b->rows = calloc(n, sizeof(*b->rows));
+    b->docs = calloc(n, sizeof(*b->docs));
+    assert_non_null(b->rows);
+    assert_non_null(b->docs);
+    b->n = n;
+}
+
+/* Row i: doc mkdoc(id), blob text, tokens given as (col byte, token string) pairs. */
+static void batch_set(struct batch *b, size_t i, uint32_t id, uint64_t seq, const char *blob,
+                      size_t ntok, ...)
+{
+    struct vl_row *r = &b->rows[i];
+    mkdoc(b->docs[i], id);
+    r->doc.p = b->docs[i];
+    r->doc.n = VL_DOCTOKEN_BYTES;
+    r->seq = seq;
+    r->blob.n = strlen(blob);
+    r->blob.p = (uint8_t *)strdup(blob);
+    r->tokens = calloc(ntok ? ntok : 1, sizeof(*r->tokens));
+    r->ntokens = ntok;
+    va_list ap;
+    va_start(ap, ntok);
+    for (size_t j = 0; j < ntok; j++) {
+        int col = va_arg(ap, int);
+        const char *tok = va_arg(ap, const char *);
+        mkcol(r->tokens[j].col, (uint8_t)col);
+        r->tokens[j].tok.p = (uint8_t *)strdup(tok);
+        r->tokens[j].tok.n = strlen(tok);
+    }
+    va_end(ap);
+}
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->rows[i].blob.p);
+        for (size_t j = 0; j < b->rows[i].ntokens; j++) {
+            free(b->rows[i].tokens[j].tok.p);
+        }
+        free(b->rows[i].tokens);
+    }
+    free(b->rows);
+    free(b->docs);
+}
+
+static struct vl_bytes docref(uint8_t d[VL_DOCTOKEN_BYTES])
+{
+    struct vl_bytes b = {d, VL_DOCTOKEN_BYTES};
+    return b;
+}
+
+static veil_err put(struct vl_store *s, const char *t, struct batch *b)
+{
+    return s->ops->put_rows(s, t, b->rows, b->n);
+}
+
+static veil_err put1(struct vl_store *s, const char *t, uint32_t id, uint64_t seq,
+                     const char *blob, uint8_t col, const char *tok)
+{
+    struct batch b;
+    batch_init(&b, 1);
+    batch_set(&b, 0, id, seq, blob, 1, col, tok);
+    veil_err rc = put(s, t, &b);
+    batch_free(&b);
+    return rc;
+}
+
+/* find with one term on `col` over the given NULL-terminated tokens. */
+static veil_err find_toks(struct vl_store *s, const char *t, uint8_t col, const char **toks,
+                          const uint8_t *after, size_t limit, struct vl_doclist *out)
+{
+    struct vl_bytes tb[16];
+    size_t n = 0;
+    for (; toks[n] != NULL; n++) {
+        tb[n].p = (uint8_t *)toks[n];
+        tb[n].n = strlen(toks[n]);
+    }
+    struct vl_pred_term term = {.toks = tb, .ntoks = n};
+    mkcol(term.col, col);
+    struct vl_pred pred = {&term, 1};
+    return s->ops->find(s, t, &pred, after, limit, out);
+}
+
+static uint32_t docid(const uint8_t d[VL_DOCTOKEN_BYTES])
+{
+    return (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+}
+
+static const struct vl_row *row_of(const struct vl_rows *r, uint32_t id)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->rows[i].doc.n == VL_DOCTOKEN_BYTES && docid(r->rows[i].doc.p) == id) {
+            return &r->rows[i];
+        }
+    }
+    return NULL;
+}
+
+static void assert_blob(const struct vl_row *row, const char *blob)
+{
+    assert_non_null(row);
+    assert_int_equal(row->blob.n, strlen(blob));
+    assert_memory_equal(row->blob.p, blob, row->blob.n);
+}
+
+/* ---- tests ---- */
+
+static void test_dispatch(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    struct vl_store *s = NULL;
+    veil_status st;
+    assert_int_equal(vl_store_open("mongodb://h/db", dir, &s, &st), VEIL_ERR_BAD_REQUEST);
+    assert_non_null(strstr(st.message, "sqlite"));
+    assert_non_null(strstr(st.message, "mongodb"));
+    assert_null(s);
+    assert_int_equal(vl_store_open("cloud.db", dir, &s, &st), VEIL_ERR_BAD_REQUEST);
+    assert_non_null(strstr(st.message, "sqlite"));
+    assert_int_equal(vl_store_open("SQLITE:x.db", dir, &s, &st), VEIL_ERR_BAD_REQUEST);
+    assert_int_equal(vl_store_open("sqlite:", dir, &s, &st), VEIL_ERR_BAD_REQUEST);
+
+    /* a relative path lands under datadir, with private parent directories */
+    assert_int_equal(vl_store_open("sqlite:a/b/c.db", dir, &s, &st), VEIL_OK);
+    assert_ptr_equal(s->ops, &vl_store_sqlite_ops);
+    assert_int_equal(s->ops->ping(s), VEIL_OK);
+    vl_store_close(s);
+    char path[1024];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/a/b", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    snprintf(path, sizeof(path), "%s/a/b/c.db", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0077, 0);
+
+    /* an absolute path ignores datadir */
+    char url[1100];
+    snprintf(url, sizeof(url), "sqlite:%s/abs.db", dir);
+    assert_int_equal(vl_store_open(url, "/nonexistent-datadir", &s, &st), VEIL_OK);
+    vl_store_close(s);
+    snprintf(path, sizeof(path), "%s/abs.db", dir);
+    assert_int_equal(stat(path, &sb), 0);
+
+    vl_store_close(NULL);
+    vl_rows_free(NULL);
+    vl_doclist_free(NULL);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct batch b;
+    struct vl_rows r;
+    struct vl_doclist l;
+    const char *old_tok[] = {"old", NULL};
+    const char *new_tok[] = {"new", NULL};
+    const char *two_tok[] = {"two", NULL};
+
+    assert_int_equal(s->ops->ensure_table(s, T1), VEIL_OK);
+    assert_int_equal(s->ops->ensure_table(s, T1), VEIL_OK);
+    batch_init(&b, 3);
+    batch_set(&b, 0, 1, 10, "blob-one", 2, 1, "old", 2, "r1");
+    batch_set(&b, 1, 2, UINT64_MAX, "blob-two", 1, 1, "two");
+    batch_set(&b, 2, 3, 0, "", 0);
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+
+    uint8_t absent[VL_DOCTOKEN_BYTES];
+    mkdoc(absent, 99);
+    struct vl_bytes want[4] = {docref(b.docs[0]), docref(b.docs[1]), docref(b.docs[2]),
+                               docref(absent)};
+    assert_int_equal(s->ops->get_rows(s, T1, want, 4, &r), VEIL_OK);
+    assert_int_equal(r.n, 3);
+    assert_blob(row_of(&r, 1), "blob-one");
+    assert_int_equal(row_of(&r, 1)->seq, 10);
+    assert_blob(row_of(&r, 2), "blob-two");
+    assert_true(row_of(&r, 2)->seq == UINT64_MAX);
+    assert_blob(row_of(&r, 3), "");
+    assert_non_null(row_of(&r, 3)->blob.p);
+    assert_null(row_of(&r, 1)->tokens);
+    vl_rows_free(&r);
+    assert_null(r.rows);
+
+    /* replace row 1: new blob, new seq, and its old tokens are gone */
+    assert_int_equal(put1(s, T1, 1, 11, "blob-one-v2", 1, "new"), VEIL_OK);
+    assert_int_equal(s->ops->get_rows(s, T1, want, 1, &r), VEIL_OK);
+    assert_int_equal(r.n, 1);
+    assert_blob(row_of(&r, 1), "blob-one-v2");
+    assert_int_equal(r.rows[0].seq, 11);
+    vl_rows_free(&r);
+    assert_int_equal(find_toks(s, T1, 1, old_tok, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+    const char *r1[] = {"r1", NULL};
+    assert_int_equal(find_toks(s, T1, 2, r1, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+    assert_int_equal(find_toks(s, T1, 1, new_tok, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(docid(l.docs[0]), 1);
+    vl_doclist_free(&l);
+
+    /* delete row 2 (and an absent one): row and tokens go */
+    struct vl_bytes del[2] = {want[1], want[3]};
+    assert_int_equal(s->ops->delete_rows(s, T1, del, 2), VEIL_OK);
+    assert_int_equal(s->ops->get_rows(s, T1, want, 4, &r), VEIL_OK);
+    assert_int_equal(r.n, 2);
+    assert_null(row_of(&r, 2));
+    vl_rows_free(&r);
+    assert_int_equal(find_toks(s, T1, 1, two_tok, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+    assert_int_equal(s->ops->delete_rows(s, T1, del, 2), VEIL_OK);
+    assert_int_equal(s->ops->delete_rows(s, T1, del, 0), VEIL_OK);
+    assert_int_equal(s->ops->put_rows(s, T1, NULL, 0), VEIL_OK);
+    assert_int_equal(s->ops->get_rows(s, T1, want, 0, &r), VEIL_OK);
+    assert_int_equal(r.n, 0);
+
+    /* tables are independent */
+    assert_int_equal(s->ops->get_rows(s, T2, want, 4, &r), VEIL_OK);
+    assert_int_equal(r.n, 0);
+    vl_rows_free(&r);
+    batch_free(&b);
+}
+
+static void test_missing_table(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct vl_rows r;
+    struct vl_doclist l;
+    const char *x[] = {"x", NULL};
+    uint8_t d[VL_DOCTOKEN_BYTES];
+    mkdoc(d, 1);
+    struct vl_bytes want = docref(d);
+
+    assert_int_equal(s->ops->get_rows(s, T2, &want, 1, &r), VEIL_OK);
+    assert_int_equal(r.n, 0);
+    vl_rows_free(&r);
+    assert_int_equal(find_toks(s, T2, 1, x, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+    assert_int_equal(s->ops->delete_rows(s, T2, &want, 1), VEIL_OK);
+    assert_int_equal(s->ops->drop_table(s, T2), VEIL_OK);
+    /* put creates the table */
+    assert_int_equal(put1(s, T2, 1, 1, "b", 1, "x"), VEIL_OK);
+    assert_int_equal(find_toks(s, T2, 1, x, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    vl_doclist_free(&l);
+    /* dropped, then written again: recreated */
+    assert_int_equal(s->ops->ensure_table(s, T2), VEIL_OK);
+    assert_int_equal(s->ops->drop_table(s, T2), VEIL_OK);
+    assert_int_equal(s->ops->get_rows(s, T2, &want, 1, &r), VEIL_OK);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(put1(s, T2, 1, 1, "b", 1, "x"), VEIL_OK);
+    assert_int_equal(s->ops->get_rows(s, T2, &want, 1, &r), VEIL_OK);
+    assert_int_equal(r.n, 1);
+    vl_rows_free(&r);
+}
+
+static void test_find(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct batch b;
+    struct vl_doclist l;
+    /* ids 0..9; column 1: "even"/"odd"; column 2: "lo" for id < 5, "hi" otherwise;
+     * column 3: a range-like set with duplicates */
+    batch_init(&b, 10);
+    for (uint32_t i = 0; i < 10; i++) {
+        uint32_t id = 9 - i; /* inserted in reverse to show the order is the store's */
+        batch_set(&b, i, id, id, "x", 5, 1, id % 2 ? "odd" : "even", 2, id < 5 ? "lo" : "hi",
+                  3, "r", 3, "r", 3, id % 3 == 0 ? "r3" : "r");
+    }
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    batch_free(&b);
+
+    /* no terms: every row, in byte order */
+    struct vl_pred all = {NULL, 0};
+    assert_int_equal(s->ops->find(s, T1, &all, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 10);
+    for (size_t i = 0; i < l.n; i++) {
+        assert_int_equal(docid(l.docs[i]), i);
+    }
+    vl_doclist_free(&l);
+
+    /* one term */
+    const char *odd[] = {"odd", NULL};
+    assert_int_equal(find_toks(s, T1, 1, odd, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 5);
+    for (size_t i = 0; i < l.n; i++) {
+        assert_int_equal(docid(l.docs[i]), 2 * i + 1);
+    }
+    vl_doclist_free(&l);
+
+    /* OR within a term; an unknown token adds nothing; same token in another column none */
+    const char *either[] = {"odd", "even", "nope", NULL};
+    assert_int_equal(find_toks(s, T1, 1, either, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 10);
+    vl_doclist_free(&l);
+    assert_int_equal(find_toks(s, T1, 2, odd, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+
+    /* duplicates in a range column: each document once */
+    const char *r[] = {"r", NULL};
+    assert_int_equal(find_toks(s, T1, 3, r, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 10);
+    vl_doclist_free(&l);
+
+    /* several terms: odd AND hi AND (r3) -> 9 */
+    struct vl_bytes t_odd = {(uint8_t *)"odd", 3}, t_hi = {(uint8_t *)"hi", 2},
+                    t_r3[2] = {{(uint8_t *)"r3", 2}, {(uint8_t *)"zz", 2}};
+    struct vl_pred_term terms[3] = {{.toks = &t_odd, .ntoks = 1}, {.toks = &t_hi, .ntoks = 1},
+                                    {.toks = t_r3, .ntoks = 2}};
+    mkcol(terms[0].col, 1);
+    mkcol(terms[1].col, 2);
+    mkcol(terms[2].col, 3);
+    struct vl_pred p3 = {terms, 3};
+    assert_int_equal(s->ops->find(s, T1, &p3, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(docid(l.docs[0]), 9);
+    vl_doclist_free(&l);
+    struct vl_pred p2 = {terms, 2}; /* odd AND hi -> 5, 7, 9 */
+    assert_int_equal(s->ops->find(s, T1, &p2, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(docid(l.docs[0]), 5);
+    assert_int_equal(docid(l.docs[2]), 9);
+    vl_doclist_free(&l);
+
+    /* a term with no tokens matches nothing */
+    struct vl_pred_term none = {.toks = NULL, .ntoks = 0};
+    struct vl_pred pn = {&none, 1};
+    assert_int_equal(s->ops->find(s, T1, &pn, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+
+    /* paging with after and limit */
+    uint32_t seen = 0;
+    uint8_t after[VL_DOCTOKEN_BYTES];
+    const uint8_t *ap = NULL;
+    for (int page = 0; page < 10; page++) {
+        assert_int_equal(s->ops->find(s, T1, &all, ap, 3, &l), VEIL_OK);
+        if (l.n == 0) {
+            vl_doclist_free(&l);
+            break;
+        }
+        assert_true(l.n <= 3);
+        for (size_t i = 0; i < l.n; i++) {
+            assert_int_equal(docid(l.docs[i]), seen++);
+        }
+        memcpy(after, l.docs[l.n - 1], VL_DOCTOKEN_BYTES);
+        ap = after;
+        vl_doclist_free(&l);
+    }
+    assert_int_equal(seen, 10);
+    mkdoc(after, 6);
+    assert_int_equal(find_toks(s, T1, 1, odd, after, 1, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(docid(l.docs[0]), 7);
+    vl_doclist_free(&l);
+    assert_int_equal(s->ops->find(s, T1, &all, NULL, 0, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+}
+
+/* Byte order, not insertion or numeric order, over random document tokens. */
+static void test_find_byte_order(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 300 };
+    struct batch b;
+    struct vl_doclist l;
+    batch_init(&b, N);
+    srand(7);
+    for (size_t i = 0; i < N; i++) {
+        batch_set(&b, i, 0, i, "x", 1, 1, "k");
+        for (size_t j = 0; j < VL_DOCTOKEN_BYTES; j++) {
+            b.docs[i][j] = (uint8_t)rand();
+        }
+        b.docs[i][0] = (uint8_t)(i % 2 ? 0xff : 0x00); /* high bit matters (unsigned) */
+    }
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    const char *k[] = {"k", NULL};
+    size_t got = 0;
+    uint8_t last[VL_DOCTOKEN_BYTES];
+    const uint8_t *ap = NULL;
+    for (;;) {
+        assert_int_equal(find_toks(s, T1, 1, k, ap, 37, &l), VEIL_OK);
+        if (l.n == 0) {
+            vl_doclist_free(&l);
+            break;
+        }
+        for (size_t i = 0; i < l.n; i++) {
+            if (got > 0) {
+                assert_true(memcmp(last, l.docs[i], VL_DOCTOKEN_BYTES) < 0);
+            }
+            memcpy(last, l.docs[i], VL_DOCTOKEN_BYTES);
+            got++;
+        }
+        ap = last;
+        vl_doclist_free(&l);
+    }
+    assert_int_equal(got, N);
+    batch_free(&b);
+}
+
+static void test_many_rows(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 5000 };
+    struct batch b;
+    struct vl_rows r;
+    struct vl_doclist l;
+    batch_init(&b, N);
+    for (uint32_t i = 0; i < N; i++) {
+        char blob[32];
+        snprintf(blob, sizeof(blob), "blob-%u", i);
+        batch_set(&b, i, i, i, blob, 3, 1, i % 2 ? "odd" : "even", 2, "all", 3,
+                  i % 10 == 0 ? "tenth" : "other");
+    }
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+
+    /* 1234 gets cross several IN batches */
+    struct vl_bytes *want = calloc(N, sizeof(*want));
+    assert_non_null(want);
+    for (size_t i = 0; i < 1234; i++) {
+        want[i] = docref(b.docs[i * 4]);
+    }
+    assert_int_equal(s->ops->get_rows(s, T1, want, 1234, &r), VEIL_OK);
+    assert_int_equal(r.n, 1234);
+    assert_blob(row_of(&r, 4 * 1000), "blob-4000");
+    vl_rows_free(&r);
+
+    const char *all[] = {"all", NULL};
+    assert_int_equal(find_toks(s, T1, 2, all, NULL, 100000, &l), VEIL_OK);
+    assert_int_equal(l.n, N);
+    vl_doclist_free(&l);
+    const char *tenth[] = {"tenth", NULL};
+    assert_int_equal(find_toks(s, T1, 3, tenth, NULL, 100000, &l), VEIL_OK);
+    assert_int_equal(l.n, N / 10);
+    vl_doclist_free(&l);
+
+    for (size_t i = 0; i < N / 2; i++) {
+        want[i] = docref(b.docs[2 * i]); /* the even ones */
+    }
+    assert_int_equal(s->ops->delete_rows(s, T1, want, N / 2), VEIL_OK);
+    assert_int_equal(find_toks(s, T1, 2, all, NULL, 100000, &l), VEIL_OK);
+    assert_int_equal(l.n, N / 2);
+    vl_doclist_free(&l);
+    const char *even[] = {"even", NULL};
+    assert_int_equal(find_toks(s, T1, 1, even, NULL, 100000, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+    free(want);
+    batch_free(&b);
+}
+
+/* A term with more tokens than SQLite binds at once goes through the temp table. */
+static void test_find_huge_term(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { NT = 40000 };
+    struct vl_doclist l;
+    assert_int_equal(put1(s, T1, 1, 1, "a", 1, "tok-00017"), VEIL_OK);
+    assert_int_equal(put1(s, T1, 2, 2, "b", 1, "tok-39999"), VEIL_OK);
+    assert_int_equal(put1(s, T1, 3, 3, "c", 1, "elsewhere"), VEIL_OK);
+    char (*txt)[16] = calloc(NT, sizeof(*txt));
+    struct vl_bytes *toks = calloc(NT, sizeof(*toks));
+    assert_non_null(txt);
+    assert_non_null(toks);
+    for (size_t i = 0; i < NT; i++) {
+        snprintf(txt[i], sizeof(txt[i]), "tok-%05zu", i);
+        toks[i].p = (uint8_t *)txt[i];
+        toks[i].n = strlen(txt[i]);
+    }
+    struct vl_bytes two = {(uint8_t *)"tok-39999", 9};
+    struct vl_pred_term terms[2] = {{.toks = toks, .ntoks = NT}, {.toks = &two, .ntoks = 1}};
+    mkcol(terms[0].col, 1);
+    mkcol(terms[1].col, 1);
+    struct vl_pred p1 = {terms, 1};
+    assert_int_equal(s->ops->find(s, T1, &p1, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(docid(l.docs[0]), 1);
+    assert_int_equal(docid(l.docs[1]), 2);
+    vl_doclist_free(&l);
+    struct vl_pred p2 = {terms, 2};
+    assert_int_equal(s->ops->find(s, T1, &p2, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(docid(l.docs[0]), 2);
+    vl_doclist_free(&l);
+    /* the temp table does not keep one call's tokens for the next */
+    struct vl_bytes other = {(uint8_t *)"elsewhere", 9};
+    struct vl_pred_term t3 = {.toks = &other, .ntoks = 1};
+    mkcol(t3.col, 1);
+    struct vl_pred p3 = {&t3, 1};
+    assert_int_equal(s->ops->find(s, T1, &p3, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(docid(l.docs[0]), 3);
+    vl_doclist_free(&l);
+    free(toks);
+    free(txt);
+}
+
+static void test_bad_names(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    const char *bad[] = {"", "ABCDEF", "0123g", "r_01", "01; DROP TABLE x", "01\"", "0 1",
+                         "00000000000000000000000000000000000000000000000000000000000000000"};
+    uint8_t d[VL_DOCTOKEN_BYTES];
+    mkdoc(d, 1);
+    struct vl_bytes want = docref(d);
+    struct vl_rows r = {NULL, 0};
+    struct vl_doclist l = {NULL, 0};
+    struct vl_pred all = {NULL, 0};
+    struct batch b;
+    batch_init(&b, 1);
+    batch_set(&b, 0, 1, 1, "x", 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_not_equal(s->ops->ensure_table(s, bad[i]), VEIL_OK);
+        assert_int_not_equal(s->ops->drop_table(s, bad[i]), VEIL_OK);
+        assert_int_not_equal(put(s, bad[i], &b), VEIL_OK);
+        assert_int_not_equal(s->ops->get_rows(s, bad[i], &want, 1, &r), VEIL_OK);
+        assert_int_not_equal(s->ops->delete_rows(s, bad[i], &want, 1), VEIL_OK);
+        assert_int_not_equal(s->ops->find(s, bad[i], &all, NULL, 10, &l), VEIL_OK);
+    }
+    assert_int_not_equal(s->ops->ensure_table(s, NULL), VEIL_OK);
+    /* 64 hex characters is the longest allowed */
+    assert_int_equal(s->ops->ensure_table(s, T1 T1), VEIL_OK);
+    /* a document token of the wrong length is refused, and nothing is written */
+    struct batch b2;
+    batch_init(&b2, 2);
+    batch_set(&b2, 0, 1, 1, "x", 0);
+    batch_set(&b2, 1, 2, 1, "x", 0);
+    b2.rows[1].doc.n = VL_DOCTOKEN_BYTES - 1;
+    assert_int_equal(put(s, T1, &b2), VEIL_ERR_INTERNAL);
+    assert_int_equal(s->ops->get_rows(s, T1, &want, 1, &r), VEIL_OK);
+    assert_int_equal(r.n, 0);
+    batch_free(&b2);
+    batch_free(&b);
+}
+
+struct worker {
+    struct vl_store *s;
+    uint32_t base;
+    int errors;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    struct vl_store *s = w->s;
+    char tok[32];
+    snprintf(tok, sizeof(tok), "w%u", w->base);
+    for (uint32_t i = 0; i < 150; i++) {
+        uint32_t id = w->base + i;
+        struct batch b;
+        batch_init(&b, 2);
+        batch_set(&b, 0, id, i, "payload", 2, 1, tok, 2, "shared");
+        batch_set(&b, 1, id + 100000, i, "payload2", 1, 2, "shared");
+        w->errors += put(s, T1, &b) != VEIL_OK;
+        struct vl_bytes want = docref(b.docs[0]);
+        struct vl_rows r;
+        if (s->ops->get_rows(s, T1, &want, 1, &r) != VEIL_OK || r.n != 1) {
+            w->errors++;
+        }
+        vl_rows_free(&r);
+        struct vl_doclist l;
+        const char *toks[] = {tok, NULL};
+        if (find_toks(s, T1, 1, toks, NULL, 1000, &l) != VEIL_OK || l.n != i + 1) {
+            w->errors++;
+        }
+        vl_doclist_free(&l);
+        const char *sh[] = {"shared", NULL};
+        w->errors += find_toks(s, T1, 2, sh, NULL, 50, &l) != VEIL_OK;
+        vl_doclist_free(&l);
+        struct vl_bytes gone = docref(b.docs[1]);
+        w->errors += s->ops->delete_rows(s, T1, &gone, 1) != VEIL_OK;
+        w->errors += s->ops->ensure_table(s, T2) != VEIL_OK;
+        w->errors += s->ops->ping(s) != VEIL_OK;
+        batch_free(&b);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    struct fx *f = *state;
+    enum { NTH = 4 };
+    pthread_t th[NTH];
+    struct worker w[NTH];
+    for (int i = 0; i < NTH; i++) {
+        w[i] = (struct worker){f->s, (uint32_t)(i + 1) * 1000, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i < NTH; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].errors, 0);
+    }
+    struct vl_pred all = {NULL, 0};
+    struct vl_doclist l;
+    assert_int_equal(f->s->ops->find(f->s, T1, &all, NULL, 100000, &l), VEIL_OK);
+    assert_int_equal(l.n, NTH * 150);
+    vl_doclist_free(&l);
+}
+
+static void test_unavailable(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    char path[1024];
+    struct vl_store *s = NULL;
+    veil_status st;
+    /* a parent that is a regular file: unopenable even for root */
+    snprintf(path, sizeof(path), "%s/plain", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("not a directory", fp);
+    fclose(fp);
+    assert_int_equal(vl_store_open("sqlite:plain/cloud.db", dir, &s, &st),
+                     VEIL_ERR_STORE_UNAVAILABLE);
+    assert_non_null(strstr(st.message, "sqlite:plain/cloud.db"));
+    assert_null(s);
+    assert_int_equal(vl_store_open("sqlite:plain/sub/cloud.db", dir, &s, &st),
+                     VEIL_ERR_STORE_UNAVAILABLE);
+    /* a directory where the file should be */
+    snprintf(path, sizeof(path), "%s/isdir.db", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(vl_store_open("sqlite:isdir.db", dir, &s, &st),
+                     VEIL_ERR_STORE_UNAVAILABLE);
+    /* a file that is not a database */
+    snprintf(path, sizeof(path), "%s/junk.db", dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 512; i++) {
+        fputs("this is not an SQLite database at all ", fp);
+    }
+    fclose(fp);
+    assert_int_equal(vl_store_open("sqlite:junk.db", dir, &s, &st),
+                     VEIL_ERR_STORE_UNAVAILABLE);
+    assert_null(strstr(st.message, "this is not"));
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Another process holding the write lock: writes time out as unavailable (after the busy
+ * timeout, a few seconds), reads carry on (WAL). */
+static void test_busy(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    char path[1024];
+    sqlite3 *other = NULL;
+    assert_int_equal(put1(s, T1, 1, 1, "one", 1, "x"), VEIL_OK);
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    assert_int_equal(put1(s, T1, 2, 2, "two", 1, "x"), VEIL_ERR_STORE_UNAVAILABLE);
+    uint8_t d[2][VL_DOCTOKEN_BYTES];
+    mkdoc(d[0], 1);
+    mkdoc(d[1], 2);
+    struct vl_bytes want[2] = {docref(d[0]), docref(d[1])};
+    struct vl_rows r;
+    assert_int_equal(s->ops->get_rows(s, T1, want, 2, &r), VEIL_OK);
+    assert_int_equal(r.n, 1);
+    vl_rows_free(&r);
+
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(put1(s, T1, 2, 2, "two", 1, "x"), VEIL_OK);
+    assert_int_equal(s->ops->get_rows(s, T1, want, 2, &r), VEIL_OK);
+    assert_int_equal(r.n, 2);
+    vl_rows_free(&r);
+}
+
+static void test_reopen(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    struct vl_rows r;
+    struct vl_doclist l;
+    assert_int_equal(f->s->ops->ensure_table(f->s, T1), VEIL_OK);
+    assert_int_equal(put1(f->s, T1, 5, 55, "kept", 1, "tok"), VEIL_OK);
+    vl_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(vl_store_open("sqlite:cloud/cloud.db", f->dir, &f->s, &st), VEIL_OK);
+    uint8_t d[VL_DOCTOKEN_BYTES];
+    mkdoc(d, 5);
+    struct vl_bytes want = docref(d);
+    assert_int_equal(f->s->ops->get_rows(f->s, T1, &want, 1, &r), VEIL_OK);
+    assert_int_equal(r.n, 1);
+    assert_blob(&r.rows[0], "kept");
+    assert_int_equal(r.rows[0].seq, 55);
+    vl_rows_free(&r);
+    const char *tok[] = {"tok", NULL};
+    assert_int_equal(find_toks(f->s, T1, 1, tok, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    vl_doclist_free(&l);
+}
+
+/* Whether `pat` occurs in any of the store's files. */
+static int on_disk(const char *dir, const uint8_t *pat, size_t n)
+{
+    static const char *sfx[] = {"", "-wal", "-shm"};
+    int found = 0;
+    for (size_t i = 0; i < 3; i++) {
+        char path[1024];
+        size_t len = 0;
+        snprintf(path, sizeof(path), "%s/cloud/cloud.db%s", dir, sfx[i]);
+        char *data = tu_read_file(path, &len);
+        if (data != NULL && memmem(data, len, pat, n) != NULL) {
+            found = 1;
+        }
+        free(data);
+    }
+    return found;
+}
+
+static void mkpattern(uint8_t p[64], uint8_t salt)
+{
+    for (int i = 0; i < 64; i++) {
+        p[i] = (uint8_t)(0x9e ^ (i * 37) ^ salt);
+    }
+}
+
+static void test_secure_delete(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    uint8_t secret[64], dropped[64];
+    mkpattern(secret, 0x11);
+    mkpattern(dropped, 0x77);
+
+    /* neighbours that stay, so the pages are reused rather than emptied */
+    struct batch b;
+    batch_init(&b, 200);
+    for (uint32_t i = 0; i < 200; i++) {
+        batch_set(&b, i, 1000 + i, i, "a neighbour that stays in the table", 1, 1, "n");
+    }
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    assert_int_equal(put(s, T2, &b), VEIL_OK);
+    batch_free(&b);
+
+    struct vl_token tk = {.tok = {(uint8_t *)"secret-token", 12}};
+    mkcol(tk.col, 1);
+    uint8_t d1[VL_DOCTOKEN_BYTES], d2[VL_DOCTOKEN_BYTES];
+    mkdoc(d1, 1);
+    mkdoc(d2, 2);
+    struct vl_row r1 = {docref(d1), 1, {secret, 64}, &tk, 1};
+    struct vl_row r2 = {docref(d2), 2, {dropped, 64}, &tk, 1};
+    assert_int_equal(s->ops->put_rows(s, T1, &r1, 1), VEIL_OK);
+    assert_int_equal(s->ops->put_rows(s, T2, &r2, 1), VEIL_OK);
+    assert_true(on_disk(f->dir, secret, 64)); /* the probe can see it */
+    assert_true(on_disk(f->dir, dropped, 64));
+
+    /* delete the row, and drop a table holding the other */
+    struct vl_bytes del = docref(d1);
+    assert_int_equal(s->ops->delete_rows(s, T1, &del, 1), VEIL_OK);
+    assert_int_equal(s->ops->drop_table(s, T2), VEIL_OK);
+    assert_false(on_disk(f->dir, secret, 64));
+    assert_false(on_disk(f->dir, dropped, 64));
+    /* and the remaining table still works */
+    struct vl_doclist l;
+    const char *n[] = {"n", NULL};
+    assert_int_equal(find_toks(s, T1, 1, n, NULL, 1000, &l), VEIL_OK);
+    assert_int_equal(l.n, 200);
+    vl_doclist_free(&l);
+    vl_store_close(f->s);
+    f->s = NULL;
+    assert_false(on_disk(f->dir, secret, 64));
+    assert_false(on_disk(f->dir, dropped, 64));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_byte_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_huge_term, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test(test_unavailable),
+        cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secure_delete, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
