@@ -25,7 +25,7 @@ count() { # count NAME FILE RC
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 for t in "$build"/tests/unit/test_*; do
-    [ -x "$t" ] || continue
+    [ -f "$t" ] && [ -x "$t" ] || continue
     name=$(basename "$t")
     echo "# $name"
     CMOCKA_MESSAGE_OUTPUT=TAP "$t" >"$out/$name" 2>"$out/$name.err"

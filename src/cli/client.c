@@ -162,7 +162,7 @@ static int print_error(const struct call *c)
     }
     if (code != NULL) {
         if (field != NULL && field[0] != '\0') {
-            fprintf(stderr, "veil: %s: %s (field %s)\n", code, msg ? msg : "", field);
+            fprintf(stderr, "veil: %s: %s (%s)\n", code, msg ? msg : "", field);
         } else {
             fprintf(stderr, "veil: %s: %s\n", code, msg ? msg : "");
         }

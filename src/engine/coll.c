@@ -303,7 +303,7 @@ veil_err veil_collection_get(veil_session *s, const char *name, char **json_out,
     if (rc != VEIL_OK) {
         return rc;
     }
-    json_t *d = vl_policy_describe(c->policy);
+    json_t *d = vl_policy_describe_stores(c->policy, s->v->cfg.store_names[0]);
     char *text = d != NULL ? vl_json_text(d) : NULL;
     json_decref(d);
     if (text == NULL) {
@@ -326,7 +326,7 @@ veil_err veil_collection_list(veil_session *s, char **json_out, veil_status *st)
     for (size_t i = 0; i < n; i++) {
         const struct vl_coll *c = NULL;
         if (rc == VEIL_OK && (rc = vl_coll_get(s, names[i], &c, st)) == VEIL_OK) {
-            json_array_append_new(arr, vl_policy_describe(c->policy));
+            json_array_append_new(arr, vl_policy_describe_stores(c->policy, s->v->cfg.store_names[0]));
         }
         free(names[i]);
     }

@@ -274,7 +274,7 @@ static veil_err plan_cond(const struct vl_coll *c, const struct vl_role *role, c
                              "%s is not a field of the policy; it is stored under aead only "
                              "and cannot be filtered", path);
     }
-    if (role != NULL && !role->read_all && !vl_role_reads(role, path)) {
+    if (role != NULL && !vl_role_reads(role, path)) {
         return vl_status_set(st, VEIL_ERR_FORBIDDEN, path,
                              "the role may not filter on a field it cannot read");
     }

@@ -566,9 +566,27 @@ static veil_err bulk_flush(veil_session *s, const struct vl_coll *c, struct bulk
                            struct vl_buf *out)
 {
     veil_err rc = VEIL_OK;
-    if (b->n > 0) {
-        write_batch(s, c, b->items, b->n);
+    /* Lines that failed to parse stay in place (so answers keep the input's order) but
+     * take no part in the write. */
+    struct item *active = calloc(b->n ? b->n : 1, sizeof(*active));
+    size_t na = 0;
+    if (active == NULL) {
+        rc = VEIL_ERR_INTERNAL;
     }
+    for (size_t i = 0; active != NULL && i < b->n; i++) {
+        if (b->items[i].rc == VEIL_OK) {
+            active[na++] = b->items[i];
+        }
+    }
+    if (na > 0) {
+        write_batch(s, c, active, na);
+    }
+    for (size_t i = 0, k = 0; active != NULL && i < b->n; i++) {
+        if (b->items[i].rc == VEIL_OK) {
+            b->items[i] = active[k++];
+        }
+    }
+    free(active);
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
         if (rc == VEIL_OK) {
@@ -630,14 +648,22 @@ veil_err veil_bulk(veil_session *s, const char *coll, const char *ndjson, size_t
             lrc = check_id(id, &lst);
         }
         if (lrc != VEIL_OK) {
-            rc = bulk_line(&out, line, id, NULL, lrc, &lst);
-            json_decref(o);
+            struct item *it = &b->items[b->n];
+            memset(it, 0, sizeof(*it));
+            it->id = id != NULL ? strdup(id) : NULL;
+            it->rc = lrc;
+            it->st = lst;
+            b->docs[b->n] = o;
+            b->lines[b->n] = line;
+            if (++b->n == BULK_BATCH) {
+                rc = bulk_flush(s, c, b, &out);
+            }
             continue;
         }
         char *myid = id != NULL ? strdup(id) : generate_id();
         /* The same id twice in one batch: write what came first, then go on. */
         for (size_t i = 0; myid != NULL && i < b->n; i++) {
-            if (strcmp(b->items[i].id, myid) == 0) {
+            if (b->items[i].rc == VEIL_OK && strcmp(b->items[i].id, myid) == 0) {
                 rc = bulk_flush(s, c, b, &out);
                 break;
             }

@@ -100,25 +100,30 @@ static veil_err authenticate(struct vl_srv *srv, struct MHD_Connection *conn,
 {
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                 MHD_HTTP_HEADER_AUTHORIZATION);
+    veil_session *s = NULL;
+    veil_err rc = VEIL_OK;
     if (h == NULL) {
-        return vl_status_set(st, VEIL_ERR_UNAUTHENTICATED, NULL,
-                             "missing Authorization: Bearer token");
+        rc = vl_status_set(st, VEIL_ERR_UNAUTHENTICATED, NULL,
+                           "missing Authorization: Bearer token");
+        goto out;
     }
     if (strncasecmp(h, "Bearer ", 7) != 0) {
-        return vl_status_set(st, VEIL_ERR_UNAUTHENTICATED, NULL,
-                             "the Authorization header must be \"Bearer TOKEN\"");
+        rc = vl_status_set(st, VEIL_ERR_UNAUTHENTICATED, NULL,
+                           "the Authorization header must be \"Bearer TOKEN\"");
+        goto out;
     }
     h += 7;
     while (*h == ' ') {
         h++;
     }
-    veil_session *s = NULL;
-    veil_err rc = veil_session_authenticate(srv->vault, h, &s, st);
-    if (rc == VEIL_OK) {
-        rq->sess = s;
-    } else if (rc != VEIL_ERR_STORE_UNAVAILABLE && rc != VEIL_ERR_INTERNAL) {
+    rc = veil_session_authenticate(srv->vault, h, &s, st);
+    if (rc != VEIL_OK && rc != VEIL_ERR_STORE_UNAVAILABLE && rc != VEIL_ERR_INTERNAL) {
         /* One answer for every unknown, revoked or malformed token. */
         rc = vl_status_set(st, VEIL_ERR_UNAUTHENTICATED, NULL, "invalid or revoked token");
+    }
+out:
+    if (rc == VEIL_OK) {
+        rq->sess = s;
     }
     return rc;
 }

@@ -305,9 +305,11 @@ class Env:
         con = sqlite3.connect(self.cloud_db(), timeout=30)
         try:
             if blob is not None:
-                con.execute('UPDATE "%s" SET blob = ? WHERE doc = ?' % table, (blob, doc))
+                c = con.execute('UPDATE "%s" SET blob = ? WHERE doc = ?' % table, (blob, doc))
+                check(c.rowcount == 1, "attack on the blob hit %d rows" % c.rowcount)
             if seq is not None:
-                con.execute('UPDATE "%s" SET seq = ? WHERE doc = ?' % table, (seq, doc))
+                c = con.execute('UPDATE "%s" SET seq = ? WHERE doc = ?' % table, (seq, doc))
+                check(c.rowcount == 1, "attack on the seq hit %d rows" % c.rowcount)
             con.commit()
         finally:
             con.close()
