@@ -35,6 +35,12 @@ for t in "$build"/tests/unit/test_*; do
     count "$name" "$out/$name" "$rc"
 done
 
+echo "# checksrc"
+scripts/checksrc.sh >"$out/checksrc" 2>&1
+rc=$?
+sed "s/^/  /" "$out/checksrc"
+count checksrc "$out/checksrc" "$rc"
+
 if [ -f tests/e2e/run.py ]; then
     echo "# e2e"
     python3 tests/e2e/run.py --veil "$build/veil" >"$out/e2e" 2>"$out/e2e.err"
