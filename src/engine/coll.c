@@ -36,6 +36,10 @@ void vl_coll_free(struct vl_coll *c)
     fctx_free(&c->id);
     fctx_free(&c->rest);
     free(c->fields);
+    if (c->seq != NULL) {
+        pthread_mutex_destroy(&c->seq->mu);
+        free(c->seq);
+    }
     vl_secret_free(c->doc_key);
     vl_secret_free(c->cursor_key);
     vl_policy_free(c->policy);
@@ -153,7 +157,11 @@ static veil_err coll_build(veil_session *s, const char *name, const char *canoni
     c->doc_key = vl_secret_alloc(32);
     c->cursor_key = vl_secret_alloc(VL_AEAD_KEYBYTES);
     c->fields = calloc(c->policy->nfields ? c->policy->nfields : 1, sizeof(*c->fields));
-    if (c->doc_key == NULL || c->cursor_key == NULL || c->fields == NULL) {
+    c->seq = calloc(1, sizeof(*c->seq));
+    if (c->seq != NULL) {
+        pthread_mutex_init(&c->seq->mu, NULL);
+    }
+    if (c->doc_key == NULL || c->cursor_key == NULL || c->fields == NULL || c->seq == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
@@ -237,6 +245,28 @@ veil_err vl_coll_get(veil_session *s, const char *name, const struct vl_coll **o
     pthread_mutex_unlock(&v->mu);
     *out = c;
     return VEIL_OK;
+}
+
+veil_err vl_coll_seq_take(veil_vault *v, const struct vl_coll *c, uint64_t n,
+                          uint64_t *first)
+{
+    veil_err rc = VEIL_OK;
+    struct vl_seqblock *b = c->seq;
+    pthread_mutex_lock(&b->mu);
+    if (b->end - b->next < n) {
+        uint64_t want = n > VL_SEQ_BLOCK ? n : VL_SEQ_BLOCK, start = 0;
+        rc = vl_trusted_seq_reserve(v->trusted, c->tenant_id, c->name, want, &start);
+        if (rc == VEIL_OK) {
+            b->next = start;
+            b->end = start + want;
+        }
+    }
+    if (rc == VEIL_OK) {
+        *first = b->next;
+        b->next += n;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
 }
 
 void vl_coll_forget_tenant(veil_vault *v, int64_t tenant_id)

@@ -53,7 +53,17 @@ struct vl_fctx {
     uint8_t *mask_key;             /* secret, 32, only with mask: hash */
 };
 
-/* A registered collection with its keys, cached by the vault; immutable once built. */
+/* Row sequence numbers handed out from blocks reserved in trusted state, so that a write
+ * need not reserve its own in a transaction. A restart leaves a gap, which is harmless. */
+struct vl_seqblock {
+    pthread_mutex_t mu;
+    uint64_t next;
+    uint64_t end;
+};
+#define VL_SEQ_BLOCK 1024
+
+/* A registered collection with its keys, cached by the vault; immutable once built but for
+ * its sequence block, which has its own lock. */
 struct vl_coll {
     struct vl_coll *next;
     int64_t tenant_id;
@@ -67,7 +77,12 @@ struct vl_coll {
     struct vl_fctx *fields;        /* one per policy field, same order */
     struct vl_fctx id;             /* the document id */
     struct vl_fctx rest;           /* fields the policy does not list */
+    struct vl_seqblock *seq;
 };
+
+/* Takes n consecutive row sequence numbers for c; *first is the first. */
+veil_err vl_coll_seq_take(veil_vault *v, const struct vl_coll *c, uint64_t n,
+                          uint64_t *first) VL_WUR;
 
 struct veil_vault {
     char *datadir;

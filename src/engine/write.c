@@ -305,8 +305,7 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
             nput += it->doc != NULL;
         }
     }
-    if (nput > 0 && (rc = vl_trusted_seq_reserve(v->trusted, c->tenant_id, c->name, nput,
-                                                 &seq)) != VEIL_OK) {
+    if (nput > 0 && (rc = vl_coll_seq_take(v, c, nput, &seq)) != VEIL_OK) {
         for (size_t i = 0; i < n; i++) {
             item_fail(&items[i], rc, "the trusted state is unavailable");
         }

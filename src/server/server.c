@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +151,7 @@ static int begin(struct vl_srv *srv, struct MHD_Connection *conn, const char *ur
         }
     }
 
+    int now = 0;
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL) {
@@ -161,17 +163,20 @@ static int begin(struct vl_srv *srv, struct MHD_Connection *conn, const char *ur
                               "the body is over the limit of %zu bytes", srv->limits.max_body);
                 set_pending(rq, VEIL_ERR_TOO_LARGE, &st);
             }
-            return 1;
+            now = 1;
         }
     }
-    return 0;
+    return now;
 }
 
 static enum MHD_Result answer(struct vl_srv *srv, struct MHD_Connection *conn,
                               struct vl_req *rq, const struct vl_reply *r)
 {
-    rq->status = r->status;
-    return vl_reply_send(conn, r, atomic_load(&srv->stopping) != 0);
+    enum MHD_Result ret = vl_reply_send(conn, r, atomic_load(&srv->stopping) != 0);
+    if (ret == MHD_YES) {
+        rq->status = r->status;
+    }
+    return ret;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -256,7 +261,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         vl_log(VL_LOG_INFO, "%s %s - %.3fms (closed before an answer)", rq->method_name,
                pattern, secs * 1e3);
     }
-    veil_session_free(rq->sess);
+    if (rq->sess != NULL) {
+        veil_session_free(rq->sess);
+    }
     vl_buf_free(&rq->body);
     vl_reply_free(&rq->pending);
     free(rq);
@@ -369,6 +376,15 @@ int vl_server_run(veil_vault *v, const char *listen, volatile sig_atomic_t *stop
     int v6 = ss.ss_family == AF_INET6;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    /* The pool's threads inherit a mask without SIGTERM and SIGINT, so that those reach
+     * the calling thread, which is the one that watches *stop. */
+    sigset_t block;
+    sigset_t old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, &srv,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                          MHD_OPTION_THREAD_POOL_SIZE, pool_size(),
@@ -378,6 +394,7 @@ int vl_server_run(veil_vault *v, const char *listen, volatile sig_atomic_t *stop
                          MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                          MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (d == NULL) {
         fprintf(stderr, "veil: cannot listen on %s\n", listen);
         goto out;

@@ -18,7 +18,6 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
