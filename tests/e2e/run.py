@@ -184,6 +184,27 @@ def keep_alive_survives_errors(ctx):
 
 
 @test
+def raw_garbage_requests(ctx):
+    """Requests libmicrohttpd or our router must refuse without harm."""
+    cases = [b"GARBAGE\r\n\r\n", b"GET\r\n\r\n", b"GET /healthz HTTP/9.9\r\n\r\n",
+             b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+             b"GET /v1/collections/%/docs/x HTTP/1.1\r\nHost: x\r\n\r\n",
+             b"PUT /v1/collections/invoices/docs/x HTTP/1.1\r\nHost: x\r\n"
+             b"Content-Length: -5\r\n\r\n",
+             b"PUT /v1/collections/invoices/docs/x HTTP/1.1\r\nHost: x\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+             b"\x00\xff\xfe" * 100 + b"\r\n\r\n"]
+    for n, c in enumerate(cases):
+        try:
+            status, _, _ = ctx.srv.raw(c, timeout=10)
+        except OSError:
+            status = None
+        check(status is None or 400 <= status < 500 or status == 505,
+              "case %d answered %r" % (n, status))
+    ctx.healthy("raw garbage")
+
+
+@test
 def server_command_line(ctx):
     env = dict(os.environ)
     p = subprocess.run([ctx.veil, "server", "--help"], capture_output=True, text=True,

@@ -1,0 +1,121 @@
+/*
+ * main.c: bench_core, the benchmark program that bench/run.sh drives (SPEC section 8).
+ *
+ *   bench_core http   PHASE --url U --token T --docs F --out R [--threads N] [--batch B]
+ *                           [--queries Q]
+ *   bench_core sqlite PHASE --db FILE --docs F --out R [--threads N] [--batch B]
+ *                           [--queries Q]
+ *   bench_core inproc --data DIR --policy YAML --db FILE --docs F --out R
+ *   bench_core report --results R [--server-hwm KIB] [--commit C] [--build-type T]
+ *                     [--data-desc TEXT]
+ *
+ * PHASE is put, get, bulk or query. Each run appends result lines to R; `report` prints
+ * the markdown table. Exit status 0 on success, 1 on failure, 2 on a usage error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_core http|sqlite put|get|bulk|query [options]\n"
+            "       bench_core inproc [options]\n"
+            "       bench_core report --results FILE [options]\n"
+            "see bench/README.md\n");
+}
+
+static int parse_count(const char *s, size_t *out)
+{
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] == '\0' || s[0] == '-' || end == NULL || *end != '\0' || v == 0) {
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_opts(int argc, char **argv, int first, struct bench_opts *o)
+{
+    size_t n = 0;
+    memset(o, 0, sizeof(*o));
+    o->threads = 1;
+    o->batch = 1000;
+    o->queries = 1000;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL) {
+            fprintf(stderr, "bench: %s needs a value\n", a);
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--docs") == 0) {
+            o->docs = v;
+        } else if (strcmp(a, "--out") == 0) {
+            o->out = v;
+        } else if (strcmp(a, "--url") == 0) {
+            o->url = v;
+        } else if (strcmp(a, "--token") == 0) {
+            o->token = v;
+        } else if (strcmp(a, "--db") == 0) {
+            o->db = v;
+        } else if (strcmp(a, "--data") == 0) {
+            o->data = v;
+        } else if (strcmp(a, "--policy") == 0) {
+            o->policy = v;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (parse_count(v, &n) != 0 || n > BENCH_MAX_THREADS) {
+                fprintf(stderr, "bench: --threads must be 1..%d\n", BENCH_MAX_THREADS);
+                return -1;
+            }
+            o->threads = (unsigned)n;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (parse_count(v, &o->batch) != 0) {
+                fprintf(stderr, "bench: --batch must be a positive number\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--queries") == 0) {
+            if (parse_count(v, &o->queries) != 0) {
+                fprintf(stderr, "bench: --queries must be a positive number\n");
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "bench: unknown option %s\n", a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct bench_opts o;
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
+    if (strcmp(argv[1], "report") == 0) {
+        return bench_report(argc - 2, argv + 2) == 0 ? 0 : 1;
+    }
+    if (strcmp(argv[1], "inproc") == 0) {
+        if (parse_opts(argc, argv, 2, &o) != 0) {
+            usage();
+            return 2;
+        }
+        return bench_inproc(&o) == 0 ? 0 : 1;
+    }
+    if ((strcmp(argv[1], "http") == 0 || strcmp(argv[1], "sqlite") == 0) && argc >= 3) {
+        if (parse_opts(argc, argv, 3, &o) != 0) {
+            usage();
+            return 2;
+        }
+        int rc = argv[1][0] == 'h' ? bench_http(argv[2], &o) : bench_plain(argv[2], &o);
+        return rc == 0 ? 0 : 1;
+    }
+    usage();
+    return 2;
+}

@@ -1,0 +1,73 @@
+/*
+ * tactics.h: the pure functions behind the `range` and `sum` tactics. They take keys and
+ * numbers and give tokens and ciphertexts; no I/O, no policy, no store.
+ *
+ * range: a value, mapped order-preservingly to a W-bit unsigned integer, gets one token per
+ * hexadecimal prefix (W/4 tokens: the first digit, the first two, ..., all of them). An
+ * interval becomes its minimal cover by aligned hexadecimal blocks, at most 2*15*(W/4)
+ * prefixes, and a document matches iff one of its tokens is one of the cover's. The store
+ * learns which documents share value prefixes, hence roughly their order; not the values.
+ *
+ * sum (ASHE, Seabed OSDI 2016): c_i = m_i + F(i) - F(i-1) mod 2^128, where i is the row
+ * sequence number and F a PRF. The store adds ciphertexts with its own SUM (over 32-bit
+ * limbs); the sum of rows whose sequence numbers form runs [a,b] is recovered by subtracting
+ * F(b) - F(a-1) per run. A 128-bit ring means sums of 64-bit values never wrap. The store
+ * learns nothing about the values.
+ */
+#ifndef VL_TACTICS_H
+#define VL_TACTICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VL_RANGE_TOKEN_BYTES 16
+#define VL_RANGE_MAX_DIGITS 16            /* 64 bits */
+#define VL_RANGE_MAX_COVER (2 * 15 * VL_RANGE_MAX_DIGITS)
+
+/* A prefix of `digits` hexadecimal digits (1..width/4) with value `prefix`. */
+struct vl_range_prefix {
+    unsigned digits;
+    uint64_t prefix;
+};
+
+/* The prefixes of v in a domain of `width` bits (a multiple of 4, 4..64), coarsest first;
+ * returns their number, width / 4. */
+size_t vl_range_prefixes(uint64_t v, unsigned width, struct vl_range_prefix *out);
+
+/* The minimal cover of [lo, hi] (inclusive, lo <= hi < 2^width) by aligned hexadecimal
+ * blocks, each of at least one digit of prefix. Returns the count (<= VL_RANGE_MAX_COVER). */
+size_t vl_range_cover(uint64_t lo, uint64_t hi, unsigned width, struct vl_range_prefix *out);
+
+/* The token of a prefix under a field's range key (32 bytes). */
+void vl_range_token(uint8_t out[VL_RANGE_TOKEN_BYTES], const uint8_t key[32],
+                    const struct vl_range_prefix *p);
+
+/* ---- ASHE ---- */
+typedef unsigned __int128 vl_u128;
+typedef __int128 vl_i128;
+
+#define VL_ASHE_LIMBS 4 /* 32-bit limbs of a 128-bit ciphertext */
+
+/* F(i) under a field's sum key (32 bytes). F(0) is defined like any other. */
+vl_u128 vl_ashe_f(const uint8_t key[32], uint64_t i);
+/* The ciphertext of m for row i (i >= 1). */
+vl_u128 vl_ashe_encrypt(const uint8_t key[32], uint64_t i, int64_t m);
+/* Splits a ciphertext into limbs (least significant first), and joins limb sums back
+ * (mod 2^128). Each limb sum is the SUM of up to 2^31 limbs, so it fits an int64. */
+void vl_ashe_limbs(vl_u128 c, int64_t limbs[VL_ASHE_LIMBS]);
+vl_u128 vl_ashe_join(const int64_t sums[VL_ASHE_LIMBS]);
+
+/* A run of consecutive row sequence numbers [first, last]. */
+struct vl_seq_run {
+    uint64_t first;
+    uint64_t last;
+};
+/* The plaintext sum of the rows in runs, from the sum of their ciphertexts. */
+vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq_run *runs,
+                        size_t nruns);
+
+/* Writes a signed 128-bit integer in units of 10^-scale as decimal text ("-12.50");
+ * out must hold 48 bytes. */
+void vl_i128_to_decimal(vl_i128 v, int scale, char out[48]);
+
+#endif

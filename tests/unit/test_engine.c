@@ -1,0 +1,1923 @@
+/*
+ * test_engine.c: libveil in-process, through the public API of include/veil/veil.h, on a
+ * real data directory made by veil_init in a temporary directory, with the invoices policy
+ * of examples/ and its roles (admin, clerk, auditor, analyst).
+ *
+ * Covered: exact round trips; versions, If-Match and deletes; equality queries, select and
+ * cursor paging; bulk answers in input order; what each role may read, write and filter on;
+ * invalid documents naming their field; policy registration (created / identical /
+ * conflict); tenant isolation and shredding (no copy of the wrapped key left in the trusted
+ * state's files); bearer tokens; start-up recovery of a write a crash interrupted (built
+ * with the engine's own internals, so the intent is exactly what a real write records); and
+ * integrity: rows of the untrusted store altered, swapped, rolled back or re-indexed by
+ * hand with sqlite3 must give VEIL_ERR_INTEGRITY, never wrong data.
+ *
+ * Nothing here prints a key: the wrapped tenant key is only compared, never shown.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "engine/engine.h"
+#include "engine/write.h"
+#include "trusted/trusted.h"
+#include "testutil.h"
+#include "veil/veil.h"
+
+#define COLL "invoices"
+#define POLICY_FILE "examples/invoices.yaml"
+#define PASS_ENV "VEIL_TEST_ENGINE_PASSPHRASE"
+
+/* A full invoice: every listed field, a nested unlisted object, a decimal as a string. */
+static const char DOC1[] =
+    "{\"invoice_no\":\"INV-0001\",\"org_id\":\"ACME\",\"status\":\"open\","
+    "\"issued_on\":\"2024-03-01\",\"amount\":\"1234.50\","
+    "\"customer\":{\"name\":\"Jan de Vries\",\"iban\":\"NL91ABNA0417164300\","
+    "\"vip\":{\"since\":2019,\"tags\":[\"a\",{\"b\":null}]}},"
+    "\"notes\":\"late payment, second reminder\",\"internal_ref\":\"R-77\","
+    "\"extra\":{\"deep\":{\"deeper\":[1,2.5,true,null,\"x\"]}}}";
+
+/* Another organisation; the amount a JSON number. */
+static const char DOC2[] =
+    "{\"invoice_no\":\"INV-0002\",\"org_id\":\"BETA\",\"status\":\"paid\","
+    "\"issued_on\":\"2024-04-02\",\"amount\":12.5,"
+    "\"customer\":{\"name\":\"Piet Jansen\",\"iban\":\"DE89370400440532013000\"},"
+    "\"notes\":\"paid on time\"}";
+
+struct fx {
+    char *dir;     /* the temporary directory */
+    char *data;    /* dir/data: the veil data directory */
+    veil_vault *v;
+    veil_session *admin, *clerk, *auditor, *analyst;
+};
+
+/* ---- helpers ---- */
+
+static char *path_in(const char *dir, const char *rel)
+{
+    char *p = NULL;
+    assert_true(asprintf(&p, "%s/%s", dir, rel) > 0);
+    return p;
+}
+
+static veil_session *session(veil_vault *v, const char *tenant, const char *role)
+{
+    veil_session *s = NULL;
+    veil_status st;
+    assert_int_equal(veil_session_open(v, tenant, role, &s, &st), VEIL_OK);
+    assert_non_null(s);
+    return s;
+}
+
+static void apply_policy(veil_session *admin, int want_created)
+{
+    size_t len = 0;
+    char *text = tu_read_file(POLICY_FILE, &len);
+    assert_non_null(text);
+    int created = -1;
+    veil_status st;
+    veil_err rc = veil_collection_apply(admin, COLL, text, len, &created, &st);
+    if (rc != VEIL_OK) {
+        fprintf(stderr, "apply: %s: %s\n", veil_err_name(rc), st.message);
+    }
+    assert_int_equal(rc, VEIL_OK);
+    assert_int_equal(created, want_created);
+    free(text);
+}
+
+static void sessions_open(struct fx *f)
+{
+    f->admin = session(f->v, "acme", "admin");
+    f->clerk = session(f->v, "acme", "clerk");
+    f->auditor = session(f->v, "acme", "auditor");
+    f->analyst = session(f->v, "acme", "analyst");
+}
+
+static void sessions_close(struct fx *f)
+{
+    veil_session_free(f->admin);
+    veil_session_free(f->clerk);
+    veil_session_free(f->auditor);
+    veil_session_free(f->analyst);
+    f->admin = f->clerk = f->auditor = f->analyst = NULL;
+}
+
+static void vault_reopen(struct fx *f)
+{
+    sessions_close(f);
+    veil_vault_close(f->v);
+    f->v = NULL;
+    veil_status st;
+    veil_err rc = veil_vault_open(f->data, &f->v, &st);
+    if (rc != VEIL_OK) {
+        fprintf(stderr, "reopen: %s: %s\n", veil_err_name(rc), st.message);
+    }
+    assert_int_equal(rc, VEIL_OK);
+    sessions_open(f);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->dir = tu_tempdir();
+    f->data = path_in(f->dir, "data");
+    veil_status st;
+    assert_int_equal(veil_init(f->data, NULL, &st), VEIL_OK);
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_OK);
+    assert_int_equal(veil_tenant_create(f->v, "acme", &st), VEIL_OK);
+    sessions_open(f);
+    apply_policy(f->admin, 1);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    sessions_close(f);
+    veil_vault_close(f->v);
+    tu_rmtree(f->dir);
+    free(f->data);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t err;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &err);
+    if (j == NULL) {
+        fprintf(stderr, "not JSON: %s\n", err.text);
+    }
+    assert_non_null(j);
+    return j;
+}
+
+/* Fails the test, showing both, unless a and b are equal JSON values. */
+static void assert_json_equal(const json_t *got, const json_t *want)
+{
+    if (!json_equal((json_t *)got, (json_t *)want)) {
+        char *g = json_dumps(got, JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        char *w = json_dumps(want, JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        fprintf(stderr, "got:  %s\nwant: %s\n", g ? g : "?", w ? w : "?");
+        free(g);
+        free(w);
+        fail();
+    }
+}
+
+static void assert_json_text(const json_t *got, const char *want)
+{
+    json_t *w = parse(want);
+    assert_json_equal(got, w);
+    json_decref(w);
+}
+
+/* Puts a document; returns its new version. */
+static int64_t put(veil_session *s, const char *id, const char *doc, int want_created)
+{
+    char *out = NULL;
+    int created = -1;
+    veil_status st;
+    veil_err rc = veil_doc_put(s, COLL, id, doc, strlen(doc), 0, &out, &created, &st);
+    if (rc != VEIL_OK) {
+        fprintf(stderr, "put %s: %s: %s (%s)\n", id, veil_err_name(rc), st.message, st.field);
+    }
+    assert_int_equal(rc, VEIL_OK);
+    assert_int_equal(created, want_created);
+    json_t *a = parse(out);
+    assert_string_equal(json_string_value(json_object_get(a, "id")), id);
+    int64_t version = json_integer_value(json_object_get(a, "version"));
+    assert_true(version >= 1);
+    json_decref(a);
+    veil_free(out);
+    return version;
+}
+
+/* Gets a document; returns the answer {"id","version","doc"} (new reference). */
+static json_t *get(veil_session *s, const char *id)
+{
+    char *out = NULL;
+    veil_status st;
+    veil_err rc = veil_doc_get(s, COLL, id, &out, &st);
+    if (rc != VEIL_OK) {
+        fprintf(stderr, "get %s: %s: %s\n", id, veil_err_name(rc), st.message);
+    }
+    assert_int_equal(rc, VEIL_OK);
+    json_t *a = parse(out);
+    veil_free(out);
+    assert_string_equal(json_string_value(json_object_get(a, "id")), id);
+    return a;
+}
+
+static veil_err get_rc(veil_session *s, const char *id)
+{
+    char *out = NULL;
+    veil_status st;
+    veil_err rc = veil_doc_get(s, COLL, id, &out, &st);
+    if (rc != VEIL_OK) {
+        assert_null(out);
+        assert_int_equal(st.code, rc);
+    }
+    veil_free(out);
+    return rc;
+}
+
+static veil_err query_rc(veil_session *s, const char *body, json_t **answer, veil_status *st)
+{
+    char *out = NULL;
+    veil_err rc = veil_query(s, COLL, body, strlen(body), &out, st);
+    if (rc == VEIL_OK) {
+        *answer = parse(out);
+    } else {
+        assert_null(out);
+        *answer = NULL;
+    }
+    veil_free(out);
+    return rc;
+}
+
+static json_t *query(veil_session *s, const char *body)
+{
+    json_t *a = NULL;
+    veil_status st;
+    veil_err rc = query_rc(s, body, &a, &st);
+    if (rc != VEIL_OK) {
+        fprintf(stderr, "query %s: %s: %s\n", body, veil_err_name(rc), st.message);
+    }
+    assert_int_equal(rc, VEIL_OK);
+    return a;
+}
+
+/* The ids of a query answer, in order, as a JSON array of strings (new reference). */
+static json_t *ids_of(const json_t *answer)
+{
+    json_t *ids = json_array();
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(answer, "docs"), i, d) {
+        json_array_append(ids, json_object_get(d, "id"));
+    }
+    return ids;
+}
+
+/* Sorted set comparison of a query answer's ids against a comma-free list. */
+static void assert_ids(const json_t *answer, int n, ...)
+{
+    json_t *got = ids_of(answer);
+    assert_int_equal(json_array_size(got), (size_t)n);
+    va_list ap;
+    va_start(ap, n);
+    for (int k = 0; k < n; k++) {
+        const char *want = va_arg(ap, const char *);
+        bool seen = false;
+        size_t i;
+        json_t *id;
+        json_array_foreach(got, i, id) {
+            seen |= strcmp(json_string_value(id), want) == 0;
+        }
+        if (!seen) {
+            fprintf(stderr, "id %s missing from the answer\n", want);
+            fail();
+        }
+    }
+    va_end(ap);
+    json_decref(got);
+}
+
+/* A document of the paging tests. */
+static char *mkdoc(const char *org, const char *status, int i)
+{
+    char *s = NULL;
+    assert_true(asprintf(&s,
+                         "{\"invoice_no\":\"INV-%05d\",\"org_id\":\"%s\",\"status\":\"%s\","
+                         "\"amount\":\"%d.%02d\",\"customer\":{\"iban\":\"NL00BANK%010d\"}}",
+                         i, org, status, i, i % 100, i) > 0);
+    return s;
+}
+
+/* ---- round trips, versions, deletes ---- */
+
+static void test_put_get_exact(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(put(f->clerk, "inv-1", DOC1, 1), 1);
+    assert_int_equal(put(f->clerk, "inv-2", DOC2, 1), 1);
+    json_t *a = get(f->clerk, "inv-1");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 1);
+    assert_json_text(json_object_get(a, "doc"), DOC1);
+    json_decref(a);
+    /* The number stays a number, the string a string: decimals come back as given. */
+    a = get(f->admin, "inv-2");
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    assert_true(json_is_real(json_object_get(json_object_get(a, "doc"), "amount")));
+    json_decref(a);
+    a = get(f->admin, "inv-1");
+    assert_true(json_is_string(json_object_get(json_object_get(a, "doc"), "amount")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(a, "doc"), "amount")),
+                        "1234.50");
+    json_decref(a);
+    /* Unicode and an empty document survive too. */
+    const char *uni = "{\"invoice_no\":\"F\\u00e4ktura \\u2603 \\ud83d\\ude00\",\"x\":{}}";
+    put(f->clerk, "inv-\xc3\xa9", uni, 1);
+    a = get(f->clerk, "inv-\xc3\xa9");
+    assert_json_text(json_object_get(a, "doc"), uni);
+    json_decref(a);
+    put(f->clerk, "empty", "{}", 1);
+    a = get(f->clerk, "empty");
+    assert_json_text(json_object_get(a, "doc"), "{}");
+    json_decref(a);
+}
+
+static void test_generated_id(void **state)
+{
+    struct fx *f = *state;
+    char *out = NULL;
+    int created = 0;
+    veil_status st;
+    assert_int_equal(veil_doc_put(f->clerk, COLL, NULL, DOC2, strlen(DOC2), 0, &out, &created,
+                                  &st),
+                     VEIL_OK);
+    assert_int_equal(created, 1);
+    json_t *a = parse(out);
+    veil_free(out);
+    const char *id = json_string_value(json_object_get(a, "id"));
+    assert_non_null(id);
+    assert_true(strlen(id) >= 16);
+    json_t *g = get(f->clerk, id);
+    assert_json_text(json_object_get(g, "doc"), DOC2);
+    json_decref(g);
+    json_decref(a);
+}
+
+static void test_replace_and_if_match(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(put(f->clerk, "inv-1", DOC1, 1), 1);
+    assert_int_equal(put(f->clerk, "inv-1", DOC2, 0), 2);
+    json_t *a = get(f->clerk, "inv-1");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 2);
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    json_decref(a);
+
+    char *out = NULL;
+    int created = -1;
+    veil_status st;
+    /* If-Match with the wrong version: refused, nothing changes. */
+    veil_err rc = veil_doc_put(f->clerk, COLL, "inv-1", DOC1, strlen(DOC1), 1, &out, &created,
+                               &st);
+    assert_int_equal(rc, VEIL_ERR_VERSION_MISMATCH);
+    assert_int_equal(st.code, VEIL_ERR_VERSION_MISMATCH);
+    assert_null(out);
+    assert_int_equal(veil_err_http_status(rc), 412);
+    assert_string_equal(veil_err_name(rc), "version_mismatch");
+    a = get(f->clerk, "inv-1");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 2);
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    json_decref(a);
+    /* If-Match on a document that does not exist. */
+    rc = veil_doc_put(f->clerk, COLL, "nope", DOC1, strlen(DOC1), 1, &out, &created, &st);
+    assert_int_equal(rc, VEIL_ERR_VERSION_MISMATCH);
+    assert_int_equal(get_rc(f->clerk, "nope"), VEIL_ERR_NOT_FOUND);
+    /* The right version: accepted. */
+    rc = veil_doc_put(f->clerk, COLL, "inv-1", DOC1, strlen(DOC1), 2, &out, &created, &st);
+    assert_int_equal(rc, VEIL_OK);
+    assert_int_equal(created, 0);
+    json_t *o = parse(out);
+    assert_int_equal(json_integer_value(json_object_get(o, "version")), 3);
+    json_decref(o);
+    veil_free(out);
+}
+
+static void test_delete(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    put(f->clerk, "inv-1", DOC1, 1);
+    put(f->clerk, "inv-2", DOC2, 1);
+    assert_int_equal(veil_doc_delete(f->clerk, COLL, "inv-1", &st), VEIL_OK);
+    assert_int_equal(get_rc(f->clerk, "inv-1"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_doc_delete(f->clerk, COLL, "inv-1", &st), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_doc_delete(f->clerk, COLL, "never", &st), VEIL_ERR_NOT_FOUND);
+    /* A deleted document is gone from queries too; the other one stays. */
+    json_t *a = query(f->clerk, "{}");
+    assert_ids(a, 1, "inv-2");
+    json_decref(a);
+    a = query(f->clerk, "{\"where\":{\"org_id\":\"ACME\"}}");
+    assert_ids(a, 0);
+    json_decref(a);
+    /* Put again after the delete: created anew, with a higher version than before. */
+    int64_t v = put(f->clerk, "inv-1", DOC2, 1);
+    assert_true(v > 1);
+    a = get(f->clerk, "inv-1");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), v);
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    json_decref(a);
+    /* And the versions survive a restart. */
+    vault_reopen(f);
+    assert_int_equal(put(f->clerk, "inv-1", DOC1, 0), v + 1);
+}
+
+static void test_bad_ids_and_bodies(void **state)
+{
+    struct fx *f = *state;
+    char *out = NULL;
+    veil_status st;
+    char longid[VL_ID_MAX + 2];
+    memset(longid, 'a', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    const char *ids[] = {"", "a\nb", longid};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        assert_int_equal(veil_doc_put(f->clerk, COLL, ids[i], DOC1, strlen(DOC1), 0, &out,
+                                      NULL, &st),
+                         VEIL_ERR_BAD_REQUEST);
+        assert_null(out);
+    }
+    const char *bodies[] = {"", "{", "{\"a\":1,\"a\":2}", "{\"a\":\"\xff\"}", "nul\0l"};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        assert_int_equal(veil_doc_put(f->clerk, COLL, "x", bodies[i], strlen(bodies[i]), 0,
+                                      &out, NULL, &st),
+                         VEIL_ERR_BAD_REQUEST);
+        assert_null(out);
+    }
+    assert_int_equal(veil_doc_put(f->clerk, COLL, "x", "[1]", 3, 0, &out, NULL, &st),
+                     VEIL_ERR_INVALID_DOCUMENT);
+    assert_int_equal(veil_doc_put(f->clerk, "nope", "x", DOC1, strlen(DOC1), 0, &out, NULL,
+                                  &st),
+                     VEIL_ERR_NOT_FOUND);
+    assert_int_equal(get_rc(f->clerk, "x"), VEIL_ERR_NOT_FOUND);
+    /* Too deep for limits.max_depth (32). */
+    char deep[256] = "";
+    for (int i = 0; i < 40; i++) {
+        strcat(deep, "{\"a\":");
+    }
+    strcat(deep, "1");
+    for (int i = 0; i < 40; i++) {
+        strcat(deep, "}");
+    }
+    veil_err rc = veil_doc_put(f->clerk, COLL, "x", deep, strlen(deep), 0, &out, NULL, &st);
+    assert_true(rc == VEIL_ERR_BAD_REQUEST || rc == VEIL_ERR_TOO_LARGE);
+    assert_null(out);
+}
+
+static void test_invalid_documents_name_field(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        const char *doc;
+        const char *field;
+    } cases[] = {
+        {"{\"amount\":\"12.345\"}", "amount"},
+        {"{\"amount\":\"lots\"}", "amount"},
+        {"{\"amount\":true}", "amount"},
+        {"{\"issued_on\":\"2024-13-01\"}", "issued_on"},
+        {"{\"issued_on\":20240101}", "issued_on"},
+        {"{\"invoice_no\":12}", "invoice_no"},
+        {"{\"customer\":{\"iban\":[\"x\"]}}", "customer.iban"},
+        {"{\"customer\":\"flat\"}", "customer.name"},
+        {"{\"notes\":{\"a\":1}}", "notes"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+        veil_status st;
+        memset(&st, 0, sizeof(st));
+        veil_err rc = veil_doc_put(f->clerk, COLL, "bad", cases[i].doc, strlen(cases[i].doc),
+                                   0, &out, NULL, &st);
+        if (rc != VEIL_ERR_INVALID_DOCUMENT || strcmp(st.field, cases[i].field) != 0) {
+            fprintf(stderr, "case %zu: %s field '%s' (want invalid_document '%s')\n", i,
+                    veil_err_name(rc), st.field, cases[i].field);
+            fail();
+        }
+        assert_null(out);
+        /* The message names the field, never the value. */
+        assert_non_null(strstr(st.message, cases[i].field));
+        assert_null(strstr(st.message, "lots"));
+        assert_null(strstr(st.message, "12.345"));
+    }
+    assert_int_equal(get_rc(f->clerk, "bad"), VEIL_ERR_NOT_FOUND);
+}
+
+/* ---- queries ---- */
+
+static void load_small_set(struct fx *f)
+{
+    put(f->clerk, "a1", "{\"invoice_no\":\"A1\",\"org_id\":\"ACME\",\"status\":\"open\"}", 1);
+    put(f->clerk, "a2", "{\"invoice_no\":\"A2\",\"org_id\":\"ACME\",\"status\":\"overdue\"}",
+        1);
+    put(f->clerk, "a3", "{\"invoice_no\":\"A3\",\"org_id\":\"ACME\",\"status\":\"paid\"}", 1);
+    put(f->clerk, "b1", "{\"invoice_no\":\"B1\",\"org_id\":\"BETA\",\"status\":\"open\"}", 1);
+    put(f->clerk, "n1", "{\"invoice_no\":\"N1\"}", 1);
+}
+
+static void test_query_eq_in_select(void **state)
+{
+    struct fx *f = *state;
+    load_small_set(f);
+    json_t *a = query(f->clerk, "{\"where\":{\"org_id\":\"ACME\"}}");
+    assert_ids(a, 3, "a1", "a2", "a3");
+    assert_true(json_is_null(json_object_get(a, "next")));
+    json_decref(a);
+    a = query(f->clerk, "{\"where\":{\"org_id\":{\"eq\":\"BETA\"}}}");
+    assert_ids(a, 1, "b1");
+    json_decref(a);
+    a = query(f->clerk, "{\"where\":{\"status\":{\"in\":[\"open\",\"overdue\"]}}}");
+    assert_ids(a, 3, "a1", "a2", "b1");
+    json_decref(a);
+    a = query(f->clerk,
+              "{\"where\":{\"org_id\":\"ACME\",\"status\":{\"in\":[\"open\",\"overdue\"]}}}");
+    assert_ids(a, 2, "a1", "a2");
+    json_decref(a);
+    a = query(f->clerk, "{\"where\":{\"org_id\":\"NOBODY\"}}");
+    assert_ids(a, 0);
+    json_decref(a);
+    a = query(f->clerk, "{}");
+    assert_ids(a, 5, "a1", "a2", "a3", "b1", "n1");
+    json_decref(a);
+    /* select keeps only what is asked for; versions and ids come along. */
+    a = query(f->clerk, "{\"where\":{\"org_id\":\"BETA\"},\"select\":[\"invoice_no\"]}");
+    json_t *d = json_array_get(json_object_get(a, "docs"), 0);
+    assert_json_text(json_object_get(d, "doc"), "{\"invoice_no\":\"B1\"}");
+    assert_int_equal(json_integer_value(json_object_get(d, "version")), 1);
+    json_decref(a);
+    /* What the query answers equals what get answers. */
+    a = query(f->clerk, "{\"where\":{\"invoice_no\":\"A2\"}}");
+    json_t *g = get(f->clerk, "a2");
+    assert_json_equal(json_array_get(json_object_get(a, "docs"), 0), g);
+    json_decref(g);
+    json_decref(a);
+}
+
+static void test_query_errors(void **state)
+{
+    struct fx *f = *state;
+    load_small_set(f);
+    static const struct {
+        const char *body;
+        veil_err want;
+    } cases[] = {
+        {"", VEIL_ERR_BAD_REQUEST},
+        {"[]", VEIL_ERR_BAD_REQUEST},
+        {"{\"wher\":{}}", VEIL_ERR_BAD_REQUEST},
+        {"{\"where\":[]}", VEIL_ERR_BAD_REQUEST},
+        {"{\"limit\":0}", VEIL_ERR_BAD_REQUEST},
+        {"{\"limit\":10001}", VEIL_ERR_BAD_REQUEST},
+        {"{\"limit\":\"7\"}", VEIL_ERR_BAD_REQUEST},
+        {"{\"after\":\"00ff\"}", VEIL_ERR_BAD_REQUEST},
+        {"{\"after\":17}", VEIL_ERR_BAD_REQUEST},
+        {"{\"select\":\"invoice_no\"}", VEIL_ERR_BAD_REQUEST},
+        {"{\"where\":{\"status\":{\"in\":[]}}}", VEIL_ERR_BAD_REQUEST},
+        {"{\"where\":{\"status\":{\"like\":\"o\"}}}", VEIL_ERR_BAD_REQUEST},
+        {"{\"where\":{\"status\":[\"open\"]}}", VEIL_ERR_BAD_REQUEST},
+        {"{\"where\":{\"status\":null}}", VEIL_ERR_BAD_REQUEST},
+        {"{\"where\":{\"notes\":\"late\"}}", VEIL_ERR_UNSUPPORTED_QUERY},
+        {"{\"where\":{\"customer.iban\":\"x\"}}", VEIL_ERR_UNSUPPORTED_QUERY},
+        {"{\"where\":{\"internal_ref\":\"R-77\"}}", VEIL_ERR_UNSUPPORTED_QUERY},
+        {"{\"where\":{\"unlisted\":\"x\"}}", VEIL_ERR_UNSUPPORTED_QUERY},
+        {"{\"where\":{\"invoice_no\":12}}", VEIL_ERR_INVALID_DOCUMENT},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *a = NULL;
+        veil_status st;
+        veil_err rc = query_rc(f->clerk, cases[i].body, &a, &st);
+        if (rc != cases[i].want) {
+            fprintf(stderr, "query %s: %s, want %s\n", cases[i].body, veil_err_name(rc),
+                    veil_err_name(cases[i].want));
+            fail();
+        }
+        assert_int_equal(st.code, rc);
+    }
+    /* A cursor of another collection is refused too. */
+    json_t *a = query(f->clerk, "{\"limit\":1}");
+    const char *next = json_string_value(json_object_get(a, "next"));
+    assert_non_null(next);
+    size_t len = 0;
+    char *text = tu_read_file(POLICY_FILE, &len);
+    char *other = NULL;
+    assert_true(asprintf(&other, "collection: other\n%s",
+                         strstr(text, "fields:")) > 0);
+    int created = 0;
+    veil_status st;
+    assert_int_equal(veil_collection_apply(f->admin, "other", other, strlen(other), &created,
+                                           &st),
+                     VEIL_OK);
+    char *body = NULL;
+    assert_true(asprintf(&body, "{\"after\":\"%s\"}", next) > 0);
+    char *out = NULL;
+    assert_int_equal(veil_query(f->clerk, "other", body, strlen(body), &out, &st),
+                     VEIL_ERR_BAD_REQUEST);
+    assert_string_equal(st.field, "after");
+    free(body);
+    free(other);
+    free(text);
+    json_decref(a);
+}
+
+/* Pages through a query of limit 7; every matching document exactly once, none other. */
+static void test_query_paging(void **state)
+{
+    struct fx *f = *state;
+    enum { NDOCS = 250, NOTHER = 30, LIMIT = 7 };
+    char *nd = NULL;
+    size_t ndlen = 0;
+    FILE *m = open_memstream(&nd, &ndlen);
+    assert_non_null(m);
+    for (int i = 0; i < NDOCS + NOTHER; i++) {
+        char *d = mkdoc(i < NDOCS ? "ACME" : "BETA", i % 3 ? "open" : "paid", i);
+        fprintf(m, "{\"id\":\"doc-%04d\",\"doc\":%s}\n", i, d);
+        free(d);
+    }
+    fclose(m);
+    char *out = NULL;
+    veil_status st;
+    assert_int_equal(veil_bulk(f->clerk, COLL, nd, ndlen, &out, &st), VEIL_OK);
+    free(nd);
+    veil_free(out);
+
+    int seen[NDOCS] = {0};
+    char *after = NULL;
+    int pages = 0, total = 0;
+    for (;;) {
+        char *body = NULL;
+        if (after != NULL) {
+            assert_true(asprintf(&body,
+                                 "{\"where\":{\"org_id\":\"ACME\"},\"limit\":%d,"
+                                 "\"select\":[\"invoice_no\"],\"after\":\"%s\"}",
+                                 LIMIT, after) > 0);
+        } else {
+            assert_true(asprintf(&body,
+                                 "{\"where\":{\"org_id\":\"ACME\"},\"limit\":%d,"
+                                 "\"select\":[\"invoice_no\"]}",
+                                 LIMIT) > 0);
+        }
+        json_t *a = query(f->clerk, body);
+        free(body);
+        free(after);
+        after = NULL;
+        json_t *docs = json_object_get(a, "docs");
+        assert_true(json_array_size(docs) <= LIMIT);
+        size_t i;
+        json_t *d;
+        json_array_foreach(docs, i, d) {
+            int k = -1;
+            assert_int_equal(sscanf(json_string_value(json_object_get(d, "id")), "doc-%d", &k),
+                             1);
+            assert_true(k >= 0 && k < NDOCS);
+            assert_int_equal(seen[k], 0);
+            seen[k] = 1;
+            char want[32];
+            snprintf(want, sizeof(want), "INV-%05d", k);
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(d, "doc"), "invoice_no")),
+                want);
+            total++;
+        }
+        pages++;
+        json_t *next = json_object_get(a, "next");
+        if (json_is_string(next)) {
+            assert_int_equal(json_array_size(docs), LIMIT);
+            after = strdup(json_string_value(next));
+        } else {
+            assert_true(json_is_null(next));
+        }
+        json_decref(a);
+        if (after == NULL) {
+            break;
+        }
+        assert_true(pages < NDOCS);
+    }
+    assert_int_equal(total, NDOCS);
+    assert_true(pages >= (NDOCS + LIMIT - 1) / LIMIT);
+    for (int k = 0; k < NDOCS; k++) {
+        assert_int_equal(seen[k], 1);
+    }
+    /* The default limit is 100. */
+    json_t *a = query(f->clerk, "{\"where\":{\"org_id\":\"ACME\"}}");
+    assert_int_equal(json_array_size(json_object_get(a, "docs")), 100);
+    assert_true(json_is_string(json_object_get(a, "next")));
+    json_decref(a);
+    a = query(f->clerk, "{\"where\":{\"org_id\":\"BETA\"},\"limit\":1000}");
+    assert_int_equal(json_array_size(json_object_get(a, "docs")), NOTHER);
+    json_decref(a);
+}
+
+/* ---- bulk ---- */
+
+static void test_bulk(void **state)
+{
+    struct fx *f = *state;
+    put(f->clerk, "old", DOC2, 1);
+    const char *in =
+        "{\"id\":\"k1\",\"doc\":{\"invoice_no\":\"K1\",\"org_id\":\"ACME\"}}\n"  /* 1 */
+        "this is not json\n"                                                     /* 2 */
+        "{\"doc\":{\"invoice_no\":\"GEN\"}}\r\n"                                 /* 3 */
+        "{\"id\":\"k4\",\"doc\":{\"amount\":\"1.234\"}}\n"                       /* 4 */
+        "{\"id\":5,\"doc\":{}}\n"                                                /* 5 */
+        "{\"id\":\"k6\",\"doc\":[1]}\n"                                          /* 6 */
+        "{\"id\":\"old\",\"doc\":{\"invoice_no\":\"OLD2\"}}\n"                   /* 7 */
+        "{\"id\":\"k1\",\"doc\":{\"invoice_no\":\"K1b\",\"org_id\":\"ACME\"}}\n" /* 8 */
+        "{\"id\":\"k9\",\"doc\":{\"issued_on\":\"2024-02-30\"}}";                /* 9 */
+    char *out = NULL;
+    veil_status st;
+    assert_int_equal(veil_bulk(f->clerk, COLL, in, strlen(in), &out, &st), VEIL_OK);
+    static const struct {
+        int status;
+        const char *id;
+        const char *code;
+        const char *field;
+    } want[] = {
+        {201, "k1", NULL, NULL},
+        {400, NULL, "bad_request", NULL},
+        {201, NULL, NULL, NULL},
+        {400, "k4", "invalid_document", "amount"},
+        {400, NULL, "bad_request", NULL},
+        {400, "k6", "bad_request", NULL},
+        {200, "old", NULL, NULL},
+        {200, "k1", NULL, NULL},
+        {400, "k9", "invalid_document", "issued_on"},
+    };
+    size_t n = 0;
+    char *save = NULL;
+    char *gen = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save), n++) {
+        assert_true(n < sizeof(want) / sizeof(want[0]));
+        json_t *o = parse(line);
+        assert_int_equal(json_integer_value(json_object_get(o, "line")), (json_int_t)n + 1);
+        if (json_integer_value(json_object_get(o, "status")) != want[n].status) {
+            fprintf(stderr, "line %zu: %s\n", n + 1, line);
+            fail();
+        }
+        const char *id = json_string_value(json_object_get(o, "id"));
+        if (want[n].id != NULL) {
+            assert_non_null(id);
+            assert_string_equal(id, want[n].id);
+        }
+        json_t *e = json_object_get(o, "error");
+        if (want[n].code != NULL) {
+            assert_non_null(e);
+            assert_string_equal(json_string_value(json_object_get(e, "code")), want[n].code);
+            if (want[n].field != NULL) {
+                assert_string_equal(json_string_value(json_object_get(e, "field")),
+                                    want[n].field);
+            }
+        } else {
+            assert_null(e);
+        }
+        if (n == 2) {
+            assert_non_null(id);
+            gen = strdup(id);
+        }
+        json_decref(o);
+    }
+    assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+    veil_free(out);
+    /* Good lines were stored, the last write of a repeated id wins, bad ones were not. */
+    json_t *a = get(f->clerk, "k1");
+    assert_json_text(json_object_get(a, "doc"), "{\"invoice_no\":\"K1b\",\"org_id\":\"ACME\"}");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 2);
+    json_decref(a);
+    a = get(f->clerk, gen);
+    assert_json_text(json_object_get(a, "doc"), "{\"invoice_no\":\"GEN\"}");
+    json_decref(a);
+    a = get(f->clerk, "old");
+    assert_json_text(json_object_get(a, "doc"), "{\"invoice_no\":\"OLD2\"}");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 2);
+    json_decref(a);
+    assert_int_equal(get_rc(f->clerk, "k4"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(get_rc(f->clerk, "k6"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(get_rc(f->clerk, "k9"), VEIL_ERR_NOT_FOUND);
+    /* The index follows the last write: K1 is gone, K1b found. */
+    a = query(f->clerk, "{\"where\":{\"invoice_no\":\"K1\"}}");
+    assert_ids(a, 0);
+    json_decref(a);
+    a = query(f->clerk, "{\"where\":{\"invoice_no\":\"K1b\"}}");
+    assert_ids(a, 1, "k1");
+    json_decref(a);
+    free(gen);
+    /* Roles apply to bulk as to put. */
+    assert_int_equal(veil_bulk(f->auditor, COLL, in, strlen(in), &out, &st),
+                     VEIL_ERR_FORBIDDEN);
+    /* An empty body answers nothing. */
+    out = NULL;
+    assert_int_equal(veil_bulk(f->clerk, COLL, "", 0, &out, &st), VEIL_OK);
+    assert_non_null(out);
+    assert_string_equal(out, "");
+    veil_free(out);
+}
+
+/* ---- roles ---- */
+
+static void test_roles(void **state)
+{
+    struct fx *f = *state;
+    put(f->clerk, "inv-1", DOC1, 1);
+    /* clerk reads everything in clear. */
+    json_t *a = get(f->clerk, "inv-1");
+    assert_json_text(json_object_get(a, "doc"), DOC1);
+    json_decref(a);
+    /* auditor: three fields in clear, the IBAN masked to its last four, nothing else. */
+    a = get(f->auditor, "inv-1");
+    assert_json_text(json_object_get(a, "doc"),
+                     "{\"invoice_no\":\"INV-0001\",\"status\":\"open\",\"amount\":\"1234.50\","
+                     "\"customer\":{\"iban\":\"****4300\"}}");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 1);
+    json_decref(a);
+    a = query(f->auditor, "{\"where\":{\"status\":\"open\"}}");
+    assert_ids(a, 1, "inv-1");
+    assert_json_text(json_object_get(json_array_get(json_object_get(a, "docs"), 0), "doc"),
+                     "{\"invoice_no\":\"INV-0001\",\"status\":\"open\",\"amount\":\"1234.50\","
+                     "\"customer\":{\"iban\":\"****4300\"}}");
+    json_decref(a);
+    /* select cannot widen what a role sees. */
+    a = query(f->auditor, "{\"where\":{\"status\":\"open\"},\"select\":[\"notes\",\"org_id\","
+                          "\"customer.iban\"]}");
+    assert_json_text(json_object_get(json_array_get(json_object_get(a, "docs"), 0), "doc"),
+                     "{\"customer\":{\"iban\":\"****4300\"}}");
+    json_decref(a);
+    /* auditor may not filter on a field it cannot read, nor on a masked one. */
+    json_t *q = NULL;
+    veil_status st;
+    assert_int_equal(query_rc(f->auditor, "{\"where\":{\"org_id\":\"ACME\"}}", &q, &st),
+                     VEIL_ERR_FORBIDDEN);
+    assert_string_equal(st.field, "org_id");
+    assert_int_not_equal(query_rc(f->auditor, "{\"where\":{\"customer.iban\":\"x\"}}", &q, &st),
+                         VEIL_OK);
+    /* auditor may not write. */
+    char *out = NULL;
+    assert_int_equal(veil_doc_put(f->auditor, COLL, "inv-1", DOC2, strlen(DOC2), 0, &out, NULL,
+                                  &st),
+                     VEIL_ERR_FORBIDDEN);
+    assert_null(out);
+    assert_int_equal(veil_doc_delete(f->auditor, COLL, "inv-1", &st), VEIL_ERR_FORBIDDEN);
+    /* analyst may not read documents at all. */
+    assert_int_equal(get_rc(f->analyst, "inv-1"), VEIL_ERR_FORBIDDEN);
+    assert_int_equal(query_rc(f->analyst, "{}", &q, &st), VEIL_ERR_FORBIDDEN);
+    assert_int_equal(veil_doc_put(f->analyst, COLL, "inv-9", DOC2, strlen(DOC2), 0, &out, NULL,
+                                  &st),
+                     VEIL_ERR_FORBIDDEN);
+    /* A role no policy names may do nothing. */
+    veil_session *nobody = session(f->v, "acme", "nobody");
+    assert_int_equal(get_rc(nobody, "inv-1"), VEIL_ERR_FORBIDDEN);
+    assert_int_equal(veil_doc_put(nobody, COLL, "inv-9", DOC2, strlen(DOC2), 0, &out, NULL,
+                                  &st),
+                     VEIL_ERR_FORBIDDEN);
+    veil_session_free(nobody);
+    /* Nothing was changed by the refused writes. */
+    a = get(f->admin, "inv-1");
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 1);
+    assert_json_text(json_object_get(a, "doc"), DOC1);
+    json_decref(a);
+    assert_int_equal(get_rc(f->admin, "inv-9"), VEIL_ERR_NOT_FOUND);
+}
+
+/* ---- collections ---- */
+
+static void test_collection_apply(void **state)
+{
+    struct fx *f = *state;
+    size_t len = 0;
+    char *text = tu_read_file(POLICY_FILE, &len);
+    assert_non_null(text);
+    int created = -1;
+    veil_status st;
+    /* Identical: 200 (created 0), also as JSON-equivalent text with comments gone. */
+    assert_int_equal(veil_collection_apply(f->admin, COLL, text, len, &created, &st), VEIL_OK);
+    assert_int_equal(created, 0);
+    created = -1;
+    assert_int_equal(veil_collection_apply(f->admin, NULL, text, len, &created, &st), VEIL_OK);
+    assert_int_equal(created, 0);
+    /* A different policy under the same name: 409, and the old one stays. */
+    const char *diff = "collection: invoices\nfields:\n  invoice_no: { type: string }\n";
+    created = -1;
+    assert_int_equal(veil_collection_apply(f->admin, COLL, diff, strlen(diff), &created, &st),
+                     VEIL_ERR_CONFLICT);
+    assert_int_equal(veil_err_http_status(VEIL_ERR_CONFLICT), 409);
+    char *out = NULL;
+    assert_int_equal(veil_collection_get(f->admin, COLL, &out, &st), VEIL_OK);
+    json_t *p = parse(out);
+    veil_free(out);
+    assert_non_null(json_object_get(json_object_get(p, "fields"), "customer.iban"));
+    assert_non_null(json_object_get(json_object_get(p, "roles"), "auditor"));
+    assert_string_equal(json_string_value(json_object_get(p, "collection")), COLL);
+    json_decref(p);
+    /* A new collection: 201. */
+    const char *fresh = "{\"collection\":\"notes\",\"fields\":{\"title\":{\"type\":\"string\","
+                        "\"protect\":[\"eq\"]}}}";
+    created = -1;
+    assert_int_equal(veil_collection_apply(f->admin, "notes", fresh, strlen(fresh), &created,
+                                           &st),
+                     VEIL_OK);
+    assert_int_equal(created, 1);
+    /* The name in the path must match the policy. */
+    assert_int_equal(veil_collection_apply(f->admin, "other", fresh, strlen(fresh), &created,
+                                           &st),
+                     VEIL_ERR_INVALID_POLICY);
+    /* Broken policies. */
+    const char *bad = "collection: x\nfields:\n  a: { type: strnig }\n";
+    assert_int_equal(veil_collection_apply(f->admin, NULL, bad, strlen(bad), &created, &st),
+                     VEIL_ERR_INVALID_POLICY);
+    assert_int_equal(veil_collection_apply(f->admin, NULL, "{", 1, &created, &st),
+                     VEIL_ERR_BAD_REQUEST);
+    /* Only admin registers. */
+    assert_int_equal(veil_collection_apply(f->clerk, NULL, text, len, &created, &st),
+                     VEIL_ERR_FORBIDDEN);
+    /* The list holds both, and get of an unknown collection is 404. */
+    assert_int_equal(veil_collection_list(f->clerk, &out, &st), VEIL_OK);
+    p = parse(out);
+    veil_free(out);
+    assert_int_equal(json_array_size(json_object_get(p, "collections")), 2);
+    json_decref(p);
+    out = NULL;
+    assert_int_equal(veil_collection_get(f->clerk, "nope", &out, &st), VEIL_ERR_NOT_FOUND);
+    assert_null(out);
+    free(text);
+}
+
+/* ---- tenants ---- */
+
+static int count_tables(const char *db_path, const char *prefix)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM sqlite_master WHERE type='table' "
+                                        "AND substr(name, 1, length(?1)) = ?1",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_tenant_isolation(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    assert_int_equal(veil_tenant_create(f->v, "beta", &st), VEIL_OK);
+    assert_int_equal(veil_tenant_create(f->v, "beta", &st), VEIL_ERR_CONFLICT);
+    assert_int_equal(veil_tenant_create(f->v, "bad name", &st), VEIL_ERR_BAD_REQUEST);
+    veil_session *badmin = session(f->v, "beta", "admin");
+    veil_session *bclerk = session(f->v, "beta", "clerk");
+    /* beta has no collection yet, although acme has one of that name. */
+    assert_int_equal(get_rc(bclerk, "inv-1"), VEIL_ERR_NOT_FOUND);
+    apply_policy(badmin, 1);
+    put(f->clerk, "inv-1", DOC1, 1);
+    put(f->clerk, "only-acme", DOC1, 1);
+    put(bclerk, "inv-1", DOC2, 1);
+    json_t *a = get(f->clerk, "inv-1");
+    assert_json_text(json_object_get(a, "doc"), DOC1);
+    json_decref(a);
+    a = get(bclerk, "inv-1");
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), 1);
+    json_decref(a);
+    assert_int_equal(get_rc(bclerk, "only-acme"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_doc_delete(bclerk, COLL, "only-acme", &st), VEIL_ERR_NOT_FOUND);
+    a = query(bclerk, "{\"where\":{\"org_id\":\"ACME\"}}");
+    assert_ids(a, 0);
+    json_decref(a);
+    a = query(bclerk, "{}");
+    assert_ids(a, 1, "inv-1");
+    json_decref(a);
+    a = query(f->clerk, "{}");
+    assert_ids(a, 2, "inv-1", "only-acme");
+    json_decref(a);
+    /* A cursor of acme means nothing to beta. */
+    a = query(f->clerk, "{\"limit\":1}");
+    char *body = NULL;
+    assert_true(asprintf(&body, "{\"after\":\"%s\"}",
+                         json_string_value(json_object_get(a, "next"))) > 0);
+    json_decref(a);
+    json_t *q = NULL;
+    assert_int_equal(query_rc(bclerk, body, &q, &st), VEIL_ERR_BAD_REQUEST);
+    free(body);
+    /* Deleting in beta leaves acme's document of the same id alone. */
+    assert_int_equal(veil_doc_delete(bclerk, COLL, "inv-1", &st), VEIL_OK);
+    a = get(f->clerk, "inv-1");
+    assert_json_text(json_object_get(a, "doc"), DOC1);
+    json_decref(a);
+    /* Separate opaque tables in the store. */
+    char *cloud = path_in(f->data, "cloud/cloud.db");
+    assert_int_equal(count_tables(cloud, "r_"), 2);
+    free(cloud);
+    /* A token of beta reaches beta only. */
+    char *tok = NULL, *tid = NULL;
+    assert_int_equal(veil_token_create(f->v, "beta", "clerk", &tok, &tid, &st), VEIL_OK);
+    veil_session *ts = NULL;
+    assert_int_equal(veil_session_authenticate(f->v, tok, &ts, &st), VEIL_OK);
+    assert_string_equal(veil_session_tenant(ts), "beta");
+    assert_int_equal(get_rc(ts, "only-acme"), VEIL_ERR_NOT_FOUND);
+    veil_session_free(ts);
+    veil_free(tok);
+    veil_free(tid);
+    veil_session_free(badmin);
+    veil_session_free(bclerk);
+    /* An unknown tenant has no sessions. */
+    assert_int_equal(veil_session_open(f->v, "gamma", "admin", &ts, &st), VEIL_ERR_NOT_FOUND);
+}
+
+/* The wrapped key of a tenant as trusted.db holds it (malloc'd, *n bytes). */
+static uint8_t *wrapped_key(const char *trusted, const char *tenant, size_t *n)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(trusted, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT wrapped FROM tenant_keys WHERE tenant = "
+                                        "(SELECT id FROM tenants WHERE name = ?)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(s, 1, tenant, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    *n = (size_t)sqlite3_column_bytes(s, 0);
+    assert_true(*n >= 32);
+    uint8_t *k = malloc(*n);
+    assert_non_null(k);
+    memcpy(k, sqlite3_column_blob(s, 0), *n);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE); /* one key version */
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return k;
+}
+
+/* Does the file hold these bytes anywhere? A missing file holds nothing. */
+static bool file_holds(const char *path, const uint8_t *p, size_t n)
+{
+    size_t len = 0;
+    char *data = tu_read_file(path, &len);
+    if (data == NULL) {
+        return false;
+    }
+    bool hit = memmem(data, len, p, n) != NULL;
+    free(data);
+    return hit;
+}
+
+static void assert_key_gone(struct fx *f, const uint8_t *key, size_t n)
+{
+    static const char *const files[] = {"trusted.db", "trusted.db-wal", "trusted.db-journal"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *p = path_in(f->data, files[i]);
+        if (file_holds(p, key, n)) {
+            fprintf(stderr, "the shredded tenant's wrapped key is still in %s\n", files[i]);
+            fail();
+        }
+        free(p);
+    }
+}
+
+static void test_tenant_shred(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    assert_int_equal(veil_tenant_create(f->v, "beta", &st), VEIL_OK);
+    veil_session *badmin = session(f->v, "beta", "admin");
+    apply_policy(badmin, 1);
+    put(badmin, "b-1", DOC2, 1);
+    put(f->clerk, "inv-1", DOC1, 1);
+    put(f->clerk, "inv-2", DOC2, 1);
+    char *tok = NULL, *tid = NULL;
+    assert_int_equal(veil_token_create(f->v, "acme", "clerk", &tok, &tid, &st), VEIL_OK);
+
+    char *trusted = path_in(f->data, "trusted.db");
+    char *wal = path_in(f->data, "trusted.db-wal");
+    size_t n = 0, bn = 0;
+    uint8_t *key = wrapped_key(trusted, "acme", &n);
+    uint8_t *bkey = wrapped_key(trusted, "beta", &bn);
+    /* The check below can see the key at all: it is there before the shred. */
+    assert_true(file_holds(trusted, key, n) || file_holds(wal, key, n));
+
+    assert_int_equal(veil_tenant_shred(f->v, "acme", &st), VEIL_OK);
+    assert_int_equal(veil_tenant_shred(f->v, "acme", &st), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_tenant_shred(f->v, "nobody", &st), VEIL_ERR_NOT_FOUND);
+
+    /* Nobody reads acme's documents any more: not the sessions open before, not new ones,
+     * not its tokens. */
+    assert_int_not_equal(get_rc(f->clerk, "inv-1"), VEIL_OK);
+    assert_int_not_equal(get_rc(f->admin, "inv-2"), VEIL_OK);
+    json_t *q = NULL;
+    assert_int_not_equal(query_rc(f->admin, "{}", &q, &st), VEIL_OK);
+    assert_null(q);
+    char *out = NULL;
+    assert_int_not_equal(veil_doc_put(f->clerk, COLL, "inv-3", DOC1, strlen(DOC1), 0, &out,
+                                      NULL, &st),
+                         VEIL_OK);
+    assert_null(out);
+    veil_session *s = NULL;
+    assert_int_equal(veil_session_open(f->v, "acme", "admin", &s, &st), VEIL_ERR_NOT_FOUND);
+    assert_null(s);
+    assert_int_equal(veil_session_authenticate(f->v, tok, &s, &st), VEIL_ERR_UNAUTHENTICATED);
+    assert_null(s);
+    char *xid = NULL;
+    assert_int_equal(veil_token_create(f->v, "acme", "clerk", &out, &xid, &st),
+                     VEIL_ERR_NOT_FOUND);
+    assert_null(out);
+    assert_null(xid);
+    assert_int_equal(veil_tenant_create(f->v, "acme", &st), VEIL_ERR_CONFLICT);
+    /* The list shows it shredded. */
+    assert_int_equal(veil_tenant_list(f->v, &out, &st), VEIL_OK);
+    json_t *l = parse(out);
+    veil_free(out);
+    size_t i;
+    json_t *t;
+    int seen = 0;
+    json_array_foreach(l, i, t) {
+        if (strcmp(json_string_value(json_object_get(t, "name")), "acme") == 0) {
+            assert_true(json_is_true(json_object_get(t, "shredded")));
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 1);
+    json_decref(l);
+
+    /* The wrapped key is in none of the trusted state's files; beta's key still is. */
+    assert_key_gone(f, key, n);
+    assert_true(file_holds(trusted, bkey, bn) || file_holds(wal, bkey, bn));
+    /* acme's tables are gone from the store; beta's stays. */
+    char *cloud = path_in(f->data, "cloud/cloud.db");
+    assert_int_equal(count_tables(cloud, "r_"), 1);
+    free(cloud);
+    /* beta is untouched. */
+    json_t *a = get(badmin, "b-1");
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    json_decref(a);
+    veil_session_free(badmin);
+
+    /* Still so after a restart. */
+    sessions_close(f);
+    veil_vault_close(f->v);
+    f->v = NULL;
+    assert_key_gone(f, key, n);
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_OK);
+    assert_int_equal(veil_session_open(f->v, "acme", "admin", &s, &st), VEIL_ERR_NOT_FOUND);
+    badmin = session(f->v, "beta", "admin");
+    a = get(badmin, "b-1");
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    json_decref(a);
+    veil_session_free(badmin);
+    assert_key_gone(f, key, n);
+
+    free(key);
+    free(bkey);
+    free(trusted);
+    free(wal);
+    veil_free(tok);
+    veil_free(tid);
+}
+
+/* ---- tokens ---- */
+
+static void test_tokens(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    char *tok = NULL, *tid = NULL;
+    assert_int_equal(veil_token_create(f->v, "acme", "auditor", &tok, &tid, &st), VEIL_OK);
+    assert_non_null(tok);
+    assert_non_null(tid);
+    assert_non_null(strstr(tok, tid)); /* the id names the token */
+    char *tok2 = NULL, *tid2 = NULL;
+    assert_int_equal(veil_token_create(f->v, "acme", "clerk", &tok2, &tid2, &st), VEIL_OK);
+    assert_string_not_equal(tok, tok2);
+    assert_string_not_equal(tid, tid2);
+    /* Unknown tenant, bad role names. */
+    char *x = NULL, *xid = NULL;
+    assert_int_equal(veil_token_create(f->v, "nobody", "clerk", &x, &xid, &st),
+                     VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_token_create(f->v, "acme", "", &x, &xid, &st), VEIL_ERR_BAD_REQUEST);
+    assert_int_equal(veil_token_create(f->v, "acme", "a b", &x, &xid, &st),
+                     VEIL_ERR_BAD_REQUEST);
+    assert_null(x);
+
+    /* A good token gives its tenant and role; the role applies. */
+    veil_session *s = NULL;
+    assert_int_equal(veil_session_authenticate(f->v, tok, &s, &st), VEIL_OK);
+    assert_string_equal(veil_session_tenant(s), "acme");
+    assert_string_equal(veil_session_role(s), "auditor");
+    put(f->clerk, "inv-1", DOC1, 1);
+    char *out = NULL;
+    assert_int_equal(veil_doc_put(s, COLL, "inv-2", DOC1, strlen(DOC1), 0, &out, NULL, &st),
+                     VEIL_ERR_FORBIDDEN);
+    json_t *a = get(s, "inv-1");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(a, "doc"), "invoice_no")),
+        "INV-0001");
+    assert_null(json_object_get(json_object_get(a, "doc"), "org_id"));
+    json_decref(a);
+    veil_session_free(s);
+
+    /* Malformed, truncated, altered: one answer, and no session. */
+    size_t len = strlen(tok);
+    char *bad = strdup(tok);
+    const char *malformed[] = {"", "veil_", "Bearer x", "veil_0123456789abcdef_",
+                               "veil_zzzzzzzzzzzzzzzz_abc", "veil_0123456789abcdef"};
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        s = NULL;
+        assert_int_equal(veil_session_authenticate(f->v, malformed[i], &s, &st),
+                         VEIL_ERR_UNAUTHENTICATED);
+        assert_null(s);
+        assert_int_equal(st.code, VEIL_ERR_UNAUTHENTICATED);
+    }
+    assert_int_equal(veil_session_authenticate(f->v, NULL, &s, &st), VEIL_ERR_UNAUTHENTICATED);
+    for (size_t cut = 1; cut < 8; cut++) {
+        bad[len - cut] = '\0';
+        assert_int_equal(veil_session_authenticate(f->v, bad, &s, &st),
+                         VEIL_ERR_UNAUTHENTICATED);
+        assert_null(s);
+    }
+    memcpy(bad, tok, len + 1);
+    bad[len - 1] = bad[len - 1] == 'A' ? 'B' : 'A';
+    assert_int_equal(veil_session_authenticate(f->v, bad, &s, &st), VEIL_ERR_UNAUTHENTICATED);
+    /* One token's id with another's secret. */
+    free(bad);
+    assert_true(asprintf(&bad, "veil_%s%s", tid, strrchr(tok2, '_')) > 0);
+    assert_int_equal(veil_session_authenticate(f->v, bad, &s, &st), VEIL_ERR_UNAUTHENTICATED);
+    free(bad);
+    char *longer = NULL;
+    assert_true(asprintf(&longer, "%sA", tok) > 0);
+    assert_int_equal(veil_session_authenticate(f->v, longer, &s, &st),
+                     VEIL_ERR_UNAUTHENTICATED);
+    free(longer);
+    assert_null(s);
+
+    /* Revoked: the same answer; the other token still works. */
+    assert_int_equal(veil_token_revoke(f->v, tid, &st), VEIL_OK);
+    assert_int_equal(veil_session_authenticate(f->v, tok, &s, &st), VEIL_ERR_UNAUTHENTICATED);
+    assert_null(s);
+    assert_int_equal(veil_token_revoke(f->v, tid, &st), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_token_revoke(f->v, "0000000000000000", &st), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_session_authenticate(f->v, tok2, &s, &st), VEIL_OK);
+    assert_string_equal(veil_session_role(s), "clerk");
+    veil_session_free(s);
+    /* Tokens survive a restart; revocations too. */
+    vault_reopen(f);
+    s = NULL;
+    assert_int_equal(veil_session_authenticate(f->v, tok, &s, &st), VEIL_ERR_UNAUTHENTICATED);
+    assert_int_equal(veil_session_authenticate(f->v, tok2, &s, &st), VEIL_OK);
+    veil_session_free(s);
+    /* No token is kept in clear in the trusted state. */
+    char *trusted = path_in(f->data, "trusted.db");
+    char *wal = path_in(f->data, "trusted.db-wal");
+    const char *secret2 = strrchr(tok2, '_') + 1;
+    assert_false(file_holds(trusted, (const uint8_t *)secret2, strlen(secret2)));
+    assert_false(file_holds(wal, (const uint8_t *)secret2, strlen(secret2)));
+    free(trusted);
+    free(wal);
+    veil_free(tok);
+    veil_free(tid);
+    veil_free(tok2);
+    veil_free(tid2);
+}
+
+/* ---- start-up recovery ---- */
+
+/* Records the intent of a write of `doc` (NULL: a delete) to `id` as write.c would, without
+ * finishing it; with `apply`, the stores are written too (the crash comes after step 4). */
+static void half_write(struct fx *f, const char *id, const char *doc, bool apply)
+{
+    veil_vault *v = f->v;
+    veil_status st;
+    const struct vl_coll *c = NULL;
+    assert_int_equal(vl_coll_get(f->admin, COLL, &c, &st), VEIL_OK);
+    uint8_t tok[VL_DOCTOKEN_BYTES];
+    vl_doc_token(c, id, tok);
+    struct vl_bytes tb = {tok, sizeof(tok)};
+    struct vl_docstate ds;
+    memset(&ds, 0, sizeof(ds));
+    assert_int_equal(vl_trusted_docs_get(v->trusted, c->tenant_id, c->name, &tb, 1, &ds),
+                     VEIL_OK);
+    assert_true(ds.live);
+    assert_false(ds.pending);
+
+    struct vl_sealed sealed;
+    memset(&sealed, 0, sizeof(sealed));
+    uint64_t seq = ds.seq;
+    json_t *j = NULL;
+    if (doc != NULL) {
+        assert_int_equal(vl_trusted_seq_reserve(v->trusted, c->tenant_id, c->name, 1, &seq),
+                         VEIL_OK);
+        j = parse(doc);
+        assert_int_equal(vl_doc_seal(v, c, id, j, ds.version + 1, seq, &sealed, &st),
+                         VEIL_OK);
+    }
+    /* The payload, as write.h describes it. */
+    struct vl_buf p;
+    vl_buf_init(&p, SIZE_MAX);
+    assert_int_equal(vl_buf_put_u8(&p, 1), VEIL_OK);
+    assert_int_equal(vl_buf_put_lps(&p, c->table), VEIL_OK);
+    assert_int_equal(vl_buf_put_lp(&p, tok, sizeof(tok)), VEIL_OK);
+    assert_int_equal(vl_buf_put_u64(&p, seq), VEIL_OK);
+    assert_int_equal(vl_buf_put_u8(&p, (uint8_t)v->nstores), VEIL_OK);
+    for (size_t i = 0; i < v->nstores; i++) {
+        bool isput = doc != NULL && sealed.parts[i].len > 0;
+        assert_int_equal(vl_buf_put_u8(&p, (uint8_t)i), VEIL_OK);
+        assert_int_equal(vl_buf_put_u8(&p, isput ? 1 : 2), VEIL_OK);
+        assert_int_equal(vl_buf_put_lp(&p, isput ? sealed.parts[i].data : NULL,
+                                       isput ? sealed.parts[i].len : 0),
+                         VEIL_OK);
+        assert_int_equal(vl_buf_put_u32(&p, isput ? (uint32_t)sealed.ntokens[i] : 0), VEIL_OK);
+        for (size_t k = 0; isput && k < sealed.ntokens[i]; k++) {
+            assert_int_equal(vl_buf_append(&p, sealed.tokens[i][k].col, VL_COL_BYTES),
+                             VEIL_OK);
+            assert_int_equal(vl_buf_put_lp(&p, sealed.tokens[i][k].tok.p,
+                                           sealed.tokens[i][k].tok.n),
+                             VEIL_OK);
+        }
+    }
+    struct vl_intent in;
+    memset(&in, 0, sizeof(in));
+    in.op = doc != NULL ? VL_INTENT_PUT : VL_INTENT_DELETE;
+    memcpy(in.doc, tok, sizeof(tok));
+    in.old_version = ds.version;
+    in.version = ds.version + 1;
+    in.seq = seq;
+    memcpy(in.digest, doc != NULL ? sealed.digest : ds.digest, VL_DIGEST_BYTES);
+    in.payload.p = p.data;
+    in.payload.n = p.len;
+    in.trusted_part.p = sealed.trusted.data;
+    in.trusted_part.n = sealed.trusted.len;
+    assert_int_equal(vl_trusted_intents_begin(v->trusted, c->tenant_id, c->name, &in, 1),
+                     VEIL_OK);
+    if (apply) {
+        assert_int_equal(vl_payload_apply(v, &in.payload, 1), VEIL_OK);
+    }
+    vl_buf_free(&p);
+    vl_sealed_free(&sealed);
+    vl_docstates_free(&ds, 1);
+    json_decref(j);
+}
+
+/* The document reads back wholly as `doc` (NULL: not found) at `version`. */
+static void assert_reads(veil_session *s, const char *id, const char *doc, int64_t version)
+{
+    if (doc == NULL) {
+        assert_int_equal(get_rc(s, id), VEIL_ERR_NOT_FOUND);
+        return;
+    }
+    json_t *a = get(s, id);
+    assert_int_equal(json_integer_value(json_object_get(a, "version")), version);
+    assert_json_text(json_object_get(a, "doc"), doc);
+    json_decref(a);
+}
+
+static void assert_query_ids(veil_session *s, const char *body, int n, const char *id)
+{
+    json_t *a = query(s, body);
+    if (n == 0) {
+        assert_ids(a, 0);
+    } else {
+        assert_ids(a, 1, id);
+    }
+    json_decref(a);
+}
+
+static void recovery_case(struct fx *f, const char *newdoc, bool apply)
+{
+    put(f->clerk, "inv-1", DOC1, 1);
+    put(f->clerk, "other", DOC2, 1);
+    half_write(f, "inv-1", newdoc, apply);
+    /* While the write is in flight, readers see one whole version, and writers wait. */
+    char *out = NULL;
+    veil_status st;
+    veil_err rc = veil_doc_get(f->clerk, COLL, "inv-1", &out, &st);
+    if (apply && newdoc == NULL) {
+        /* The rows are gone already: either not found or, at most, the old version. */
+        assert_true(rc == VEIL_ERR_NOT_FOUND || rc == VEIL_OK);
+    } else {
+        assert_int_equal(rc, VEIL_OK);
+    }
+    if (rc == VEIL_OK) {
+        json_t *a = parse(out);
+        int64_t ver = json_integer_value(json_object_get(a, "version"));
+        assert_true(ver == 1 || ver == 2);
+        assert_json_text(json_object_get(a, "doc"), ver == 1 ? DOC1 : newdoc);
+        if (!apply) {
+            assert_int_equal(ver, 1);
+        }
+        json_decref(a);
+        veil_free(out);
+    }
+    out = NULL;
+    assert_int_equal(veil_doc_put(f->clerk, COLL, "inv-1", DOC2, strlen(DOC2), 0, &out, NULL,
+                                  &st),
+                     VEIL_ERR_CONFLICT);
+    assert_null(out);
+
+    /* The crash; the start-up finishes the write. */
+    vault_reopen(f);
+    assert_reads(f->clerk, "inv-1", newdoc, 2);
+    assert_reads(f->clerk, "other", DOC2, 1);
+    /* No stray index entries: the old invoice number finds nothing. */
+    assert_query_ids(f->clerk, "{\"where\":{\"invoice_no\":\"INV-0001\"}}", 0, NULL);
+    if (newdoc != NULL) {
+        assert_query_ids(f->clerk, "{\"where\":{\"invoice_no\":\"INV-0009\"}}", 1, "inv-1");
+    }
+    /* And writing goes on from there. */
+    int64_t v = put(f->clerk, "inv-1", DOC1, newdoc == NULL);
+    assert_int_equal(v, 3);
+    assert_reads(f->clerk, "inv-1", DOC1, 3);
+    /* A second restart has nothing left to do. */
+    vault_reopen(f);
+    assert_reads(f->clerk, "inv-1", DOC1, 3);
+}
+
+static const char NEWDOC[] =
+    "{\"invoice_no\":\"INV-0009\",\"org_id\":\"ACME\",\"status\":\"paid\","
+    "\"amount\":\"99.99\",\"internal_ref\":\"R-78\",\"customer\":{\"iban\":\"X1234\"}}";
+
+static void test_recovery_before_store_write(void **state)
+{
+    recovery_case(*state, NEWDOC, false);
+}
+
+static void test_recovery_after_store_write(void **state)
+{
+    recovery_case(*state, NEWDOC, true);
+}
+
+static void test_recovery_delete(void **state)
+{
+    recovery_case(*state, NULL, false);
+}
+
+static void test_recovery_delete_applied(void **state)
+{
+    recovery_case(*state, NULL, true);
+}
+
+/* ---- integrity of what the untrusted store returns ---- */
+
+struct cloud {
+    sqlite3 *db;
+    char table[VL_TABLE_NAME_MAX + 1];
+};
+
+static void cloud_open(struct fx *f, struct cloud *cl)
+{
+    veil_status st;
+    const struct vl_coll *c = NULL;
+    assert_int_equal(vl_coll_get(f->admin, COLL, &c, &st), VEIL_OK);
+    snprintf(cl->table, sizeof(cl->table), "%s", c->table);
+    char *p = path_in(f->data, "cloud/cloud.db");
+    assert_int_equal(sqlite3_open(p, &cl->db), SQLITE_OK);
+    sqlite3_busy_timeout(cl->db, 5000);
+    free(p);
+}
+
+static void doc_token(struct fx *f, const char *id, uint8_t tok[VL_DOCTOKEN_BYTES])
+{
+    veil_status st;
+    const struct vl_coll *c = NULL;
+    assert_int_equal(vl_coll_get(f->admin, COLL, &c, &st), VEIL_OK);
+    vl_doc_token(c, id, tok);
+}
+
+/* Runs sql (with %s for the table) binding up to two document tokens as ?1 and ?2, and a
+ * blob as ?3; asserts it changed `want_changes` rows (-1: any number). */
+static void cloud_exec(struct cloud *cl, const char *fmt, const uint8_t *d1, const uint8_t *d2,
+                       const void *blob, size_t bloblen, int want_changes)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql), fmt, cl->table, cl->table, cl->table);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(cl->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(cl->db));
+        fail();
+    }
+    if (d1 != NULL) {
+        sqlite3_bind_blob(s, 1, d1, VL_DOCTOKEN_BYTES, SQLITE_TRANSIENT);
+    }
+    if (d2 != NULL) {
+        sqlite3_bind_blob(s, 2, d2, VL_DOCTOKEN_BYTES, SQLITE_TRANSIENT);
+    }
+    if (blob != NULL) {
+        sqlite3_bind_blob(s, 3, blob, (int)bloblen, SQLITE_TRANSIENT);
+    }
+    int r = sqlite3_step(s);
+    if (r != SQLITE_DONE) {
+        fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(cl->db));
+        fail();
+    }
+    sqlite3_finalize(s);
+    if (want_changes >= 0) {
+        assert_int_equal(sqlite3_changes(cl->db), want_changes);
+    }
+}
+
+/* A row's (seq, blob) as the store holds it; *blob malloc'd. */
+static void cloud_row(struct cloud *cl, const uint8_t *doc, int64_t *seq, uint8_t **blob,
+                      size_t *n)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT seq, blob FROM \"r_%s\" WHERE doc = ?", cl->table);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(cl->db, sql, -1, &s, NULL), SQLITE_OK);
+    sqlite3_bind_blob(s, 1, doc, VL_DOCTOKEN_BYTES, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    *seq = sqlite3_column_int64(s, 0);
+    *n = (size_t)sqlite3_column_bytes(s, 1);
+    *blob = malloc(*n ? *n : 1);
+    assert_non_null(*blob);
+    memcpy(*blob, sqlite3_column_blob(s, 1), *n);
+    sqlite3_finalize(s);
+}
+
+/* Three documents: a and b of ACME, c of BETA, which every tamper test leaves alone. */
+static void integrity_setup(struct fx *f, struct cloud *cl, uint8_t *ta, uint8_t *tb)
+{
+    put(f->clerk, "a", DOC1, 1);
+    put(f->clerk, "b",
+        "{\"invoice_no\":\"INV-B\",\"org_id\":\"ACME\",\"status\":\"open\","
+        "\"customer\":{\"iban\":\"NL02BANK0000000002\"},\"internal_ref\":\"R-B\"}",
+        1);
+    put(f->clerk, "c", DOC2, 1);
+    cloud_open(f, cl);
+    doc_token(f, "a", ta);
+    doc_token(f, "b", tb);
+}
+
+static void assert_breach(struct fx *f, const char *id, const char *qbody)
+{
+    char *out = NULL;
+    veil_status st;
+    veil_err rc = veil_doc_get(f->clerk, COLL, id, &out, &st);
+    if (rc != VEIL_ERR_INTEGRITY) {
+        fprintf(stderr, "get %s: %s, want integrity_violation\n", id, veil_err_name(rc));
+        fail();
+    }
+    assert_null(out);
+    assert_int_equal(veil_err_http_status(rc), 502);
+    assert_string_equal(veil_err_name(rc), "integrity_violation");
+    if (qbody != NULL) {
+        json_t *a = NULL;
+        rc = query_rc(f->clerk, qbody, &a, &st);
+        if (rc != VEIL_ERR_INTEGRITY) {
+            fprintf(stderr, "query %s: %s, want integrity_violation\n", qbody,
+                    veil_err_name(rc));
+            fail();
+        }
+        assert_null(a);
+    }
+}
+
+/* The untouched document reads fine, alone and through a query that only it answers. */
+static void assert_c_fine(struct fx *f)
+{
+    assert_reads(f->clerk, "c", DOC2, 1);
+    assert_query_ids(f->clerk, "{\"where\":{\"org_id\":\"BETA\"}}", 1, "c");
+}
+
+static void test_integrity_bit_flip(void **state)
+{
+    struct fx *f = *state;
+    struct cloud cl;
+    uint8_t ta[VL_DOCTOKEN_BYTES], tb[VL_DOCTOKEN_BYTES];
+    integrity_setup(f, &cl, ta, tb);
+    int64_t seq;
+    uint8_t *blob;
+    size_t n;
+    cloud_row(&cl, ta, &seq, &blob, &n);
+    /* Every tenth byte position, one at a time, restored after each. */
+    for (size_t pos = 0; pos < n; pos += n / 10 + 1) {
+        blob[pos] ^= 0x01;
+        cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, blob, n, 1);
+        assert_breach(f, "a", "{\"where\":{\"invoice_no\":\"INV-0001\"}}");
+        blob[pos] ^= 0x01;
+    }
+    /* Truncated and extended blobs. */
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, blob, n - 1, 1);
+    assert_breach(f, "a", NULL);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 || x'00' WHERE doc = ?1", ta, NULL, blob,
+               n, 1);
+    assert_breach(f, "a", NULL);
+    assert_c_fine(f);
+    /* Put back, it reads again. */
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, blob, n, 1);
+    assert_reads(f->clerk, "a", DOC1, 1);
+    free(blob);
+    sqlite3_close(cl.db);
+}
+
+static void test_integrity_swap(void **state)
+{
+    struct fx *f = *state;
+    struct cloud cl;
+    uint8_t ta[VL_DOCTOKEN_BYTES], tb[VL_DOCTOKEN_BYTES];
+    integrity_setup(f, &cl, ta, tb);
+    /* Swap the blobs (and seqs) of a and b. */
+    int64_t sa, sb;
+    uint8_t *ba, *bb;
+    size_t na, nb;
+    cloud_row(&cl, ta, &sa, &ba, &na);
+    cloud_row(&cl, tb, &sb, &bb, &nb);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, bb, nb, 1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", tb, NULL, ba, na, 1);
+    assert_breach(f, "a", "{\"where\":{\"org_id\":\"ACME\"}}");
+    assert_breach(f, "b", "{\"where\":{\"invoice_no\":\"INV-B\"}}");
+    char sql[128];
+    snprintf(sql, sizeof(sql), "UPDATE \"r_%%s\" SET seq = %lld WHERE doc = ?1", (long long)sb);
+    cloud_exec(&cl, sql, ta, NULL, NULL, 0, 1);
+    snprintf(sql, sizeof(sql), "UPDATE \"r_%%s\" SET seq = %lld WHERE doc = ?1", (long long)sa);
+    cloud_exec(&cl, sql, tb, NULL, NULL, 0, 1);
+    assert_breach(f, "a", NULL);
+    assert_breach(f, "b", NULL);
+    /* Swap the whole rows: document tokens exchanged. */
+    static const uint8_t zero[VL_DOCTOKEN_BYTES] = {0};
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, ba, na, 1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", tb, NULL, bb, nb, 1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET doc = ?2 WHERE doc = ?1", ta, zero, NULL, 0, 1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET doc = ?2 WHERE doc = ?1", tb, ta, NULL, 0, 1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET doc = ?2 WHERE doc = ?1", zero, tb, NULL, 0, 1);
+    assert_breach(f, "a", NULL);
+    assert_breach(f, "b", NULL);
+    assert_c_fine(f);
+    free(ba);
+    free(bb);
+    sqlite3_close(cl.db);
+}
+
+static void test_integrity_rollback(void **state)
+{
+    struct fx *f = *state;
+    struct cloud cl;
+    uint8_t ta[VL_DOCTOKEN_BYTES], tb[VL_DOCTOKEN_BYTES];
+    integrity_setup(f, &cl, ta, tb);
+    int64_t s1;
+    uint8_t *b1;
+    size_t n1;
+    cloud_row(&cl, ta, &s1, &b1, &n1);
+    put(f->clerk, "a", DOC2, 0);
+    /* Restore version 1's row, with its own seq: an old, authentic row. */
+    char sql[128];
+    snprintf(sql, sizeof(sql), "UPDATE \"r_%%s\" SET blob = ?3, seq = %lld WHERE doc = ?1",
+             (long long)s1);
+    cloud_exec(&cl, sql, ta, NULL, b1, n1, 1);
+    assert_breach(f, "a", "{\"where\":{\"org_id\":\"ACME\"}}");
+    /* Only the old blob, with the current seq. */
+    int64_t s2;
+    uint8_t *b2;
+    size_t n2;
+    put(f->clerk, "a", DOC2, 0);
+    cloud_row(&cl, ta, &s2, &b2, &n2);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, b1, n1, 1);
+    assert_breach(f, "a", NULL);
+    /* A deleted document brought back. */
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, b2, n2, 1);
+    assert_reads(f->clerk, "a", DOC2, 3);
+    int64_t sb;
+    uint8_t *bb;
+    size_t nb;
+    cloud_row(&cl, tb, &sb, &bb, &nb);
+    veil_status st;
+    assert_int_equal(veil_doc_delete(f->clerk, COLL, "b", &st), VEIL_OK);
+    snprintf(sql, sizeof(sql), "INSERT INTO \"r_%%s\"(doc, seq, blob) VALUES (?1, %lld, ?3)",
+             (long long)sb);
+    cloud_exec(&cl, sql, tb, NULL, bb, nb, 1);
+    assert_breach(f, "b", NULL);
+    assert_c_fine(f);
+    free(b1);
+    free(b2);
+    free(bb);
+    sqlite3_close(cl.db);
+}
+
+static void test_integrity_seq(void **state)
+{
+    struct fx *f = *state;
+    struct cloud cl;
+    uint8_t ta[VL_DOCTOKEN_BYTES], tb[VL_DOCTOKEN_BYTES];
+    integrity_setup(f, &cl, ta, tb);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET seq = seq + 1000 WHERE doc = ?1", ta, NULL, NULL, 0, 1);
+    assert_breach(f, "a", "{\"where\":{\"org_id\":\"ACME\"}}");
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET seq = seq - 1000 WHERE doc = ?1", ta, NULL, NULL, 0, 1);
+    assert_reads(f->clerk, "a", DOC1, 1);
+    assert_c_fine(f);
+    sqlite3_close(cl.db);
+}
+
+static void test_integrity_dropped_row(void **state)
+{
+    struct fx *f = *state;
+    struct cloud cl;
+    uint8_t ta[VL_DOCTOKEN_BYTES], tb[VL_DOCTOKEN_BYTES];
+    integrity_setup(f, &cl, ta, tb);
+    /* The row vanishes but its index entries stay: the query returns it, the read misses. */
+    cloud_exec(&cl, "DELETE FROM \"r_%s\" WHERE doc = ?1", ta, NULL, NULL, 0, 1);
+    assert_breach(f, "a", NULL);
+    assert_c_fine(f);
+    sqlite3_close(cl.db);
+}
+
+/* The index rows of a and b exchanged: asked for a's values, the store answers b. */
+static void test_integrity_wrong_query_answer(void **state)
+{
+    struct fx *f = *state;
+    struct cloud cl;
+    uint8_t ta[VL_DOCTOKEN_BYTES], tb[VL_DOCTOKEN_BYTES];
+    integrity_setup(f, &cl, ta, tb);
+    static const uint8_t zero[VL_DOCTOKEN_BYTES] = {0};
+    cloud_exec(&cl, "UPDATE \"x_%s\" SET doc = ?2 WHERE doc = ?1", ta, zero, NULL, 0, -1);
+    cloud_exec(&cl, "UPDATE \"x_%s\" SET doc = ?2 WHERE doc = ?1", tb, ta, NULL, 0, -1);
+    cloud_exec(&cl, "UPDATE \"x_%s\" SET doc = ?2 WHERE doc = ?1", zero, tb, NULL, 0, -1);
+    /* Each document is intact, so a get is fine... */
+    assert_reads(f->clerk, "a", DOC1, 1);
+    /* ...but a query answered with the wrong document is caught. */
+    json_t *a = NULL;
+    veil_status st;
+    assert_int_equal(query_rc(f->clerk, "{\"where\":{\"invoice_no\":\"INV-0001\"}}", &a, &st),
+                     VEIL_ERR_INTEGRITY);
+    assert_null(a);
+    assert_int_equal(query_rc(f->clerk, "{\"where\":{\"invoice_no\":\"INV-B\"}}", &a, &st),
+                     VEIL_ERR_INTEGRITY);
+    /* A token added so that another value's query also returns c. */
+    uint8_t tc[VL_DOCTOKEN_BYTES];
+    doc_token(f, "c", tc);
+    cloud_exec(&cl,
+               "INSERT INTO \"x_%s\"(col, tok, doc) SELECT col, tok, ?2 FROM \"x_%s\" "
+               "WHERE doc = ?1",
+               tb, tc, NULL, 0, -1);
+    assert_int_equal(query_rc(f->clerk, "{\"where\":{\"org_id\":\"ACME\"}}", &a, &st),
+                     VEIL_ERR_INTEGRITY);
+    assert_reads(f->clerk, "c", DOC2, 1);
+    sqlite3_close(cl.db);
+}
+
+/* ---- opening a vault ---- */
+
+static void test_open_failures(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    veil_vault *v = NULL;
+    char *missing = path_in(f->dir, "missing");
+    assert_int_not_equal(veil_vault_open(missing, &v, &st), VEIL_OK);
+    assert_null(v);
+    assert_true(st.message[0] != '\0');
+    /* init refuses to overwrite. */
+    assert_int_equal(veil_init(f->data, NULL, &st), VEIL_ERR_CONFLICT);
+    /* A key file others can read: refused. */
+    char *key = path_in(f->data, "master.key");
+    sessions_close(f);
+    veil_vault_close(f->v);
+    f->v = NULL;
+    assert_int_equal(chmod(key, 0644), 0);
+    assert_int_equal(veil_vault_open(f->data, &v, &st), VEIL_ERR_FORBIDDEN);
+    assert_null(v);
+    assert_int_equal(chmod(key, 0600), 0);
+    /* A key file of the wrong size. */
+    size_t klen = 0;
+    char *kbytes = tu_read_file(key, &klen);
+    assert_non_null(kbytes);
+    FILE *kf = fopen(key, "ab");
+    assert_non_null(kf);
+    fputc('x', kf);
+    fclose(kf);
+    assert_int_not_equal(veil_vault_open(f->data, &v, &st), VEIL_OK);
+    assert_null(v);
+    /* Another root key: the tenant keys do not unwrap. */
+    kf = fopen(key, "wb");
+    assert_non_null(kf);
+    for (size_t i = 0; i < klen; i++) {
+        fputc(kbytes[i] ^ 0x5a, kf);
+    }
+    fclose(kf);
+    if (veil_vault_open(f->data, &v, &st) == VEIL_OK) {
+        veil_session *s = session(v, "acme", "admin");
+        assert_int_equal(get_rc(s, "x"), VEIL_ERR_INTEGRITY);
+        veil_session_free(s);
+        veil_vault_close(v);
+        v = NULL;
+    }
+    kf = fopen(key, "wb");
+    assert_non_null(kf);
+    assert_int_equal(fwrite(kbytes, 1, klen, kf), klen);
+    fclose(kf);
+    free(kbytes);
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_OK);
+    sessions_open(f);
+    free(key);
+    free(missing);
+}
+
+static void test_passphrase(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    veil_vault *v = NULL;
+    char *data = path_in(f->dir, "pdata");
+    veil_init_options opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.passphrase_env = PASS_ENV;
+    unsetenv(PASS_ENV);
+    assert_int_not_equal(veil_init(data, &opt, &st), VEIL_OK);
+    tu_rmtree(data);
+    setenv(PASS_ENV, "correct horse battery staple", 1);
+    assert_int_equal(veil_init(data, &opt, &st), VEIL_OK);
+    /* The key file holds no bare 32-byte key. */
+    char *key = path_in(data, "master.key");
+    struct stat sb;
+    assert_int_equal(stat(key, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_true(sb.st_size > 32);
+    assert_int_equal(veil_vault_open(data, &v, &st), VEIL_OK);
+    assert_int_equal(veil_tenant_create(v, "p", &st), VEIL_OK);
+    veil_session *s = session(v, "p", "admin");
+    apply_policy(s, 1);
+    put(s, "inv-1", DOC1, 1);
+    veil_session_free(s);
+    veil_vault_close(v);
+    v = NULL;
+    /* Wrong passphrase, missing passphrase, empty passphrase. */
+    setenv(PASS_ENV, "correct horse battery stapler", 1);
+    assert_int_equal(veil_vault_open(data, &v, &st), VEIL_ERR_UNAUTHENTICATED);
+    assert_null(v);
+    assert_null(strstr(st.message, "stapler"));
+    unsetenv(PASS_ENV);
+    assert_int_not_equal(veil_vault_open(data, &v, &st), VEIL_OK);
+    assert_null(v);
+    setenv(PASS_ENV, "", 1);
+    assert_int_not_equal(veil_vault_open(data, &v, &st), VEIL_OK);
+    assert_null(v);
+    /* The right one again: the data reads back. */
+    setenv(PASS_ENV, "correct horse battery staple", 1);
+    assert_int_equal(veil_vault_open(data, &v, &st), VEIL_OK);
+    s = session(v, "p", "clerk");
+    assert_reads(s, "inv-1", DOC1, 1);
+    veil_session_free(s);
+    veil_vault_close(v);
+    unsetenv(PASS_ENV);
+    free(key);
+    free(data);
+}
+
+static void test_health_and_limits(void **state)
+{
+    struct fx *f = *state;
+    char *out = NULL;
+    assert_int_equal(veil_health(f->v, &out), VEIL_OK);
+    json_t *h = parse(out);
+    veil_free(out);
+    assert_string_equal(json_string_value(json_object_get(h, "status")), "ok");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(h, "stores"),
+                                                          "cloud")),
+                        "ok");
+    json_decref(h);
+    veil_limits lim;
+    veil_vault_limits(f->v, &lim);
+    assert_int_equal(lim.max_body, 16u << 20);
+    assert_int_equal(lim.max_depth, 32);
+    assert_int_equal(lim.max_fields, 1024);
+    assert_string_equal(veil_vault_listen(f->v), "127.0.0.1:8470");
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_put_get_exact),
+        T(test_generated_id),
+        T(test_replace_and_if_match),
+        T(test_delete),
+        T(test_bad_ids_and_bodies),
+        T(test_invalid_documents_name_field),
+        T(test_query_eq_in_select),
+        T(test_query_errors),
+        T(test_query_paging),
+        T(test_bulk),
+        T(test_roles),
+        T(test_collection_apply),
+        T(test_tenant_isolation),
+        T(test_tenant_shred),
+        T(test_tokens),
+        T(test_recovery_before_store_write),
+        T(test_recovery_after_store_write),
+        T(test_recovery_delete),
+        T(test_recovery_delete_applied),
+        T(test_integrity_bit_flip),
+        T(test_integrity_swap),
+        T(test_integrity_rollback),
+        T(test_integrity_seq),
+        T(test_integrity_dropped_row),
+        T(test_integrity_wrong_query_answer),
+        T(test_open_failures),
+        T(test_passphrase),
+        T(test_health_and_limits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

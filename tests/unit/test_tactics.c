@@ -1,0 +1,174 @@
+/* test_tactics.c: range prefix covers and ASHE sums, checked against brute force. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "crypto/crypto.h"
+#include "tactics/tactics.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* v lies in the cover iff one of v's prefixes is one of the cover's. */
+static int covered(uint64_t v, unsigned width, const struct vl_range_prefix *c, size_t n)
+{
+    struct vl_range_prefix p[VL_RANGE_MAX_DIGITS];
+    size_t np = vl_range_prefixes(v, width, p);
+    int hits = 0;
+    for (size_t i = 0; i < np; i++) {
+        for (size_t k = 0; k < n; k++) {
+            hits += p[i].digits == c[k].digits && p[i].prefix == c[k].prefix;
+        }
+    }
+    return hits;
+}
+
+static void test_cover_exhaustive_8bit(void **state)
+{
+    (void)state;
+    struct vl_range_prefix c[VL_RANGE_MAX_COVER];
+    for (unsigned lo = 0; lo < 256; lo++) {
+        for (unsigned hi = lo; hi < 256; hi++) {
+            size_t n = vl_range_cover(lo, hi, 8, c);
+            assert_true(n >= 1 && n <= 2 * 15 * 2);
+            for (unsigned v = 0; v < 256; v++) {
+                /* Inside: exactly one block matches (the cover is a partition). */
+                assert_int_equal(covered(v, 8, c, n), v >= lo && v <= hi ? 1 : 0);
+            }
+        }
+    }
+}
+
+static void test_cover_random_64bit(void **state)
+{
+    (void)state;
+    struct vl_range_prefix c[VL_RANGE_MAX_COVER];
+    for (int t = 0; t < 2000; t++) {
+        uint64_t a = rnd(), b = rnd();
+        if (t % 3 == 0) {
+            b = a + (rnd() % 100000); /* narrow ranges too */
+            if (b < a) {
+                b = UINT64_MAX;
+            }
+        }
+        uint64_t lo = a < b ? a : b, hi = a < b ? b : a;
+        size_t n = vl_range_cover(lo, hi, 64, c);
+        assert_true(n <= VL_RANGE_MAX_COVER);
+        uint64_t probes[] = {lo, hi, lo - 1, hi + 1, lo + (hi - lo) / 2, rnd(), 0, UINT64_MAX};
+        for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+            uint64_t v = probes[i];
+            assert_int_equal(covered(v, 64, c, n), v >= lo && v <= hi ? 1 : 0);
+        }
+    }
+    /* The whole domain, and single points at its ends. */
+    assert_int_equal(vl_range_cover(0, UINT64_MAX, 64, c), 16);
+    assert_int_equal(vl_range_cover(UINT64_MAX, UINT64_MAX, 64, c), 1);
+    assert_int_equal(c[0].digits, 16);
+    assert_int_equal(vl_range_cover(0, 0, 24, c), 1);
+}
+
+static void test_tokens_keyed(void **state)
+{
+    (void)state;
+    uint8_t k1[32], k2[32], t1[VL_RANGE_TOKEN_BYTES], t2[VL_RANGE_TOKEN_BYTES];
+    memset(k1, 1, sizeof(k1));
+    memset(k2, 2, sizeof(k2));
+    struct vl_range_prefix p = {3, 0xabc}, q = {4, 0xabc};
+    vl_range_token(t1, k1, &p);
+    vl_range_token(t2, k2, &p);
+    assert_memory_not_equal(t1, t2, sizeof(t1));
+    vl_range_token(t2, k1, &q); /* same number, other length */
+    assert_memory_not_equal(t1, t2, sizeof(t1));
+    vl_range_token(t2, k1, &p);
+    assert_memory_equal(t1, t2, sizeof(t1));
+}
+
+static void test_ashe_sums(void **state)
+{
+    (void)state;
+    uint8_t key[32];
+    memset(key, 7, sizeof(key));
+    enum { N = 500 };
+    int64_t m[N + 1];
+    vl_u128 c[N + 1];
+    for (uint64_t i = 1; i <= N; i++) {
+        m[i] = (int64_t)rnd() >> (rnd() % 64); /* all magnitudes, both signs */
+        c[i] = vl_ashe_encrypt(key, i, m[i]);
+        assert_true(c[i] != (vl_u128)(vl_i128)m[i]);
+    }
+    for (int t = 0; t < 200; t++) {
+        /* A random subset, summed limb by limb as a store would. */
+        int64_t sums[VL_ASHE_LIMBS] = {0};
+        vl_i128 want = 0;
+        struct vl_seq_run runs[N];
+        size_t nruns = 0;
+        for (uint64_t i = 1; i <= N; i++) {
+            if (rnd() % 3 == 0) {
+                continue;
+            }
+            int64_t limbs[VL_ASHE_LIMBS];
+            vl_ashe_limbs(c[i], limbs);
+            for (int k = 0; k < VL_ASHE_LIMBS; k++) {
+                assert_true(limbs[k] >= 0 && limbs[k] <= UINT32_MAX);
+                sums[k] += limbs[k];
+            }
+            want += m[i];
+            if (nruns > 0 && runs[nruns - 1].last == i - 1) {
+                runs[nruns - 1].last = i;
+            } else {
+                runs[nruns].first = runs[nruns].last = i;
+                nruns++;
+            }
+        }
+        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns) == want);
+    }
+    /* Extremes do not wrap in the 128-bit ring. */
+    vl_u128 a = vl_ashe_encrypt(key, 1, INT64_MAX), b = vl_ashe_encrypt(key, 2, INT64_MAX);
+    struct vl_seq_run r = {1, 2};
+    assert_true(vl_ashe_decrypt(key, a + b, &r, 1) == (vl_i128)INT64_MAX * 2);
+    a = vl_ashe_encrypt(key, 1, INT64_MIN);
+    b = vl_ashe_encrypt(key, 2, INT64_MIN);
+    assert_true(vl_ashe_decrypt(key, a + b, &r, 1) == (vl_i128)INT64_MIN * 2);
+}
+
+static void test_decimal_text(void **state)
+{
+    (void)state;
+    char out[48];
+    vl_i128_to_decimal(123450, 2, out);
+    assert_string_equal(out, "1234.50");
+    vl_i128_to_decimal(-5, 2, out);
+    assert_string_equal(out, "-0.05");
+    vl_i128_to_decimal(0, 0, out);
+    assert_string_equal(out, "0");
+    vl_i128_to_decimal(0, 3, out);
+    assert_string_equal(out, "0.000");
+    vl_i128_to_decimal((vl_i128)INT64_MIN * 2, 0, out);
+    assert_string_equal(out, "-18446744073709551616");
+    vl_i128_to_decimal(-7, 0, out);
+    assert_string_equal(out, "-7");
+}
+
+int main(void)
+{
+    vl_crypto_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cover_exhaustive_8bit),
+        cmocka_unit_test(test_cover_random_64bit),
+        cmocka_unit_test(test_tokens_keyed),
+        cmocka_unit_test(test_ashe_sums),
+        cmocka_unit_test(test_decimal_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
