@@ -22,16 +22,20 @@
 #define BENCH_WARM_MAX 500
 #define BENCH_MAX_THREADS 64
 #define BENCH_URL_MAX 512
+/* A read-only baseline phase shorter than this is timed again over repeated rounds, so that
+ * its figure is not a few milliseconds of clock. */
+#define BENCH_MIN_SECS 1.0
+#define BENCH_PERM_SEED 1
 
 struct bench_doc {
-    char *id;         /* "INV-000001" */
-    char *warm_id;    /* "W-INV-000001": the id warm-up writes use */
-    char *json;       /* the document, compact, keys in input order */
+    char *id;      /* "INV-000001" */
+    char *warm_id; /* "W-INV-000001": the id warm-up writes use */
+    char *json;    /* the document, compact, keys in input order */
     size_t len;
-    char *line;       /* the NDJSON line as read (no newline), or NULL when not kept */
+    char *line; /* the NDJSON line as read (no newline), or NULL when not kept */
     size_t line_len;
-    unsigned fields;  /* field values in the document (leaves; an array counts once) */
-    char *org_id;     /* the document's org_id, or NULL */
+    unsigned fields; /* field values in the document (leaves; an array counts once) */
+    char *org_id;    /* the document's org_id, or NULL */
 };
 
 struct bench_set {
@@ -47,6 +51,10 @@ void bench_set_free(struct bench_set *s);
 /* The distinct org_id values of a set, sorted; *n set. Owned by the caller (strings are
  * the set's own). NULL on failure. */
 const char **bench_set_orgs(const struct bench_set *s, size_t *n);
+
+/* A fixed pseudo-random permutation of 0..n-1 (the order GETs visit documents in, the same
+ * for both sides). NULL when out of memory. */
+size_t *bench_perm(size_t n, uint64_t seed);
 
 double bench_now(void);
 /* VmHWM / VmRSS of /proc/PID/status (pid 0: self) in KiB; -1 when unknown. */
@@ -67,22 +75,22 @@ struct bench_worker {
 double bench_run(const struct bench_worker *w, unsigned nthreads, size_t nwarm, size_t n);
 
 /* Appends a result line to `path`. 0 or -1. */
-int bench_result_write(const char *path, const char *phase, const char *side,
-                       unsigned threads, size_t ops, double secs, uint64_t units);
+int bench_result_write(const char *path, const char *phase, const char *side, unsigned threads,
+                       size_t ops, double secs, uint64_t units);
 int bench_rss_write(const char *path, const char *side, long hwm_kib, long data_kib);
 
 /* Options every phase may get from the command line. */
 struct bench_opts {
-    const char *docs;     /* NDJSON input */
-    const char *out;      /* result lines are appended here */
-    const char *url;      /* veil server, http://127.0.0.1:PORT */
-    const char *token;    /* bearer token (clerk of the phase's tenant) */
-    const char *db;       /* plain SQLite database file */
-    const char *data;     /* libveil data directory (created) */
-    const char *policy;   /* policy file for the in-process phase */
+    const char *docs;   /* NDJSON input */
+    const char *out;    /* result lines are appended here */
+    const char *url;    /* veil server, http://127.0.0.1:PORT */
+    const char *token;  /* bearer token (clerk of the phase's tenant) */
+    const char *db;     /* plain SQLite database file */
+    const char *data;   /* libveil data directory (created) */
+    const char *policy; /* policy file for the in-process phase */
     unsigned threads;
-    size_t batch;         /* bulk: lines per request / per transaction */
-    size_t queries;       /* query: how many */
+    size_t batch;   /* bulk: lines per request / per transaction */
+    size_t queries; /* query: how many */
 };
 
 int bench_http(const char *phase, const struct bench_opts *o);

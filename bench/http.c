@@ -24,6 +24,7 @@ struct http_shared {
     enum phase ph;
     const struct bench_opts *o;
     const struct bench_set *set;
+    size_t *perm; /* get: the order documents are read in */
     /* bulk: prebuilt request bodies */
     char **bodies;
     size_t *body_len;
@@ -112,7 +113,7 @@ static int state_new(void *arg, unsigned thread, void **out)
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", sh->o->token);
     s->hdrs = curl_slist_append(s->hdrs, auth);
     s->hdrs = curl_slist_append(s->hdrs, sh->ph == PH_BULK ? "Content-Type: application/x-ndjson"
-                                                          : "Content-Type: application/json");
+                                                           : "Content-Type: application/json");
     s->hdrs = curl_slist_append(s->hdrs, "Expect:");
     s->h = curl_easy_init();
     if (s->h == NULL || s->hdrs == NULL) {
@@ -200,7 +201,7 @@ static int op(void *arg, void *st, size_t i, int warm)
         curl_easy_setopt(s->h, CURLOPT_POSTFIELDSIZE, (long)d->len);
         return perform(s, "PUT", 200, 201);
     case PH_GET:
-        d = &sh->set->docs[i];
+        d = &sh->set->docs[sh->perm[i % sh->set->n]];
         if (set_doc_url(s, d->id) != 0) {
             return -1;
         }
@@ -333,6 +334,7 @@ static void shared_free(struct http_shared *sh)
         free(sh->qbodies[i]);
     }
     free(sh->qbodies);
+    free(sh->perm);
 }
 
 int bench_http(const char *phase, const struct bench_opts *o)
@@ -374,6 +376,10 @@ int bench_http(const char *phase, const struct bench_opts *o)
     case PH_PUT:
     case PH_GET:
         n = set.n;
+        sh.perm = bench_perm(set.n, BENCH_PERM_SEED);
+        if (sh.perm == NULL) {
+            goto out;
+        }
         break;
     case PH_BULK:
         if (o->batch == 0 || build_bulk(&sh) != 0) {

@@ -142,8 +142,7 @@ static double run_veil(const struct bench_opts *o, const struct bench_set *set, 
     }
     if ((e = veil_tenant_create(v, "bench", &st)) != VEIL_OK ||
         (e = veil_session_open(v, "bench", "admin", &admin, &st)) != VEIL_OK ||
-        (e = veil_collection_apply(admin, BENCH_COLL, policy, plen, &created, &st)) !=
-            VEIL_OK ||
+        (e = veil_collection_apply(admin, BENCH_COLL, policy, plen, &created, &st)) != VEIL_OK ||
         (e = veil_session_open(v, "bench", "clerk", &clerk, &st)) != VEIL_OK) {
         vfail("set-up", e, &st);
         goto out;

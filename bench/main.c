@@ -20,11 +20,10 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: bench_core http|sqlite put|get|bulk|query [options]\n"
-            "       bench_core inproc [options]\n"
-            "       bench_core report --results FILE [options]\n"
-            "see bench/README.md\n");
+    fprintf(stderr, "usage: bench_core http|sqlite put|get|bulk|query [options]\n"
+                    "       bench_core inproc [options]\n"
+                    "       bench_core report --results FILE [options]\n"
+                    "see bench/README.md\n");
 }
 
 static int parse_count(const char *s, size_t *out)

@@ -51,11 +51,9 @@ static unsigned count_fields(const json_t *j)
         return 1;
     }
     unsigned n = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)j, k, v) {
-        (void)k;
-        n += count_fields(v);
+    for (void *it = json_object_iter((json_t *)j); it != NULL;
+         it = json_object_iter_next((json_t *)j, it)) {
+        n += count_fields(json_object_iter_value(it));
     }
     return n;
 }
@@ -100,8 +98,7 @@ int bench_set_load(const char *path, int keep_lines, struct bench_set *out)
         json_t *id = json_object_get(j, "id");
         json_t *doc = json_object_get(j, "doc");
         if (!json_is_string(id) || !json_is_object(doc)) {
-            fprintf(stderr, "bench: %s line %zu is not {\"id\":..,\"doc\":{..}}\n", path,
-                    lineno);
+            fprintf(stderr, "bench: %s line %zu is not {\"id\":..,\"doc\":{..}}\n", path, lineno);
             json_decref(j);
             goto out;
         }
@@ -194,6 +191,28 @@ const char **bench_set_orgs(const struct bench_set *s, size_t *n)
     }
     *n = u;
     return all;
+}
+
+size_t *bench_perm(size_t n, uint64_t seed)
+{
+    size_t *p = malloc((n ? n : 1) * sizeof(*p));
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    if (p == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[i] = i;
+    }
+    for (size_t i = n; i > 1; i--) {
+        x ^= x << 13; /* xorshift64: the same order on every run and machine */
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t j = (size_t)(x % i);
+        size_t t = p[i - 1];
+        p[i - 1] = p[j];
+        p[j] = t;
+    }
+    return p;
 }
 
 /* ---- the thread runner ---- */
@@ -296,8 +315,8 @@ double bench_run(const struct bench_worker *w, unsigned nthreads, size_t nwarm, 
 
 /* ---- results ---- */
 
-int bench_result_write(const char *path, const char *phase, const char *side,
-                       unsigned threads, size_t ops, double secs, uint64_t units)
+int bench_result_write(const char *path, const char *phase, const char *side, unsigned threads,
+                       size_t ops, double secs, uint64_t units)
 {
     FILE *f = fopen(path, "a");
     if (f == NULL) {

@@ -50,5 +50,14 @@ if [ -f tests/e2e/run.py ]; then
     count e2e "$out/e2e" "$rc"
 fi
 
+if [ -x tests/fuzz/run.sh ]; then
+    echo "# fuzz"
+    tests/fuzz/run.sh "${FUZZ_SECONDS:-20}" >"$out/fuzz" 2>"$out/fuzz.err"
+    rc=$?
+    grep -E '^(not )?ok |^#' "$out/fuzz" | sed "s/^/  /"
+    [ "$rc" -ne 0 ] && tail -40 "$out/fuzz.err"
+    count fuzz "$out/fuzz" "$rc"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -147,6 +147,10 @@ veil_err veil_doc_delete(veil_session *s, const char *coll, const char *id, veil
 /* Query body and answer as SPEC section 3. */
 veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t len,
                     char **json_out, veil_status *st);
+/* Aggregate body and answer as SPEC section 3: {"groups":[{"key":{..},METRIC:..}],
+ * "suppressed":N}; with "explain": true also how the store and the proxy computed it. */
+veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, size_t len,
+                        char **json_out, veil_status *st);
 /* NDJSON in ({"id":..,"doc":{..}} a line), NDJSON out ({"line","id","status","error"?} a
  * line per input line). Bad lines are reported, good ones stored. */
 veil_err veil_bulk(veil_session *s, const char *coll, const char *ndjson, size_t len,

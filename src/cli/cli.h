@@ -27,5 +27,6 @@ int vl_cmd_put(int argc, char **argv);         /* client.c: over HTTP, VEIL_ADDR
 int vl_cmd_get(int argc, char **argv);         /* client.c */
 int vl_cmd_delete(int argc, char **argv);      /* client.c */
 int vl_cmd_query(int argc, char **argv);       /* client.c */
+int vl_cmd_aggregate(int argc, char **argv);     /* client.c */
 
 #endif

@@ -53,6 +53,13 @@ static const char query_usage[] =
     "\n"
     "Runs a query such as '{\"where\":{\"status\":\"open\"},\"limit\":10}' and prints\n"
     "{\"docs\":[...],\"next\":CURSOR}.\n";
+static const char aggregate_usage[] =
+    "usage: veil aggregate COLLECTION JSON|-\n"
+    "\n"
+    "Totals, averages and counts computed over encrypted data, e.g.\n"
+    "'{\"group_by\":[\"org_id\"],\"metrics\":{\"total\":{\"sum\":\"amount\"},\"n\":{\"count\":\"*\"}}}'\n"
+    "prints {\"groups\":[{\"key\":{...},...}],\"suppressed\":N}. Add \"explain\": true to see\n"
+    "what the store computed and what the proxy did.\n";
 static const char env_help[] =
     "\n"
     "The server is $VEIL_ADDR (default " DEFAULT_ADDR "); the bearer token is $VEIL_TOKEN.\n";
@@ -453,15 +460,16 @@ int vl_cmd_delete(int argc, char **argv)
     return two_args(argc, argv, delete_usage, "DELETE");
 }
 
-int vl_cmd_query(int argc, char **argv)
+/* `veil query` and `veil aggregate`: POST a JSON body to a collection route. */
+static int post_json(int argc, char **argv, const char *usage, const char *route)
 {
     struct vl_buf body;
     int rc;
     if (vl_cli_wants_help(argc, argv)) {
-        return show_help(query_usage);
+        return show_help(usage);
     }
     if (argc != 3 || argv[1][0] == '\0') {
-        return usage_error(query_usage, "query: COLLECTION and JSON are required");
+        return usage_error(usage, "COLLECTION and JSON are required");
     }
     vl_buf_init(&body, BODY_MAX);
     if (strcmp(argv[2], "-") == 0) {
@@ -469,12 +477,22 @@ int vl_cmd_query(int argc, char **argv)
     } else {
         rc = vl_buf_append_str(&body, argv[2]) == VEIL_OK
                  ? 0
-                 : vl_cli_error(1, "query: the query is too large");
+                 : vl_cli_error(1, "%s: the body is too large", route);
     }
     if (rc == 0) {
-        rc = run("POST", argv[1], "query", NULL, body.data ? (const char *)body.data : "",
+        rc = run("POST", argv[1], route, NULL, body.data ? (const char *)body.data : "",
                  body.len, 0);
     }
     vl_buf_free(&body);
     return rc;
+}
+
+int vl_cmd_query(int argc, char **argv)
+{
+    return post_json(argc, argv, query_usage, "query");
+}
+
+int vl_cmd_aggregate(int argc, char **argv)
+{
+    return post_json(argc, argv, aggregate_usage, "aggregate");
 }

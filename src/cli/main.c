@@ -23,6 +23,7 @@ static const struct {
     {"get", vl_cmd_get, "fetch a document (over HTTP)"},
     {"delete", vl_cmd_delete, "delete a document (over HTTP)"},
     {"query", vl_cmd_query, "query a collection (over HTTP)"},
+    {"aggregate", vl_cmd_aggregate, "sum, average, count over encrypted data (over HTTP)"},
 };
 
 const char *vl_cli_datadir(const char *flag)

@@ -26,6 +26,7 @@
 
 #include "crypto/crypto.h"
 #include "engine/engine.h"
+#include "tactics/tactics.h"
 
 #define PART_FORMAT 1
 #define BOX_OVERHEAD (4 + VL_AEAD_NONCEBYTES + VL_AEAD_ABYTES)
@@ -105,7 +106,7 @@ static veil_err seal_entry(struct vl_buf *part, uint32_t *count, const struct vl
         rc = VEIL_ERR_INTERNAL;
         goto out;
     }
-    rc = vl_buf_append(part, fc->col, VL_COL_BYTES);
+    rc = vl_buf_append(part, fc->vcol, VL_COL_BYTES);
     if (rc == VEIL_OK) {
         rc = vl_buf_put_lp(part, box, BOX_OVERHEAD + plen);
     }
@@ -157,6 +158,14 @@ veil_err vl_eq_token(const struct vl_fctx *fc, const json_t *value, struct vl_bu
 void vl_sealed_free(struct vl_sealed *s)
 {
     for (size_t i = 0; i < VL_MAX_STORES; i++) {
+        for (size_t k = 0; k < s->nprods[i]; k++) {
+            free(s->prods[i][k].val.p);
+        }
+        free(s->prods[i]);
+        free(s->sums[i]);
+        s->prods[i] = NULL;
+        s->sums[i] = NULL;
+        s->nprods[i] = s->nsums[i] = 0;
         vl_buf_free(&s->parts[i]);
         for (size_t k = 0; k < s->ntokens[i]; k++) {
             free(s->tokens[i][k].tok.p);
@@ -180,6 +189,63 @@ static veil_err add_token(struct vl_sealed *s, int store, const uint8_t *col,
     memcpy(t->col, col, VL_COL_BYTES);
     t->tok.p = vl_buf_steal(tok, &t->tok.n);
     return t->tok.p != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
+}
+
+static veil_err add_range_tokens(struct vl_sealed *s, const struct vl_fctx *fc,
+                                 const json_t *val)
+{
+    uint64_t u;
+    unsigned width;
+    veil_err rc = vl_range_value(fc->f, val, &u, &width);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    struct vl_range_prefix p[VL_RANGE_MAX_DIGITS];
+    size_t n = vl_range_prefixes(u, width, p);
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        struct vl_buf tok;
+        uint8_t t[VL_RANGE_TOKEN_BYTES];
+        vl_range_token(t, fc->range_key, &p[i]);
+        vl_buf_init(&tok, VL_RANGE_TOKEN_BYTES);
+        rc = vl_buf_append(&tok, t, sizeof(t));
+        if (rc == VEIL_OK) {
+            rc = add_token(s, fc->store, fc->rcol, &tok);
+        }
+        vl_buf_free(&tok);
+    }
+    return rc;
+}
+
+/* The value of a sum field in integer units (decimals in units of 10^-scale). */
+static veil_err sum_units(const struct vl_field *f, const json_t *val, int64_t *m)
+{
+    if (f->type == VL_T_INTEGER) {
+        *m = (int64_t)json_integer_value(val);
+        return json_is_integer(val) ? VEIL_OK : VEIL_ERR_INVALID_DOCUMENT;
+    }
+    return vl_decimal_parse(val, f->scale, m) == 0 ? VEIL_OK : VEIL_ERR_INVALID_DOCUMENT;
+}
+
+static veil_err add_sum_cell(struct vl_sealed *s, const struct vl_fctx *fc, const json_t *val,
+                             uint64_t seq)
+{
+    int64_t m;
+    veil_err rc = sum_units(fc->f, val, &m);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    if (fc->f->sum_scheme == VL_SUM_PAILLIER) {
+        return vl_paillier_cell(s, fc, m);
+    }
+    struct vl_sum_cell *nc = realloc(s->sums[fc->store], (s->nsums[fc->store] + 1) * sizeof(*nc));
+    if (nc == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    s->sums[fc->store] = nc;
+    struct vl_sum_cell *cell = &nc[s->nsums[fc->store]++];
+    memcpy(cell->col, fc->scol, VL_COL_BYTES);
+    vl_ashe_limbs(vl_ashe_encrypt(fc->sum_key, seq, m), cell->limbs);
+    return VEIL_OK;
 }
 
 /* Removes the value at f's path from rest (a deep copy of the document). */
@@ -319,6 +385,14 @@ veil_err vl_doc_seal(const veil_vault *v, const struct vl_coll *c, const char *i
                 goto out;
             }
         }
+        if ((f->tactics & VL_TAC_RANGE) && !json_is_null(val) && fc->store >= 0 &&
+            (rc = add_range_tokens(&s, fc, val)) != VEIL_OK) {
+            goto out;
+        }
+        if ((f->tactics & VL_TAC_SUM) && !json_is_null(val) && fc->store >= 0 &&
+            (rc = add_sum_cell(&s, fc, val, seq)) != VEIL_OK) {
+            goto out;
+        }
         remove_path(rest, f);
     }
     rc = seal_entry(&entries[0], &counts[0], c, &c->id, token, version, id, strlen(id));
@@ -433,7 +507,7 @@ static int open_entry(const struct vl_coll *c, const struct vl_fctx *fc, struct 
 {
     struct entry *hit = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (memcmp(e[i].col, fc->col, VL_COL_BYTES) == 0) {
+        if (memcmp(e[i].col, fc->vcol, VL_COL_BYTES) == 0) {
             if (hit != NULL || e[i].used) {
                 return -1; /* twice */
             }

@@ -20,7 +20,10 @@ static void fctx_free(struct vl_fctx *fc)
     vl_secret_free(fc->aead_key);
     vl_secret_free(fc->eq_key);
     vl_secret_free(fc->mask_key);
-    fc->aead_key = fc->eq_key = fc->mask_key = NULL;
+    vl_secret_free(fc->range_key);
+    vl_secret_free(fc->sum_key);
+    vl_paillier_field_free(fc);
+    fc->aead_key = fc->eq_key = fc->mask_key = fc->range_key = fc->sum_key = NULL;
 }
 
 void vl_coll_free(struct vl_coll *c)
@@ -79,13 +82,19 @@ static veil_err fctx_init(struct vl_fctx *fc, const veil_vault *v, const struct 
                           const struct vl_field *f, const char *path, const uint8_t *naming,
                           const uint8_t *current)
 {
+    static const char *const purposes[] = {"value-id", "column-eq", "column-range",
+                                           "column-sum"};
+    uint8_t *cols[] = {fc->vcol, fc->col, fc->rcol, fc->scol};
     uint8_t col[32];
+    veil_err rc = VEIL_OK;
     fc->f = f;
     fc->path = path;
     fc->store = store_index(v, f);
-    veil_err rc = vl_subkey(col, sizeof(col), naming, c->tenant, c->name, path, "column",
-                            NAMING_KEY_VERSION);
-    memcpy(fc->col, col, VL_COL_BYTES);
+    for (size_t i = 0; rc == VEIL_OK && i < sizeof(cols) / sizeof(cols[0]); i++) {
+        rc = vl_subkey(col, sizeof(col), naming, c->tenant, c->name, path, purposes[i],
+                       NAMING_KEY_VERSION);
+        memcpy(cols[i], col, VL_COL_BYTES);
+    }
     if (rc != VEIL_OK) {
         return rc;
     }
@@ -100,6 +109,34 @@ static veil_err fctx_init(struct vl_fctx *fc, const veil_vault *v, const struct 
         }
         rc = vl_subkey(fc->eq_key, VL_SIV_KEYBYTES, current, c->tenant, c->name, path, "eq",
                        c->key_version);
+    }
+    if (rc == VEIL_OK && f != NULL && (f->tactics & VL_TAC_RANGE)) {
+        if ((fc->range_key = vl_secret_alloc(32)) == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        rc = vl_subkey(fc->range_key, 32, current, c->tenant, c->name, path, "range",
+                       c->key_version);
+    }
+    if (rc == VEIL_OK && f != NULL && (f->tactics & VL_TAC_SUM) &&
+        f->sum_scheme == VL_SUM_ASHE) {
+        if ((fc->sum_key = vl_secret_alloc(32)) == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        rc = vl_subkey(fc->sum_key, 32, current, c->tenant, c->name, path, "sum-ashe",
+                       c->key_version);
+    }
+    if (rc == VEIL_OK && f != NULL && (f->tactics & VL_TAC_SUM) &&
+        f->sum_scheme == VL_SUM_PAILLIER) {
+        uint8_t *seed = vl_secret_alloc(32);
+        if (seed == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        rc = vl_subkey(seed, 32, current, c->tenant, c->name, path, "sum-paillier",
+                       c->key_version);
+        if (rc == VEIL_OK) {
+            rc = vl_paillier_field_init(fc, seed);
+        }
+        vl_secret_free(seed);
     }
     if (rc == VEIL_OK && f != NULL && f->mask == VL_MASK_HASH) {
         if ((fc->mask_key = vl_secret_alloc(32)) == NULL) {

@@ -43,14 +43,22 @@ veil_err vl_config_load(const char *datadir, struct vl_config *cfg, veil_status 
 void vl_config_free(struct vl_config *cfg);
 
 /* ---- per-field working state of a collection ---- */
+struct vl_paillier;
 struct vl_fctx {
     const struct vl_field *f;      /* NULL for the reserved parts _id and _rest */
     const char *path;              /* f->path, "_id" or "_rest" */
-    uint8_t col[VL_COL_BYTES];     /* opaque column id */
+    uint8_t vcol[VL_COL_BYTES];    /* opaque id of the sealed value in a part */
+    uint8_t col[VL_COL_BYTES];     /* opaque column of equality tokens */
+    uint8_t rcol[VL_COL_BYTES];    /* opaque column of range tokens */
+    uint8_t scol[VL_COL_BYTES];    /* opaque column of sum cells */
     int store;                     /* index into the vault's stores; -1: trusted state */
     uint8_t *aead_key;             /* secret, VL_AEAD_KEYBYTES */
     uint8_t *eq_key;               /* secret, VL_SIV_KEYBYTES, only with eq */
     uint8_t *mask_key;             /* secret, 32, only with mask: hash */
+    uint8_t *range_key;            /* secret, 32, only with range */
+    uint8_t *sum_key;              /* secret, 32, only with sum (ASHE) */
+    struct vl_paillier *paillier;  /* only with sum: {scheme: paillier} */
+    struct vl_bytes paillier_n2;   /* its n^2, big-endian, for the store */
 };
 
 /* Row sequence numbers handed out from blocks reserved in trusted state, so that a write
@@ -123,12 +131,17 @@ const struct vl_fctx *vl_coll_field(const struct vl_coll *c, const char *path);
 void vl_doc_token(const struct vl_coll *c, const char *id, uint8_t out[VL_DOCTOKEN_BYTES]);
 
 /* A document sealed for writing: one part per store (index), plus the trusted part, and
- * per store the tokens it may index. Token bytes are malloc'd, owned here. */
+ * per store the tokens it may index and its sum cells. Token and cell bytes are malloc'd,
+ * owned here. */
 struct vl_sealed {
     struct vl_buf parts[VL_MAX_STORES];
     struct vl_buf trusted;
     struct vl_token *tokens[VL_MAX_STORES];
     size_t ntokens[VL_MAX_STORES];
+    struct vl_sum_cell *sums[VL_MAX_STORES];
+    size_t nsums[VL_MAX_STORES];
+    struct vl_prod_cell *prods[VL_MAX_STORES];
+    size_t nprods[VL_MAX_STORES];
     uint8_t digest[VL_DIGEST_BYTES];
 };
 void vl_sealed_free(struct vl_sealed *s);
@@ -159,6 +172,53 @@ json_t *vl_doc_for_role(const struct vl_coll *c, const veil_session *s, const js
 
 /* Walks a dotted path in a JSON object (borrowed reference or NULL). */
 json_t *vl_json_path_get(const json_t *doc, const struct vl_field *f);
+
+/* ---- planning `where` (plan.c) ---- */
+
+/* One condition: equality (values' tokens and canonical encodings) or a range (inclusive
+ * bounds in the field's order-preserving domain, and the tokens of their cover). */
+struct vl_cond {
+    const struct vl_fctx *fc;
+    bool range;
+    bool empty;                    /* matches nothing (an empty interval) */
+    uint64_t lo, hi;
+    struct vl_buf *canon;
+    size_t ncanon;
+    struct vl_bytes *toks;
+    size_t ntoks;
+    struct vl_pred_term term;
+};
+struct vl_plan {
+    struct vl_cond *conds;
+    size_t n;
+    bool empty;                    /* some condition matches nothing */
+    struct vl_pred_term *terms;
+    struct vl_pred pred;           /* for the store */
+};
+/* Plans `where` (NULL or an object). role NULL: no read restriction (admin, aggregates). */
+veil_err vl_plan_where(const struct vl_coll *c, const struct vl_role *role, const json_t *where,
+                       struct vl_plan *out, veil_status *st) VL_WUR;
+void vl_plan_free(struct vl_plan *p);
+/* Does a decrypted document satisfy every condition? */
+bool vl_plan_satisfied(const struct vl_plan *p, const json_t *doc);
+/* A value of a range field in its order-preserving domain of *width bits. */
+veil_err vl_range_value(const struct vl_field *f, const json_t *v, uint64_t *out,
+                        unsigned *width) VL_WUR;
+/* "aead, eq, range", for messages. */
+const char *vl_tactics_words(const struct vl_field *f);
+
+/* ---- sums under Paillier (sums.c) ---- */
+#include "tactics/tactics.h"
+/* Generates fc's key pair from a 32-byte seed (f->sum_bits), and frees it. */
+veil_err vl_paillier_field_init(struct vl_fctx *fc, const uint8_t *seed) VL_WUR;
+void vl_paillier_field_free(struct vl_fctx *fc);
+/* Adds the Paillier cell of m (units) for fc to the sealed document. */
+veil_err vl_paillier_cell(struct vl_sealed *s, const struct vl_fctx *fc, int64_t m) VL_WUR;
+/* n^2 of fc's key, big-endian, owned by the key. */
+struct vl_bytes vl_paillier_modulus(const struct vl_fctx *fc);
+/* Decrypts a product of cells into the sum it hides. */
+veil_err vl_paillier_sum(const struct vl_fctx *fc, const struct vl_bytes *product,
+                         vl_i128 *out) VL_WUR;
 
 /* ---- errors worth an audit event ---- */
 /* Records that a store returned data that failed a check; returns VEIL_ERR_INTEGRITY with

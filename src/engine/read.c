@@ -20,7 +20,6 @@
 #include "util/log.h"
 
 #define READ_TRIES 3
-#define MAX_IN_VALUES 1000
 
 static veil_err may_read(veil_session *s, const char *coll, const struct vl_coll **c,
                          const struct vl_role **role, veil_status *st)
@@ -106,8 +105,8 @@ static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
                        : VEIL_ERR_INTEGRITY;
         }
     }
-    if (!ds->live && !any_row) {
-        return VEIL_ERR_NOT_FOUND;
+    if (!any_row && (!ds->live || (ds->pending && ds->pending_delete))) {
+        return VEIL_ERR_NOT_FOUND; /* deleted, or being deleted */
     }
     return VEIL_ERR_INTEGRITY;
 }
@@ -230,156 +229,6 @@ veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **
 
 /* ---- query ---- */
 
-/* One condition of `where`: the field, and the canonical encodings of the values that
- * satisfy it (for checking decrypted documents). */
-struct cond {
-    const struct vl_fctx *fc;
-    struct vl_pred_term term;
-    struct vl_bytes *toks;
-    struct vl_buf *canon;
-    size_t n;
-};
-
-static void conds_free(struct cond *cs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < cs[i].n; k++) {
-            free(cs[i].toks[k].p);
-            vl_buf_free(&cs[i].canon[k]);
-        }
-        free(cs[i].toks);
-        free(cs[i].canon);
-    }
-    free(cs);
-}
-
-static const char *tactics_words(const struct vl_field *f)
-{
-    static const char *const words[] = {
-        "aead", "aead, eq", "aead, range", "aead, eq, range", "aead, search",
-        "aead, eq, search", "aead, range, search", "aead, eq, range, search",
-    };
-    if (f->plain) {
-        return "plain";
-    }
-    return words[f->tactics & 7u];
-}
-
-static veil_err plan_cond(const struct vl_coll *c, const struct vl_role *role, const char *path,
-                          const json_t *spec, struct cond *cd, veil_status *st)
-{
-    const struct vl_fctx *fc = vl_coll_field(c, path);
-    if (fc == NULL) {
-        return vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, path,
-                             "%s is not a field of the policy; it is stored under aead only "
-                             "and cannot be filtered", path);
-    }
-    if (role != NULL && !vl_role_reads(role, path)) {
-        return vl_status_set(st, VEIL_ERR_FORBIDDEN, path,
-                             "the role may not filter on a field it cannot read");
-    }
-    const json_t *values = NULL;
-    json_t *single = NULL;
-    if (json_is_object(spec)) {
-        const char *op;
-        json_t *arg;
-        json_object_foreach((json_t *)spec, op, arg) {
-            if (strcmp(op, "in") == 0 || strcmp(op, "eq") == 0) {
-                if (values != NULL) {
-                    return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
-                                         "use one of eq and in per field");
-                }
-                values = arg;
-            } else if (!strcmp(op, "gt") || !strcmp(op, "gte") || !strcmp(op, "lt") ||
-                       !strcmp(op, "lte")) {
-                return vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, path,
-                                     "%s has tactics %s; range filters need tactic range, "
-                                     "which this version does not serve yet",
-                                     path, tactics_words(fc->f));
-            } else {
-                return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
-                                     "unknown operator (known: eq, in, gt, gte, lt, lte)");
-            }
-        }
-        if (values == NULL) {
-            return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path, "an empty condition");
-        }
-        if (json_object_get(spec, "eq") != NULL) {
-            values = single = json_pack("[O]", values);
-        } else if (!json_is_array(values) || json_array_size(values) == 0 ||
-                   json_array_size(values) > MAX_IN_VALUES) {
-            return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
-                                 "in takes a list of 1..%d values", MAX_IN_VALUES);
-        }
-    } else if (json_is_array(spec)) {
-        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path,
-                             "a list of values needs {\"in\": [...]}");
-    } else {
-        values = single = json_pack("[O]", spec);
-    }
-    veil_err rc = VEIL_OK;
-    if (!(fc->f->tactics & VL_TAC_EQ) || fc->store < 0) {
-        rc = vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, path,
-                           "%s has tactics %s; equality needs tactic eq", path,
-                           tactics_words(fc->f));
-        goto out;
-    }
-    size_t n = json_array_size(values);
-    cd->fc = fc;
-    cd->toks = calloc(n, sizeof(*cd->toks));
-    cd->canon = calloc(n, sizeof(*cd->canon));
-    if (cd->toks == NULL || cd->canon == NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
-        const json_t *val = json_array_get(values, i);
-        struct vl_buf tok;
-        vl_buf_init(&tok, 1 << 20);
-        vl_buf_init(&cd->canon[i], 1 << 20);
-        cd->n = i + 1;
-        if (json_is_null(val)) {
-            rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, path, "null cannot be matched");
-        } else if ((rc = vl_value_check(fc->f, val, st)) == VEIL_OK &&
-                   (rc = vl_value_canonical(fc->f, val, &cd->canon[i])) == VEIL_OK &&
-                   (rc = vl_eq_token(fc, val, &tok)) == VEIL_OK) {
-            cd->toks[i].p = vl_buf_steal(&tok, &cd->toks[i].n);
-        }
-        vl_buf_free(&tok);
-    }
-    memcpy(cd->term.col, fc->col, VL_COL_BYTES);
-    cd->term.toks = cd->toks;
-    cd->term.ntoks = cd->n;
-out:
-    json_decref(single);
-    return rc;
-}
-
-/* Does the decrypted document satisfy every condition? */
-static bool satisfies(const json_t *doc, const struct cond *cs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const json_t *v = vl_json_path_get(doc, cs[i].fc->f);
-        if (v == NULL || json_is_null(v)) {
-            return false;
-        }
-        struct vl_buf canon;
-        vl_buf_init(&canon, 1 << 20);
-        bool hit = false;
-        if (vl_value_canonical(cs[i].fc->f, v, &canon) == VEIL_OK) {
-            for (size_t k = 0; k < cs[i].n && !hit; k++) {
-                hit = cs[i].canon[k].len == canon.len &&
-                      memcmp(cs[i].canon[k].data, canon.data, canon.len) == 0;
-            }
-        }
-        vl_buf_free(&canon);
-        if (!hit) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static veil_err cursor_seal(const struct vl_coll *c, const uint8_t *doc, char **out)
 {
     uint8_t box[vl_aead_box_len(VL_DOCTOKEN_BYTES)];
@@ -417,8 +266,7 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     const struct vl_coll *c = NULL;
     const struct vl_role *role = NULL;
     json_t *q = NULL, *docs = NULL;
-    struct cond *cs = NULL;
-    size_t ncs = 0;
+    struct vl_plan plan;
     struct vl_doclist list = {0};
     struct opened *op = NULL;
     bool *found = NULL;
@@ -427,6 +275,7 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     char *next = NULL;
     json_int_t limit = VL_QUERY_LIMIT_DEFAULT;
     size_t n = 0;
+    memset(&plan, 0, sizeof(plan));
     vl_status_clear(st);
 
     veil_err rc = may_read(s, coll, &c, &role, st);
@@ -500,35 +349,16 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
                                : "match needs tactic search");
         goto out;
     }
-    if (where != NULL && !json_is_object(where)) {
-        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "where", "where is an object");
+    if ((rc = vl_plan_where(c, s->admin ? NULL : role, where, &plan, st)) != VEIL_OK) {
         goto out;
     }
-    cs = calloc(json_object_size(where) + 1, sizeof(*cs));
-    if (cs == NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    json_object_foreach(where, key, val) {
-        rc = plan_cond(c, s->admin ? NULL : role, key, val, &cs[ncs], st);
-        ncs++;
-        if (rc != VEIL_OK) {
-            goto out;
-        }
-    }
-    struct vl_pred_term *terms = calloc(ncs + 1, sizeof(*terms));
-    if (terms == NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < ncs; i++) {
-        terms[i] = cs[i].term;
-    }
-    struct vl_pred pred = {terms, ncs};
     struct vl_store *store = v->stores[0];
-    rc = store->ops->find(store, c->table, &pred, has_after ? after : NULL,
-                          (size_t)limit + 1, &list);
-    free(terms);
+    if (plan.empty) {
+        list.n = 0;
+    } else {
+        rc = store->ops->find(store, c->table, &plan.pred, has_after ? after : NULL,
+                              (size_t)limit + 1, &list);
+    }
     if (rc != VEIL_OK) {
         rc = vl_status_set(st, rc == VEIL_ERR_INTEGRITY ? rc : VEIL_ERR_STORE_UNAVAILABLE,
                            NULL, "store %s is unavailable", v->cfg.store_names[0]);
@@ -562,7 +392,7 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
         if (!found[i]) {
             continue; /* deleted between the find and the fetch */
         }
-        if (!satisfies(op[i].doc, cs, ncs)) {
+        if (!vl_plan_satisfied(&plan, op[i].doc)) {
             rc = vl_breach(v, s, c->name, "a store returned a row the query does not match",
                            st);
             goto out;
@@ -590,7 +420,7 @@ out:
     free(found);
     free(next);
     vl_doclist_free(&list);
-    conds_free(cs, ncs);
+    vl_plan_free(&plan);
     json_decref(docs);
     json_decref(q);
     return rc;

@@ -77,6 +77,24 @@ static veil_err payload_build(const veil_vault *v, const struct vl_coll *c, stru
                 rc = vl_buf_put_lp(b, s->tokens[i][k].tok.p, s->tokens[i][k].tok.n);
             }
         }
+        if (rc == VEIL_OK) {
+            rc = vl_buf_put_u32(b, put ? (uint32_t)s->nsums[i] : 0);
+        }
+        for (size_t k = 0; put && rc == VEIL_OK && k < s->nsums[i]; k++) {
+            rc = vl_buf_append(b, s->sums[i][k].col, VL_COL_BYTES);
+            for (int l = 0; rc == VEIL_OK && l < VL_SUM_LIMBS; l++) {
+                rc = vl_buf_put_u64(b, (uint64_t)s->sums[i][k].limbs[l]);
+            }
+        }
+        if (rc == VEIL_OK) {
+            rc = vl_buf_put_u32(b, put ? (uint32_t)s->nprods[i] : 0);
+        }
+        for (size_t k = 0; put && rc == VEIL_OK && k < s->nprods[i]; k++) {
+            rc = vl_buf_append(b, s->prods[i][k].col, VL_COL_BYTES);
+            if (rc == VEIL_OK) {
+                rc = vl_buf_put_lp(b, s->prods[i][k].val.p, s->prods[i][k].val.n);
+            }
+        }
     }
     return rc;
 }
@@ -93,6 +111,10 @@ struct parsed {
         struct vl_bytes part;
         struct vl_token *tokens;
         uint32_t ntok;
+        struct vl_sum_cell *sums;
+        uint32_t nsum;
+        struct vl_prod_cell *prods;
+        uint32_t nprod;
     } s[VL_MAX_STORES];
 };
 
@@ -100,7 +122,11 @@ static void parsed_free(struct parsed *p)
 {
     for (size_t i = 0; i < VL_MAX_STORES; i++) {
         free(p->s[i].tokens);
+        free(p->s[i].sums);
+        free(p->s[i].prods);
         p->s[i].tokens = NULL;
+        p->s[i].sums = NULL;
+        p->s[i].prods = NULL;
     }
 }
 
@@ -138,6 +164,45 @@ static int payload_parse(const struct vl_bytes *b, struct parsed *p)
             }
             memcpy(p->s[i].tokens[k].col, col, VL_COL_BYTES);
             p->s[i].tokens[k].tok.p = (uint8_t *)tok;
+        }
+        if (vl_read_u32(&r, &p->s[i].nsum) != 0 ||
+            p->s[i].nsum > r.n / (VL_COL_BYTES + 8 * VL_SUM_LIMBS)) {
+            goto bad;
+        }
+        if (p->s[i].nsum > 0 &&
+            (p->s[i].sums = calloc(p->s[i].nsum, sizeof(struct vl_sum_cell))) == NULL) {
+            goto bad;
+        }
+        for (uint32_t k = 0; k < p->s[i].nsum; k++) {
+            const uint8_t *col;
+            if (vl_read_bytes(&r, &col, VL_COL_BYTES) != 0) {
+                goto bad;
+            }
+            memcpy(p->s[i].sums[k].col, col, VL_COL_BYTES);
+            for (int l = 0; l < VL_SUM_LIMBS; l++) {
+                uint64_t limb;
+                if (vl_read_u64(&r, &limb) != 0) {
+                    goto bad;
+                }
+                p->s[i].sums[k].limbs[l] = (int64_t)limb;
+            }
+        }
+        if (vl_read_u32(&r, &p->s[i].nprod) != 0 ||
+            p->s[i].nprod > r.n / (VL_COL_BYTES + 4)) {
+            goto bad;
+        }
+        if (p->s[i].nprod > 0 &&
+            (p->s[i].prods = calloc(p->s[i].nprod, sizeof(struct vl_prod_cell))) == NULL) {
+            goto bad;
+        }
+        for (uint32_t k = 0; k < p->s[i].nprod; k++) {
+            const uint8_t *col, *val;
+            if (vl_read_bytes(&r, &col, VL_COL_BYTES) != 0 ||
+                vl_read_lp(&r, &val, &p->s[i].prods[k].val.n) != 0) {
+                goto bad;
+            }
+            memcpy(p->s[i].prods[k].col, col, VL_COL_BYTES);
+            p->s[i].prods[k].val.p = (uint8_t *)val;
         }
     }
     if (r.n == 0) {
@@ -186,6 +251,10 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
                 rows[nrows].blob = ps[k].s[i].part;
                 rows[nrows].tokens = ps[k].s[i].tokens;
                 rows[nrows].ntokens = ps[k].s[i].ntok;
+                rows[nrows].sums = ps[k].s[i].sums;
+                rows[nrows].nsums = ps[k].s[i].nsum;
+                rows[nrows].prods = ps[k].s[i].prods;
+                rows[nrows].nprods = ps[k].s[i].nprod;
                 nrows++;
             } else {
                 dels[ndels].p = (uint8_t *)ps[k].doc;

@@ -709,7 +709,7 @@ static veil_err parse_role(struct pctx *c, const char *name, int line,
                 rc = fail(c->st, v->line, "role", name, "write must be true or false");
             }
         } else if (strcmp(k, "min_group_size") == 0) {
-            unsigned long m;
+            unsigned long m = 0;
             if (read_uint(v, 0, VL_GROUP_SIZE_MAX, &m) != 0) {
                 rc = fail(c->st, v->line, "role", name,
                           "min_group_size must be an integer from 0 to %d", VL_GROUP_SIZE_MAX);

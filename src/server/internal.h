@@ -34,6 +34,7 @@ enum vl_route_id {
     VL_ROUTE_DOC,
     VL_ROUTE_QUERY,
     VL_ROUTE_BULK,
+    VL_ROUTE_AGGREGATE,
     VL_ROUTE_COUNT
 };
 

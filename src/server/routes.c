@@ -39,6 +39,7 @@ static const struct route_info routes[VL_ROUTE_COUNT] = {
                       "GET, PUT, DELETE", 1},
     [VL_ROUTE_QUERY] = {"/v1/collections/{c}/query", VL_M_POST, "POST", 1},
     [VL_ROUTE_BULK] = {"/v1/collections/{c}/bulk", VL_M_POST, "POST", 1},
+    [VL_ROUTE_AGGREGATE] = {"/v1/collections/{c}/aggregate", VL_M_POST, "POST", 1},
 };
 
 /* The most segments any route has; longer paths are 404 before anything is decoded. */
@@ -147,6 +148,8 @@ veil_err vl_route_match(const char *path, struct vl_match *m, veil_status *st)
             r = VL_ROUTE_QUERY;
         } else if (nseg == 4 && seg_is(&segs[3], "bulk")) {
             r = VL_ROUTE_BULK;
+        } else if (nseg == 4 && seg_is(&segs[3], "aggregate")) {
+            r = VL_ROUTE_AGGREGATE;
         }
     }
     if (r == VL_ROUTE_NONE) {
@@ -409,6 +412,12 @@ void vl_route_dispatch(struct vl_srv *srv, struct vl_req *rq, struct MHD_Connect
         rc = check_body(srv, &rq->body, 1, &st);
         if (rc == VEIL_OK) {
             rc = veil_query(rq->sess, rq->m.coll, body, rq->body.len, &json, &st);
+        }
+        break;
+    case VL_ROUTE_AGGREGATE:
+        rc = check_body(srv, &rq->body, 1, &st);
+        if (rc == VEIL_OK) {
+            rc = veil_aggregate(rq->sess, rq->m.coll, body, rq->body.len, &json, &st);
         }
         break;
     case VL_ROUTE_BULK:

@@ -5,15 +5,43 @@
  * Each opaque table T (1..64 lowercase hex, checked before it is spliced into SQL) becomes
  *     r_T(doc BLOB PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL) WITHOUT ROWID
  *     x_T(col BLOB, tok BLOB, doc BLOB, PRIMARY KEY(col, tok, doc)) WITHOUT ROWID
- *     i_T ON x_T(doc), so that a row's tokens go quickly when it is replaced or deleted.
- * Every value is bound as a blob; the only things ever formatted into SQL are a validated
- * table name and a count of placeholders.
+ *     s_T(doc BLOB, col BLOB, l0..l3 INTEGER NOT NULL, PRIMARY KEY(col, doc)) WITHOUT ROWID
+ *     p_T(doc BLOB, col BLOB, val BLOB NOT NULL, PRIMARY KEY(col, doc)) WITHOUT ROWID
+ * with indexes i_T ON x_T(doc), is_T ON s_T(doc) and ip_T ON p_T(doc), so that a row's
+ * tokens and cells go quickly when it is replaced or deleted, and ir_T ON r_T(doc, seq), a
+ * narrow copy of (doc, seq) that lets an aggregate walk every row without reading blobs.
+ * s_T holds the ASHE sum cells as four 32-bit limbs, p_T the Paillier cells. Every value
+ * is bound as a blob or an integer; the only things ever formatted into SQL are a
+ * validated table name, counts of placeholders and small generated aliases.
+ *
+ * Aggregates are computed by SQLite, over the stored cells, in one read transaction:
+ *   - the predicate becomes a MATERIALIZED CTE f(doc) (an INTERSECT of one index range
+ *     scan of x_T per term), and the matching rows m are f (or all of r_T) joined on primary
+ *     keys to the group columns' tokens in x_T (LEFT JOIN; a missing token is the key x'')
+ *     and to the aggregated column's cells, all probed in document order;
+ *   - per ASHE column, one statement groups by (keys, has a cell, island), the island being
+ *     seq - row_number() OVER (PARTITION BY keys, has a cell ORDER BY seq): the classic
+ *     gaps and islands. Each island is a maximal run of consecutive sequence numbers; SQLite
+ *     gives its count, bounds and limb sums, and this file only adds the islands of a group;
+ *   - one statement for all Paillier columns multiplies the cells of each group modulo
+ *     n^2 with veil_mulmod(val, modulus), an aggregate SQL function defined here with GMP
+ *     and registered on every pooled connection. This is where Paillier products are
+ *     computed: SQLite has no bignum arithmetic, so the multiplication is supplied to the
+ *     engine and runs inside it over the stored cells, and the caller receives one product
+ *     per group, exactly as from a PostgreSQL driver using a numeric aggregate.
+ * Every statement orders by its GROUP BY terms (free: the grouping sorter already emits
+ * that order), so groups arrive sorted by key and the statements are merged in one pass.
+ * A group exists when at least one row matches: no matching row, no group (also with no
+ * group columns). A row with several tokens in a group column counts in each of their
+ * groups.
  *
  * What the store learns: the number of tables and of rows in each; each row's document
  * token, sequence number and sealed blob (its size); every (column, token) pair of each row,
- * hence which rows share an equality token and how many range tokens a row has; and, from
- * each call, which document tokens were read or written together, which tokens a find asks
- * for and which documents answer it. It never sees a key, a plaintext or a document id.
+ * hence which rows share an equality token and how many range tokens a row has; which
+ * columns of a row have sum cells (never their values: ASHE and Paillier ciphertexts); and,
+ * from each call, which document tokens were read or written together, which tokens a find
+ * or an aggregate asks for, which documents answer it, and which columns are grouped and
+ * summed together. It never sees a key, a plaintext or a document id.
  *
  * Invariants: every operation is one transaction (writes BEGIN IMMEDIATE, reads a deferred
  * BEGIN for one snapshot across batches) and is rolled back on any error, so a failed call
@@ -30,14 +58,20 @@
  *
  * Behaviour the interface leaves open: reads, finds and deletes on a table that does not
  * exist see an empty table; put_rows creates its table if needed. A table name that is not
- * 1..64 lowercase hex, or a row whose document token is not VL_DOCTOKEN_BYTES long, is a
- * caller bug: VEIL_ERR_INTERNAL. A find that meets a stored document token of the wrong
+ * 1..64 lowercase hex, a row whose document token is not VL_DOCTOKEN_BYTES long, a sum
+ * cell limb outside 0..2^32-1, two cells of one kind in one column of a row, a row with sum
+ * cells whose seq exceeds INT64_MAX (sequence numbers are ordered as SQLite integers), an
+ * empty product cell or a malformed aggregate request is a caller bug: VEIL_ERR_INTERNAL.
+ * An aggregate that meets stored data it cannot return faithfully (a key that is not a
+ * blob, overlapping or negative sequence numbers, a missing product) reports
+ * VEIL_ERR_INTEGRITY. A find that meets a stored document token of the wrong
  * length reports VEIL_ERR_INTEGRITY, since it cannot be returned. SQLite failures are
  * logged with the store's name, the operation and SQLite's generic text, never with data.
  */
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +79,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <gmp.h>
 #include <sqlite3.h>
 
 #include "store/store.h"
@@ -54,6 +89,9 @@
 #define SQ_BUSY_MS 5000       /* wait for other processes' locks this long */
 #define SQ_DOC_BATCH 500      /* document tokens per IN list in get and delete */
 #define SQ_SQL_MAX (1u << 22) /* longest statement text we build */
+#define SQ_AGG_MAX_COLS 32    /* aggregated columns per request (SQLite joins <= 64 tables) */
+#define SQ_MODULUS_MAX 4096   /* bytes of a Paillier modulus n^2 (n of 16384 bits) */
+#define SQ_LIMB_MAX 0xffffffffLL
 #define SQ_DIR_MODE 0700
 #define SQ_FILE_MODE 0600
 
@@ -189,6 +227,97 @@ static void cache_del(struct sq_store *s, const char *t)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* ---- veil_mulmod: Paillier products inside SQLite ---- */
+
+/* The state of one veil_mulmod(val, modulus) aggregate, in SQLite's aggregate context
+ * (zeroed on first use). */
+struct sq_mulmod {
+    int init;  /* acc and mod are initialised */
+    int any;   /* at least one non-NULL val */
+    mpz_t acc; /* product so far, reduced modulo mod */
+    mpz_t mod;
+    mpz_t val; /* scratch for the current cell */
+};
+
+static void mulmod_import(mpz_t z, sqlite3_value *v)
+{
+    int n = sqlite3_value_bytes(v);
+    const void *p = sqlite3_value_blob(v);
+    if (p == NULL || n <= 0) {
+        mpz_set_ui(z, 0);
+    } else {
+        mpz_import(z, (size_t)n, 1, 1, 1, 0, p);
+    }
+}
+
+/* Step: multiplies a non-NULL blob `val` into the product modulo `modulus` (the first
+ * row's); NULL vals are skipped, like SUM skips NULLs. A modulus below 2 is an error. */
+static void mulmod_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    struct sq_mulmod *m = sqlite3_aggregate_context(ctx, sizeof(*m));
+    if (m == NULL) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    if (!m->init) {
+        if (sqlite3_value_type(argv[1]) != SQLITE_BLOB ||
+            sqlite3_value_bytes(argv[1]) > SQ_MODULUS_MAX) {
+            sqlite3_result_error(ctx, "veil_mulmod: bad modulus", -1);
+            return;
+        }
+        mpz_init_set_ui(m->acc, 1);
+        mpz_init(m->mod);
+        mpz_init(m->val);
+        m->init = 1;
+        mulmod_import(m->mod, argv[1]);
+        if (mpz_cmp_ui(m->mod, 2) < 0) {
+            sqlite3_result_error(ctx, "veil_mulmod: bad modulus", -1);
+            return;
+        }
+    }
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+        return;
+    }
+    if (sqlite3_value_type(argv[0]) != SQLITE_BLOB) {
+        sqlite3_result_error(ctx, "veil_mulmod: cell is not a blob", -1);
+        return;
+    }
+    mulmod_import(m->val, argv[0]);
+    mpz_mul(m->acc, m->acc, m->val);
+    mpz_mod(m->acc, m->acc, m->mod);
+    m->any = 1;
+}
+
+/* Final: the product as a minimal big-endian blob (one zero byte for 0), or NULL when no
+ * cell was multiplied. Also frees the GMP state, so it runs even after an error. */
+static void mulmod_final(sqlite3_context *ctx)
+{
+    struct sq_mulmod *m = sqlite3_aggregate_context(ctx, 0);
+    if (m == NULL || !m->init) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    if (!m->any) {
+        sqlite3_result_null(ctx);
+    } else {
+        size_t n = (mpz_sizeinbase(m->acc, 2) + 7) / 8;
+        uint8_t *out = sqlite3_malloc64(n ? n : 1);
+        if (out == NULL) {
+            sqlite3_result_error_nomem(ctx);
+        } else {
+            size_t got = 0;
+            out[0] = 0;
+            mpz_export(out, &got, 1, 1, 1, 0, m->acc);
+            sqlite3_result_blob64(ctx, out, got ? got : 1, sqlite3_free);
+        }
+    }
+    mpz_clear(m->acc);
+    mpz_clear(m->mod);
+    mpz_clear(m->val);
+    m->init = 0;
+}
+
 /* ---- connections ---- */
 
 static int journal_cb(void *arg, int ncol, char **vals, char **names)
@@ -216,6 +345,13 @@ static int conn_open(const struct sq_store *s, sqlite3 **out)
     }
     if (rc == SQLITE_OK) {
         rc = sqlite3_exec(db, sq_setup, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        /* DIRECTONLY: callable from our statements, never from a schema's triggers or
+         * views (the database file is not trusted). */
+        rc = sqlite3_create_function_v2(db, "veil_mulmod", 2,
+                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+                                        NULL, NULL, mulmod_step, mulmod_final, NULL);
     }
     if (rc == SQLITE_OK && !is_wal) {
         vl_log(VL_LOG_WARN, "store %s: WAL journal not available; readers will wait for writers",
@@ -376,14 +512,22 @@ static int missing_table(sqlite3 *db, const char *t, int prep_rc, int *absent)
 
 static int create_tables(sqlite3 *db, const char *t)
 {
-    char sql[1024];
+    char sql[2048];
     snprintf(sql, sizeof(sql),
              "CREATE TABLE IF NOT EXISTS \"r_%s\"(doc BLOB PRIMARY KEY, seq INTEGER NOT NULL,"
              " blob BLOB NOT NULL) WITHOUT ROWID;"
              "CREATE TABLE IF NOT EXISTS \"x_%s\"(col BLOB, tok BLOB, doc BLOB,"
              " PRIMARY KEY(col, tok, doc)) WITHOUT ROWID;"
-             "CREATE INDEX IF NOT EXISTS \"i_%s\" ON \"x_%s\"(doc);",
-             t, t, t, t);
+             "CREATE INDEX IF NOT EXISTS \"i_%s\" ON \"x_%s\"(doc);"
+             "CREATE INDEX IF NOT EXISTS \"ir_%s\" ON \"r_%s\"(doc, seq);"
+             "CREATE TABLE IF NOT EXISTS \"s_%s\"(doc BLOB, col BLOB, l0 INTEGER NOT NULL,"
+             " l1 INTEGER NOT NULL, l2 INTEGER NOT NULL, l3 INTEGER NOT NULL,"
+             " PRIMARY KEY(col, doc)) WITHOUT ROWID;"
+             "CREATE INDEX IF NOT EXISTS \"is_%s\" ON \"s_%s\"(doc);"
+             "CREATE TABLE IF NOT EXISTS \"p_%s\"(doc BLOB, col BLOB, val BLOB NOT NULL,"
+             " PRIMARY KEY(col, doc)) WITHOUT ROWID;"
+             "CREATE INDEX IF NOT EXISTS \"ip_%s\" ON \"p_%s\"(doc);",
+             t, t, t, t, t, t, t, t, t, t, t, t);
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
@@ -465,7 +609,7 @@ static veil_err sq_drop_table(struct vl_store *vs, const char *table)
     int locked = 0;
     veil_err rc = VEIL_OK;
     int src = SQLITE_OK;
-    char sql[256];
+    char sql[512];
 
     if (!table_ok(table)) {
         rc = VEIL_ERR_INTERNAL;
@@ -478,8 +622,10 @@ static veil_err sq_drop_table(struct vl_store *vs, const char *table)
     pthread_mutex_lock(&s->write_mu);
     locked = 1;
     cache_del(s, table);
-    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS \"x_%s\"; DROP TABLE IF EXISTS \"r_%s\";",
-             table, table);
+    snprintf(sql, sizeof(sql),
+             "DROP TABLE IF EXISTS \"s_%s\"; DROP TABLE IF EXISTS \"p_%s\";"
+             " DROP TABLE IF EXISTS \"x_%s\"; DROP TABLE IF EXISTS \"r_%s\";",
+             table, table, table, table);
     src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (src == SQLITE_OK) {
         src = sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -508,23 +654,24 @@ out:
     return rc;
 }
 
-enum { PUT_DEL_TOKS, PUT_ROW, PUT_TOK, PUT_NSTMT };
+enum { PUT_DEL_TOKS, PUT_DEL_SUMS, PUT_DEL_PRODS, PUT_ROW, PUT_TOK, PUT_SUM, PUT_PROD, PUT_NSTMT };
 
 static int prepare_put(sqlite3 *db, const char *t, sqlite3_stmt *stmt[PUT_NSTMT])
 {
+    static const char *const fmt[PUT_NSTMT] = {
+        [PUT_DEL_TOKS] = "DELETE FROM \"x_%s\" WHERE doc = ?",
+        [PUT_DEL_SUMS] = "DELETE FROM \"s_%s\" WHERE doc = ?",
+        [PUT_DEL_PRODS] = "DELETE FROM \"p_%s\" WHERE doc = ?",
+        [PUT_ROW] = "INSERT OR REPLACE INTO \"r_%s\"(doc, seq, blob) VALUES (?, ?, ?)",
+        [PUT_TOK] = "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc) VALUES (?, ?, ?)",
+        [PUT_SUM] = "INSERT INTO \"s_%s\"(doc, col, l0, l1, l2, l3) VALUES (?, ?, ?, ?, ?, ?)",
+        [PUT_PROD] = "INSERT INTO \"p_%s\"(doc, col, val) VALUES (?, ?, ?)",
+    };
     char sql[256];
-    int rc;
-    snprintf(sql, sizeof(sql), "DELETE FROM \"x_%s\" WHERE doc = ?", t);
-    rc = sqlite3_prepare_v2(db, sql, -1, &stmt[PUT_DEL_TOKS], NULL);
-    if (rc == SQLITE_OK) {
-        snprintf(sql, sizeof(sql),
-                 "INSERT OR REPLACE INTO \"r_%s\"(doc, seq, blob) VALUES (?, ?, ?)", t);
-        rc = sqlite3_prepare_v2(db, sql, -1, &stmt[PUT_ROW], NULL);
-    }
-    if (rc == SQLITE_OK) {
-        snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc) VALUES (?, ?, ?)",
-                 t);
-        rc = sqlite3_prepare_v2(db, sql, -1, &stmt[PUT_TOK], NULL);
+    int rc = SQLITE_OK;
+    for (int i = 0; rc == SQLITE_OK && i < PUT_NSTMT; i++) {
+        snprintf(sql, sizeof(sql), fmt[i], t);
+        rc = sqlite3_prepare_v2(db, sql, -1, &stmt[i], NULL);
     }
     if (rc != SQLITE_OK) {
         for (int i = 0; i < PUT_NSTMT; i++) {
@@ -535,11 +682,48 @@ static int prepare_put(sqlite3 *db, const char *t, sqlite3_stmt *stmt[PUT_NSTMT]
     return rc;
 }
 
+/* Whether a row is well formed: see the file header for what a caller bug is. */
+static int row_ok(const struct vl_row *row)
+{
+    if (row->doc.n != VL_DOCTOKEN_BYTES || row->doc.p == NULL ||
+        (row->ntokens > 0 && row->tokens == NULL) || (row->nsums > 0 && row->sums == NULL) ||
+        (row->nprods > 0 && row->prods == NULL) ||
+        (row->nsums > 0 && row->seq > (uint64_t)INT64_MAX)) {
+        return 0;
+    }
+    for (size_t j = 0; j < row->nsums; j++) {
+        for (int k = 0; k < VL_SUM_LIMBS; k++) {
+            if (row->sums[j].limbs[k] < 0 || row->sums[j].limbs[k] > SQ_LIMB_MAX) {
+                return 0;
+            }
+        }
+        for (size_t i = 0; i < j; i++) {
+            if (memcmp(row->sums[i].col, row->sums[j].col, VL_COL_BYTES) == 0) {
+                return 0;
+            }
+        }
+    }
+    for (size_t j = 0; j < row->nprods; j++) {
+        if (row->prods[j].val.n == 0 || row->prods[j].val.p == NULL) {
+            return 0;
+        }
+        for (size_t i = 0; i < j; i++) {
+            if (memcmp(row->prods[i].col, row->prods[j].col, VL_COL_BYTES) == 0) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
 static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
 {
-    int rc = bind_bytes(stmt[PUT_DEL_TOKS], 1, row->doc.p, row->doc.n);
-    if (rc == SQLITE_OK) {
-        rc = step_done(stmt[PUT_DEL_TOKS]);
+    int rc = SQLITE_OK;
+    for (int w = PUT_DEL_TOKS; rc == SQLITE_OK && w <= PUT_DEL_PRODS; w++) {
+        rc = bind_bytes(stmt[w], 1, row->doc.p, row->doc.n);
+        if (rc == SQLITE_OK) {
+            rc = step_done(stmt[w]);
+        }
     }
     if (rc == SQLITE_OK) {
         rc = bind_bytes(stmt[PUT_ROW], 1, row->doc.p, row->doc.n);
@@ -566,6 +750,32 @@ static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
             rc = step_done(stmt[PUT_TOK]);
         }
     }
+    for (size_t j = 0; rc == SQLITE_OK && j < row->nsums; j++) {
+        const struct vl_sum_cell *c = &row->sums[j];
+        rc = bind_bytes(stmt[PUT_SUM], 1, row->doc.p, row->doc.n);
+        if (rc == SQLITE_OK) {
+            rc = bind_bytes(stmt[PUT_SUM], 2, c->col, VL_COL_BYTES);
+        }
+        for (int k = 0; rc == SQLITE_OK && k < VL_SUM_LIMBS; k++) {
+            rc = sqlite3_bind_int64(stmt[PUT_SUM], 3 + k, c->limbs[k]);
+        }
+        if (rc == SQLITE_OK) {
+            rc = step_done(stmt[PUT_SUM]);
+        }
+    }
+    for (size_t j = 0; rc == SQLITE_OK && j < row->nprods; j++) {
+        const struct vl_prod_cell *c = &row->prods[j];
+        rc = bind_bytes(stmt[PUT_PROD], 1, row->doc.p, row->doc.n);
+        if (rc == SQLITE_OK) {
+            rc = bind_bytes(stmt[PUT_PROD], 2, c->col, VL_COL_BYTES);
+        }
+        if (rc == SQLITE_OK) {
+            rc = bind_bytes(stmt[PUT_PROD], 3, c->val.p, c->val.n);
+        }
+        if (rc == SQLITE_OK) {
+            rc = step_done(stmt[PUT_PROD]);
+        }
+    }
     return rc;
 }
 
@@ -584,7 +794,7 @@ static veil_err sq_put_rows(struct vl_store *vs, const char *table, const struct
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        if (rows[i].doc.n != VL_DOCTOKEN_BYTES || (rows[i].ntokens > 0 && !rows[i].tokens)) {
+        if (!row_ok(&rows[i])) {
             rc = VEIL_ERR_INTERNAL;
             goto out;
         }
@@ -760,11 +970,11 @@ static veil_err sq_delete_rows(struct vl_store *vs, const char *table,
 {
     struct sq_store *s = sq(vs);
     sqlite3 *db = NULL;
-    sqlite3_stmt *stmt[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [full, part][x_T, r_T] */
+    sqlite3_stmt *stmt[2][4] = {{NULL}}; /* [full, part][x_T, s_T, p_T, r_T] */
     int locked = 0, in_txn = 0, absent = 0;
     veil_err rc = VEIL_OK;
     int src = SQLITE_OK;
-    char head[2][256];
+    char head[4][256];
 
     if (!table_ok(table)) {
         rc = VEIL_ERR_INTERNAL;
@@ -785,31 +995,34 @@ static veil_err sq_delete_rows(struct vl_store *vs, const char *table,
     }
     in_txn = 1;
     snprintf(head[0], sizeof(head[0]), "DELETE FROM \"x_%s\" WHERE doc IN (", table);
-    snprintf(head[1], sizeof(head[1]), "DELETE FROM \"r_%s\" WHERE doc IN (", table);
+    snprintf(head[1], sizeof(head[1]), "DELETE FROM \"s_%s\" WHERE doc IN (", table);
+    snprintf(head[2], sizeof(head[2]), "DELETE FROM \"p_%s\" WHERE doc IN (", table);
+    snprintf(head[3], sizeof(head[3]), "DELETE FROM \"r_%s\" WHERE doc IN (", table);
     for (size_t at = 0; src == SQLITE_OK && !absent && at < n; at += SQ_DOC_BATCH) {
         size_t k = n - at < SQ_DOC_BATCH ? n - at : SQ_DOC_BATCH;
-        sqlite3_stmt **pair = stmt[k == SQ_DOC_BATCH ? 0 : 1];
-        for (int w = 0; src == SQLITE_OK && w < 2; w++) {
-            if (pair[w] == NULL) {
-                src = prepare_in(db, head[w], k, ")", &pair[w]);
+        sqlite3_stmt **dels = stmt[k == SQ_DOC_BATCH ? 0 : 1];
+        for (int w = 0; src == SQLITE_OK && w < 4; w++) {
+            if (dels[w] == NULL) {
+                src = prepare_in(db, head[w], k, ")", &dels[w]);
                 if (src != SQLITE_OK) {
                     src = missing_table(db, table, src, &absent);
                     break;
                 }
             }
             for (size_t i = 0; src == SQLITE_OK && i < k; i++) {
-                src = bind_bytes(pair[w], (int)i + 1, docs[at + i].p, docs[at + i].n);
+                src = bind_bytes(dels[w], (int)i + 1, docs[at + i].p, docs[at + i].n);
             }
             if (src == SQLITE_OK) {
-                src = step_done(pair[w]);
+                src = step_done(dels[w]);
             }
         }
     }
 
 out:
     for (int i = 0; i < 2; i++) {
-        sqlite3_finalize(stmt[i][0]);
-        sqlite3_finalize(stmt[i][1]);
+        for (int w = 0; w < 4; w++) {
+            sqlite3_finalize(stmt[i][w]);
+        }
     }
     if (in_txn) {
         int end = txn_end(db, src == SQLITE_OK);
@@ -998,6 +1211,497 @@ out:
     return rc;
 }
 
+/* ---- aggregate ---- */
+
+/* Appends formatted text to b (each piece is short: names, aliases and keywords). */
+static veil_err appendf(struct vl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static veil_err appendf(struct vl_buf *b, const char *fmt, ...)
+{
+    char part[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(part, sizeof(part), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(part)) {
+        return VEIL_ERR_INTERNAL;
+    }
+    return vl_buf_append(b, part, (size_t)n);
+}
+
+/* Builds one aggregate statement (file header): for the ASHE column req->cols[ashe], or,
+ * when ashe < 0, for the group counts and every Paillier column. Placeholders, in order:
+ * each term's column and tokens (or its index into temp.vl_find), the group columns, then
+ * the aggregated columns and, for Paillier, their moduli. */
+static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via_temp,
+                        long ashe, struct vl_buf *b)
+{
+    size_t nterms = req->pred != NULL ? req->pred->nterms : 0;
+    char keys[64] = "";  /* "k0, k1, " */
+    char klist[64] = ""; /* "k0, k1" */
+    veil_err rc = VEIL_OK;
+
+    for (size_t g = 0; g < req->ngroup; g++) {
+        size_t at = strlen(keys);
+        snprintf(keys + at, sizeof(keys) - at, "k%zu, ", g);
+    }
+    snprintf(klist, sizeof(klist), "%.*s", (int)(strlen(keys) > 2 ? strlen(keys) - 2 : 0), keys);
+    rc = vl_buf_append_str(b, "WITH ");
+    if (rc == VEIL_OK && nterms > 0) {
+        rc = vl_buf_append_str(b, "f(doc) AS MATERIALIZED (");
+        for (size_t i = 0; rc == VEIL_OK && i < nterms; i++) {
+            rc = appendf(b, "%sSELECT %sdoc FROM \"x_%s\" WHERE col = ? AND tok IN (",
+                         i > 0 ? " INTERSECT " : "", nterms == 1 ? "DISTINCT " : "", t);
+            if (rc == VEIL_OK && via_temp) {
+                rc = vl_buf_append_str(b, "SELECT tok FROM temp.vl_find WHERE term = ?");
+            }
+            for (size_t j = 0; rc == VEIL_OK && !via_temp && j < req->pred->terms[i].ntoks; j++) {
+                rc = vl_buf_append_str(b, j > 0 ? ",?" : "?");
+            }
+            if (rc == VEIL_OK) {
+                rc = vl_buf_append_str(b, ")");
+            }
+        }
+        if (rc == VEIL_OK) {
+            rc = vl_buf_append_str(b, "), ");
+        }
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(b, "m AS (SELECT r.seq AS seq");
+    }
+    for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
+        rc = appendf(b, ", coalesce(g%zu.tok, x'') AS k%zu", g, g);
+    }
+    if (rc == VEIL_OK && ashe >= 0) {
+        rc = vl_buf_append_str(b, ", s.l0 IS NOT NULL AS h, s.l0 AS l0, s.l1 AS l1,"
+                                  " s.l2 AS l2, s.l3 AS l3");
+    }
+    for (size_t j = 0; rc == VEIL_OK && ashe < 0 && j < req->ncols; j++) {
+        if (req->cols[j].paillier) {
+            rc = appendf(b, ", p%zu.val AS v%zu", j, j);
+        }
+    }
+    if (rc == VEIL_OK) {
+        rc = nterms > 0 ? appendf(b, " FROM f JOIN \"r_%s\" r ON r.doc = f.doc", t)
+                        : appendf(b, " FROM \"r_%s\" r", t);
+    }
+    for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
+        rc = appendf(b, " LEFT JOIN \"x_%s\" g%zu ON g%zu.col = ? AND g%zu.doc = r.doc", t, g, g,
+                     g);
+    }
+    if (rc == VEIL_OK && ashe >= 0) {
+        rc = appendf(b, " LEFT JOIN \"s_%s\" s ON s.col = ? AND s.doc = r.doc", t);
+    }
+    for (size_t j = 0; rc == VEIL_OK && ashe < 0 && j < req->ncols; j++) {
+        if (req->cols[j].paillier) {
+            rc = appendf(b, " LEFT JOIN \"p_%s\" p%zu ON p%zu.col = ? AND p%zu.doc = r.doc", t, j,
+                         j, j);
+        }
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(b, ") ");
+    }
+    if (rc == VEIL_OK && ashe >= 0) {
+        rc = appendf(b, "SELECT %sh, count(*), min(seq), max(seq), sum(l0), sum(l1), sum(l2),"
+                        " sum(l3) FROM (SELECT %sh, seq, l0, l1, l2, l3, CASE WHEN h THEN seq -",
+                     keys, keys);
+        if (rc == VEIL_OK) {
+            rc = appendf(b, " row_number() OVER (PARTITION BY %sh ORDER BY seq) ELSE 0 END AS isl"
+                            " FROM m) GROUP BY %sh, isl ORDER BY %sh, isl",
+                         keys, keys, keys);
+        }
+    } else if (rc == VEIL_OK) {
+        rc = appendf(b, "SELECT %scount(*)", keys);
+        for (size_t j = 0; rc == VEIL_OK && j < req->ncols; j++) {
+            if (req->cols[j].paillier) {
+                rc = appendf(b, ", count(v%zu), veil_mulmod(v%zu, ?)", j, j);
+            }
+        }
+        if (rc == VEIL_OK) {
+            rc = vl_buf_append_str(b, " FROM m");
+        }
+        if (rc == VEIL_OK && req->ngroup > 0) {
+            rc = appendf(b, " GROUP BY %s ORDER BY %s", klist, klist);
+        }
+    }
+    return rc;
+}
+
+/* Binds agg_sql's placeholders, in its order. */
+static int agg_bind(sqlite3_stmt *stmt, const struct vl_agg_request *req, int via_temp,
+                    long ashe)
+{
+    size_t nterms = req->pred != NULL ? req->pred->nterms : 0;
+    int arg = 1, rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < nterms; i++) {
+        const struct vl_pred_term *term = &req->pred->terms[i];
+        rc = bind_bytes(stmt, arg++, term->col, VL_COL_BYTES);
+        if (rc == SQLITE_OK && via_temp) {
+            rc = sqlite3_bind_int64(stmt, arg++, (sqlite3_int64)i);
+        }
+        for (size_t j = 0; rc == SQLITE_OK && !via_temp && j < term->ntoks; j++) {
+            rc = bind_bytes(stmt, arg++, term->toks[j].p, term->toks[j].n);
+        }
+    }
+    for (size_t g = 0; rc == SQLITE_OK && g < req->ngroup; g++) {
+        rc = bind_bytes(stmt, arg++, req->group_cols[g], VL_COL_BYTES);
+    }
+    if (rc == SQLITE_OK && ashe >= 0) {
+        rc = bind_bytes(stmt, arg++, req->cols[ashe].col, VL_COL_BYTES);
+    }
+    for (size_t j = 0; rc == SQLITE_OK && ashe < 0 && j < req->ncols; j++) {
+        if (req->cols[j].paillier) {
+            rc = bind_bytes(stmt, arg++, req->cols[j].col, VL_COL_BYTES);
+        }
+    }
+    for (size_t j = 0; rc == SQLITE_OK && ashe < 0 && j < req->ncols; j++) {
+        if (req->cols[j].paillier) {
+            rc = bind_bytes(stmt, arg++, req->cols[j].modulus.p, req->cols[j].modulus.n);
+        }
+    }
+    return rc;
+}
+
+/* Merging the statements' rows into groups, all in key order. */
+struct agg_merge {
+    struct vl_agg_result res;
+    size_t cap;   /* of res.groups */
+    size_t cur;   /* merge cursor into res.groups */
+    int creating; /* the first statement: it makes the groups and counts their rows */
+    size_t ngroup;
+};
+
+/* Compares the current row's keys with g's, as SQLite orders blobs. */
+static int keys_cmp(sqlite3_stmt *stmt, size_t ngroup, const struct vl_agg_group *g)
+{
+    for (size_t k = 0; k < ngroup; k++) {
+        size_t n = (size_t)sqlite3_column_bytes(stmt, (int)k);
+        const void *p = sqlite3_column_blob(stmt, (int)k);
+        size_t m = n < g->keys[k].n ? n : g->keys[k].n;
+        int c = m > 0 ? memcmp(p, g->keys[k].p, m) : 0;
+        if (c == 0 && n != g->keys[k].n) {
+            c = n < g->keys[k].n ? -1 : 1;
+        }
+        if (c != 0) {
+            return c;
+        }
+    }
+    return 0;
+}
+
+/* The group of the current row: appended (first statement) or found by the cursor. */
+static veil_err agg_group(struct agg_merge *a, sqlite3_stmt *stmt, struct vl_agg_group **out)
+{
+    struct vl_agg_result *r = &a->res;
+    for (size_t k = 0; k < a->ngroup; k++) {
+        if (sqlite3_column_type(stmt, (int)k) != SQLITE_BLOB) {
+            return VEIL_ERR_INTEGRITY;
+        }
+    }
+    if (!a->creating) {
+        int c = 1;
+        while (a->cur < r->n && (c = keys_cmp(stmt, a->ngroup, &r->groups[a->cur])) > 0) {
+            a->cur++;
+        }
+        if (a->cur == r->n || c != 0) {
+            return VEIL_ERR_INTEGRITY; /* a group the first statement did not see */
+        }
+        *out = &r->groups[a->cur];
+        return VEIL_OK;
+    }
+    if (r->n > 0) {
+        int c = keys_cmp(stmt, a->ngroup, &r->groups[r->n - 1]);
+        if (c == 0) {
+            *out = &r->groups[r->n - 1];
+            return VEIL_OK;
+        }
+        if (c < 0) {
+            return VEIL_ERR_INTEGRITY;
+        }
+    }
+    if (r->n == a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 16;
+        struct vl_agg_group *p = realloc(r->groups, ncap * sizeof(*p));
+        if (p == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        r->groups = p;
+        a->cap = ncap;
+    }
+    struct vl_agg_group *g = &r->groups[r->n];
+    memset(g, 0, sizeof(*g));
+    r->n++; /* counted now so that vl_agg_result_free releases a half-built group */
+    if (r->ncols > 0 && (g->values = calloc(r->ncols, sizeof(*g->values))) == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    for (size_t k = 0; k < a->ngroup; k++) {
+        size_t n = (size_t)sqlite3_column_bytes(stmt, (int)k);
+        if (n == 0) {
+            continue;
+        }
+        if ((g->keys[k].p = malloc(n)) == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        memcpy(g->keys[k].p, sqlite3_column_blob(stmt, (int)k), n);
+        g->keys[k].n = n;
+    }
+    *out = g;
+    return VEIL_OK;
+}
+
+/* Adds the run [first, last] after v's last run (islands come in ascending order). */
+static veil_err agg_add_run(struct vl_agg_value *v, uint64_t first, uint64_t last)
+{
+    if (v->nruns > 0) {
+        struct vl_seq_run *prev = &v->runs[v->nruns - 1];
+        if (first <= prev->last) {
+            return VEIL_ERR_INTEGRITY; /* overlapping: a sequence number used twice */
+        }
+        if (first == prev->last + 1) {
+            prev->last = last;
+            return VEIL_OK;
+        }
+    }
+    /* capacity: 4, then the next power of two */
+    if (v->nruns == 0 || (v->nruns >= 4 && (v->nruns & (v->nruns - 1)) == 0)) {
+        size_t ncap = v->nruns == 0 ? 4 : v->nruns * 2;
+        struct vl_seq_run *p = realloc(v->runs, ncap * sizeof(*p));
+        if (p == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        v->runs = p;
+    }
+    v->runs[v->nruns].first = first;
+    v->runs[v->nruns].last = last;
+    v->nruns++;
+    return VEIL_OK;
+}
+
+/* One row of an ASHE statement: keys, h, count, min(seq), max(seq), four limb sums. */
+static veil_err agg_ashe_row(struct agg_merge *a, sqlite3_stmt *stmt, long ashe)
+{
+    struct vl_agg_group *g = NULL;
+    int c0 = (int)a->ngroup;
+    veil_err rc = agg_group(a, stmt, &g);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    int has = sqlite3_column_int(stmt, c0);
+    int64_t n = sqlite3_column_int64(stmt, c0 + 1);
+    int64_t lo = sqlite3_column_int64(stmt, c0 + 2);
+    int64_t hi = sqlite3_column_int64(stmt, c0 + 3);
+    if (n <= 0) {
+        return VEIL_ERR_INTEGRITY;
+    }
+    if (a->creating) {
+        g->count += (uint64_t)n;
+    }
+    if (!has) {
+        return VEIL_OK;
+    }
+    struct vl_agg_value *v = &g->values[ashe];
+    if (lo < 0 || hi < lo || (uint64_t)(hi - lo) != (uint64_t)n - 1) {
+        return VEIL_ERR_INTEGRITY; /* not an island of distinct sequence numbers */
+    }
+    v->count += (uint64_t)n;
+    for (int k = 0; k < VL_SUM_LIMBS; k++) {
+        /* < 2^31 rows of limbs < 2^32 cannot overflow; wrap rather than trap otherwise */
+        v->limbs[k] = (int64_t)((uint64_t)v->limbs[k] +
+                                (uint64_t)sqlite3_column_int64(stmt, c0 + 4 + k));
+    }
+    return agg_add_run(v, (uint64_t)lo, (uint64_t)hi);
+}
+
+/* One row of the Paillier statement: keys, count(*), then (count, product) per column. */
+static veil_err agg_prod_row(struct agg_merge *a, sqlite3_stmt *stmt,
+                             const struct vl_agg_request *req)
+{
+    struct vl_agg_group *g = NULL;
+    int c = (int)a->ngroup;
+    int64_t n = sqlite3_column_int64(stmt, c++);
+    if (n <= 0) {
+        /* no group columns and no matching row: SQL still answers one row */
+        return a->ngroup == 0 && n == 0 ? VEIL_OK : VEIL_ERR_INTEGRITY;
+    }
+    veil_err rc = agg_group(a, stmt, &g);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    if (a->creating) {
+        g->count += (uint64_t)n;
+    }
+    for (size_t j = 0; j < req->ncols; j++) {
+        if (!req->cols[j].paillier) {
+            continue;
+        }
+        struct vl_agg_value *v = &g->values[j];
+        int64_t cnt = sqlite3_column_int64(stmt, c++);
+        size_t bn = (size_t)sqlite3_column_bytes(stmt, c);
+        int type = sqlite3_column_type(stmt, c);
+        const void *bp = sqlite3_column_blob(stmt, c++);
+        if (cnt < 0 || (cnt > 0 && (type != SQLITE_BLOB || bn == 0))) {
+            return VEIL_ERR_INTEGRITY;
+        }
+        v->count = (uint64_t)cnt;
+        if (cnt > 0) {
+            if ((v->product.p = malloc(bn)) == NULL) {
+                return VEIL_ERR_INTERNAL;
+            }
+            memcpy(v->product.p, bp, bn);
+            v->product.n = bn;
+        }
+    }
+    return VEIL_OK;
+}
+
+/* Whether a request is well formed (file header: otherwise a caller bug). */
+static int agg_req_ok(const struct vl_agg_request *req)
+{
+    if (req == NULL || req->ngroup > VL_AGG_MAX_GROUP ||
+        (req->ngroup > 0 && req->group_cols == NULL) || (req->ncols > 0 && req->cols == NULL)) {
+        return 0;
+    }
+    if (req->pred != NULL && req->pred->nterms > 0 && req->pred->terms == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; req->pred != NULL && i < req->pred->nterms; i++) {
+        if (req->pred->terms[i].ntoks > 0 && req->pred->terms[i].toks == NULL) {
+            return 0;
+        }
+    }
+    for (size_t j = 0; j < req->ncols; j++) {
+        const struct vl_agg_col *c = &req->cols[j];
+        if (c->paillier != 0 && c->paillier != 1) {
+            return 0;
+        }
+        if (c->paillier && (c->modulus.p == NULL || c->modulus.n == 0 ||
+                            c->modulus.n > SQ_MODULUS_MAX)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static veil_err sq_aggregate(struct vl_store *vs, const char *table,
+                             const struct vl_agg_request *req, struct vl_agg_result *out)
+{
+    struct sq_store *s = sq(vs);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    struct agg_merge a;
+    struct vl_buf sql;
+    int in_txn = 0, absent = 0, via_temp = 0;
+    size_t nterms = 0, nprod = 0;
+    veil_err rc = VEIL_OK;
+    int src = SQLITE_OK;
+
+    memset(&a, 0, sizeof(a));
+    vl_buf_init(&sql, SQ_SQL_MAX);
+    if (!table_ok(table) || !agg_req_ok(req)) {
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    if (req->ncols > SQ_AGG_MAX_COLS) {
+        rc = VEIL_ERR_TOO_LARGE;
+        goto out;
+    }
+    a.res.ncols = req->ncols;
+    a.ngroup = req->ngroup;
+    nterms = req->pred != NULL ? req->pred->nterms : 0;
+    for (size_t j = 0; j < req->ncols; j++) {
+        nprod += req->cols[j].paillier ? 1 : 0;
+    }
+    size_t nparams = req->ngroup + (nprod * 2 > 1 ? nprod * 2 : 1);
+    for (size_t i = 0; i < nterms; i++) {
+        if (req->pred->terms[i].ntoks == 0) {
+            goto out; /* an empty OR is false, and so is the AND: no group */
+        }
+        nparams += 1 + req->pred->terms[i].ntoks;
+        if (req->pred->terms[i].ntoks > SQ_SQL_MAX) {
+            nparams = SIZE_MAX / 2; /* absurd; send it through the temp table */
+        }
+    }
+    rc = conn_get(s, &db);
+    if (rc != VEIL_OK) {
+        goto out;
+    }
+    size_t maxvars = (size_t)sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+    via_temp = nparams > maxvars;
+    if (via_temp && 2 * nterms + req->ngroup + 2 * nprod + 1 > maxvars) {
+        rc = VEIL_ERR_TOO_LARGE;
+        goto out;
+    }
+    src = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        goto out;
+    }
+    in_txn = 1;
+    if (via_temp) {
+        src = find_load_temp(db, req->pred);
+    }
+    /* one statement per ASHE column, then one for the Paillier columns (or, with no ASHE
+     * column, for the group counts); the first one makes the groups */
+    a.creating = 1;
+    for (long j = 0; src == SQLITE_OK && !absent && j <= (long)req->ncols; j++) {
+        long ashe = j < (long)req->ncols ? j : -1;
+        if (ashe >= 0 && req->cols[ashe].paillier) {
+            continue;
+        }
+        if (ashe < 0 && nprod == 0 && !a.creating) {
+            break; /* the ASHE statements said all */
+        }
+        vl_buf_reset(&sql);
+        rc = agg_sql(table, req, via_temp, ashe, &sql);
+        if (rc != VEIL_OK) {
+            goto out;
+        }
+        src = sqlite3_prepare_v2(db, (const char *)sql.data, -1, &stmt, NULL);
+        if (src != SQLITE_OK) {
+            src = missing_table(db, table, src, &absent);
+            break;
+        }
+        src = agg_bind(stmt, req, via_temp, ashe);
+        a.cur = 0;
+        while (src == SQLITE_OK && (src = sqlite3_step(stmt)) == SQLITE_ROW) {
+            rc = ashe >= 0 ? agg_ashe_row(&a, stmt, ashe) : agg_prod_row(&a, stmt, req);
+            if (rc != VEIL_OK) {
+                if (rc == VEIL_ERR_INTEGRITY) {
+                    vl_log(VL_LOG_WARN, "store %s: aggregate met inconsistent stored data",
+                           s->name);
+                }
+                src = SQLITE_OK;
+                goto out;
+            }
+            src = SQLITE_OK;
+        }
+        src = src == SQLITE_DONE ? SQLITE_OK : src;
+        sqlite3_finalize(stmt);
+        stmt = NULL;
+        a.creating = 0;
+    }
+
+out:
+    sqlite3_finalize(stmt);
+    vl_buf_free(&sql);
+    if (in_txn) {
+        txn_end(db, 0); /* read only: ROLLBACK also empties temp.vl_find */
+    }
+    if (src != SQLITE_OK) {
+        rc = sq_fail(s, src, "aggregate");
+    }
+    if (db != NULL) {
+        conn_put(s, db);
+    }
+    if (rc == VEIL_OK && absent) {
+        vl_agg_result_free(&a.res);
+    }
+    if (rc == VEIL_OK) {
+        *out = a.res;
+    } else {
+        vl_agg_result_free(&a.res);
+    }
+    return rc;
+}
+
 /* ---- open and close ---- */
 
 /* mkdir -p of the directories above `path`, mode SQ_DIR_MODE; -1 (errno set) on failure. */
@@ -1137,4 +1841,5 @@ const struct vl_store_ops vl_store_sqlite_ops = {
     .get_rows = sq_get_rows,
     .delete_rows = sq_delete_rows,
     .find = sq_find,
+    .aggregate = sq_aggregate,
 };

@@ -8,7 +8,9 @@
  * Memory convention for what drivers return (so that one vl_rows_free serves them all):
  * in a struct vl_rows, `rows` and, in each row, `doc.p`, `blob.p`, `tokens` and each
  * `tokens[i].tok.p` are separate malloc() blocks or NULL; in a struct vl_doclist, `docs` is
- * one malloc() block or NULL.
+ * one malloc() block or NULL; in a struct vl_agg_result, `groups`, and in each group every
+ * `keys[k].p` and `values`, and in each value `runs` and `product.p`, are separate malloc()
+ * blocks or NULL.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -142,4 +144,26 @@ void vl_doclist_free(struct vl_doclist *l)
     free(l->docs);
     l->docs = NULL;
     l->n = 0;
+}
+
+/* Frees what a driver returned in *r and leaves it empty; NULL is a no-op. */
+void vl_agg_result_free(struct vl_agg_result *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; r->groups != NULL && i < r->n; i++) {
+        struct vl_agg_group *g = &r->groups[i];
+        for (size_t k = 0; k < VL_AGG_MAX_GROUP; k++) {
+            free(g->keys[k].p);
+        }
+        for (size_t j = 0; g->values != NULL && j < r->ncols; j++) {
+            free(g->values[j].runs);
+            free(g->values[j].product.p);
+        }
+        free(g->values);
+    }
+    free(r->groups);
+    r->groups = NULL;
+    r->n = 0;
 }

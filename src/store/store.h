@@ -31,16 +31,36 @@ struct vl_token {
     struct vl_bytes tok;
 };
 
+#define VL_SUM_LIMBS 4 /* an ASHE ciphertext: 128 bits as four 32-bit limbs */
+
+/* An additively homomorphic cell (tactic sum, ASHE): limbs[k] is bits 32k..32k+31 of the
+ * ciphertext, 0..2^32-1. The store adds limbs with its own SUM. */
+struct vl_sum_cell {
+    uint8_t col[VL_COL_BYTES];
+    int64_t limbs[VL_SUM_LIMBS];
+};
+
+/* A multiplicatively homomorphic cell (tactic sum, Paillier): a big-endian integer < n^2.
+ * The store multiplies cells modulo n^2. */
+struct vl_prod_cell {
+    uint8_t col[VL_COL_BYTES];
+    struct vl_bytes val;
+};
+
 struct vl_row {
     struct vl_bytes doc;       /* document token, VL_DOCTOKEN_BYTES */
     uint64_t seq;              /* row sequence number (per write, from trusted state) */
     struct vl_bytes blob;      /* the sealed fields this store holds */
     struct vl_token *tokens;   /* indexable tokens; a column may appear many times */
     size_t ntokens;
+    struct vl_sum_cell *sums;  /* at most one per column */
+    size_t nsums;
+    struct vl_prod_cell *prods; /* at most one per column */
+    size_t nprods;
 };
 
-/* Rows returned by a driver: it owns the memory; free with vl_rows_free(). Tokens are not
- * returned (only doc, seq and blob). */
+/* Rows returned by a driver: it owns the memory; free with vl_rows_free(). Tokens and cells
+ * are not returned (only doc, seq and blob). */
 struct vl_rows {
     struct vl_row *rows;
     size_t n;
@@ -65,6 +85,54 @@ struct vl_doclist {
     size_t n;
 };
 void vl_doclist_free(struct vl_doclist *l);
+
+/* A run of consecutive row sequence numbers [first, last]. */
+struct vl_seq_run {
+    uint64_t first;
+    uint64_t last;
+};
+
+/* One aggregated column of an aggregate request. */
+struct vl_agg_col {
+    uint8_t col[VL_COL_BYTES];
+    int paillier;              /* 0: sum limbs (ASHE); 1: multiply cells mod `modulus` */
+    struct vl_bytes modulus;   /* Paillier: n^2, big-endian */
+};
+
+/* Aggregate the rows matching pred, grouped by the tokens of up to VL_AGG_MAX_GROUP
+ * columns (a row with no token in a group column falls in the group whose key for that
+ * column is empty), over ncols aggregated columns. */
+#define VL_AGG_MAX_GROUP 4
+struct vl_agg_request {
+    const struct vl_pred *pred;
+    const uint8_t (*group_cols)[VL_COL_BYTES];
+    size_t ngroup;
+    const struct vl_agg_col *cols;
+    size_t ncols;
+};
+
+/* Per group and aggregated column: how many matching rows have a cell in that column,
+ * and their combination: the limb sums and, for ASHE, the runs of their row sequence
+ * numbers (ascending, maximal: so the proxy can remove the key stream); or, for Paillier,
+ * the product. All owned by the result. */
+struct vl_agg_value {
+    uint64_t count;
+    int64_t limbs[VL_SUM_LIMBS];
+    struct vl_seq_run *runs;
+    size_t nruns;
+    struct vl_bytes product;   /* Paillier; n == 0 when count == 0 */
+};
+struct vl_agg_group {
+    struct vl_bytes keys[VL_AGG_MAX_GROUP]; /* one token per group column; n = 0: none */
+    uint64_t count;                         /* matching rows in the group */
+    struct vl_agg_value *values;            /* ncols */
+};
+struct vl_agg_result {
+    struct vl_agg_group *groups;
+    size_t n;
+    size_t ncols;
+};
+void vl_agg_result_free(struct vl_agg_result *r);
 
 struct vl_store;
 
@@ -95,6 +163,10 @@ struct vl_store_ops {
      * after `after` (NULL: from the start), at most `limit`. */
     veil_err (*find)(struct vl_store *s, const char *table, const struct vl_pred *pred,
                      const uint8_t *after, size_t limit, struct vl_doclist *out);
+    /* Groups and combines, as struct vl_agg_request says, with the database's own
+     * aggregation. Groups come in no particular order. */
+    veil_err (*aggregate)(struct vl_store *s, const char *table,
+                          const struct vl_agg_request *req, struct vl_agg_result *out);
 };
 
 struct vl_store {

@@ -1,24 +1,86 @@
 /*
  * ashe.c: additively symmetric homomorphic encryption for the `sum` tactic (see tactics.h).
  *
- * F(i) is the first 128 bits of HMAC-SHA-256(key, i). A value is hidden by F(i) - F(i-1),
+ * F(i) is 128 bits of a ChaCha20 key stream at position i. A value is hidden by F(i) - F(i-1),
  * which is uniformly random to anyone without the key, so a ciphertext alone says nothing;
  * what telescopes away in a sum of consecutive rows is known only to the key holder. Row
  * sequence numbers are never reused (each write gets a new one), so no two values share a
  * mask.
  */
+#include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "crypto/crypto.h"
 #include "tactics/tactics.h"
 #include "util/buf.h"
 
+/* F(i) is bytes 16i..16i+15 of the ChaCha20 key stream under the field's sum key (nonce
+ * zero): one block gives four consecutive values, and a whole span of them comes at the
+ * cipher's streaming speed, which matters when a group's rows are scattered. */
+#define F_PER_BLOCK 4
+
+static vl_u128 load_u128(const uint8_t *p)
+{
+    return ((vl_u128)vl_load_u64(p) << 64) | vl_load_u64(p + 8);
+}
+
 vl_u128 vl_ashe_f(const uint8_t key[32], uint64_t i)
 {
-    uint8_t m[8], mac[VL_PRF_BYTES];
-    vl_store_u64(m, i);
-    vl_hmac_sha256(mac, key, 32, m, sizeof(m));
-    return ((vl_u128)vl_load_u64(mac) << 64) | vl_load_u64(mac + 8);
+    static const uint8_t zero[64], nonce[crypto_stream_chacha20_NONCEBYTES];
+    uint8_t block[64];
+    crypto_stream_chacha20_xor_ic(block, zero, sizeof(block), nonce, i / F_PER_BLOCK, key);
+    vl_u128 f = load_u128(block + 16 * (i % F_PER_BLOCK));
+    sodium_memzero(block, sizeof(block));
+    return f;
+}
+
+int vl_ashe_table_fill(struct vl_ashe_table *t, const uint8_t key[32], uint64_t lo,
+                       uint64_t hi)
+{
+    static const uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
+    uint64_t first = lo - lo % F_PER_BLOCK;
+    uint64_t blocks = (hi - first) / F_PER_BLOCK + 1;
+    t->f = NULL;
+    t->n = 0;
+    if (hi < lo || blocks > VL_ASHE_TABLE_MAX / F_PER_BLOCK) {
+        return -1;
+    }
+    uint8_t *ks = calloc(blocks, 64);
+    if (ks == NULL) {
+        return -1;
+    }
+    crypto_stream_chacha20_xor_ic(ks, ks, blocks * 64, nonce, first / F_PER_BLOCK, key);
+    t->f = malloc(blocks * F_PER_BLOCK * sizeof(*t->f));
+    if (t->f != NULL) {
+        for (uint64_t k = 0; k < blocks * F_PER_BLOCK; k++) {
+            t->f[k] = load_u128(ks + 16 * k);
+        }
+        t->first = first;
+        t->n = blocks * F_PER_BLOCK;
+    }
+    sodium_memzero(ks, blocks * 64);
+    free(ks);
+    return t->f != NULL ? 0 : -1;
+}
+
+void vl_ashe_table_free(struct vl_ashe_table *t)
+{
+    if (t->f != NULL) {
+        sodium_memzero(t->f, t->n * sizeof(*t->f));
+        free(t->f);
+    }
+    t->f = NULL;
+    t->n = 0;
+}
+
+static vl_u128 f_at(const uint8_t key[32], const struct vl_ashe_table *t, uint64_t i)
+{
+    if (t != NULL && i >= t->first && i - t->first < t->n) {
+        return t->f[i - t->first];
+    }
+    return vl_ashe_f(key, i);
 }
 
 vl_u128 vl_ashe_encrypt(const uint8_t key[32], uint64_t i, int64_t m)
@@ -44,11 +106,11 @@ vl_u128 vl_ashe_join(const int64_t sums[VL_ASHE_LIMBS])
 }
 
 vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq_run *runs,
-                        size_t nruns)
+                        size_t nruns, const struct vl_ashe_table *t)
 {
     vl_u128 v = csum;
     for (size_t r = 0; r < nruns; r++) {
-        v -= vl_ashe_f(key, runs[r].last) - vl_ashe_f(key, runs[r].first - 1);
+        v -= f_at(key, t, runs[r].last) - f_at(key, t, runs[r].first - 1);
     }
     return (vl_i128)v;
 }

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/store.h"
+
 #define VL_RANGE_TOKEN_BYTES 16
 #define VL_RANGE_MAX_DIGITS 16            /* 64 bits */
 #define VL_RANGE_MAX_COVER (2 * 15 * VL_RANGE_MAX_DIGITS)
@@ -57,14 +59,21 @@ vl_u128 vl_ashe_encrypt(const uint8_t key[32], uint64_t i, int64_t m);
 void vl_ashe_limbs(vl_u128 c, int64_t limbs[VL_ASHE_LIMBS]);
 vl_u128 vl_ashe_join(const int64_t sums[VL_ASHE_LIMBS]);
 
-/* A run of consecutive row sequence numbers [first, last]. */
-struct vl_seq_run {
+/* F over a span of rows, computed in one pass: worth it when many runs fall in the span. */
+#define VL_ASHE_TABLE_MAX ((uint64_t)1 << 26) /* values: 1 GiB of key stream at most */
+struct vl_ashe_table {
     uint64_t first;
-    uint64_t last;
+    size_t n;
+    vl_u128 *f;
 };
-/* The plaintext sum of the rows in runs, from the sum of their ciphertexts. */
+/* Fills F(lo..hi) (a little more, to block boundaries); -1 if the span is too large. */
+int vl_ashe_table_fill(struct vl_ashe_table *t, const uint8_t key[32], uint64_t lo,
+                       uint64_t hi);
+void vl_ashe_table_free(struct vl_ashe_table *t);
+/* The plaintext sum of the rows in runs, from the sum of their ciphertexts; t (may be
+ * NULL) serves the F values it holds. */
 vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq_run *runs,
-                        size_t nruns);
+                        size_t nruns, const struct vl_ashe_table *t);
 
 /* Writes a signed 128-bit integer in units of 10^-scale as decimal text ("-12.50");
  * out must hold 48 bytes. */

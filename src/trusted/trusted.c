@@ -573,7 +573,7 @@ veil_err vl_trusted_docs_get(struct vl_trusted *t, int64_t tenant, const char *c
     pthread_mutex_lock(&t->mu);
     sqlite3_stmt *d = prep(t, "SELECT version, seq, digest, live, part FROM docs "
                               "WHERE tenant=? AND coll=? AND doc=?");
-    sqlite3_stmt *p = prep(t, "SELECT version, digest, part, seq FROM intents "
+    sqlite3_stmt *p = prep(t, "SELECT version, digest, part, seq, op FROM intents "
                               "WHERE tenant=? AND coll=? AND doc=?");
     if (d == NULL || p == NULL) {
         rc = db_err(t, 0, "docs get");
@@ -605,6 +605,7 @@ veil_err vl_trusted_docs_get(struct vl_trusted *t, int64_t tenant, const char *c
                 ds->pending_version = sqlite3_column_int64(s, 0);
                 memcpy(ds->pending_digest, sqlite3_column_blob(s, 1), VL_DIGEST_BYTES);
                 ds->pending_seq = (uint64_t)sqlite3_column_int64(s, 3);
+                ds->pending_delete = sqlite3_column_int(s, 4) == VL_INTENT_DELETE;
                 rc = copy_col(s, 2, &ds->pending_part);
             } else if (r != SQLITE_DONE) {
                 rc = db_err(t, r, "docs get");

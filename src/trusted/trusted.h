@@ -85,6 +85,7 @@ struct vl_docstate {
     bool pending;
     int64_t pending_version;
     uint64_t pending_seq;
+    bool pending_delete;
     uint8_t pending_digest[VL_DIGEST_BYTES];
     /* The fields kept in trusted state, current and in flight; owned (n = 0: none). */
     struct vl_bytes part;

@@ -96,8 +96,11 @@ veil_err vl_buf_put_lps(struct vl_buf *b, const char *s)
 
 uint8_t *vl_buf_steal(struct vl_buf *b, size_t *len)
 {
-    if (b->data == NULL && grow(b, 0) != VEIL_OK) {
-        return NULL;
+    if (b->data == NULL) {
+        if (grow(b, 0) != VEIL_OK) {
+            return NULL;
+        }
+        b->data[0] = '\0';
     }
     uint8_t *p = b->data;
     if (len != NULL) {

@@ -8,7 +8,7 @@
  * invalid documents naming their field; policy registration (created / identical /
  * conflict); tenant isolation and shredding (no copy of the wrapped key left in the trusted
  * state's files); bearer tokens; start-up recovery of a write a crash interrupted (built
- * with the engine's own internals, so the intent is exactly what a real write records); and
+ * through the real write path, stopped by SQLite triggers at the right moment); and
  * integrity: rows of the untrusted store altered, swapped, rolled back or re-indexed by
  * hand with sqlite3 must give VEIL_ERR_INTEGRITY, never wrong data.
  *
@@ -16,6 +16,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,8 +29,6 @@
 #include <sqlite3.h>
 
 #include "engine/engine.h"
-#include "engine/write.h"
-#include "trusted/trusted.h"
 #include "testutil.h"
 #include "veil/veil.h"
 
@@ -54,8 +53,8 @@ static const char DOC2[] =
     "\"notes\":\"paid on time\"}";
 
 struct fx {
-    char *dir;     /* the temporary directory */
-    char *data;    /* dir/data: the veil data directory */
+    char *dir;  /* the temporary directory */
+    char *data; /* dir/data: the veil data directory */
     veil_vault *v;
     veil_session *admin, *clerk, *auditor, *analyst;
 };
@@ -266,7 +265,7 @@ static json_t *ids_of(const json_t *answer)
     json_t *ids = json_array();
     size_t i;
     json_t *d;
-    json_array_foreach(json_object_get(answer, "docs"), i, d) {
+    json_array_foreach (json_object_get(answer, "docs"), i, d) {
         json_array_append(ids, json_object_get(d, "id"));
     }
     return ids;
@@ -284,7 +283,7 @@ static void assert_ids(const json_t *answer, int n, ...)
         bool seen = false;
         size_t i;
         json_t *id;
-        json_array_foreach(got, i, id) {
+        json_array_foreach (got, i, id) {
             seen |= strcmp(json_string_value(id), want) == 0;
         }
         if (!seen) {
@@ -346,8 +345,7 @@ static void test_generated_id(void **state)
     char *out = NULL;
     int created = 0;
     veil_status st;
-    assert_int_equal(veil_doc_put(f->clerk, COLL, NULL, DOC2, strlen(DOC2), 0, &out, &created,
-                                  &st),
+    assert_int_equal(veil_doc_put(f->clerk, COLL, NULL, DOC2, strlen(DOC2), 0, &out, &created, &st),
                      VEIL_OK);
     assert_int_equal(created, 1);
     json_t *a = parse(out);
@@ -375,8 +373,7 @@ static void test_replace_and_if_match(void **state)
     int created = -1;
     veil_status st;
     /* If-Match with the wrong version: refused, nothing changes. */
-    veil_err rc = veil_doc_put(f->clerk, COLL, "inv-1", DOC1, strlen(DOC1), 1, &out, &created,
-                               &st);
+    veil_err rc = veil_doc_put(f->clerk, COLL, "inv-1", DOC1, strlen(DOC1), 1, &out, &created, &st);
     assert_int_equal(rc, VEIL_ERR_VERSION_MISMATCH);
     assert_int_equal(st.code, VEIL_ERR_VERSION_MISMATCH);
     assert_null(out);
@@ -439,33 +436,34 @@ static void test_bad_ids_and_bodies(void **state)
     longid[sizeof(longid) - 1] = '\0';
     const char *ids[] = {"", "a\nb", longid};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-        assert_int_equal(veil_doc_put(f->clerk, COLL, ids[i], DOC1, strlen(DOC1), 0, &out,
-                                      NULL, &st),
-                         VEIL_ERR_BAD_REQUEST);
+        assert_int_equal(
+            veil_doc_put(f->clerk, COLL, ids[i], DOC1, strlen(DOC1), 0, &out, NULL, &st),
+            VEIL_ERR_BAD_REQUEST);
         assert_null(out);
     }
     const char *bodies[] = {"", "{", "{\"a\":1,\"a\":2}", "{\"a\":\"\xff\"}", "nul\0l"};
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        assert_int_equal(veil_doc_put(f->clerk, COLL, "x", bodies[i], strlen(bodies[i]), 0,
-                                      &out, NULL, &st),
-                         VEIL_ERR_BAD_REQUEST);
+        assert_int_equal(
+            veil_doc_put(f->clerk, COLL, "x", bodies[i], strlen(bodies[i]), 0, &out, NULL, &st),
+            VEIL_ERR_BAD_REQUEST);
         assert_null(out);
     }
     assert_int_equal(veil_doc_put(f->clerk, COLL, "x", "[1]", 3, 0, &out, NULL, &st),
                      VEIL_ERR_INVALID_DOCUMENT);
-    assert_int_equal(veil_doc_put(f->clerk, "nope", "x", DOC1, strlen(DOC1), 0, &out, NULL,
-                                  &st),
+    assert_int_equal(veil_doc_put(f->clerk, "nope", "x", DOC1, strlen(DOC1), 0, &out, NULL, &st),
                      VEIL_ERR_NOT_FOUND);
     assert_int_equal(get_rc(f->clerk, "x"), VEIL_ERR_NOT_FOUND);
     /* Too deep for limits.max_depth (32). */
-    char deep[256] = "";
+    char deep[256];
+    size_t dn = 0;
     for (int i = 0; i < 40; i++) {
-        strcat(deep, "{\"a\":");
+        dn += (size_t)snprintf(deep + dn, sizeof(deep) - dn, "{\"a\":");
     }
-    strcat(deep, "1");
+    dn += (size_t)snprintf(deep + dn, sizeof(deep) - dn, "1");
     for (int i = 0; i < 40; i++) {
-        strcat(deep, "}");
+        dn += (size_t)snprintf(deep + dn, sizeof(deep) - dn, "}");
     }
+    assert_true(dn < sizeof(deep));
     veil_err rc = veil_doc_put(f->clerk, COLL, "x", deep, strlen(deep), 0, &out, NULL, &st);
     assert_true(rc == VEIL_ERR_BAD_REQUEST || rc == VEIL_ERR_TOO_LARGE);
     assert_null(out);
@@ -485,23 +483,27 @@ static void test_invalid_documents_name_field(void **state)
         {"{\"issued_on\":20240101}", "issued_on"},
         {"{\"invoice_no\":12}", "invoice_no"},
         {"{\"customer\":{\"iban\":[\"x\"]}}", "customer.iban"},
-        {"{\"customer\":\"flat\"}", "customer.name"},
+        {"{\"customer\":\"flat\"}", "customer."}, /* .name or .iban */
         {"{\"notes\":{\"a\":1}}", "notes"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out = NULL;
         veil_status st;
         memset(&st, 0, sizeof(st));
-        veil_err rc = veil_doc_put(f->clerk, COLL, "bad", cases[i].doc, strlen(cases[i].doc),
-                                   0, &out, NULL, &st);
-        if (rc != VEIL_ERR_INVALID_DOCUMENT || strcmp(st.field, cases[i].field) != 0) {
+        veil_err rc = veil_doc_put(f->clerk, COLL, "bad", cases[i].doc, strlen(cases[i].doc), 0,
+                                   &out, NULL, &st);
+        size_t flen = strlen(cases[i].field);
+        bool prefix = cases[i].field[flen - 1] == '.';
+        if (rc != VEIL_ERR_INVALID_DOCUMENT ||
+            (prefix ? strncmp(st.field, cases[i].field, flen) != 0 || st.field[flen] == '\0'
+                    : strcmp(st.field, cases[i].field) != 0)) {
             fprintf(stderr, "case %zu: %s field '%s' (want invalid_document '%s')\n", i,
                     veil_err_name(rc), st.field, cases[i].field);
             fail();
         }
         assert_null(out);
         /* The message names the field, never the value. */
-        assert_non_null(strstr(st.message, cases[i].field));
+        assert_non_null(strstr(st.message, st.field));
         assert_null(strstr(st.message, "lots"));
         assert_null(strstr(st.message, "12.345"));
     }
@@ -513,8 +515,7 @@ static void test_invalid_documents_name_field(void **state)
 static void load_small_set(struct fx *f)
 {
     put(f->clerk, "a1", "{\"invoice_no\":\"A1\",\"org_id\":\"ACME\",\"status\":\"open\"}", 1);
-    put(f->clerk, "a2", "{\"invoice_no\":\"A2\",\"org_id\":\"ACME\",\"status\":\"overdue\"}",
-        1);
+    put(f->clerk, "a2", "{\"invoice_no\":\"A2\",\"org_id\":\"ACME\",\"status\":\"overdue\"}", 1);
     put(f->clerk, "a3", "{\"invoice_no\":\"A3\",\"org_id\":\"ACME\",\"status\":\"paid\"}", 1);
     put(f->clerk, "b1", "{\"invoice_no\":\"B1\",\"org_id\":\"BETA\",\"status\":\"open\"}", 1);
     put(f->clerk, "n1", "{\"invoice_no\":\"N1\"}", 1);
@@ -604,12 +605,10 @@ static void test_query_errors(void **state)
     size_t len = 0;
     char *text = tu_read_file(POLICY_FILE, &len);
     char *other = NULL;
-    assert_true(asprintf(&other, "collection: other\n%s",
-                         strstr(text, "fields:")) > 0);
+    assert_true(asprintf(&other, "collection: other\n%s", strstr(text, "fields:")) > 0);
     int created = 0;
     veil_status st;
-    assert_int_equal(veil_collection_apply(f->admin, "other", other, strlen(other), &created,
-                                           &st),
+    assert_int_equal(veil_collection_apply(f->admin, "other", other, strlen(other), &created, &st),
                      VEIL_OK);
     char *body = NULL;
     assert_true(asprintf(&body, "{\"after\":\"%s\"}", next) > 0);
@@ -668,18 +667,16 @@ static void test_query_paging(void **state)
         assert_true(json_array_size(docs) <= LIMIT);
         size_t i;
         json_t *d;
-        json_array_foreach(docs, i, d) {
+        json_array_foreach (docs, i, d) {
             int k = -1;
-            assert_int_equal(sscanf(json_string_value(json_object_get(d, "id")), "doc-%d", &k),
-                             1);
+            assert_int_equal(sscanf(json_string_value(json_object_get(d, "id")), "doc-%d", &k), 1);
             assert_true(k >= 0 && k < NDOCS);
             assert_int_equal(seen[k], 0);
             seen[k] = 1;
             char want[32];
             snprintf(want, sizeof(want), "INV-%05d", k);
             assert_string_equal(
-                json_string_value(json_object_get(json_object_get(d, "doc"), "invoice_no")),
-                want);
+                json_string_value(json_object_get(json_object_get(d, "doc"), "invoice_no")), want);
             total++;
         }
         pages++;
@@ -768,8 +765,7 @@ static void test_bulk(void **state)
             assert_non_null(e);
             assert_string_equal(json_string_value(json_object_get(e, "code")), want[n].code);
             if (want[n].field != NULL) {
-                assert_string_equal(json_string_value(json_object_get(e, "field")),
-                                    want[n].field);
+                assert_string_equal(json_string_value(json_object_get(e, "field")), want[n].field);
             }
         } else {
             assert_null(e);
@@ -806,13 +802,13 @@ static void test_bulk(void **state)
     json_decref(a);
     free(gen);
     /* Roles apply to bulk as to put. */
-    assert_int_equal(veil_bulk(f->auditor, COLL, in, strlen(in), &out, &st),
-                     VEIL_ERR_FORBIDDEN);
+    assert_int_equal(veil_bulk(f->auditor, COLL, in, strlen(in), &out, &st), VEIL_ERR_FORBIDDEN);
     /* An empty body answers nothing. */
     out = NULL;
     assert_int_equal(veil_bulk(f->clerk, COLL, "", 0, &out, &st), VEIL_OK);
     assert_non_null(out);
-    assert_string_equal(out, "");
+    /* Only the first byte is read: an unterminated answer fails here, not in ASan. */
+    assert_int_equal(out[0], '\0');
     veil_free(out);
 }
 
@@ -855,22 +851,21 @@ static void test_roles(void **state)
                          VEIL_OK);
     /* auditor may not write. */
     char *out = NULL;
-    assert_int_equal(veil_doc_put(f->auditor, COLL, "inv-1", DOC2, strlen(DOC2), 0, &out, NULL,
-                                  &st),
-                     VEIL_ERR_FORBIDDEN);
+    assert_int_equal(
+        veil_doc_put(f->auditor, COLL, "inv-1", DOC2, strlen(DOC2), 0, &out, NULL, &st),
+        VEIL_ERR_FORBIDDEN);
     assert_null(out);
     assert_int_equal(veil_doc_delete(f->auditor, COLL, "inv-1", &st), VEIL_ERR_FORBIDDEN);
     /* analyst may not read documents at all. */
     assert_int_equal(get_rc(f->analyst, "inv-1"), VEIL_ERR_FORBIDDEN);
     assert_int_equal(query_rc(f->analyst, "{}", &q, &st), VEIL_ERR_FORBIDDEN);
-    assert_int_equal(veil_doc_put(f->analyst, COLL, "inv-9", DOC2, strlen(DOC2), 0, &out, NULL,
-                                  &st),
-                     VEIL_ERR_FORBIDDEN);
+    assert_int_equal(
+        veil_doc_put(f->analyst, COLL, "inv-9", DOC2, strlen(DOC2), 0, &out, NULL, &st),
+        VEIL_ERR_FORBIDDEN);
     /* A role no policy names may do nothing. */
     veil_session *nobody = session(f->v, "acme", "nobody");
     assert_int_equal(get_rc(nobody, "inv-1"), VEIL_ERR_FORBIDDEN);
-    assert_int_equal(veil_doc_put(nobody, COLL, "inv-9", DOC2, strlen(DOC2), 0, &out, NULL,
-                                  &st),
+    assert_int_equal(veil_doc_put(nobody, COLL, "inv-9", DOC2, strlen(DOC2), 0, &out, NULL, &st),
                      VEIL_ERR_FORBIDDEN);
     veil_session_free(nobody);
     /* Nothing was changed by the refused writes. */
@@ -915,13 +910,11 @@ static void test_collection_apply(void **state)
     const char *fresh = "{\"collection\":\"notes\",\"fields\":{\"title\":{\"type\":\"string\","
                         "\"protect\":[\"eq\"]}}}";
     created = -1;
-    assert_int_equal(veil_collection_apply(f->admin, "notes", fresh, strlen(fresh), &created,
-                                           &st),
+    assert_int_equal(veil_collection_apply(f->admin, "notes", fresh, strlen(fresh), &created, &st),
                      VEIL_OK);
     assert_int_equal(created, 1);
     /* The name in the path must match the policy. */
-    assert_int_equal(veil_collection_apply(f->admin, "other", fresh, strlen(fresh), &created,
-                                           &st),
+    assert_int_equal(veil_collection_apply(f->admin, "other", fresh, strlen(fresh), &created, &st),
                      VEIL_ERR_INVALID_POLICY);
     /* Broken policies. */
     const char *bad = "collection: x\nfields:\n  a: { type: strnig }\n";
@@ -1000,8 +993,8 @@ static void test_tenant_isolation(void **state)
     /* A cursor of acme means nothing to beta. */
     a = query(f->clerk, "{\"limit\":1}");
     char *body = NULL;
-    assert_true(asprintf(&body, "{\"after\":\"%s\"}",
-                         json_string_value(json_object_get(a, "next"))) > 0);
+    assert_true(
+        asprintf(&body, "{\"after\":\"%s\"}", json_string_value(json_object_get(a, "next"))) > 0);
     json_decref(a);
     json_t *q = NULL;
     assert_int_equal(query_rc(bclerk, body, &q, &st), VEIL_ERR_BAD_REQUEST);
@@ -1114,9 +1107,8 @@ static void test_tenant_shred(void **state)
     assert_int_not_equal(query_rc(f->admin, "{}", &q, &st), VEIL_OK);
     assert_null(q);
     char *out = NULL;
-    assert_int_not_equal(veil_doc_put(f->clerk, COLL, "inv-3", DOC1, strlen(DOC1), 0, &out,
-                                      NULL, &st),
-                         VEIL_OK);
+    assert_int_not_equal(
+        veil_doc_put(f->clerk, COLL, "inv-3", DOC1, strlen(DOC1), 0, &out, NULL, &st), VEIL_OK);
     assert_null(out);
     veil_session *s = NULL;
     assert_int_equal(veil_session_open(f->v, "acme", "admin", &s, &st), VEIL_ERR_NOT_FOUND);
@@ -1124,8 +1116,7 @@ static void test_tenant_shred(void **state)
     assert_int_equal(veil_session_authenticate(f->v, tok, &s, &st), VEIL_ERR_UNAUTHENTICATED);
     assert_null(s);
     char *xid = NULL;
-    assert_int_equal(veil_token_create(f->v, "acme", "clerk", &out, &xid, &st),
-                     VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_token_create(f->v, "acme", "clerk", &out, &xid, &st), VEIL_ERR_NOT_FOUND);
     assert_null(out);
     assert_null(xid);
     assert_int_equal(veil_tenant_create(f->v, "acme", &st), VEIL_ERR_CONFLICT);
@@ -1136,7 +1127,7 @@ static void test_tenant_shred(void **state)
     size_t i;
     json_t *t;
     int seen = 0;
-    json_array_foreach(l, i, t) {
+    json_array_foreach (l, i, t) {
         if (strcmp(json_string_value(json_object_get(t, "name")), "acme") == 0) {
             assert_true(json_is_true(json_object_get(t, "shredded")));
             seen++;
@@ -1197,11 +1188,9 @@ static void test_tokens(void **state)
     assert_string_not_equal(tid, tid2);
     /* Unknown tenant, bad role names. */
     char *x = NULL, *xid = NULL;
-    assert_int_equal(veil_token_create(f->v, "nobody", "clerk", &x, &xid, &st),
-                     VEIL_ERR_NOT_FOUND);
+    assert_int_equal(veil_token_create(f->v, "nobody", "clerk", &x, &xid, &st), VEIL_ERR_NOT_FOUND);
     assert_int_equal(veil_token_create(f->v, "acme", "", &x, &xid, &st), VEIL_ERR_BAD_REQUEST);
-    assert_int_equal(veil_token_create(f->v, "acme", "a b", &x, &xid, &st),
-                     VEIL_ERR_BAD_REQUEST);
+    assert_int_equal(veil_token_create(f->v, "acme", "a b", &x, &xid, &st), VEIL_ERR_BAD_REQUEST);
     assert_null(x);
 
     /* A good token gives its tenant and role; the role applies. */
@@ -1214,9 +1203,8 @@ static void test_tokens(void **state)
     assert_int_equal(veil_doc_put(s, COLL, "inv-2", DOC1, strlen(DOC1), 0, &out, NULL, &st),
                      VEIL_ERR_FORBIDDEN);
     json_t *a = get(s, "inv-1");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(a, "doc"), "invoice_no")),
-        "INV-0001");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(a, "doc"), "invoice_no")),
+                        "INV-0001");
     assert_null(json_object_get(json_object_get(a, "doc"), "org_id"));
     json_decref(a);
     veil_session_free(s);
@@ -1224,8 +1212,12 @@ static void test_tokens(void **state)
     /* Malformed, truncated, altered: one answer, and no session. */
     size_t len = strlen(tok);
     char *bad = strdup(tok);
-    const char *malformed[] = {"", "veil_", "Bearer x", "veil_0123456789abcdef_",
-                               "veil_zzzzzzzzzzzzzzzz_abc", "veil_0123456789abcdef"};
+    const char *malformed[] = {"",
+                               "veil_",
+                               "Bearer x",
+                               "veil_0123456789abcdef_",
+                               "veil_zzzzzzzzzzzzzzzz_abc",
+                               "veil_0123456789abcdef"};
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
         s = NULL;
         assert_int_equal(veil_session_authenticate(f->v, malformed[i], &s, &st),
@@ -1236,8 +1228,7 @@ static void test_tokens(void **state)
     assert_int_equal(veil_session_authenticate(f->v, NULL, &s, &st), VEIL_ERR_UNAUTHENTICATED);
     for (size_t cut = 1; cut < 8; cut++) {
         bad[len - cut] = '\0';
-        assert_int_equal(veil_session_authenticate(f->v, bad, &s, &st),
-                         VEIL_ERR_UNAUTHENTICATED);
+        assert_int_equal(veil_session_authenticate(f->v, bad, &s, &st), VEIL_ERR_UNAUTHENTICATED);
         assert_null(s);
     }
     memcpy(bad, tok, len + 1);
@@ -1250,8 +1241,7 @@ static void test_tokens(void **state)
     free(bad);
     char *longer = NULL;
     assert_true(asprintf(&longer, "%sA", tok) > 0);
-    assert_int_equal(veil_session_authenticate(f->v, longer, &s, &st),
-                     VEIL_ERR_UNAUTHENTICATED);
+    assert_int_equal(veil_session_authenticate(f->v, longer, &s, &st), VEIL_ERR_UNAUTHENTICATED);
     free(longer);
     assert_null(s);
 
@@ -1286,80 +1276,69 @@ static void test_tokens(void **state)
 
 /* ---- start-up recovery ---- */
 
-/* Records the intent of a write of `doc` (NULL: a delete) to `id` as write.c would, without
- * finishing it; with `apply`, the stores are written too (the crash comes after step 4). */
-static void half_write(struct fx *f, const char *id, const char *doc, bool apply)
+static void sql_exec(const char *path, const char *sql)
 {
-    veil_vault *v = f->v;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", sql, err != NULL ? err : "?");
+        sqlite3_free(err);
+        fail();
+    }
+    sqlite3_close(db);
+}
+
+/* Leaves a write of `doc` (NULL: a delete) to `id` half done, as a crash would, through the
+ * real write path: triggers in trusted.db stop the intent from ever being finished or
+ * dropped, and, unless `stores_written`, triggers in cloud.db make the store write fail
+ * first. The intent recorded is then exactly what a real write records. */
+static void half_write(struct fx *f, const char *id, const char *doc, bool stores_written)
+{
     veil_status st;
     const struct vl_coll *c = NULL;
     assert_int_equal(vl_coll_get(f->admin, COLL, &c, &st), VEIL_OK);
-    uint8_t tok[VL_DOCTOKEN_BYTES];
-    vl_doc_token(c, id, tok);
-    struct vl_bytes tb = {tok, sizeof(tok)};
-    struct vl_docstate ds;
-    memset(&ds, 0, sizeof(ds));
-    assert_int_equal(vl_trusted_docs_get(v->trusted, c->tenant_id, c->name, &tb, 1, &ds),
-                     VEIL_OK);
-    assert_true(ds.live);
-    assert_false(ds.pending);
-
-    struct vl_sealed sealed;
-    memset(&sealed, 0, sizeof(sealed));
-    uint64_t seq = ds.seq;
-    json_t *j = NULL;
-    if (doc != NULL) {
-        assert_int_equal(vl_trusted_seq_reserve(v->trusted, c->tenant_id, c->name, 1, &seq),
-                         VEIL_OK);
-        j = parse(doc);
-        assert_int_equal(vl_doc_seal(v, c, id, j, ds.version + 1, seq, &sealed, &st),
-                         VEIL_OK);
+    char *trusted = path_in(f->data, "trusted.db");
+    char *cloud = path_in(f->data, "cloud/cloud.db");
+    char sql[1024];
+    sql_exec(trusted, "CREATE TRIGGER test_crash BEFORE DELETE ON intents "
+                      "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END;");
+    if (!stores_written) {
+        snprintf(sql, sizeof(sql),
+                 "CREATE TRIGGER test_down_i BEFORE INSERT ON \"r_%s\" "
+                 "BEGIN SELECT RAISE(ABORT, 'store down'); END;"
+                 "CREATE TRIGGER test_down_u BEFORE UPDATE ON \"r_%s\" "
+                 "BEGIN SELECT RAISE(ABORT, 'store down'); END;"
+                 "CREATE TRIGGER test_down_d BEFORE DELETE ON \"r_%s\" "
+                 "BEGIN SELECT RAISE(ABORT, 'store down'); END;",
+                 c->table, c->table, c->table);
+        sql_exec(cloud, sql);
     }
-    /* The payload, as write.h describes it. */
-    struct vl_buf p;
-    vl_buf_init(&p, SIZE_MAX);
-    assert_int_equal(vl_buf_put_u8(&p, 1), VEIL_OK);
-    assert_int_equal(vl_buf_put_lps(&p, c->table), VEIL_OK);
-    assert_int_equal(vl_buf_put_lp(&p, tok, sizeof(tok)), VEIL_OK);
-    assert_int_equal(vl_buf_put_u64(&p, seq), VEIL_OK);
-    assert_int_equal(vl_buf_put_u8(&p, (uint8_t)v->nstores), VEIL_OK);
-    for (size_t i = 0; i < v->nstores; i++) {
-        bool isput = doc != NULL && sealed.parts[i].len > 0;
-        assert_int_equal(vl_buf_put_u8(&p, (uint8_t)i), VEIL_OK);
-        assert_int_equal(vl_buf_put_u8(&p, isput ? 1 : 2), VEIL_OK);
-        assert_int_equal(vl_buf_put_lp(&p, isput ? sealed.parts[i].data : NULL,
-                                       isput ? sealed.parts[i].len : 0),
-                         VEIL_OK);
-        assert_int_equal(vl_buf_put_u32(&p, isput ? (uint32_t)sealed.ntokens[i] : 0), VEIL_OK);
-        for (size_t k = 0; isput && k < sealed.ntokens[i]; k++) {
-            assert_int_equal(vl_buf_append(&p, sealed.tokens[i][k].col, VL_COL_BYTES),
-                             VEIL_OK);
-            assert_int_equal(vl_buf_put_lp(&p, sealed.tokens[i][k].tok.p,
-                                           sealed.tokens[i][k].tok.n),
-                             VEIL_OK);
-        }
+    char *out = NULL;
+    veil_err rc = doc != NULL
+                      ? veil_doc_put(f->clerk, COLL, id, doc, strlen(doc), 0, &out, NULL, &st)
+                      : veil_doc_delete(f->clerk, COLL, id, &st);
+    /* The writer is told it did not work (the crash, as its client sees it). */
+    assert_int_not_equal(rc, VEIL_OK);
+    assert_null(out);
+    sql_exec(trusted, "DROP TRIGGER test_crash;");
+    if (!stores_written) {
+        sql_exec(cloud, "DROP TRIGGER test_down_i; DROP TRIGGER test_down_u; "
+                        "DROP TRIGGER test_down_d;");
     }
-    struct vl_intent in;
-    memset(&in, 0, sizeof(in));
-    in.op = doc != NULL ? VL_INTENT_PUT : VL_INTENT_DELETE;
-    memcpy(in.doc, tok, sizeof(tok));
-    in.old_version = ds.version;
-    in.version = ds.version + 1;
-    in.seq = seq;
-    memcpy(in.digest, doc != NULL ? sealed.digest : ds.digest, VL_DIGEST_BYTES);
-    in.payload.p = p.data;
-    in.payload.n = p.len;
-    in.trusted_part.p = sealed.trusted.data;
-    in.trusted_part.n = sealed.trusted.len;
-    assert_int_equal(vl_trusted_intents_begin(v->trusted, c->tenant_id, c->name, &in, 1),
-                     VEIL_OK);
-    if (apply) {
-        assert_int_equal(vl_payload_apply(v, &in.payload, 1), VEIL_OK);
-    }
-    vl_buf_free(&p);
-    vl_sealed_free(&sealed);
-    vl_docstates_free(&ds, 1);
-    json_decref(j);
+    /* An intent is left behind. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(trusted, &db), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM intents", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 1);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    free(trusted);
+    free(cloud);
 }
 
 /* The document reads back wholly as `doc` (NULL: not found) at `version`. */
@@ -1413,8 +1392,7 @@ static void recovery_case(struct fx *f, const char *newdoc, bool apply)
         veil_free(out);
     }
     out = NULL;
-    assert_int_equal(veil_doc_put(f->clerk, COLL, "inv-1", DOC2, strlen(DOC2), 0, &out, NULL,
-                                  &st),
+    assert_int_equal(veil_doc_put(f->clerk, COLL, "inv-1", DOC2, strlen(DOC2), 0, &out, NULL, &st),
                      VEIL_ERR_CONFLICT);
     assert_null(out);
 
@@ -1520,8 +1498,7 @@ static void cloud_exec(struct cloud *cl, const char *fmt, const uint8_t *d1, con
 }
 
 /* A row's (seq, blob) as the store holds it; *blob malloc'd. */
-static void cloud_row(struct cloud *cl, const uint8_t *doc, int64_t *seq, uint8_t **blob,
-                      size_t *n)
+static void cloud_row(struct cloud *cl, const uint8_t *doc, int64_t *seq, uint8_t **blob, size_t *n)
 {
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT seq, blob FROM \"r_%s\" WHERE doc = ?", cl->table);
@@ -1567,8 +1544,7 @@ static void assert_breach(struct fx *f, const char *id, const char *qbody)
         json_t *a = NULL;
         rc = query_rc(f->clerk, qbody, &a, &st);
         if (rc != VEIL_ERR_INTEGRITY) {
-            fprintf(stderr, "query %s: %s, want integrity_violation\n", qbody,
-                    veil_err_name(rc));
+            fprintf(stderr, "query %s: %s, want integrity_violation\n", qbody, veil_err_name(rc));
             fail();
         }
         assert_null(a);
@@ -1602,8 +1578,7 @@ static void test_integrity_bit_flip(void **state)
     /* Truncated and extended blobs. */
     cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", ta, NULL, blob, n - 1, 1);
     assert_breach(f, "a", NULL);
-    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 || x'00' WHERE doc = ?1", ta, NULL, blob,
-               n, 1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 || x'00' WHERE doc = ?1", ta, NULL, blob, n, 1);
     assert_breach(f, "a", NULL);
     assert_c_fine(f);
     /* Put back, it reads again. */
@@ -1667,7 +1642,8 @@ static void test_integrity_rollback(void **state)
     snprintf(sql, sizeof(sql), "UPDATE \"r_%%s\" SET blob = ?3, seq = %lld WHERE doc = ?1",
              (long long)s1);
     cloud_exec(&cl, sql, ta, NULL, b1, n1, 1);
-    assert_breach(f, "a", "{\"where\":{\"org_id\":\"ACME\"}}");
+    /* a is of BETA now (DOC2), and so is c. */
+    assert_breach(f, "a", "{\"where\":{\"org_id\":\"BETA\"}}");
     /* Only the old blob, with the current seq. */
     int64_t s2;
     uint8_t *b2;
@@ -1689,7 +1665,7 @@ static void test_integrity_rollback(void **state)
              (long long)sb);
     cloud_exec(&cl, sql, tb, NULL, bb, nb, 1);
     assert_breach(f, "b", NULL);
-    assert_c_fine(f);
+    assert_reads(f->clerk, "c", DOC2, 1);
     free(b1);
     free(b2);
     free(bb);
@@ -1748,7 +1724,7 @@ static void test_integrity_wrong_query_answer(void **state)
     uint8_t tc[VL_DOCTOKEN_BYTES];
     doc_token(f, "c", tc);
     cloud_exec(&cl,
-               "INSERT INTO \"x_%s\"(col, tok, doc) SELECT col, tok, ?2 FROM \"x_%s\" "
+               "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc) SELECT col, tok, ?2 FROM \"x_%s\" "
                "WHERE doc = ?1",
                tb, tc, NULL, 0, -1);
     assert_int_equal(query_rc(f->clerk, "{\"where\":{\"org_id\":\"ACME\"}}", &a, &st),
@@ -1873,8 +1849,7 @@ static void test_health_and_limits(void **state)
     json_t *h = parse(out);
     veil_free(out);
     assert_string_equal(json_string_value(json_object_get(h, "status")), "ok");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(h, "stores"),
-                                                          "cloud")),
+    assert_string_equal(json_string_value(json_object_get(json_object_get(h, "stores"), "cloud")),
                         "ok");
     json_decref(h);
     veil_limits lim;

@@ -2,7 +2,9 @@
  * test_store_sqlite.c: the store dispatcher and the SQLite driver, against real files in a
  * temporary directory: round trips, token replacement, find with paging, large batches,
  * bad names, threads, unavailability, reopening, and that deleted ciphertext leaves no
- * trace in the database, WAL or shared-memory files.
+ * trace in the database, WAL or shared-memory files. Aggregates are checked against a model
+ * of the table: ASHE sums decrypt to the plaintext sums with the returned runs, which must
+ * be exactly the maximal runs of current rows' seqs; Paillier products match GMP's.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -15,9 +17,11 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
+#include <gmp.h>
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "tactics/tactics.h"
 #include "testutil.h"
 
 #define T1 "0123456789abcdef0123456789abcdef"
@@ -853,6 +857,536 @@ static void test_secure_delete(void **state)
     assert_false(on_disk(f->dir, dropped, 64));
 }
 
+/* ---- aggregates ---- */
+
+#define AGG_ROWS 240
+#define COL_A 0x0a   /* group column A: tokens a0..a4, sometimes missing */
+#define COL_B 0x0b   /* group column B: tokens b0..b2, sometimes missing */
+#define COL_P 0x0c   /* predicate column: one or two of p0..p5 */
+#define COL_SUM 0x30 /* ASHE cells */
+#define COL_PROD 0x40 /* Paillier cells */
+#define PQ_N 126869u /* 293 * 433 */
+
+static const uint8_t agg_key[32] = {7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30};
+static const char *const tok_a[] = {"a0", "a1", "a2", "a3", "a4"};
+static const char *const tok_b[] = {"b0", "b1", "b2"};
+static const char *const tok_p[] = {"p0", "p1", "p2", "p3", "p4", "p5"};
+
+/* A document of the model: what the store should hold for it while alive. */
+struct mrow {
+    uint32_t id;
+    uint64_t seq;
+    int alive;
+    int ga, gb, p1, p2; /* token indexes, -1: none */
+    int has_sum;
+    int64_t amount;
+    int has_prod;
+    uint64_t pv; /* < n^2 */
+};
+
+static uint64_t xs = 0x2545f4914f6cdd1dull;
+static uint64_t xrand(void)
+{
+    xs ^= xs << 13;
+    xs ^= xs >> 7;
+    xs ^= xs << 17;
+    return xs;
+}
+
+static uint64_t pq_n2(void)
+{
+    return (uint64_t)PQ_N * PQ_N;
+}
+
+/* n^2 big-endian, minimal. */
+static size_t be_bytes(uint64_t v, uint8_t out[8], int minimal)
+{
+    size_t n = 8;
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)v;
+        v >>= 8;
+    }
+    if (!minimal) {
+        return n;
+    }
+    size_t at = 0;
+    while (at < 7 && out[at] == 0) {
+        at++;
+    }
+    memmove(out, out + at, 8 - at);
+    return 8 - at;
+}
+
+static void mrow_random(struct mrow *m)
+{
+    m->ga = xrand() % 6 == 0 ? -1 : (int)(xrand() % 5);
+    m->gb = xrand() % 7 == 0 ? -1 : (int)(xrand() % 3);
+    m->p1 = (int)(xrand() % 6);
+    m->p2 = xrand() % 3 == 0 ? (int)(xrand() % 6) : -1;
+    if (m->p2 == m->p1) {
+        m->p2 = -1;
+    }
+    m->has_sum = xrand() % 5 != 0;
+    m->amount = (int64_t)(xrand() % 2000001) - 1000000;
+    if (xrand() % 10 == 0) {
+        m->amount = xrand() % 2 ? INT64_MAX / 4 : INT64_MIN / 4; /* big ones too */
+    }
+    m->has_prod = xrand() % 4 != 0;
+    m->pv = 1 + xrand() % (pq_n2() - 1);
+}
+
+/* Writes the model rows idx[0..n) in one put. */
+static void mput(struct vl_store *s, const char *t, struct mrow *rows, const size_t *idx,
+                 size_t n)
+{
+    struct vl_row *vr = calloc(n, sizeof(*vr));
+    uint8_t(*docs)[VL_DOCTOKEN_BYTES] = calloc(n, VL_DOCTOKEN_BYTES);
+    struct vl_token(*tk)[4] = calloc(n, sizeof(*tk));
+    struct vl_sum_cell *sc = calloc(n, sizeof(*sc));
+    struct vl_prod_cell *pc = calloc(n, sizeof(*pc));
+    uint8_t(*pv)[8] = calloc(n, 8);
+    assert_true(vr && docs && tk && sc && pc && pv);
+    for (size_t i = 0; i < n; i++) {
+        struct mrow *m = &rows[idx[i]];
+        struct vl_row *r = &vr[i];
+        mkdoc(docs[i], m->id);
+        r->doc = docref(docs[i]);
+        r->seq = m->seq;
+        r->blob.p = (uint8_t *)"blob";
+        r->blob.n = 4;
+        r->tokens = tk[i];
+        const struct {
+            int ix;
+            uint8_t col;
+            const char *const *names;
+        } want[4] = {{m->ga, COL_A, tok_a}, {m->gb, COL_B, tok_b}, {m->p1, COL_P, tok_p},
+                     {m->p2, COL_P, tok_p}};
+        for (int k = 0; k < 4; k++) {
+            if (want[k].ix >= 0) {
+                struct vl_token *t1 = &tk[i][r->ntokens++];
+                mkcol(t1->col, want[k].col);
+                t1->tok.p = (uint8_t *)want[k].names[want[k].ix];
+                t1->tok.n = strlen(want[k].names[want[k].ix]);
+            }
+        }
+        if (m->has_sum) {
+            mkcol(sc[i].col, COL_SUM);
+            vl_ashe_limbs(vl_ashe_encrypt(agg_key, m->seq, m->amount), sc[i].limbs);
+            r->sums = &sc[i];
+            r->nsums = 1;
+        }
+        if (m->has_prod) {
+            mkcol(pc[i].col, COL_PROD);
+            pc[i].val.p = pv[i];
+            pc[i].val.n = be_bytes(m->pv, pv[i], i % 2); /* leading zeros or not */
+            r->prods = &pc[i];
+            r->nprods = 1;
+        }
+        m->alive = 1;
+    }
+    assert_int_equal(s->ops->put_rows(s, t, vr, n), VEIL_OK);
+    free(vr);
+    free(docs);
+    free(tk);
+    free(sc);
+    free(pc);
+    free(pv);
+}
+
+/* A predicate of up to two terms over the model: term k holds tokens of COL_P (term 0) or
+ * COL_A (term 1) given as bitmasks of token indexes; mask 0 ends the list. */
+struct mpred {
+    unsigned p_mask;
+    unsigned a_mask;
+};
+
+static int mrow_matches(const struct mrow *m, const struct mpred *q)
+{
+    if (q->p_mask != 0 && !((m->p1 >= 0 && (q->p_mask >> m->p1) & 1) ||
+                            (m->p2 >= 0 && (q->p_mask >> m->p2) & 1))) {
+        return 0;
+    }
+    if (q->a_mask != 0 && !(m->ga >= 0 && (q->a_mask >> m->ga) & 1)) {
+        return 0;
+    }
+    return 1;
+}
+
+static int key_is(const struct vl_bytes *k, const char *tok)
+{
+    if (tok == NULL) {
+        return k->n == 0;
+    }
+    return k->n == strlen(tok) && memcmp(k->p, tok, k->n) == 0;
+}
+
+/* Runs the aggregate and checks every group against the model: group counts, cell counts,
+ * decrypted ASHE sums, exact runs, and Paillier products (GMP). */
+static void check_agg(struct vl_store *s, const char *t, const struct mrow *rows, size_t nrows,
+                      size_t ngroup, const struct mpred *q)
+{
+    struct vl_bytes ptoks[6], atoks[5];
+    struct vl_pred_term terms[2];
+    size_t nterms = 0, np = 0, na = 0;
+    for (int i = 0; i < 6; i++) {
+        if ((q->p_mask >> i) & 1) {
+            ptoks[np].p = (uint8_t *)tok_p[i];
+            ptoks[np++].n = strlen(tok_p[i]);
+        }
+    }
+    for (int i = 0; i < 5; i++) {
+        if ((q->a_mask >> i) & 1) {
+            atoks[na].p = (uint8_t *)tok_a[i];
+            atoks[na++].n = strlen(tok_a[i]);
+        }
+    }
+    if (np > 0) {
+        mkcol(terms[nterms].col, COL_P);
+        terms[nterms].toks = ptoks;
+        terms[nterms++].ntoks = np;
+    }
+    if (na > 0) {
+        mkcol(terms[nterms].col, COL_A);
+        terms[nterms].toks = atoks;
+        terms[nterms++].ntoks = na;
+    }
+    struct vl_pred pred = {terms, nterms};
+    uint8_t gcols[2][VL_COL_BYTES];
+    mkcol(gcols[0], COL_A);
+    mkcol(gcols[1], COL_B);
+    uint8_t n2[8];
+    size_t n2len = be_bytes(pq_n2(), n2, 1);
+    struct vl_agg_col cols[2] = {{.paillier = 0}, {.paillier = 1, .modulus = {n2, n2len}}};
+    mkcol(cols[0].col, COL_SUM);
+    mkcol(cols[1].col, COL_PROD);
+    struct vl_agg_request req = {&pred, (const uint8_t(*)[VL_COL_BYTES])gcols, ngroup, cols, 2};
+    struct vl_agg_result res;
+    assert_int_equal(s->ops->aggregate(s, t, &req, &res), VEIL_OK);
+    assert_int_equal(res.ncols, 2);
+
+    /* every model group must be there, with the right numbers */
+    size_t seen = 0;
+    for (int a = -1; a < 5; a++) {
+        for (int b = -1; b < 3; b++) {
+            if ((ngroup < 1 && a != -1) || (ngroup < 2 && b != -1)) {
+                continue;
+            }
+            uint64_t count = 0, nsum = 0, nprod = 0;
+            vl_i128 sum = 0;
+            mpz_t prod, v, mod;
+            mpz_init_set_ui(prod, 1);
+            mpz_init(v);
+            mpz_init_set_ui(mod, (unsigned long)pq_n2());
+            uint64_t seqs[AGG_ROWS * 2];
+            size_t nseq = 0;
+            for (size_t i = 0; i < nrows; i++) {
+                const struct mrow *m = &rows[i];
+                if (!m->alive || !mrow_matches(m, q) || (ngroup >= 1 && m->ga != a) ||
+                    (ngroup >= 2 && m->gb != b)) {
+                    continue;
+                }
+                count++;
+                if (m->has_sum) {
+                    nsum++;
+                    sum += m->amount;
+                    seqs[nseq++] = m->seq;
+                }
+                if (m->has_prod) {
+                    nprod++;
+                    mpz_set_ui(v, (unsigned long)m->pv);
+                    mpz_mul(prod, prod, v);
+                    mpz_mod(prod, prod, mod);
+                }
+            }
+            const struct vl_agg_group *g = NULL;
+            for (size_t i = 0; i < res.n; i++) {
+                if (key_is(&res.groups[i].keys[0], ngroup >= 1 && a >= 0 ? tok_a[a] : NULL) &&
+                    key_is(&res.groups[i].keys[1], ngroup >= 2 && b >= 0 ? tok_b[b] : NULL)) {
+                    assert_null(g);
+                    g = &res.groups[i];
+                }
+            }
+            if (count == 0) {
+                assert_null(g); /* no matching row, no group */
+            } else {
+                assert_non_null(g);
+                seen++;
+                assert_int_equal(g->count, count);
+                assert_int_equal(g->values[0].count, nsum);
+                assert_int_equal(g->values[1].count, nprod);
+                /* expected runs: sort seqs, split at gaps */
+                for (size_t i = 1; i < nseq; i++) {
+                    for (size_t j = i; j > 0 && seqs[j - 1] > seqs[j]; j--) {
+                        uint64_t tmp = seqs[j];
+                        seqs[j] = seqs[j - 1];
+                        seqs[j - 1] = tmp;
+                    }
+                }
+                size_t r = 0;
+                for (size_t i = 0; i < nseq; i++) {
+                    if (i == 0 || seqs[i] != seqs[i - 1] + 1) {
+                        assert_true(r < g->values[0].nruns);
+                        assert_int_equal(g->values[0].runs[r].first, seqs[i]);
+                        r++;
+                    }
+                    assert_int_equal(g->values[0].runs[r - 1].last, seqs[i]);
+                }
+                assert_int_equal(g->values[0].nruns, r);
+                vl_i128 got = vl_ashe_decrypt(agg_key, vl_ashe_join(g->values[0].limbs),
+                                              g->values[0].runs, g->values[0].nruns, NULL);
+                assert_true(got == sum);
+                if (nprod == 0) {
+                    assert_int_equal(g->values[1].product.n, 0);
+                } else {
+                    mpz_import(v, g->values[1].product.n, 1, 1, 1, 0, g->values[1].product.p);
+                    assert_int_equal(mpz_cmp(v, prod), 0);
+                }
+                assert_null(g->values[1].runs);
+            }
+            mpz_clear(prod);
+            mpz_clear(v);
+            mpz_clear(mod);
+        }
+    }
+    assert_int_equal(res.n, seen);
+    vl_agg_result_free(&res);
+    assert_null(res.groups);
+}
+
+static void check_all(struct vl_store *s, const char *t, const struct mrow *rows, size_t n)
+{
+    static const struct mpred preds[] = {
+        {0, 0},         /* everything */
+        {0x06, 0},      /* p1 or p2 */
+        {0x2d, 0x13},   /* (p0, p2, p3 or p5) and (a0, a1 or a4) */
+        {0x01 << 5, 0}, /* p5 alone */
+    };
+    for (size_t g = 0; g <= 2; g++) {
+        for (size_t i = 0; i < sizeof(preds) / sizeof(preds[0]); i++) {
+            check_agg(s, t, rows, n, g, &preds[i]);
+        }
+    }
+}
+
+static void test_aggregate(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    static struct mrow rows[AGG_ROWS];
+    size_t idx[AGG_ROWS];
+
+    /* no table, then an empty one: no groups, whatever the grouping */
+    check_all(s, T1, rows, 0);
+    assert_int_equal(s->ops->ensure_table(s, T1), VEIL_OK);
+    check_all(s, T1, rows, 0);
+
+    /* seqs with gaps of random length, often consecutive */
+    uint64_t seq = 1;
+    for (size_t i = 0; i < AGG_ROWS; i++) {
+        rows[i].id = (uint32_t)(i * 7919 % 1000003); /* doc order differs from seq order */
+        seq += xrand() % 3 == 0 ? 1 + xrand() % 4 : 1;
+        rows[i].seq = seq;
+        mrow_random(&rows[i]);
+        idx[i] = i;
+    }
+    mput(s, T1, rows, idx, AGG_ROWS / 2);
+    mput(s, T1, rows, idx + AGG_ROWS / 2, AGG_ROWS - AGG_ROWS / 2);
+    check_all(s, T1, rows, AGG_ROWS);
+
+    /* replace a third of the rows (new seq, tokens and cells; some lose their cells) and
+     * delete a sixth: runs and sums must reflect the current rows only */
+    size_t nrep = 0, ndel = 0;
+    struct vl_bytes del[AGG_ROWS];
+    uint8_t deldocs[AGG_ROWS][VL_DOCTOKEN_BYTES];
+    for (size_t i = 0; i < AGG_ROWS; i++) {
+        uint64_t r = xrand() % 6;
+        if (r < 2) {
+            seq += 1 + (xrand() % 2);
+            rows[i].seq = seq;
+            mrow_random(&rows[i]);
+            idx[nrep++] = i;
+        } else if (r == 2) {
+            mkdoc(deldocs[ndel], rows[i].id);
+            del[ndel] = docref(deldocs[ndel]);
+            ndel++;
+            rows[i].alive = 0;
+        }
+    }
+    mput(s, T1, rows, idx, nrep);
+    assert_int_equal(s->ops->delete_rows(s, T1, del, ndel), VEIL_OK);
+    check_all(s, T1, rows, AGG_ROWS);
+
+    /* a replacement without cells drops the old ones */
+    for (size_t i = 0; i < AGG_ROWS; i++) {
+        if (rows[i].alive && i % 2 == 0) {
+            rows[i].has_sum = 0;
+            rows[i].has_prod = 0;
+            mput(s, T1, rows, &i, 1);
+        }
+    }
+    check_all(s, T1, rows, AGG_ROWS);
+
+    /* drop_table takes the cells with it */
+    assert_int_equal(s->ops->drop_table(s, T1), VEIL_OK);
+    for (size_t i = 0; i < AGG_ROWS; i++) {
+        rows[i].alive = 0;
+    }
+    check_all(s, T1, rows, AGG_ROWS);
+    struct mrow one = {.id = 5, .seq = 3, .ga = 1, .gb = -1, .p1 = 0, .p2 = -1, .has_sum = 1,
+                       .amount = -42};
+    size_t zero = 0;
+    mput(s, T1, &one, &zero, 1);
+    check_all(s, T1, &one, 1);
+}
+
+/* Islands of a long run of consecutive seqs, one cut, and ASHE columns only (no Paillier
+ * statement), a Paillier column only, and no column at all. */
+static void test_aggregate_shapes(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 1000 };
+    static struct mrow rows[N];
+    static size_t idx[N];
+    for (size_t i = 0; i < N; i++) {
+        rows[i] = (struct mrow){.id = (uint32_t)i, .seq = 100 + i + (i >= 600 ? 1 : 0),
+                                .ga = (int)(i >= 300 && i < 350), .gb = -1, .p1 = 0, .p2 = -1,
+                                .has_sum = 1, .amount = (int64_t)i, .has_prod = 1,
+                                .pv = 1 + i};
+        idx[i] = i;
+    }
+    mput(s, T1, rows, idx, N);
+
+    uint8_t ga[VL_COL_BYTES];
+    mkcol(ga, COL_A);
+    uint8_t n2[8];
+    size_t n2len = be_bytes(pq_n2(), n2, 1);
+    struct vl_agg_col ashe = {.paillier = 0}, pail = {.paillier = 1, .modulus = {n2, n2len}};
+    mkcol(ashe.col, COL_SUM);
+    mkcol(pail.col, COL_PROD);
+    struct vl_pred none = {NULL, 0};
+    struct vl_agg_request req = {&none, (const uint8_t(*)[VL_COL_BYTES])ga, 1, &ashe, 1};
+    struct vl_agg_result res;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 2);
+    for (size_t i = 0; i < res.n; i++) {
+        const struct vl_agg_group *g = &res.groups[i];
+        if (key_is(&g->keys[0], "a1")) {
+            assert_int_equal(g->count, 50);
+            assert_int_equal(g->values[0].nruns, 1);
+            assert_int_equal(g->values[0].runs[0].first, 400);
+            assert_int_equal(g->values[0].runs[0].last, 449);
+        } else {
+            assert_true(key_is(&g->keys[0], "a0"));
+            assert_int_equal(g->count, 950);
+            assert_int_equal(g->values[0].nruns, 3); /* 100..399, 450..699, 701..1100 */
+            assert_int_equal(g->values[0].runs[0].first, 100);
+            assert_int_equal(g->values[0].runs[0].last, 399);
+            assert_int_equal(g->values[0].runs[1].first, 450);
+            assert_int_equal(g->values[0].runs[1].last, 699);
+            assert_int_equal(g->values[0].runs[2].first, 701);
+            assert_int_equal(g->values[0].runs[2].last, 1100);
+        }
+        vl_i128 want = key_is(&g->keys[0], "a1") ? (300 + 349) * 50 / 2 : (999 * 1000 / 2) -
+                                                                             (300 + 349) * 50 / 2;
+        assert_true(vl_ashe_decrypt(agg_key, vl_ashe_join(g->values[0].limbs), g->values[0].runs,
+                                    g->values[0].nruns, NULL) == want);
+    }
+    vl_agg_result_free(&res);
+
+    /* Paillier only, no group columns: the product of 1..1000 mod n^2 */
+    req.ngroup = 0;
+    req.cols = &pail;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 1);
+    assert_int_equal(res.groups[0].count, N);
+    assert_int_equal(res.groups[0].values[0].count, N);
+    mpz_t want, got;
+    mpz_init(want);
+    mpz_init(got);
+    mpz_fac_ui(want, N);
+    mpz_mod_ui(want, want, (unsigned long)pq_n2());
+    mpz_import(got, res.groups[0].values[0].product.n, 1, 1, 1, 0,
+               res.groups[0].values[0].product.p);
+    assert_int_equal(mpz_cmp(want, got), 0);
+    mpz_clear(want);
+    mpz_clear(got);
+    vl_agg_result_free(&res);
+
+    /* no aggregated column: just the groups and their counts */
+    req.ngroup = 1;
+    req.ncols = 0;
+    req.cols = NULL;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 2);
+    assert_int_equal(res.groups[0].count + res.groups[1].count, N);
+    vl_agg_result_free(&res);
+
+    /* a term with no tokens matches nothing */
+    struct vl_pred_term empty = {.toks = NULL, .ntoks = 0};
+    struct vl_pred nothing = {&empty, 1};
+    req.pred = &nothing;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 0);
+    vl_agg_result_free(&res);
+    vl_agg_result_free(NULL);
+}
+
+/* Caller bugs are refused before anything is written or read. */
+static void test_aggregate_bad(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    uint8_t d[VL_DOCTOKEN_BYTES];
+    mkdoc(d, 1);
+    struct vl_sum_cell sc[2] = {{.limbs = {0, 0xffffffffLL, 1, 2}}};
+    mkcol(sc[0].col, COL_SUM);
+    struct vl_row r = {.doc = docref(d), .seq = 1, .blob = {(uint8_t *)"b", 1}, .sums = sc,
+                       .nsums = 1};
+    assert_int_equal(s->ops->put_rows(s, T1, &r, 1), VEIL_OK); /* 2^32-1 is a limb */
+    sc[0].limbs[2] = 0x100000000LL;
+    assert_int_equal(s->ops->put_rows(s, T1, &r, 1), VEIL_ERR_INTERNAL);
+    sc[0].limbs[2] = -1;
+    assert_int_equal(s->ops->put_rows(s, T1, &r, 1), VEIL_ERR_INTERNAL);
+    sc[0].limbs[2] = 1;
+    sc[1] = sc[0];
+    r.nsums = 2; /* one column twice */
+    assert_int_equal(s->ops->put_rows(s, T1, &r, 1), VEIL_ERR_INTERNAL);
+    r.nsums = 1;
+    r.seq = (uint64_t)INT64_MAX + 1;
+    assert_int_equal(s->ops->put_rows(s, T1, &r, 1), VEIL_ERR_INTERNAL);
+    r.seq = 1;
+    struct vl_prod_cell pc = {.val = {NULL, 0}};
+    r.prods = &pc;
+    r.nprods = 1;
+    assert_int_equal(s->ops->put_rows(s, T1, &r, 1), VEIL_ERR_INTERNAL);
+
+    /* the first put stands, with its one cell */
+    struct vl_agg_col c = {.paillier = 0};
+    mkcol(c.col, COL_SUM);
+    struct vl_agg_request req = {NULL, NULL, 0, &c, 1};
+    struct vl_agg_result res;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 1);
+    assert_int_equal(res.groups[0].values[0].count, 1);
+    assert_int_equal(res.groups[0].values[0].limbs[1], 0xffffffffLL);
+    vl_agg_result_free(&res);
+
+    uint8_t gc[5][VL_COL_BYTES] = {{0}};
+    req.group_cols = (const uint8_t(*)[VL_COL_BYTES])gc;
+    req.ngroup = 5;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_ERR_INTERNAL);
+    req.ngroup = 0;
+    c.paillier = 1; /* no modulus */
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_ERR_INTERNAL);
+    uint8_t zero = 0;
+    c.modulus.p = &zero;
+    c.modulus.n = 1; /* a modulus of 0: refused inside SQLite */
+    assert_int_not_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(s->ops->aggregate(s, "NOT-HEX", &req, &res), VEIL_ERR_INTERNAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -869,6 +1403,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secure_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_shapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_bad, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

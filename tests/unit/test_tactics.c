@@ -131,15 +131,23 @@ static void test_ashe_sums(void **state)
                 nruns++;
             }
         }
-        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns) == want);
+        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns, NULL) == want);
+        /* The same through a table of F that covers part of the span. */
+        struct vl_ashe_table t;
+        assert_int_equal(vl_ashe_table_fill(&t, key, 3 + rnd() % 50, 100 + rnd() % 300), 0);
+        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns, &t) == want);
+        for (uint64_t i = t.first; i < t.first + t.n; i += 7) {
+            assert_true(t.f[i - t.first] == vl_ashe_f(key, i));
+        }
+        vl_ashe_table_free(&t);
     }
     /* Extremes do not wrap in the 128-bit ring. */
     vl_u128 a = vl_ashe_encrypt(key, 1, INT64_MAX), b = vl_ashe_encrypt(key, 2, INT64_MAX);
     struct vl_seq_run r = {1, 2};
-    assert_true(vl_ashe_decrypt(key, a + b, &r, 1) == (vl_i128)INT64_MAX * 2);
+    assert_true(vl_ashe_decrypt(key, a + b, &r, 1, NULL) == (vl_i128)INT64_MAX * 2);
     a = vl_ashe_encrypt(key, 1, INT64_MIN);
     b = vl_ashe_encrypt(key, 2, INT64_MIN);
-    assert_true(vl_ashe_decrypt(key, a + b, &r, 1) == (vl_i128)INT64_MIN * 2);
+    assert_true(vl_ashe_decrypt(key, a + b, &r, 1, NULL) == (vl_i128)INT64_MIN * 2);
 }
 
 static void test_decimal_text(void **state)
