@@ -139,12 +139,7 @@ out:
 static veil_err recover_one(void *ctx, int64_t tenant, const char *coll,
                             const struct vl_intent *in)
 {
-    veil_vault *v = ctx;
-    veil_err rc = vl_payload_apply(v, &in->payload, 1);
-    if (rc == VEIL_OK) {
-        rc = vl_trusted_intents_finish(v->trusted, tenant, coll, in, 1);
-    }
-    return rc;
+    return vl_intent_recover(ctx, tenant, coll, in);
 }
 
 veil_err veil_vault_open(const char *datadir, veil_vault **out, veil_status *st)

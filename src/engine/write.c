@@ -19,6 +19,7 @@
 #include "util/log.h"
 
 #define PAYLOAD_FORMAT 1
+#define PAYLOAD_BRIEF 2
 #define OP_PUT 1
 #define OP_DELETE 2
 #define BULK_BATCH 256
@@ -35,6 +36,7 @@ struct item {
     int64_t version;
     struct vl_sealed sealed;
     struct vl_buf payload;
+    struct vl_buf brief;
     struct vl_intent intent;
 };
 
@@ -97,6 +99,62 @@ static veil_err payload_build(const veil_vault *v, const struct vl_coll *c, stru
         }
     }
     return rc;
+}
+
+static veil_err payload_brief(const struct vl_coll *c, struct item *it)
+{
+    struct vl_buf *b = &it->brief;
+    vl_buf_init(b, 256);
+    veil_err rc = vl_buf_put_u8(b, PAYLOAD_BRIEF);
+    if (rc == VEIL_OK) {
+        rc = vl_buf_put_lps(b, c->table);
+    }
+    return rc != VEIL_OK ? rc : vl_buf_put_lp(b, it->token, VL_DOCTOKEN_BYTES);
+}
+
+veil_err vl_intent_recover(veil_vault *v, int64_t tenant, const char *coll,
+                           const struct vl_intent *in)
+{
+    struct vl_reader r = {in->payload.p, in->payload.n};
+    const uint8_t *table, *doc;
+    size_t tablelen, doclen;
+    uint8_t fmt;
+    if (vl_read_u8(&r, &fmt) != 0) {
+        return VEIL_ERR_INTERNAL;
+    }
+    if (fmt == PAYLOAD_FORMAT) {
+        veil_err rc = vl_payload_apply(v, &in->payload, 1);
+        return rc != VEIL_OK ? rc : vl_trusted_intents_finish(v->trusted, tenant, coll, in, 1);
+    }
+    if (fmt != PAYLOAD_BRIEF || v->nstores != 1 || vl_read_lp(&r, &table, &tablelen) != 0 ||
+        tablelen >= VL_TABLE_NAME_MAX || vl_read_lp(&r, &doc, &doclen) != 0 ||
+        doclen != VL_DOCTOKEN_BYTES) {
+        vl_log(VL_LOG_ERROR, "an unfinished write has a malformed intent");
+        return VEIL_ERR_INTERNAL;
+    }
+    char name[VL_TABLE_NAME_MAX];
+    memcpy(name, table, tablelen);
+    name[tablelen] = '\0';
+    struct vl_bytes key = {(uint8_t *)doc, VL_DOCTOKEN_BYTES};
+    struct vl_rows rows = {0};
+    struct vl_store *s = v->stores[0];
+    veil_err rc = s->ops->get_rows(s, name, &key, 1, &rows);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    bool done;
+    if (in->op == VL_INTENT_DELETE) {
+        done = rows.n == 0;
+    } else {
+        uint8_t digest[VL_DIGEST_BYTES];
+        struct vl_bytes part = rows.n == 1 ? rows.rows[0].blob : (struct vl_bytes){NULL, 0};
+        vl_doc_digest(in->seq, &part, 1, &in->trusted_part, digest);
+        done = rows.n == 1 && rows.rows[0].seq == in->seq &&
+               vl_ct_equal(digest, in->digest, VL_DIGEST_BYTES);
+    }
+    vl_rows_free(&rows);
+    return done ? vl_trusted_intents_finish(v->trusted, tenant, coll, in, 1)
+                : vl_trusted_intents_abort(v->trusted, in, 1);
 }
 
 /* A parsed payload: views into its bytes. */
@@ -398,6 +456,10 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
             item_fail(it, rc, "cannot encode the write");
             continue;
         }
+        if (v->nstores == 1 && (rc = payload_brief(c, it)) != VEIL_OK) {
+            item_fail(it, rc, "cannot encode the write");
+            continue;
+        }
         struct vl_intent *in = &intents[nin];
         in->op = it->doc != NULL ? VL_INTENT_PUT : VL_INTENT_DELETE;
         memcpy(in->doc, it->token, VL_DOCTOKEN_BYTES);
@@ -406,11 +468,14 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
         in->seq = it->doc != NULL ? myseq : states[i].seq;
         memcpy(in->digest, it->doc != NULL ? it->sealed.digest : states[i].digest,
                VL_DIGEST_BYTES);
-        in->payload.p = it->payload.data;
-        in->payload.n = it->payload.len;
+        /* What the intent records: the brief form when a single store makes it enough. */
+        const struct vl_buf *rec = v->nstores == 1 ? &it->brief : &it->payload;
+        in->payload.p = rec->data;
+        in->payload.n = rec->len;
         in->trusted_part.p = it->sealed.trusted.data;
         in->trusted_part.n = it->sealed.trusted.len;
-        payloads[nin] = in->payload;
+        payloads[nin].p = it->payload.data;
+        payloads[nin].n = it->payload.len;
         nin++;
     }
     if (nin == 0) {
@@ -452,6 +517,7 @@ static void item_clear(struct item *it)
 {
     vl_sealed_free(&it->sealed);
     vl_buf_free(&it->payload);
+    vl_buf_free(&it->brief);
     free(it->id);
     it->id = NULL;
 }

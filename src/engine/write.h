@@ -17,4 +17,9 @@
 /* Applies payloads to the stores, batching rows per store and table. */
 veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t n) VL_WUR;
 
+/* Finishes an unfinished intent found at start-up: rolls a full payload forward, or settles
+ * a brief one by what the store holds. */
+veil_err vl_intent_recover(veil_vault *v, int64_t tenant, const char *coll,
+                           const struct vl_intent *in) VL_WUR;
+
 #endif

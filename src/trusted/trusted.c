@@ -96,7 +96,8 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
     char *err = NULL;
     if (sqlite3_exec(t->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     "PRAGMA secure_delete=ON; PRAGMA foreign_keys=OFF;",
+                     "PRAGMA secure_delete=ON; PRAGMA foreign_keys=OFF;"
+                     "PRAGMA cache_size=-65536;",
                      NULL, NULL, &err) != SQLITE_OK ||
         sqlite3_exec(t->db, schema, NULL, NULL, &err) != SQLITE_OK) {
         rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
