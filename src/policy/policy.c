@@ -925,11 +925,15 @@ bool vl_role_reads(const struct vl_role *r, const char *path)
     "Stored encrypted (XChaCha20-Poly1305). The store learns its length, rounded up to a "   \
     "padding bucket"
 #define LK_EQ "; which documents share a value (equality pattern)"
-#define LK_RANGE "; which documents share value prefixes, hence roughly their order"
+#define LK_RANGE                                                                             \
+    "; which documents share leading hexadecimal digits of the value, hence roughly their "  \
+    "order and which are equal"
 #define LK_SEARCH                                                                            \
     "; the number of its search index entries, and at search time which entries a query "   \
     "touches and whether two queries repeat"
-#define LK_SUM " Its encrypted sums tell the store nothing about the values."
+#define LK_SUM                                                                               \
+    " Its homomorphic cells (for sums) tell the store which documents have a value, and "    \
+    "nothing about the values."
 
 /* Indexed by the tactic bits (eq 1, range 2, search 4, sum 8). */
 static const char *const leakage_table[16] = {
