@@ -1577,6 +1577,15 @@ static int agg_req_ok(const struct vl_agg_request *req)
                             c->modulus.n > SQ_MODULUS_MAX)) {
             return 0;
         }
+        if (c->paillier) {
+            size_t at = 0; /* the modulus must be at least 2 */
+            while (at + 1 < c->modulus.n && c->modulus.p[at] == 0) {
+                at++;
+            }
+            if (at + 1 == c->modulus.n && c->modulus.p[at] < 2) {
+                return 0;
+            }
+        }
     }
     return 1;
 }
