@@ -27,6 +27,24 @@ int vl_cmd_put(int argc, char **argv);         /* client.c: over HTTP, VEIL_ADDR
 int vl_cmd_get(int argc, char **argv);         /* client.c */
 int vl_cmd_delete(int argc, char **argv);      /* client.c */
 int vl_cmd_query(int argc, char **argv);       /* client.c */
-int vl_cmd_aggregate(int argc, char **argv);     /* client.c */
+int vl_cmd_aggregate(int argc, char **argv);   /* client.c */
+int vl_cmd_generate(int argc, char **argv);    /* generate.c */
+int vl_cmd_demo(int argc, char **argv);        /* demo.c */
+
+/* Deterministic sample documents of examples/invoices.yaml and patients.yaml (generate.c).
+ * vl_gen_init seeds a generator for `count` documents; vl_gen_line writes document `seq`
+ * (1, 2, .. count, called in that order) as one NDJSON line, newline included, NUL-
+ * terminated, and returns its length. */
+#define VL_GEN_LINE_MAX 2048
+enum vl_gen_kind { VL_GEN_INVOICES, VL_GEN_PATIENTS };
+struct vl_gen {
+    enum vl_gen_kind kind;
+    uint64_t s[4];
+    uint64_t norgs;
+};
+/* 0 and *out set for "invoices" or "patients"; -1 otherwise. */
+int vl_gen_kind_parse(const char *name, enum vl_gen_kind *out);
+void vl_gen_init(struct vl_gen *g, enum vl_gen_kind kind, uint64_t count, uint64_t seed);
+size_t vl_gen_line(struct vl_gen *g, uint64_t seq, char line[VL_GEN_LINE_MAX]);
 
 #endif

@@ -211,7 +211,7 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
                                                plan->conds[i].fc->path, "column", hex, "kind",
                                                plan->conds[i].range ? "range prefix tokens"
                                                                     : "equality tokens",
-                                               (json_int_t)plan->conds[i].ntoks));
+                                               "tokens", (json_int_t)plan->conds[i].ntoks));
     }
     for (size_t i = 0; i < a->ngroup; i++) {
         vl_hex(hex, a->group[i]->col, VL_COL_BYTES);
