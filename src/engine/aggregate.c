@@ -275,6 +275,8 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     struct answer *ans = NULL;
     size_t nans = 0, suppressed = 0;
     struct vl_ashe_table tables[MAX_METRICS];
+    const struct vl_agg_group *res_view = NULL;
+    size_t nview = 0;
     memset(&a, 0, sizeof(a));
     memset(&plan, 0, sizeof(plan));
     memset(&res, 0, sizeof(res));
@@ -324,7 +326,8 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     }
     if ((rc = parse_group_by(c, role, json_object_get(q, "group_by"), &a, st)) != VEIL_OK ||
         (rc = parse_metrics(c, role, json_object_get(q, "metrics"), &a, st)) != VEIL_OK ||
-        (rc = vl_plan_where(c, NULL, json_object_get(q, "where"), &plan, st)) != VEIL_OK) {
+        (rc = vl_plan_where(c, role, true, json_object_get(q, "where"), &plan, st)) !=
+            VEIL_OK) {
         goto out;
     }
     for (size_t i = 0; i < a.ngroup; i++) {
@@ -373,13 +376,25 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             tables[k].f = NULL; /* too large a span: per run, then */
         }
     }
+    res_view = res.groups;
+    nview = res.n;
+    /* Without group_by there is always one group, key {}, even when no row matches. */
+    struct vl_agg_value empty_values[MAX_METRICS];
+    struct vl_agg_group empty_group;
+    if (a.ngroup == 0 && res.n == 0) {
+        memset(empty_values, 0, sizeof(empty_values));
+        memset(&empty_group, 0, sizeof(empty_group));
+        empty_group.values = empty_values;
+        res_view = &empty_group;
+        nview = 1;
+    }
     unsigned min_group = role != NULL ? role->min_group_size : 0;
-    if ((ans = calloc(res.n + 1, sizeof(*ans))) == NULL) {
+    if ((ans = calloc(nview + 1, sizeof(*ans))) == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    for (size_t g = 0; g < res.n; g++) {
-        const struct vl_agg_group *grp = &res.groups[g];
+    for (size_t g = 0; g < nview; g++) {
+        const struct vl_agg_group *grp = &res_view[g];
         if (grp->count < min_group) {
             suppressed++;
             continue;

@@ -195,9 +195,11 @@ struct vl_plan {
     struct vl_pred_term *terms;
     struct vl_pred pred;           /* for the store */
 };
-/* Plans `where` (NULL or an object). role NULL: no read restriction (admin, aggregates). */
-veil_err vl_plan_where(const struct vl_coll *c, const struct vl_role *role, const json_t *where,
-                       struct vl_plan *out, veil_status *st) VL_WUR;
+/* Plans `where` (NULL or an object) for a query or, with `aggregate`, an aggregate. role
+ * NULL (admin): no restriction; else a query may filter on fields the role reads, and an
+ * aggregate also on those it may group by or aggregate. */
+veil_err vl_plan_where(const struct vl_coll *c, const struct vl_role *role, bool aggregate,
+                       const json_t *where, struct vl_plan *out, veil_status *st) VL_WUR;
 void vl_plan_free(struct vl_plan *p);
 /* Does a decrypted document satisfy every condition? */
 bool vl_plan_satisfied(const struct vl_plan *p, const json_t *doc);

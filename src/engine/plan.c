@@ -183,8 +183,28 @@ static bool is_range_op(const char *op)
     return !strcmp(op, "gt") || !strcmp(op, "gte") || !strcmp(op, "lt") || !strcmp(op, "lte");
 }
 
-static veil_err plan_cond(const struct vl_coll *c, const struct vl_role *role, const char *path,
-                          const json_t *spec, struct vl_cond *cd, veil_status *st)
+static bool listed(char *const *list, size_t n, const char *path)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i], path) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* May the role filter on path? A query needs the field readable; an aggregate also takes
+ * the fields its role may group by or aggregate (what it may use, and no more). */
+static bool may_filter(const struct vl_role *role, bool aggregate, const char *path)
+{
+    return role == NULL || vl_role_reads(role, path) ||
+           (aggregate && (listed(role->group_by, role->ngroup_by, path) ||
+                          listed(role->aggregate, role->naggregate, path)));
+}
+
+static veil_err plan_cond(const struct vl_coll *c, const struct vl_role *role, bool aggregate,
+                          const char *path, const json_t *spec, struct vl_cond *cd,
+                          veil_status *st)
 {
     const struct vl_fctx *fc = vl_coll_field(c, path);
     if (fc == NULL) {
@@ -194,9 +214,11 @@ static veil_err plan_cond(const struct vl_coll *c, const struct vl_role *role, c
                              path);
     }
     cd->fc = fc;
-    if (role != NULL && !vl_role_reads(role, path)) {
+    if (!may_filter(role, aggregate, path)) {
         return vl_status_set(st, VEIL_ERR_FORBIDDEN, path,
-                             "the role may not filter on a field it cannot read");
+                             aggregate ? "the role may not filter on a field it may neither "
+                                         "read, group by nor aggregate"
+                                       : "the role may not filter on a field it cannot read");
     }
     if (fc->store < 0) {
         return vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, path,
@@ -268,8 +290,8 @@ void vl_plan_free(struct vl_plan *p)
     memset(p, 0, sizeof(*p));
 }
 
-veil_err vl_plan_where(const struct vl_coll *c, const struct vl_role *role, const json_t *where,
-                       struct vl_plan *out, veil_status *st)
+veil_err vl_plan_where(const struct vl_coll *c, const struct vl_role *role, bool aggregate,
+                       const json_t *where, struct vl_plan *out, veil_status *st)
 {
     struct vl_plan p;
     memset(&p, 0, sizeof(p));
@@ -288,7 +310,7 @@ veil_err vl_plan_where(const struct vl_coll *c, const struct vl_role *role, cons
     json_t *val;
     json_object_foreach((json_t *)where, key, val) {
         struct vl_cond *cd = &p.conds[p.n++];
-        if ((rc = plan_cond(c, role, key, val, cd, st)) != VEIL_OK) {
+        if ((rc = plan_cond(c, role, aggregate, key, val, cd, st)) != VEIL_OK) {
             vl_plan_free(&p);
             return rc;
         }

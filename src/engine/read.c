@@ -349,7 +349,7 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
                                : "match needs tactic search");
         goto out;
     }
-    if ((rc = vl_plan_where(c, s->admin ? NULL : role, where, &plan, st)) != VEIL_OK) {
+    if ((rc = vl_plan_where(c, s->admin ? NULL : role, false, where, &plan, st)) != VEIL_OK) {
         goto out;
     }
     struct vl_store *store = v->stores[0];
