@@ -1054,6 +1054,9 @@ import test_analytics  # noqa: E402
 
 test_analytics.diag = diag
 TESTS.extend(test_analytics.TESTS)
+import test_faults  # noqa: E402
+test_faults.diag = diag
+TESTS.extend(test_faults.TESTS)
 
 
 def main():
