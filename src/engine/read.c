@@ -74,7 +74,7 @@ static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
                            const struct vl_docstate *ds, struct vl_rows *rows,
                            struct opened *o)
 {
-    struct vl_bytes parts[VL_MAX_STORES];
+    struct vl_bytes parts[VL_MAX_STORES] = {{0}};
     bool any_row = false;
     for (size_t i = 0; i < v->nstores; i++) {
         const struct vl_row *r = row_of(&rows[i], ds->doc);

@@ -5,35 +5,50 @@
  * Each opaque table T (1..64 lowercase hex, checked before it is spliced into SQL) becomes
  *     r_T(doc BLOB PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL) WITHOUT ROWID
  *     x_T(col BLOB, tok BLOB, doc BLOB, PRIMARY KEY(col, tok, doc)) WITHOUT ROWID
- *     s_T(doc BLOB, col BLOB, l0..l3 INTEGER NOT NULL, PRIMARY KEY(col, doc)) WITHOUT ROWID
- *     p_T(doc BLOB, col BLOB, val BLOB NOT NULL, PRIMARY KEY(col, doc)) WITHOUT ROWID
- * with indexes i_T ON x_T(doc), is_T ON s_T(doc) and ip_T ON p_T(doc), so that a row's
- * tokens and cells go quickly when it is replaced or deleted, and ir_T ON r_T(doc, seq), a
- * narrow copy of (doc, seq) that lets an aggregate walk every row without reading blobs.
- * s_T holds the ASHE sum cells as four 32-bit limbs, p_T the Paillier cells. Every value
- * is bound as a blob or an integer; the only things ever formatted into SQL are a
- * validated table name, counts of placeholders and small generated aliases.
+ *     s_T(doc BLOB, col BLOB, seq INTEGER NOT NULL, l0..l3 INTEGER NOT NULL,
+ *         PRIMARY KEY(doc, col)) WITHOUT ROWID
+ *     p_T(doc BLOB, col BLOB, val BLOB NOT NULL, PRIMARY KEY(doc, col)) WITHOUT ROWID
+ * with indexes i_T ON x_T(doc), so that a row's tokens go quickly when it is replaced or
+ * deleted and an aggregate finds a row's group tokens by (doc, col), and ir_T ON r_T(doc), a
+ * narrow copy of the keys that lets an aggregate walk every row without reading blobs.
+ * s_T holds the ASHE sum cells as four 32-bit limbs with a copy of their row's sequence
+ * number (so an aggregate never reads r_T), p_T the Paillier cells; both are keyed by
+ * document first, which is the order aggregates probe them in and lets replace and delete
+ * find a row's cells without a second index. Every value is bound as a blob or an integer;
+ * the only things ever formatted into SQL are a validated table name, counts of
+ * placeholders and small generated aliases.
  *
- * Aggregates are computed by SQLite, over the stored cells, in one read transaction:
+ * Aggregates are computed by SQLite, over the stored cells, in one read transaction and one
+ * statement:
  *   - the predicate becomes a MATERIALIZED CTE f(doc) (an INTERSECT of one index range
- *     scan of x_T per term), and the matching rows m are f (or all of r_T) joined on primary
- *     keys to the group columns' tokens in x_T (LEFT JOIN; a missing token is the key x'')
- *     and to the aggregated column's cells, all probed in document order;
- *   - per ASHE column, one statement groups by (keys, has a cell, island), the island being
- *     seq - row_number() OVER (PARTITION BY keys, has a cell ORDER BY seq): the classic
- *     gaps and islands. Each island is a maximal run of consecutive sequence numbers; SQLite
- *     gives its count, bounds and limb sums, and this file only adds the islands of a group;
- *   - one statement for all Paillier columns multiplies the cells of each group modulo
- *     n^2 with veil_mulmod(val, modulus), an aggregate SQL function defined here with GMP
- *     and registered on every pooled connection. This is where Paillier products are
- *     computed: SQLite has no bignum arithmetic, so the multiplication is supplied to the
- *     engine and runs inside it over the stored cells, and the caller receives one product
- *     per group, exactly as from a PostgreSQL driver using a numeric aggregate.
- * Every statement orders by its GROUP BY terms (free: the grouping sorter already emits
- * that order), so groups arrive sorted by key and the statements are merged in one pass.
+ *     scan of x_T per term); the matching rows are f's documents (tokens exist only with
+ *     their row) or, with no predicate, every document of ir_T in document order;
+ *   - each is LEFT JOINed to its tokens in the group columns (x_T by (doc, col) through i_T;
+ *     a missing token is the key x'') and to its cells in the aggregated columns, all probed
+ *     by document; one GROUP BY over the keys (one sort) then gives per group count(*) and,
+ *     per column, count, limb SUMs and veil_runs(seq), or veil_mulmod(val, n^2);
+ *   - veil_runs and veil_mulmod are aggregate SQL functions defined here and registered on
+ *     every pooled connection. veil_mulmod multiplies Paillier cells modulo n^2 with GMP:
+ *     SQLite has no bignum arithmetic. veil_runs collects a group's sequence numbers, sorts
+ *     them and returns their maximal runs as one compact blob (runs_final), which this file
+ *     decodes and checks; the proxy needs those runs to remove the ASHE key stream, and SQL
+ *     can only express them with a window function and a second sort per column. Both are
+ *     supplied to the engine and run inside it over the stored columns, and the caller
+ *     receives one answer per group, exactly as from a PostgreSQL driver using its own
+ *     aggregates: the database learns nothing it did not already store.
  * A group exists when at least one row matches: no matching row, no group (also with no
  * group columns). A row with several tokens in a group column counts in each of their
- * groups.
+ * groups. Groups come in key order (the GROUP BY's sort), which the interface does not
+ * promise.
+ *
+ * Performance: index rows are keyed by pseudo-random tokens, so a document's ~25 tokens
+ * land on ~25 different B-tree pages and every commit writes each of them to the WAL; a
+ * checkpoint every SQ_WAL_PAGES pages (SQLite's default is 1000) writes a page that several
+ * commits touched once, and syncs the file less often. The page cache stays at SQLite's
+ * default: measured, a larger one (or mmap) did not speed up writes, and it slowed the
+ * aggregate's scan and sort. temp_store stays at its default too, so a large GROUP BY sorts
+ * in cache-sized runs merged through a temporary file (holding only what the database
+ * already holds) instead of in memory one allocation per record, which was much slower.
  *
  * What the store learns: the number of tables and of rows in each; each row's document
  * token, sequence number and sealed blob (its size); every (column, token) pair of each row,
@@ -46,7 +61,8 @@
  * Invariants: every operation is one transaction (writes BEGIN IMMEDIATE, reads a deferred
  * BEGIN for one snapshot across batches) and is rolled back on any error, so a failed call
  * has written nothing. secure_delete is on, so a deleted row's bytes are zeroed in the
- * database pages, and drop_table truncates the WAL so old frames do not linger either.
+ * database pages (in the file itself at the next checkpoint), and drop_table truncates the
+ * WAL so old frames do not linger either.
  *
  * Concurrency: a small pool of connections (at most SQ_POOL_MAX, opened on demand), each
  * used by one thread at a time and therefore opened SQLITE_OPEN_NOMUTEX. In WAL mode readers
@@ -63,9 +79,12 @@
  * cells whose seq exceeds INT64_MAX (sequence numbers are ordered as SQLite integers), an
  * empty product cell or a malformed aggregate request is a caller bug: VEIL_ERR_INTERNAL.
  * An aggregate that meets stored data it cannot return faithfully (a key that is not a
- * blob, overlapping or negative sequence numbers, a missing product) reports
+ * blob, a sequence number that is repeated, negative or not an integer, a missing product)
+ * reports
  * VEIL_ERR_INTEGRITY. A find that meets a stored document token of the wrong
- * length reports VEIL_ERR_INTEGRITY, since it cannot be returned. SQLite failures are
+ * length reports VEIL_ERR_INTEGRITY, since it cannot be returned. Tables written by the
+ * earlier layout (s_T without seq) are not migrated: their statements fail to prepare and
+ * report VEIL_ERR_STORE_UNAVAILABLE. SQLite failures are
  * logged with the store's name, the operation and SQLite's generic text, never with data.
  */
 #include <assert.h>
@@ -92,14 +111,15 @@
 #define SQ_AGG_MAX_COLS 32    /* aggregated columns per request (SQLite joins <= 64 tables) */
 #define SQ_MODULUS_MAX 4096   /* bytes of a Paillier modulus n^2 (n of 16384 bits) */
 #define SQ_LIMB_MAX 0xffffffffLL
+#define SQ_WAL_PAGES "10000"  /* checkpoint when the WAL holds this many pages (40 MiB) */
 #define SQ_DIR_MODE 0700
 #define SQ_FILE_MODE 0600
 
 /* Per connection; the temp table holds the tokens of terms too large to bind inline. */
 static const char sq_setup[] = "PRAGMA synchronous=NORMAL;"
+                               "PRAGMA wal_autocheckpoint=" SQ_WAL_PAGES ";"
                                "PRAGMA secure_delete=ON;"
                                "PRAGMA foreign_keys=OFF;"
-                               "PRAGMA temp_store=MEMORY;"
                                "CREATE TEMP TABLE IF NOT EXISTS vl_find(term INTEGER NOT NULL,"
                                " tok BLOB NOT NULL, PRIMARY KEY(term, tok)) WITHOUT ROWID;"
                                "SELECT count(*) FROM sqlite_schema;";
@@ -318,6 +338,116 @@ static void mulmod_final(sqlite3_context *ctx)
     m->init = 0;
 }
 
+/* ---- veil_runs: the runs of a group's sequence numbers inside SQLite ---- */
+
+/* The state of one veil_runs(seq) aggregate: the group's sequence numbers, collected in
+ * SQLite's memory (so SQLite's heap limit and soft limits apply) and sorted at the end. */
+struct sq_runs {
+    sqlite3_int64 *seq;
+    size_t n;
+    size_t cap;
+    int bad; /* a value that is not a non-negative integer */
+};
+
+/* Step: collects a non-NULL integer seq (NULLs are skipped, like SUM skips them). */
+static void runs_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    struct sq_runs *r = sqlite3_aggregate_context(ctx, sizeof(*r));
+    if (r == NULL) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    int type = sqlite3_value_type(argv[0]);
+    if (type == SQLITE_NULL) {
+        return;
+    }
+    sqlite3_int64 v = sqlite3_value_int64(argv[0]);
+    if (type != SQLITE_INTEGER || v < 0) {
+        r->bad = 1;
+        return;
+    }
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 64;
+        sqlite3_int64 *p = sqlite3_realloc64(r->seq, ncap * sizeof(*p));
+        if (p == NULL) {
+            sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        r->seq = p;
+        r->cap = ncap;
+    }
+    r->seq[r->n++] = v;
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+    sqlite3_int64 x = *(const sqlite3_int64 *)a, y = *(const sqlite3_int64 *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t varint_put(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Final: the maximal runs of the sorted sequence numbers as a blob of unsigned LEB128
+ * varints, two per run: the first run's start, then each later run's start less the
+ * previous run's end less 2 (maximal runs leave a gap of at least one); and each run's
+ * length less 1. NULL when no seq was collected; the integer -1 when a value was not a
+ * non-negative integer or came twice (stored data the caller cannot trust). */
+static void runs_final(sqlite3_context *ctx)
+{
+    struct sq_runs *r = sqlite3_aggregate_context(ctx, 0);
+    if (r == NULL || (r->n == 0 && !r->bad)) {
+        sqlite3_result_null(ctx);
+        goto out;
+    }
+    if (r->bad) {
+        sqlite3_result_int64(ctx, -1);
+        goto out;
+    }
+    qsort(r->seq, r->n, sizeof(*r->seq), seq_cmp);
+    /* two passes: the exact size (and any repeat), then the encoding */
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t tmp[20];
+        uint64_t prev_last = 0;
+        len = 0;
+        for (size_t i = 0, j; i < r->n; i = j + 1) {
+            for (j = i; j + 1 < r->n && r->seq[j + 1] == r->seq[j] + 1; j++) {
+            }
+            if (j + 1 < r->n && r->seq[j + 1] == r->seq[j]) {
+                sqlite3_result_int64(ctx, -1); /* a sequence number used twice */
+                goto out;
+            }
+            uint64_t first = (uint64_t)r->seq[i];
+            len += varint_put(pass ? blob + len : tmp, i == 0 ? first : first - prev_last - 2);
+            len += varint_put(pass ? blob + len : tmp, (uint64_t)(j - i));
+            prev_last = (uint64_t)r->seq[j];
+        }
+        if (pass == 0 && (blob = sqlite3_malloc64(len)) == NULL) {
+            sqlite3_result_error_nomem(ctx);
+            goto out;
+        }
+    }
+    sqlite3_result_blob64(ctx, blob, len, sqlite3_free);
+
+out:
+    if (r != NULL) {
+        sqlite3_free(r->seq);
+        r->seq = NULL;
+        r->n = r->cap = 0;
+    }
+}
+
 /* ---- connections ---- */
 
 static int journal_cb(void *arg, int ncol, char **vals, char **names)
@@ -352,6 +482,11 @@ static int conn_open(const struct sq_store *s, sqlite3 **out)
         rc = sqlite3_create_function_v2(db, "veil_mulmod", 2,
                                         SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
                                         NULL, NULL, mulmod_step, mulmod_final, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_create_function_v2(db, "veil_runs", 1,
+                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+                                        NULL, NULL, runs_step, runs_final, NULL);
     }
     if (rc == SQLITE_OK && !is_wal) {
         vl_log(VL_LOG_WARN, "store %s: WAL journal not available; readers will wait for writers",
@@ -519,15 +654,13 @@ static int create_tables(sqlite3 *db, const char *t)
              "CREATE TABLE IF NOT EXISTS \"x_%s\"(col BLOB, tok BLOB, doc BLOB,"
              " PRIMARY KEY(col, tok, doc)) WITHOUT ROWID;"
              "CREATE INDEX IF NOT EXISTS \"i_%s\" ON \"x_%s\"(doc);"
-             "CREATE INDEX IF NOT EXISTS \"ir_%s\" ON \"r_%s\"(doc, seq);"
-             "CREATE TABLE IF NOT EXISTS \"s_%s\"(doc BLOB, col BLOB, l0 INTEGER NOT NULL,"
-             " l1 INTEGER NOT NULL, l2 INTEGER NOT NULL, l3 INTEGER NOT NULL,"
-             " PRIMARY KEY(col, doc)) WITHOUT ROWID;"
-             "CREATE INDEX IF NOT EXISTS \"is_%s\" ON \"s_%s\"(doc);"
+             "CREATE INDEX IF NOT EXISTS \"ir_%s\" ON \"r_%s\"(doc);"
+             "CREATE TABLE IF NOT EXISTS \"s_%s\"(doc BLOB, col BLOB, seq INTEGER NOT NULL,"
+             " l0 INTEGER NOT NULL, l1 INTEGER NOT NULL, l2 INTEGER NOT NULL,"
+             " l3 INTEGER NOT NULL, PRIMARY KEY(doc, col)) WITHOUT ROWID;"
              "CREATE TABLE IF NOT EXISTS \"p_%s\"(doc BLOB, col BLOB, val BLOB NOT NULL,"
-             " PRIMARY KEY(col, doc)) WITHOUT ROWID;"
-             "CREATE INDEX IF NOT EXISTS \"ip_%s\" ON \"p_%s\"(doc);",
-             t, t, t, t, t, t, t, t, t, t, t, t);
+             " PRIMARY KEY(doc, col)) WITHOUT ROWID;",
+             t, t, t, t, t, t, t, t);
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
@@ -664,7 +797,8 @@ static int prepare_put(sqlite3 *db, const char *t, sqlite3_stmt *stmt[PUT_NSTMT]
         [PUT_DEL_PRODS] = "DELETE FROM \"p_%s\" WHERE doc = ?",
         [PUT_ROW] = "INSERT OR REPLACE INTO \"r_%s\"(doc, seq, blob) VALUES (?, ?, ?)",
         [PUT_TOK] = "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc) VALUES (?, ?, ?)",
-        [PUT_SUM] = "INSERT INTO \"s_%s\"(doc, col, l0, l1, l2, l3) VALUES (?, ?, ?, ?, ?, ?)",
+        [PUT_SUM] = "INSERT INTO \"s_%s\"(doc, col, seq, l0, l1, l2, l3)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [PUT_PROD] = "INSERT INTO \"p_%s\"(doc, col, val) VALUES (?, ?, ?)",
     };
     char sql[256];
@@ -756,8 +890,11 @@ static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
         if (rc == SQLITE_OK) {
             rc = bind_bytes(stmt[PUT_SUM], 2, c->col, VL_COL_BYTES);
         }
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_bind_int64(stmt[PUT_SUM], 3, (sqlite3_int64)row->seq);
+        }
         for (int k = 0; rc == SQLITE_OK && k < VL_SUM_LIMBS; k++) {
-            rc = sqlite3_bind_int64(stmt[PUT_SUM], 3 + k, c->limbs[k]);
+            rc = sqlite3_bind_int64(stmt[PUT_SUM], 4 + k, c->limbs[k]);
         }
         if (rc == SQLITE_OK) {
             rc = step_done(stmt[PUT_SUM]);
@@ -1228,29 +1365,22 @@ static veil_err appendf(struct vl_buf *b, const char *fmt, ...)
     return vl_buf_append(b, part, (size_t)n);
 }
 
-/* Builds one aggregate statement (file header): for the ASHE column req->cols[ashe], or,
- * when ashe < 0, for the group counts and every Paillier column. Placeholders, in order:
- * each term's column and tokens (or its index into temp.vl_find), the group columns, then
- * the aggregated columns and, for Paillier, their moduli. */
+/* Builds the aggregate statement (file header). Placeholders, in text order: each term's column
+ * and tokens (or its index into temp.vl_find), the Paillier moduli (select list), the group
+ * columns, then each aggregated column. */
 static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via_temp,
-                        long ashe, struct vl_buf *b)
+                        struct vl_buf *b)
 {
     size_t nterms = req->pred != NULL ? req->pred->nterms : 0;
-    char keys[64] = "";  /* "k0, k1, " */
-    char klist[64] = ""; /* "k0, k1" */
     veil_err rc = VEIL_OK;
 
-    for (size_t g = 0; g < req->ngroup; g++) {
-        size_t at = strlen(keys);
-        snprintf(keys + at, sizeof(keys) - at, "k%zu, ", g);
-    }
-    snprintf(klist, sizeof(klist), "%.*s", (int)(strlen(keys) > 2 ? strlen(keys) - 2 : 0), keys);
-    rc = vl_buf_append_str(b, "WITH ");
-    if (rc == VEIL_OK && nterms > 0) {
-        rc = vl_buf_append_str(b, "f(doc) AS MATERIALIZED (");
+    if (nterms > 0) {
+        rc = vl_buf_append_str(b, "WITH f(doc) AS MATERIALIZED (");
         for (size_t i = 0; rc == VEIL_OK && i < nterms; i++) {
+            /* (col, tok, doc) is a key: one token yields each document once */
+            int distinct = nterms == 1 && (via_temp || req->pred->terms[i].ntoks > 1);
             rc = appendf(b, "%sSELECT %sdoc FROM \"x_%s\" WHERE col = ? AND tok IN (",
-                         i > 0 ? " INTERSECT " : "", nterms == 1 ? "DISTINCT " : "", t);
+                         i > 0 ? " INTERSECT " : "", distinct ? "DISTINCT " : "", t);
             if (rc == VEIL_OK && via_temp) {
                 rc = vl_buf_append_str(b, "SELECT tok FROM temp.vl_find WHERE term = ?");
             }
@@ -1262,73 +1392,49 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
             }
         }
         if (rc == VEIL_OK) {
-            rc = vl_buf_append_str(b, "), ");
+            rc = vl_buf_append_str(b, ") ");
         }
     }
     if (rc == VEIL_OK) {
-        rc = vl_buf_append_str(b, "m AS (SELECT r.seq AS seq");
+        rc = vl_buf_append_str(b, "SELECT ");
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
-        rc = appendf(b, ", coalesce(g%zu.tok, x'') AS k%zu", g, g);
+        rc = appendf(b, "coalesce(g%zu.tok, x'') AS k%zu, ", g, g);
     }
-    if (rc == VEIL_OK && ashe >= 0) {
-        rc = vl_buf_append_str(b, ", s.l0 IS NOT NULL AS h, s.l0 AS l0, s.l1 AS l1,"
-                                  " s.l2 AS l2, s.l3 AS l3");
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(b, "count(*)");
     }
-    for (size_t j = 0; rc == VEIL_OK && ashe < 0 && j < req->ncols; j++) {
+    for (size_t j = 0; rc == VEIL_OK && j < req->ncols; j++) {
         if (req->cols[j].paillier) {
-            rc = appendf(b, ", p%zu.val AS v%zu", j, j);
+            rc = appendf(b, ", count(c%zu.val), veil_mulmod(c%zu.val, ?)", j, j);
+        } else {
+            rc = appendf(b, ", count(c%zu.seq), sum(c%zu.l0), sum(c%zu.l1), sum(c%zu.l2),"
+                            " sum(c%zu.l3), veil_runs(c%zu.seq)",
+                         j, j, j, j, j, j);
         }
     }
+    /* the filter's documents all have rows (tokens go with their row), so the rows table
+     * is only read when there is no filter: SQLite scans its narrow index ir_T */
     if (rc == VEIL_OK) {
-        rc = nterms > 0 ? appendf(b, " FROM f JOIN \"r_%s\" r ON r.doc = f.doc", t)
-                        : appendf(b, " FROM \"r_%s\" r", t);
+        rc = nterms > 0 ? vl_buf_append_str(b, " FROM f m")
+                        : appendf(b, " FROM \"r_%s\" m", t);
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
-        rc = appendf(b, " LEFT JOIN \"x_%s\" g%zu ON g%zu.col = ? AND g%zu.doc = r.doc", t, g, g,
+        rc = appendf(b, " LEFT JOIN \"x_%s\" g%zu ON g%zu.doc = m.doc AND g%zu.col = ?", t, g, g,
                      g);
     }
-    if (rc == VEIL_OK && ashe >= 0) {
-        rc = appendf(b, " LEFT JOIN \"s_%s\" s ON s.col = ? AND s.doc = r.doc", t);
+    for (size_t j = 0; rc == VEIL_OK && j < req->ncols; j++) {
+        rc = appendf(b, " LEFT JOIN \"%c_%s\" c%zu ON c%zu.doc = m.doc AND c%zu.col = ?",
+                     req->cols[j].paillier ? 'p' : 's', t, j, j, j);
     }
-    for (size_t j = 0; rc == VEIL_OK && ashe < 0 && j < req->ncols; j++) {
-        if (req->cols[j].paillier) {
-            rc = appendf(b, " LEFT JOIN \"p_%s\" p%zu ON p%zu.col = ? AND p%zu.doc = r.doc", t, j,
-                         j, j);
-        }
-    }
-    if (rc == VEIL_OK) {
-        rc = vl_buf_append_str(b, ") ");
-    }
-    if (rc == VEIL_OK && ashe >= 0) {
-        rc = appendf(b, "SELECT %sh, count(*), min(seq), max(seq), sum(l0), sum(l1), sum(l2),"
-                        " sum(l3) FROM (SELECT %sh, seq, l0, l1, l2, l3, CASE WHEN h THEN seq -",
-                     keys, keys);
-        if (rc == VEIL_OK) {
-            rc = appendf(b, " row_number() OVER (PARTITION BY %sh ORDER BY seq) ELSE 0 END AS isl"
-                            " FROM m) GROUP BY %sh, isl ORDER BY %sh, isl",
-                         keys, keys, keys);
-        }
-    } else if (rc == VEIL_OK) {
-        rc = appendf(b, "SELECT %scount(*)", keys);
-        for (size_t j = 0; rc == VEIL_OK && j < req->ncols; j++) {
-            if (req->cols[j].paillier) {
-                rc = appendf(b, ", count(v%zu), veil_mulmod(v%zu, ?)", j, j);
-            }
-        }
-        if (rc == VEIL_OK) {
-            rc = vl_buf_append_str(b, " FROM m");
-        }
-        if (rc == VEIL_OK && req->ngroup > 0) {
-            rc = appendf(b, " GROUP BY %s ORDER BY %s", klist, klist);
-        }
+    for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
+        rc = appendf(b, "%sk%zu", g == 0 ? " GROUP BY " : ", ", g);
     }
     return rc;
 }
 
 /* Binds agg_sql's placeholders, in its order. */
-static int agg_bind(sqlite3_stmt *stmt, const struct vl_agg_request *req, int via_temp,
-                    long ashe)
+static int agg_bind(sqlite3_stmt *stmt, const struct vl_agg_request *req, int via_temp)
 {
     size_t nterms = req->pred != NULL ? req->pred->nterms : 0;
     int arg = 1, rc = SQLITE_OK;
@@ -1342,90 +1448,38 @@ static int agg_bind(sqlite3_stmt *stmt, const struct vl_agg_request *req, int vi
             rc = bind_bytes(stmt, arg++, term->toks[j].p, term->toks[j].n);
         }
     }
-    for (size_t g = 0; rc == SQLITE_OK && g < req->ngroup; g++) {
-        rc = bind_bytes(stmt, arg++, req->group_cols[g], VL_COL_BYTES);
-    }
-    if (rc == SQLITE_OK && ashe >= 0) {
-        rc = bind_bytes(stmt, arg++, req->cols[ashe].col, VL_COL_BYTES);
-    }
-    for (size_t j = 0; rc == SQLITE_OK && ashe < 0 && j < req->ncols; j++) {
-        if (req->cols[j].paillier) {
-            rc = bind_bytes(stmt, arg++, req->cols[j].col, VL_COL_BYTES);
-        }
-    }
-    for (size_t j = 0; rc == SQLITE_OK && ashe < 0 && j < req->ncols; j++) {
+    /* the moduli come first in the text (select list), then the join columns */
+    for (size_t j = 0; rc == SQLITE_OK && j < req->ncols; j++) {
         if (req->cols[j].paillier) {
             rc = bind_bytes(stmt, arg++, req->cols[j].modulus.p, req->cols[j].modulus.n);
         }
     }
+    for (size_t g = 0; rc == SQLITE_OK && g < req->ngroup; g++) {
+        rc = bind_bytes(stmt, arg++, req->group_cols[g], VL_COL_BYTES);
+    }
+    for (size_t j = 0; rc == SQLITE_OK && j < req->ncols; j++) {
+        rc = bind_bytes(stmt, arg++, req->cols[j].col, VL_COL_BYTES);
+    }
     return rc;
 }
 
-/* Merging the statements' rows into groups, all in key order. */
-struct agg_merge {
-    struct vl_agg_result res;
-    size_t cap;   /* of res.groups */
-    size_t cur;   /* merge cursor into res.groups */
-    int creating; /* the first statement: it makes the groups and counts their rows */
-    size_t ngroup;
-};
-
-/* Compares the current row's keys with g's, as SQLite orders blobs. */
-static int keys_cmp(sqlite3_stmt *stmt, size_t ngroup, const struct vl_agg_group *g)
+/* Appends one group, the current row's keys, to r (capacity *cap). */
+static veil_err agg_group_new(struct vl_agg_result *r, size_t *cap, size_t ngroup,
+                              sqlite3_stmt *stmt, struct vl_agg_group **out)
 {
     for (size_t k = 0; k < ngroup; k++) {
-        size_t n = (size_t)sqlite3_column_bytes(stmt, (int)k);
-        const void *p = sqlite3_column_blob(stmt, (int)k);
-        size_t m = n < g->keys[k].n ? n : g->keys[k].n;
-        int c = m > 0 ? memcmp(p, g->keys[k].p, m) : 0;
-        if (c == 0 && n != g->keys[k].n) {
-            c = n < g->keys[k].n ? -1 : 1;
-        }
-        if (c != 0) {
-            return c;
-        }
-    }
-    return 0;
-}
-
-/* The group of the current row: appended (first statement) or found by the cursor. */
-static veil_err agg_group(struct agg_merge *a, sqlite3_stmt *stmt, struct vl_agg_group **out)
-{
-    struct vl_agg_result *r = &a->res;
-    for (size_t k = 0; k < a->ngroup; k++) {
         if (sqlite3_column_type(stmt, (int)k) != SQLITE_BLOB) {
             return VEIL_ERR_INTEGRITY;
         }
     }
-    if (!a->creating) {
-        int c = 1;
-        while (a->cur < r->n && (c = keys_cmp(stmt, a->ngroup, &r->groups[a->cur])) > 0) {
-            a->cur++;
-        }
-        if (a->cur == r->n || c != 0) {
-            return VEIL_ERR_INTEGRITY; /* a group the first statement did not see */
-        }
-        *out = &r->groups[a->cur];
-        return VEIL_OK;
-    }
-    if (r->n > 0) {
-        int c = keys_cmp(stmt, a->ngroup, &r->groups[r->n - 1]);
-        if (c == 0) {
-            *out = &r->groups[r->n - 1];
-            return VEIL_OK;
-        }
-        if (c < 0) {
-            return VEIL_ERR_INTEGRITY;
-        }
-    }
-    if (r->n == a->cap) {
-        size_t ncap = a->cap ? a->cap * 2 : 16;
+    if (r->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
         struct vl_agg_group *p = realloc(r->groups, ncap * sizeof(*p));
         if (p == NULL) {
             return VEIL_ERR_INTERNAL;
         }
         r->groups = p;
-        a->cap = ncap;
+        *cap = ncap;
     }
     struct vl_agg_group *g = &r->groups[r->n];
     memset(g, 0, sizeof(*g));
@@ -1433,7 +1487,7 @@ static veil_err agg_group(struct agg_merge *a, sqlite3_stmt *stmt, struct vl_agg
     if (r->ncols > 0 && (g->values = calloc(r->ncols, sizeof(*g->values))) == NULL) {
         return VEIL_ERR_INTERNAL;
     }
-    for (size_t k = 0; k < a->ngroup; k++) {
+    for (size_t k = 0; k < ngroup; k++) {
         size_t n = (size_t)sqlite3_column_bytes(stmt, (int)k);
         if (n == 0) {
             continue;
@@ -1448,100 +1502,116 @@ static veil_err agg_group(struct agg_merge *a, sqlite3_stmt *stmt, struct vl_agg
     return VEIL_OK;
 }
 
-/* Adds the run [first, last] after v's last run (islands come in ascending order). */
-static veil_err agg_add_run(struct vl_agg_value *v, uint64_t first, uint64_t last)
+/* Reads one unsigned LEB128 varint from p[*at..n); 0 when it is truncated or too long. */
+static int varint_get(const uint8_t *p, size_t n, size_t *at, uint64_t *v)
 {
-    if (v->nruns > 0) {
-        struct vl_seq_run *prev = &v->runs[v->nruns - 1];
-        if (first <= prev->last) {
-            return VEIL_ERR_INTEGRITY; /* overlapping: a sequence number used twice */
+    uint64_t x = 0;
+    for (unsigned shift = 0; *at < n && shift < 64; shift += 7) {
+        uint8_t c = p[(*at)++];
+        if (shift == 63 && c > 1) {
+            return 0;
         }
-        if (first == prev->last + 1) {
-            prev->last = last;
-            return VEIL_OK;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return 1;
         }
     }
-    /* capacity: 4, then the next power of two */
-    if (v->nruns == 0 || (v->nruns >= 4 && (v->nruns & (v->nruns - 1)) == 0)) {
-        size_t ncap = v->nruns == 0 ? 4 : v->nruns * 2;
-        struct vl_seq_run *p = realloc(v->runs, ncap * sizeof(*p));
-        if (p == NULL) {
-            return VEIL_ERR_INTERNAL;
-        }
-        v->runs = p;
-    }
-    v->runs[v->nruns].first = first;
-    v->runs[v->nruns].last = last;
-    v->nruns++;
-    return VEIL_OK;
+    return 0;
 }
 
-/* One row of an ASHE statement: keys, h, count, min(seq), max(seq), four limb sums. */
-static veil_err agg_ashe_row(struct agg_merge *a, sqlite3_stmt *stmt, long ashe)
+/* Decodes veil_runs' blob (runs_final) into v->runs: ascending, maximal, and covering
+ * exactly `count` sequence numbers, or VEIL_ERR_INTEGRITY. */
+static veil_err agg_runs_decode(struct vl_agg_value *v, const uint8_t *p, size_t n,
+                                uint64_t count)
 {
-    struct vl_agg_group *g = NULL;
-    int c0 = (int)a->ngroup;
-    veil_err rc = agg_group(a, stmt, &g);
-    if (rc != VEIL_OK) {
-        return rc;
+    size_t at = 0, cap = 0;
+    uint64_t covered = 0, prev_last = 0;
+    while (at < n) {
+        uint64_t off, len;
+        if (!varint_get(p, n, &at, &off) || !varint_get(p, n, &at, &len)) {
+            return VEIL_ERR_INTEGRITY;
+        }
+        uint64_t first;
+        if (v->nruns == 0) {
+            first = off;
+        } else if (prev_last >= (uint64_t)INT64_MAX - 1 ||
+                   off > (uint64_t)INT64_MAX - 2 - prev_last) {
+            return VEIL_ERR_INTEGRITY;
+        } else {
+            first = prev_last + 2 + off;
+        }
+        if (first > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - first ||
+            len >= count - covered) {
+            return VEIL_ERR_INTEGRITY; /* beyond int64 or more numbers than cells */
+        }
+        if (v->nruns == cap) {
+            size_t ncap = cap ? cap * 2 : 4;
+            struct vl_seq_run *q = realloc(v->runs, ncap * sizeof(*q));
+            if (q == NULL) {
+                return VEIL_ERR_INTERNAL;
+            }
+            v->runs = q;
+            cap = ncap;
+        }
+        v->runs[v->nruns].first = first;
+        v->runs[v->nruns].last = first + len;
+        v->nruns++;
+        covered += len + 1;
+        prev_last = first + len;
     }
-    int has = sqlite3_column_int(stmt, c0);
-    int64_t n = sqlite3_column_int64(stmt, c0 + 1);
-    int64_t lo = sqlite3_column_int64(stmt, c0 + 2);
-    int64_t hi = sqlite3_column_int64(stmt, c0 + 3);
-    if (n <= 0) {
-        return VEIL_ERR_INTEGRITY;
-    }
-    if (a->creating) {
-        g->count += (uint64_t)n;
-    }
-    if (!has) {
-        return VEIL_OK;
-    }
-    struct vl_agg_value *v = &g->values[ashe];
-    if (lo < 0 || hi < lo || (uint64_t)(hi - lo) != (uint64_t)n - 1) {
-        return VEIL_ERR_INTEGRITY; /* not an island of distinct sequence numbers */
-    }
-    v->count += (uint64_t)n;
-    for (int k = 0; k < VL_SUM_LIMBS; k++) {
-        /* < 2^31 rows of limbs < 2^32 cannot overflow; wrap rather than trap otherwise */
-        v->limbs[k] = (int64_t)((uint64_t)v->limbs[k] +
-                                (uint64_t)sqlite3_column_int64(stmt, c0 + 4 + k));
-    }
-    return agg_add_run(v, (uint64_t)lo, (uint64_t)hi);
+    return covered == count ? VEIL_OK : VEIL_ERR_INTEGRITY;
 }
 
-/* One row of the Paillier statement: keys, count(*), then (count, product) per column. */
-static veil_err agg_prod_row(struct agg_merge *a, sqlite3_stmt *stmt,
-                             const struct vl_agg_request *req)
+/* One row of the aggregate statement: one group. Columns: keys, count(*), then per ASHE
+ * column count, four limb sums and runs; per Paillier column count and product. */
+static veil_err agg_row(struct vl_agg_result *r, size_t *cap, sqlite3_stmt *stmt,
+                        const struct vl_agg_request *req)
 {
     struct vl_agg_group *g = NULL;
-    int c = (int)a->ngroup;
+    int c = (int)req->ngroup;
     int64_t n = sqlite3_column_int64(stmt, c++);
     if (n <= 0) {
         /* no group columns and no matching row: SQL still answers one row */
-        return a->ngroup == 0 && n == 0 ? VEIL_OK : VEIL_ERR_INTEGRITY;
+        return req->ngroup == 0 && n == 0 ? VEIL_OK : VEIL_ERR_INTEGRITY;
     }
-    veil_err rc = agg_group(a, stmt, &g);
+    veil_err rc = agg_group_new(r, cap, req->ngroup, stmt, &g);
     if (rc != VEIL_OK) {
         return rc;
     }
-    if (a->creating) {
-        g->count += (uint64_t)n;
-    }
+    g->count = (uint64_t)n;
     for (size_t j = 0; j < req->ncols; j++) {
-        if (!req->cols[j].paillier) {
-            continue;
-        }
         struct vl_agg_value *v = &g->values[j];
         int64_t cnt = sqlite3_column_int64(stmt, c++);
-        size_t bn = (size_t)sqlite3_column_bytes(stmt, c);
-        int type = sqlite3_column_type(stmt, c);
-        const void *bp = sqlite3_column_blob(stmt, c++);
-        if (cnt < 0 || (cnt > 0 && (type != SQLITE_BLOB || bn == 0))) {
+        if (cnt < 0 || cnt > n) {
             return VEIL_ERR_INTEGRITY;
         }
         v->count = (uint64_t)cnt;
+        if (!req->cols[j].paillier) {
+            for (int k = 0; k < VL_SUM_LIMBS; k++) {
+                v->limbs[k] = sqlite3_column_int64(stmt, c++); /* NULL (no cell) reads 0 */
+            }
+            int type = sqlite3_column_type(stmt, c);
+            const uint8_t *bp = sqlite3_column_blob(stmt, c);
+            size_t bn = (size_t)sqlite3_column_bytes(stmt, c++);
+            if (cnt == 0) {
+                continue;
+            }
+            if (type != SQLITE_BLOB || bn == 0) {
+                return VEIL_ERR_INTEGRITY; /* negative or repeated sequence numbers */
+            }
+            rc = agg_runs_decode(v, bp, bn, (uint64_t)cnt);
+            if (rc != VEIL_OK) {
+                return rc;
+            }
+            continue;
+        }
+        int type = sqlite3_column_type(stmt, c);
+        const void *bp = sqlite3_column_blob(stmt, c);
+        size_t bn = (size_t)sqlite3_column_bytes(stmt, c++);
+        if (cnt > 0 && (type != SQLITE_BLOB || bn == 0)) {
+            return VEIL_ERR_INTEGRITY;
+        }
         if (cnt > 0) {
             if ((v->product.p = malloc(bn)) == NULL) {
                 return VEIL_ERR_INTERNAL;
@@ -1596,14 +1666,14 @@ static veil_err sq_aggregate(struct vl_store *vs, const char *table,
     struct sq_store *s = sq(vs);
     sqlite3 *db = NULL;
     sqlite3_stmt *stmt = NULL;
-    struct agg_merge a;
+    struct vl_agg_result res = {NULL, 0, 0};
     struct vl_buf sql;
+    size_t cap = 0;
     int in_txn = 0, absent = 0, via_temp = 0;
     size_t nterms = 0, nprod = 0;
     veil_err rc = VEIL_OK;
     int src = SQLITE_OK;
 
-    memset(&a, 0, sizeof(a));
     vl_buf_init(&sql, SQ_SQL_MAX);
     if (!table_ok(table) || !agg_req_ok(req)) {
         rc = VEIL_ERR_INTERNAL;
@@ -1613,13 +1683,12 @@ static veil_err sq_aggregate(struct vl_store *vs, const char *table,
         rc = VEIL_ERR_TOO_LARGE;
         goto out;
     }
-    a.res.ncols = req->ncols;
-    a.ngroup = req->ngroup;
+    res.ncols = req->ncols;
     nterms = req->pred != NULL ? req->pred->nterms : 0;
     for (size_t j = 0; j < req->ncols; j++) {
         nprod += req->cols[j].paillier ? 1 : 0;
     }
-    size_t nparams = req->ngroup + (nprod * 2 > 1 ? nprod * 2 : 1);
+    size_t nparams = req->ngroup + req->ncols + nprod;
     for (size_t i = 0; i < nterms; i++) {
         if (req->pred->terms[i].ntoks == 0) {
             goto out; /* an empty OR is false, and so is the AND: no group */
@@ -1635,8 +1704,12 @@ static veil_err sq_aggregate(struct vl_store *vs, const char *table,
     }
     size_t maxvars = (size_t)sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
     via_temp = nparams > maxvars;
-    if (via_temp && 2 * nterms + req->ngroup + 2 * nprod + 1 > maxvars) {
+    if (via_temp && 2 * nterms + req->ngroup + req->ncols + nprod > maxvars) {
         rc = VEIL_ERR_TOO_LARGE;
+        goto out;
+    }
+    rc = agg_sql(table, req, via_temp, &sql);
+    if (rc != VEIL_OK) {
         goto out;
     }
     src = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
@@ -1644,49 +1717,29 @@ static veil_err sq_aggregate(struct vl_store *vs, const char *table,
         goto out;
     }
     in_txn = 1;
+    src = sqlite3_prepare_v2(db, (const char *)sql.data, -1, &stmt, NULL);
+    if (src != SQLITE_OK) {
+        src = missing_table(db, table, src, &absent);
+        goto out;
+    }
     if (via_temp) {
         src = find_load_temp(db, req->pred);
     }
-    /* one statement per ASHE column, then one for the Paillier columns (or, with no ASHE
-     * column, for the group counts); the first one makes the groups */
-    a.creating = 1;
-    for (long j = 0; src == SQLITE_OK && !absent && j <= (long)req->ncols; j++) {
-        long ashe = j < (long)req->ncols ? j : -1;
-        if (ashe >= 0 && req->cols[ashe].paillier) {
-            continue;
-        }
-        if (ashe < 0 && nprod == 0 && !a.creating) {
-            break; /* the ASHE statements said all */
-        }
-        vl_buf_reset(&sql);
-        rc = agg_sql(table, req, via_temp, ashe, &sql);
+    if (src == SQLITE_OK) {
+        src = agg_bind(stmt, req, via_temp);
+    }
+    while (src == SQLITE_OK && (src = sqlite3_step(stmt)) == SQLITE_ROW) {
+        rc = agg_row(&res, &cap, stmt, req);
         if (rc != VEIL_OK) {
-            goto out;
-        }
-        src = sqlite3_prepare_v2(db, (const char *)sql.data, -1, &stmt, NULL);
-        if (src != SQLITE_OK) {
-            src = missing_table(db, table, src, &absent);
-            break;
-        }
-        src = agg_bind(stmt, req, via_temp, ashe);
-        a.cur = 0;
-        while (src == SQLITE_OK && (src = sqlite3_step(stmt)) == SQLITE_ROW) {
-            rc = ashe >= 0 ? agg_ashe_row(&a, stmt, ashe) : agg_prod_row(&a, stmt, req);
-            if (rc != VEIL_OK) {
-                if (rc == VEIL_ERR_INTEGRITY) {
-                    vl_log(VL_LOG_WARN, "store %s: aggregate met inconsistent stored data",
-                           s->name);
-                }
-                src = SQLITE_OK;
-                goto out;
+            if (rc == VEIL_ERR_INTEGRITY) {
+                vl_log(VL_LOG_WARN, "store %s: aggregate met inconsistent stored data", s->name);
             }
             src = SQLITE_OK;
+            goto out;
         }
-        src = src == SQLITE_DONE ? SQLITE_OK : src;
-        sqlite3_finalize(stmt);
-        stmt = NULL;
-        a.creating = 0;
+        src = SQLITE_OK;
     }
+    src = src == SQLITE_DONE ? SQLITE_OK : src;
 
 out:
     sqlite3_finalize(stmt);
@@ -1700,13 +1753,10 @@ out:
     if (db != NULL) {
         conn_put(s, db);
     }
-    if (rc == VEIL_OK && absent) {
-        vl_agg_result_free(&a.res);
-    }
     if (rc == VEIL_OK) {
-        *out = a.res;
+        *out = res;
     } else {
-        vl_agg_result_free(&a.res);
+        vl_agg_result_free(&res);
     }
     return rc;
 }

@@ -1356,6 +1356,148 @@ static void test_aggregate_shapes(void **state)
     vl_agg_result_free(NULL);
 }
 
+/* Runs at the ends of the sequence numbers' range, a run per cell, and stored data that
+ * cannot give faithful runs (a sequence number used twice, negative, not an integer), which
+ * veil_runs reports and the driver turns into VEIL_ERR_INTEGRITY. */
+static void test_aggregate_runs(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    static const uint64_t seqs[] = {0, 1, 2, 5, 7, 8, 9, 1000000, (uint64_t)INT64_MAX - 1,
+                                    (uint64_t)INT64_MAX};
+    enum { N = sizeof(seqs) / sizeof(seqs[0]) };
+    struct vl_row rows[N];
+    uint8_t docs[N][VL_DOCTOKEN_BYTES];
+    struct vl_sum_cell sc[N];
+    memset(rows, 0, sizeof(rows));
+    for (size_t i = 0; i < N; i++) {
+        mkdoc(docs[i], (uint32_t)(N - i)); /* doc order is the reverse of seq order */
+        memset(&sc[i], 0, sizeof(sc[i]));
+        mkcol(sc[i].col, COL_SUM);
+        sc[i].limbs[0] = (int64_t)i;
+        sc[i].limbs[3] = 0xffffffffLL;
+        rows[i] = (struct vl_row){.doc = docref(docs[i]), .seq = seqs[i],
+                                  .blob = {(uint8_t *)"b", 1}, .sums = &sc[i], .nsums = 1};
+    }
+    assert_int_equal(s->ops->put_rows(s, T1, rows, N), VEIL_OK);
+    struct vl_agg_col c = {.paillier = 0};
+    mkcol(c.col, COL_SUM);
+    struct vl_agg_request req = {NULL, NULL, 0, &c, 1};
+    struct vl_agg_result res;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 1);
+    const struct vl_agg_value *v = &res.groups[0].values[0];
+    assert_int_equal(v->count, N);
+    assert_int_equal(v->limbs[0], N * (N - 1) / 2);
+    assert_int_equal(v->limbs[3], (int64_t)N * 0xffffffffLL);
+    int64_t v0limbs[VL_SUM_LIMBS];
+    memcpy(v0limbs, v->limbs, sizeof(v0limbs));
+    static const struct vl_seq_run want[] = {{0, 2}, {5, 5}, {7, 9}, {1000000, 1000000},
+                                             {(uint64_t)INT64_MAX - 1, (uint64_t)INT64_MAX}};
+    assert_int_equal(v->nruns, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < v->nruns; i++) {
+        assert_true(v->runs[i].first == want[i].first);
+        assert_true(v->runs[i].last == want[i].last);
+    }
+    vl_agg_result_free(&res);
+
+    /* a column nobody has: the group counts its rows, with no cells and no runs */
+    struct vl_agg_col other = {.paillier = 0};
+    mkcol(other.col, COL_SUM + 1);
+    req.cols = &other;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 1);
+    assert_int_equal(res.groups[0].count, N);
+    assert_int_equal(res.groups[0].values[0].count, 0);
+    assert_int_equal(res.groups[0].values[0].nruns, 0);
+    assert_null(res.groups[0].values[0].runs);
+    vl_agg_result_free(&res);
+
+    /* several ASHE columns in one statement, one of them twice */
+    struct vl_agg_col three[3] = {c, other, c};
+    req.cols = three;
+    req.ncols = 3;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, 1);
+    assert_int_equal(res.ncols, 3);
+    assert_int_equal(res.groups[0].values[1].count, 0);
+    for (size_t j = 0; j < 3; j += 2) {
+        const struct vl_agg_value *w = &res.groups[0].values[j];
+        assert_int_equal(w->count, N);
+        assert_memory_equal(w->limbs, v0limbs, sizeof(v0limbs));
+        assert_int_equal(w->nruns, sizeof(want) / sizeof(want[0]));
+        assert_true(w->runs[4].last == (uint64_t)INT64_MAX);
+    }
+    vl_agg_result_free(&res);
+    req.cols = &c;
+    req.ncols = 1;
+
+    /* tampered cells, written behind the driver's back */
+    char path[1024], sql[512];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    static const char *const tamper[][2] = {
+        {"seq = 7 WHERE seq = 8", "seq = 8 WHERE doc = (SELECT doc FROM \"r_" T1 "\" WHERE seq = 8)"},
+        {"seq = -1 WHERE seq = 0", "seq = 0 WHERE seq = -1"},
+        {"seq = 'x' WHERE seq = 0", "seq = 0 WHERE seq = 'x'"},
+        {"seq = 2.5 WHERE seq = 0", "seq = 0 WHERE seq = 2.5"},
+    };
+    for (size_t i = 0; i < sizeof(tamper) / sizeof(tamper[0]); i++) {
+        for (int k = 0; k < 2; k++) {
+            snprintf(sql, sizeof(sql), "UPDATE \"s_%s\" SET %s", T1, tamper[i][k]);
+            assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+            assert_int_equal(sqlite3_changes(db), 1);
+            veil_err rc = s->ops->aggregate(s, T1, &req, &res);
+            assert_int_equal(rc, k == 0 ? VEIL_ERR_INTEGRITY : VEIL_OK);
+            if (k == 0) {
+                assert_null(res.groups);
+                continue;
+            }
+            assert_int_equal(res.groups[0].values[0].nruns, 5);
+            vl_agg_result_free(&res);
+        }
+    }
+    sqlite3_close(db);
+}
+
+/* drop_table leaves no table or index of its own behind. */
+static void test_drop_leaves_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    static struct mrow rows[4];
+    size_t idx[4];
+    for (size_t i = 0; i < 4; i++) {
+        rows[i] = (struct mrow){.id = (uint32_t)i, .seq = 1 + i, .ga = 1, .gb = 0, .p1 = 2,
+                                .p2 = -1, .has_sum = 1, .amount = 5, .has_prod = 1, .pv = 3};
+        idx[i] = i;
+    }
+    mput(s, T1, rows, idx, 4);
+    mput(s, T2, rows, idx, 4);
+    char path[1024];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE"
+                                            " ('%' || ?)", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_bind_text(st, 1, T1, -1, SQLITE_STATIC), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_true(sqlite3_column_int(st, 0) >= 4);
+    sqlite3_reset(st);
+    assert_int_equal(s->ops->drop_table(s, T1), VEIL_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_reset(st);
+    assert_int_equal(sqlite3_bind_text(st, 1, T2, -1, SQLITE_STATIC), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_true(sqlite3_column_int(st, 0) >= 4); /* the other table is untouched */
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 /* Caller bugs are refused before anything is written or read. */
 static void test_aggregate_bad(void **state)
 {
@@ -1429,6 +1571,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aggregate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate_bad, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_leaves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
