@@ -87,15 +87,21 @@ struct bench_opts {
     const char *token;  /* bearer token (clerk of the phase's tenant) */
     const char *db;     /* plain SQLite database file */
     const char *data;   /* libveil data directory (created) */
-    const char *policy; /* policy file for the in-process phase */
+    const char *policy; /* policy file for the in-process and analytics phases */
+    const char *policy2; /* analytics: the policy with Paillier sums */
     unsigned threads;
     size_t batch;   /* bulk: lines per request / per transaction */
     size_t queries; /* query: how many */
+    size_t rows;    /* analytics: documents loaded and aggregated (ASHE, plaintext) */
+    size_t prows;   /* analytics: the first rows loaded with Paillier sums (0: none) */
+    size_t reps;    /* analytics: timed repetitions of each aggregate (median) */
 };
 
 int bench_http(const char *phase, const struct bench_opts *o);
 int bench_plain(const char *phase, const struct bench_opts *o);
 int bench_inproc(const struct bench_opts *o);
+/* SUM GROUP BY org with and without a date filter: plaintext, ASHE, Paillier; loads. */
+int bench_analytics(const struct bench_opts *o);
 
 /* `report`: argv after the word "report". Prints the markdown to stdout. */
 int bench_report(int argc, char **argv);

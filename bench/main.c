@@ -6,6 +6,8 @@
  *   bench_core sqlite PHASE --db FILE --docs F --out R [--threads N] [--batch B]
  *                           [--queries Q]
  *   bench_core inproc --data DIR --policy YAML --db FILE --docs F --out R
+ *   bench_core analytics --data DIR --policy YAML --paillier-policy YAML --db FILE --docs F
+ *                        --out R --rows N [--paillier-rows M] [--reps K] [--batch B]
  *   bench_core report --results R [--server-hwm KIB] [--commit C] [--build-type T]
  *                     [--data-desc TEXT]
  *
@@ -22,6 +24,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench_core http|sqlite put|get|bulk|query [options]\n"
                     "       bench_core inproc [options]\n"
+                    "       bench_core analytics [options]\n"
                     "       bench_core report --results FILE [options]\n"
                     "see bench/README.md\n");
 }
@@ -44,6 +47,7 @@ static int parse_opts(int argc, char **argv, int first, struct bench_opts *o)
     o->threads = 1;
     o->batch = 1000;
     o->queries = 1000;
+    o->reps = 5;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -66,6 +70,24 @@ static int parse_opts(int argc, char **argv, int first, struct bench_opts *o)
             o->data = v;
         } else if (strcmp(a, "--policy") == 0) {
             o->policy = v;
+        } else if (strcmp(a, "--paillier-policy") == 0) {
+            o->policy2 = v;
+        } else if (strcmp(a, "--rows") == 0) {
+            if (parse_count(v, &o->rows) != 0) {
+                fprintf(stderr, "bench: --rows must be a positive number\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--paillier-rows") == 0) {
+            /* 0 leaves Paillier out */
+            if (strcmp(v, "0") != 0 && parse_count(v, &o->prows) != 0) {
+                fprintf(stderr, "bench: --paillier-rows must be a number\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--reps") == 0) {
+            if (parse_count(v, &o->reps) != 0 || o->reps > 64) {
+                fprintf(stderr, "bench: --reps must be 1..64\n");
+                return -1;
+            }
         } else if (strcmp(a, "--threads") == 0) {
             if (parse_count(v, &n) != 0 || n > BENCH_MAX_THREADS) {
                 fprintf(stderr, "bench: --threads must be 1..%d\n", BENCH_MAX_THREADS);
@@ -106,6 +128,13 @@ int main(int argc, char **argv)
             return 2;
         }
         return bench_inproc(&o) == 0 ? 0 : 1;
+    }
+    if (strcmp(argv[1], "analytics") == 0) {
+        if (parse_opts(argc, argv, 2, &o) != 0) {
+            usage();
+            return 2;
+        }
+        return bench_analytics(&o) == 0 ? 0 : 1;
     }
     if ((strcmp(argv[1], "http") == 0 || strcmp(argv[1], "sqlite") == 0) && argc >= 3) {
         if (parse_opts(argc, argv, 3, &o) != 0) {

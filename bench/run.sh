@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/run.sh BUILD_DIR: the benchmarks of SPEC section 8, as `make bench` runs them.
 #
-# Makes sample data (examples/generate.py), a fresh data directory with three tenants
+# Makes sample data (`veil generate`), a fresh data directory with three tenants
 # (one per write workload), starts `veil server` on a free port, and runs every phase
 # twice, plain SQLite first and veil right after, each in its own bench_core process.
 # Then stops the server with SIGTERM, runs the in-process phase, and writes one markdown
@@ -9,6 +9,10 @@
 #
 # VEIL_BENCH_SCALE (default 1) scales every count: 0.1 for a quick run.
 # VEIL_BENCH_THREADS (default "1 4"): client threads for PUT, GET and query.
+# VEIL_BENCH_ROWS (default 1000000 x scale): invoices of the analytics phase (SUM GROUP BY
+# org, plaintext vs ASHE, in process); VEIL_BENCH_PAILLIER_ROWS (default 100000 x scale;
+# 0: none): the first of them loaded again with Paillier sums; VEIL_BENCH_AGG_REPS
+# (default 5): timed repetitions of each aggregate, the median is reported.
 # Exits non-zero if any step fails.
 set -eu
 
@@ -37,6 +41,21 @@ if ! nput=$(count 20000 200) || ! nbulk=$(count 50000 1000) ||
     exit 2
 fi
 batch=1000
+if ! nrows=${VEIL_BENCH_ROWS:-$(count 1000000 1000)} ||
+    ! nprows=${VEIL_BENCH_PAILLIER_ROWS:-$(count 100000 100)}; then
+    echo "bench: VEIL_BENCH_SCALE must be a positive number" >&2
+    exit 2
+fi
+reps=${VEIL_BENCH_AGG_REPS:-5}
+for n in "$nrows" "$nprows" "$reps"; do
+    case "$n" in
+    '' | *[!0-9]*)
+        echo "bench: VEIL_BENCH_ROWS, VEIL_BENCH_PAILLIER_ROWS and VEIL_BENCH_AGG_REPS" \
+            "must be whole numbers" >&2
+        exit 2
+        ;;
+    esac
+done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/veil-bench.XXXXXX")
 server_pid=""
@@ -61,8 +80,18 @@ trap 'exit 130' INT TERM
 step() { echo "bench: $*" >&2; }
 
 step "generating $nput + $nbulk invoices"
-python3 "$root/examples/generate.py" invoices --count "$nput" --seed 1 >"$work/put.ndjson"
-python3 "$root/examples/generate.py" invoices --count "$nbulk" --seed 2 >"$work/bulk.ndjson"
+"$veil" generate invoices --count "$nput" --seed 1 >"$work/put.ndjson"
+"$veil" generate invoices --count "$nbulk" --seed 2 >"$work/bulk.ndjson"
+# The analytics data: max(10, N/1000) organisations, so about 1,000 at 1,000,000 rows.
+step "generating $nrows invoices for the analytics phase"
+"$veil" generate invoices --count "$nrows" --seed 3 >"$work/analytics.ndjson"
+# The invoices policy with amount summed by Paillier instead of ASHE.
+sed 's/^\(  amount: *\){.*}/\1{ type: decimal, scale: 2, protect: [sum, range], sum: { scheme: paillier, bits: 2048 } }/' \
+    "$root/examples/invoices.yaml" >"$work/invoices-paillier.yaml"
+if ! grep -q '^  amount: .*scheme: paillier' "$work/invoices-paillier.yaml"; then
+    echo "bench: cannot make the Paillier policy from examples/invoices.yaml" >&2
+    exit 1
+fi
 
 data=$work/veil
 mkdir -p "$work/base"
@@ -139,6 +168,13 @@ step "server stopped (peak RSS ${server_hwm} KiB, $server_threads threads)"
 "$bench" inproc --docs "$work/put.ndjson" --data "$work/lib" --db "$work/base/lib.db" \
     --policy "$root/examples/invoices.yaml" --out "$res"
 
+step "analytics: $nrows invoices (ASHE), the first $nprows with Paillier; the loads take a" \
+    "while, progress follows"
+"$bench" analytics --docs "$work/analytics.ndjson" --data "$work/analytics" \
+    --db "$work/base/analytics.db" --policy "$root/examples/invoices.yaml" \
+    --paillier-policy "$work/invoices-paillier.yaml" --rows "$nrows" \
+    --paillier-rows "$nprows" --reps "$reps" --batch "$batch" --out "$res"
+
 commit=unknown
 if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
     commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -152,10 +188,12 @@ build_type=$(sed -n "s/^ *buildtype *= *'\{0,1\}\([a-z]*\).*/\1/p" \
     "$build/meson-private/cmd_line.txt" 2>/dev/null | head -n 1)
 [ -n "$build_type" ] || build_type=unknown
 
-desc="examples/generate.py invoices: $nput documents (seed 1) for PUT, GET and in process;"
+desc="veil generate invoices: $nput documents (seed 1) for PUT, GET and in process;"
 desc="$desc $nbulk (seed 2) for bulk and the $nquery queries a run;"
 desc="$desc VEIL_BENCH_SCALE=$scale; server: $server_threads threads; up to 500 warm-up"
-desc="$desc operations before each timing (warm-up ids are separate from timed ids)"
+desc="$desc operations before each timing (warm-up ids are separate from timed ids);"
+desc="$desc analytics: veil generate invoices, $nrows documents (seed 3), the first $nprows"
+desc="$desc of them with Paillier, aggregates timed $reps times after a warm-up (medians)"
 
 mkdir -p "$root/bench/results"
 "$bench" report --results "$res" --server-hwm "$server_hwm" --commit "$commit" \

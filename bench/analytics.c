@@ -1,0 +1,914 @@
+/*
+ * analytics.c: `bench_core analytics`, the analytics benchmark: SUM(amount) GROUP BY org,
+ * alone and with a ~1% date-range filter, computed
+ *   (a) in plaintext by SQLite over a plain table,
+ *   (b) through libveil with ASHE sums (the invoices policy as is), over the same rows,
+ *   (c) through libveil with Paillier sums (`sum: {scheme: paillier, bits: 2048}`) over the
+ *       first --paillier-rows rows, next to plaintext over the same subset,
+ * plus the load rate of each, all in this one process (no HTTP), so that the figures are
+ * about the cryptography and the store.
+ *
+ * Every veil answer is checked against the plaintext answer: the same groups, each sum
+ * exactly, as decimal text. A mismatch fails the run. Aggregates run in the tenant's admin
+ * session: the invoices policy's analyst role may not filter on issued_on.
+ *
+ * To explain the gap of the unfiltered ASHE aggregate, three more timings over the same
+ * store file: the store driver's own aggregate call (src/store, through its internal
+ * interface store.h, with the columns that "explain": true names), and a bare SQL SUM of
+ * the ASHE limbs joined to the group tokens on the opaque tables (what grouping over opaque
+ * side tables costs before any run bookkeeping). veil_aggregate minus the store call is
+ * the proxy's share: group-key decryption, key-stream removal over the runs, JSON.
+ *
+ * Results go to --out as "an KEY VALUE" lines; `bench_core report` turns them into rows.
+ * Progress goes to stderr.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <veil/veil.h>
+
+#include "bench.h"
+#include "store/store.h"
+
+#define AN_TENANT_ASHE "ashe"
+#define AN_TENANT_PAILLIER "paillier"
+#define AN_ORG_MAX 64
+#define AN_DATE_MAX 16
+#define AN_WINDOW_PERMILLE 10 /* the date filter selects ~1% of rows */
+
+/* One line of the input: where it is in the file buffer. */
+struct an_input {
+    char *buf;
+    size_t len;
+    size_t *start; /* nlines + 1 offsets: line i is buf[start[i], start[i+1]) */
+    size_t nlines;
+};
+
+/* A plaintext group: org, sum in cents, rows. */
+struct an_group {
+    char org[AN_ORG_MAX];
+    long long cents;
+    long long n;
+};
+
+struct an_answer {
+    struct an_group *g;
+    size_t n;
+};
+
+struct an_ctx {
+    const struct bench_opts *o;
+    FILE *out;
+    struct an_input in;
+    int min_group; /* groups under this many rows must be suppressed (0: none) */
+    char lo[AN_DATE_MAX];
+    char hi[AN_DATE_MAX];
+    veil_vault *v;
+};
+
+static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void progress(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: analytics: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static int vfail(const char *what, veil_err e, const veil_status *st)
+{
+    fprintf(stderr, "bench: analytics: libveil: %s: %s: %s\n", what, veil_err_name(e),
+            st->message);
+    return -1;
+}
+
+static int sqfail(sqlite3 *db, const char *what)
+{
+    fprintf(stderr, "bench: analytics: sqlite: %s: %s\n", what, sqlite3_errmsg(db));
+    return -1;
+}
+
+static void emit(struct an_ctx *c, const char *key, double v)
+{
+    fprintf(c->out, "an %s %.6f\n", key, v);
+    fflush(c->out);
+}
+
+static void emit_s(struct an_ctx *c, const char *key, const char *v)
+{
+    fprintf(c->out, "an %s %s\n", key, v);
+    fflush(c->out);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (f == NULL) {
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 1);
+        if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        if (buf != NULL) {
+            buf[n] = '\0';
+            *len = (size_t)n;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Reads the first `max` non-empty lines of an NDJSON file (each ends with '\n'). */
+static int input_load(const char *path, size_t max, struct an_input *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->buf = slurp(path, &in->len);
+    if (in->buf == NULL) {
+        fprintf(stderr, "bench: analytics: cannot read %s\n", path);
+        return -1;
+    }
+    if ((in->start = malloc((max + 1) * sizeof(size_t))) == NULL) {
+        return -1;
+    }
+    size_t pos = 0;
+    while (in->nlines < max && pos < in->len) {
+        char *nl = memchr(in->buf + pos, '\n', in->len - pos);
+        if (nl == NULL) {
+            fprintf(stderr, "bench: analytics: %s: the last line has no newline\n", path);
+            return -1;
+        }
+        in->start[in->nlines++] = pos;
+        pos = (size_t)(nl - in->buf) + 1;
+    }
+    in->start[in->nlines] = pos;
+    return 0;
+}
+
+/* "1234.5" with scale 2 -> 123450; strict: optional '-', digits, optional '.' and at
+ * most two digits. 0 on success. */
+static int parse_cents(const char *s, long long *out)
+{
+    int neg = 0, frac = 0;
+    long long v = 0;
+    const char *p = s;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (*p < '0' || *p > '9') {
+        return -1;
+    }
+    while (*p >= '0' && *p <= '9') {
+        v = v * 10 + (*p++ - '0');
+    }
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9' && frac < 2) {
+            v = v * 10 + (*p++ - '0');
+            frac++;
+        }
+    }
+    if (*p != '\0') {
+        return -1;
+    }
+    for (; frac < 2; frac++) {
+        v *= 10;
+    }
+    *out = neg ? -v : v;
+    return 0;
+}
+
+static double median(double *t, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    }
+    return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+static long long file_bytes(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : 0;
+}
+
+/* ---- plaintext ---- */
+
+static sqlite3 *plain_open(const char *path)
+{
+    sqlite3 *db = NULL;
+    remove(path);
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "CREATE TABLE plain(id TEXT PRIMARY KEY, org TEXT NOT NULL,"
+                     " issued_on TEXT NOT NULL, amount INTEGER NOT NULL, doc TEXT NOT NULL);"
+                     "CREATE INDEX plain_org ON plain(org);"
+                     "CREATE INDEX plain_issued ON plain(issued_on);",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        sqfail(db, "open");
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+/* Loads lines [0, n) in transactions of `batch`: each line is parsed (the application
+ * has documents, not columns), its org_id, issued_on and amount (in cents) extracted, and
+ * the row inserted with the document's text. Seconds, or -1. */
+static double plain_load(const struct an_input *in, size_t n, size_t batch, sqlite3 *db)
+{
+    sqlite3_stmt *ins = NULL;
+    double t0 = bench_now();
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO plain(id, org, issued_on, amount, doc) "
+                           "VALUES(?1, ?2, ?3, ?4, ?5)",
+                           -1, &ins, NULL) != SQLITE_OK) {
+        return sqfail(db, "prepare");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i % batch == 0 && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+            goto fail;
+        }
+        const char *line = in->buf + in->start[i];
+        size_t len = in->start[i + 1] - in->start[i] - 1;
+        json_error_t err;
+        json_t *o = json_loadb(line, len, 0, &err);
+        json_t *doc = json_object_get(o, "doc");
+        const char *id = json_string_value(json_object_get(o, "id"));
+        const char *org = json_string_value(json_object_get(doc, "org_id"));
+        const char *day = json_string_value(json_object_get(doc, "issued_on"));
+        const char *amount = json_string_value(json_object_get(doc, "amount"));
+        long long cents = 0;
+        /* the document's own text: {"id":..,"doc":{...}} minus the wrapper */
+        const char *d = strstr(line, "\"doc\":");
+        if (id == NULL || org == NULL || day == NULL || amount == NULL || d == NULL ||
+            parse_cents(amount, &cents) != 0 || line[len - 1] != '}') {
+            fprintf(stderr, "bench: analytics: line %zu lacks id, org_id, issued_on or amount\n",
+                    i + 1);
+            json_decref(o);
+            goto fail_quiet;
+        }
+        d += 6;
+        sqlite3_bind_text(ins, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(ins, 2, org, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(ins, 3, day, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ins, 4, cents);
+        sqlite3_bind_text(ins, 5, d, (int)(line + len - 1 - d), SQLITE_STATIC);
+        int rc = sqlite3_step(ins);
+        sqlite3_reset(ins);
+        json_decref(o);
+        if (rc != SQLITE_DONE) {
+            goto fail;
+        }
+        if ((i % batch == batch - 1 || i == n - 1) &&
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            goto fail;
+        }
+    }
+    sqlite3_finalize(ins);
+    return bench_now() - t0;
+fail:
+    sqfail(db, "load");
+fail_quiet:
+    sqlite3_finalize(ins);
+    return -1;
+}
+
+/* Runs the plaintext aggregate (filtered when lo != NULL) once; fills *ans when not NULL.
+ * Seconds, or -1. */
+static double plain_agg(sqlite3 *db, const char *lo, const char *hi, struct an_answer *ans)
+{
+    sqlite3_stmt *q = NULL;
+    const char *sql = lo != NULL ? "SELECT org, sum(amount), count(*) FROM plain"
+                                   " WHERE issued_on >= ?1 AND issued_on < ?2"
+                                   " GROUP BY org ORDER BY org"
+                                 : "SELECT org, sum(amount), count(*) FROM plain"
+                                   " GROUP BY org ORDER BY org";
+    size_t cap = 0;
+    double t0 = bench_now();
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+        return sqfail(db, "prepare");
+    }
+    if (lo != NULL) {
+        sqlite3_bind_text(q, 1, lo, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, hi, -1, SQLITE_STATIC);
+    }
+    int rc;
+    long long groups = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        groups++;
+        if (ans == NULL) {
+            continue;
+        }
+        if (ans->n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            struct an_group *g = realloc(ans->g, cap * sizeof(*g));
+            if (g == NULL) {
+                sqlite3_finalize(q);
+                return -1;
+            }
+            ans->g = g;
+        }
+        struct an_group *g = &ans->g[ans->n++];
+        snprintf(g->org, sizeof(g->org), "%s", (const char *)sqlite3_column_text(q, 0));
+        g->cents = sqlite3_column_int64(q, 1);
+        g->n = sqlite3_column_int64(q, 2);
+    }
+    double secs = bench_now() - t0;
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE || groups == 0) {
+        return groups == 0 ? (fprintf(stderr, "bench: analytics: no group\n"), -1)
+                           : sqfail(db, "aggregate");
+    }
+    return secs;
+}
+
+/* The filter window: from the median issue day, whole days until ~1% of the rows. */
+static int pick_window(struct an_ctx *c, sqlite3 *db, size_t nrows, long long *inwin)
+{
+    sqlite3_stmt *q = NULL;
+    char (*day)[AN_DATE_MAX] = NULL;
+    long long *cnt = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db, "SELECT issued_on, count(*) FROM plain GROUP BY issued_on"
+                               " ORDER BY issued_on",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return sqfail(db, "days");
+    }
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 2048;
+            void *a = realloc(day, cap * sizeof(*day));
+            void *b = a != NULL ? realloc(cnt, cap * sizeof(*cnt)) : NULL;
+            if (a != NULL) {
+                day = a;
+            }
+            if (b == NULL) {
+                goto out;
+            }
+            cnt = b;
+        }
+        snprintf(day[n], AN_DATE_MAX, "%s", (const char *)sqlite3_column_text(q, 0));
+        cnt[n++] = sqlite3_column_int64(q, 1);
+    }
+    long long half = (long long)nrows / 2, want = ((long long)nrows * AN_WINDOW_PERMILLE + 999) / 1000;
+    long long acc = 0;
+    size_t first = 0;
+    while (first < n && acc + cnt[first] < half) {
+        acc += cnt[first++];
+    }
+    size_t last = first;
+    acc = 0;
+    while (last < n && acc < want) {
+        acc += cnt[last++];
+    }
+    if (first >= n || last >= n) {
+        fprintf(stderr, "bench: analytics: too few distinct issue days for a 1%% window\n");
+        goto out;
+    }
+    snprintf(c->lo, sizeof(c->lo), "%s", day[first]);
+    snprintf(c->hi, sizeof(c->hi), "%s", day[last]); /* exclusive */
+    *inwin = acc;
+    rc = 0;
+out:
+    sqlite3_finalize(q);
+    free(day);
+    free(cnt);
+    return rc;
+}
+
+/* ---- veil ---- */
+
+/* Loads lines [0, n) through veil_bulk, `batch` lines a call; every answer line must say
+ * 200 or 201. Seconds, or -1. */
+static double veil_load(struct an_ctx *c, veil_session *s, size_t n, size_t batch,
+                        const char *what)
+{
+    veil_status st;
+    double t0 = bench_now(), tick = t0;
+    for (size_t i = 0; i < n; i += batch) {
+        size_t k = n - i < batch ? n - i : batch;
+        char *out = NULL;
+        const char *p = c->in.buf + c->in.start[i];
+        size_t len = c->in.start[i + k] - c->in.start[i];
+        veil_err e = veil_bulk(s, BENCH_COLL, p, len, &out, &st);
+        if (e != VEIL_OK) {
+            return vfail("bulk", e, &st);
+        }
+        size_t good = 0;
+        for (const char *q = out; (q = strstr(q, "\"status\":")) != NULL;) {
+            q += 9;
+            good += strncmp(q, "200", 3) == 0 || strncmp(q, "201", 3) == 0;
+        }
+        if (good != k) {
+            fprintf(stderr, "bench: analytics: bulk: %zu of %zu lines stored: %.300s\n", good, k,
+                    out);
+            veil_free(out);
+            return -1;
+        }
+        veil_free(out);
+        double now = bench_now();
+        if (now - tick >= 30 || i + k == n) {
+            progress("%s: %zu of %zu documents, %.0f docs/s so far", what, i + k, n,
+                     (double)(i + k) / (now - t0));
+            tick = now;
+        }
+    }
+    return bench_now() - t0;
+}
+
+static char *agg_body(const char *lo, const char *hi, int explain)
+{
+    char *b = malloc(512);
+    if (b == NULL) {
+        return NULL;
+    }
+    char where[160] = "";
+    if (lo != NULL) {
+        snprintf(where, sizeof(where), "\"where\":{\"issued_on\":{\"gte\":\"%s\",\"lt\":\"%s\"}},",
+                 lo, hi);
+    }
+    snprintf(b, 512, "{%s\"group_by\":[\"org_id\"],\"metrics\":{\"total\":{\"sum\":\"amount\"}}%s}",
+             where, explain ? ",\"explain\":true" : "");
+    return b;
+}
+
+static int cmp_group(const void *a, const void *b)
+{
+    return strcmp(((const struct an_group *)a)->org, ((const struct an_group *)b)->org);
+}
+
+/* Checks a veil answer against the plaintext groups (sorted by org). 0 when equal. */
+static int verify(const struct an_ctx *c, const char *json, const struct an_answer *plain,
+                  const char *what)
+{
+    json_error_t err;
+    json_t *a = json_loads(json, 0, &err);
+    json_t *groups = json_object_get(a, "groups");
+    json_int_t suppressed = json_integer_value(json_object_get(a, "suppressed"));
+    size_t i, present = 0, small = 0;
+    json_t *g;
+    int rc = -1;
+    if (!json_is_array(groups)) {
+        fprintf(stderr, "bench: analytics: %s: not an aggregate answer: %.300s\n", what, json);
+        goto out;
+    }
+    for (size_t k = 0; k < plain->n; k++) {
+        small += plain->g[k].n < c->min_group;
+    }
+    json_array_foreach(groups, i, g) {
+        const char *org = json_string_value(json_object_get(json_object_get(g, "key"), "org_id"));
+        const char *total = json_string_value(json_object_get(g, "total"));
+        struct an_group key;
+        long long cents = 0;
+        if (org == NULL || total == NULL || parse_cents(total, &cents) != 0) {
+            fprintf(stderr, "bench: analytics: %s: malformed group %zu\n", what, i);
+            goto out;
+        }
+        snprintf(key.org, sizeof(key.org), "%s", org);
+        const struct an_group *p = bsearch(&key, plain->g, plain->n, sizeof(key), cmp_group);
+        if (p == NULL || p->cents != cents || p->n < c->min_group) {
+            fprintf(stderr,
+                    "bench: analytics: %s: MISMATCH for %s: veil says %s, plaintext %lld.%02lld "
+                    "(%lld rows)\n",
+                    what, org, total, p ? p->cents / 100 : 0, p ? llabs(p->cents % 100) : 0,
+                    p ? p->n : 0);
+            goto out;
+        }
+        present++;
+    }
+    if (present + small != plain->n || (size_t)suppressed != small) {
+        fprintf(stderr,
+                "bench: analytics: %s: MISMATCH: veil has %zu groups and %lld suppressed, "
+                "plaintext %zu groups of which %zu below min_group_size %d\n",
+                what, present, (long long)suppressed, plain->n, small, c->min_group);
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(a);
+    return rc;
+}
+
+/* One veil_aggregate; the answer in *json (caller frees with veil_free). Seconds or -1. */
+static double veil_agg(veil_session *s, const char *body, char **json)
+{
+    veil_status st;
+    double t0 = bench_now();
+    veil_err e = veil_aggregate(s, BENCH_COLL, body, strlen(body), json, &st);
+    double secs = bench_now() - t0;
+    return e == VEIL_OK ? secs : vfail("aggregate", e, &st);
+}
+
+/* What explain says: the opaque table, group and summed column ids, and the runs. */
+struct an_explain {
+    char table[VL_TABLE_NAME_MAX + 1];
+    uint8_t gcol[VL_COL_BYTES];
+    uint8_t scol[VL_COL_BYTES];
+    long long runs;
+    long long groups;
+    long long toks; /* range tokens of the filter, or 0 */
+};
+
+static int unhex(const char *h, uint8_t *out, size_t n)
+{
+    if (h == NULL || strlen(h) != 2 * n) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned x;
+        if (sscanf(h + 2 * i, "%2x", &x) != 1) {
+            return -1;
+        }
+        out[i] = (uint8_t)x;
+    }
+    return 0;
+}
+
+static int explain_parse(const char *json, struct an_explain *x)
+{
+    json_error_t err;
+    json_t *a = json_loads(json, 0, &err);
+    json_t *ex = json_object_get(a, "explain");
+    json_t *store = json_object_get(ex, "store");
+    const char *table = json_string_value(json_object_get(store, "table"));
+    const char *g = json_string_value(
+        json_object_get(json_array_get(json_object_get(store, "group_by"), 0), "column"));
+    const char *sc = json_string_value(
+        json_object_get(json_array_get(json_object_get(store, "aggregated"), 0), "column"));
+    int rc = -1;
+    memset(x, 0, sizeof(*x));
+    x->runs = -1;
+    x->groups = (long long)json_array_size(json_object_get(a, "groups")) +
+                json_integer_value(json_object_get(a, "suppressed"));
+    size_t i;
+    json_t *line;
+    json_t *w0 = json_array_get(json_object_get(store, "where"), 0);
+    x->toks = w0 != NULL ? (long long)json_integer_value(json_object_get(w0, "tokens")) : 0;
+    json_array_foreach(json_object_get(ex, "proxy"), i, line) {
+        const char *t = json_string_value(line);
+        const char *p = t != NULL ? strstr(t, " over ") : NULL;
+        if (p != NULL && strstr(t, "runs") != NULL) {
+            x->runs = strtoll(p + 6, NULL, 10);
+        }
+    }
+    if (table != NULL && strlen(table) <= VL_TABLE_NAME_MAX &&
+        unhex(g, x->gcol, VL_COL_BYTES) == 0 && unhex(sc, x->scol, VL_COL_BYTES) == 0) {
+        snprintf(x->table, sizeof(x->table), "%s", table);
+        rc = 0;
+    } else {
+        fprintf(stderr, "bench: analytics: explain lacks the table or columns: %.400s\n", json);
+    }
+    json_decref(a);
+    return rc;
+}
+
+/* Times `reps` runs of the plaintext and the veil aggregate (after one warm-up of each) and
+ * checks every veil answer. Writes KEY_plain_s, KEY_veil_s (medians). */
+static int agg_pair(struct an_ctx *c, sqlite3 *db, veil_session *s, const char *lo,
+                    const char *hi, const char *key, struct an_explain *x)
+{
+    struct an_answer plain = {0};
+    double tp[64], tv[64];
+    size_t reps = c->o->reps < 64 ? c->o->reps : 64;
+    char *body = agg_body(lo, hi, 0), *xbody = agg_body(lo, hi, 1);
+    char *json = NULL;
+    char name[64];
+    int rc = -1;
+    if (body == NULL || xbody == NULL || plain_agg(db, lo, hi, &plain) < 0) {
+        goto out;
+    }
+    qsort(plain.g, plain.n, sizeof(*plain.g), cmp_group);
+    for (size_t r = 0; r < reps; r++) {
+        if ((tp[r] = plain_agg(db, lo, hi, NULL)) < 0) {
+            goto out;
+        }
+    }
+    /* explain once (untimed): the runs and the columns; this is also the warm-up */
+    if (veil_agg(s, xbody, &json) < 0 || verify(c, json, &plain, key) != 0 ||
+        explain_parse(json, x) != 0) {
+        goto out;
+    }
+    veil_free(json);
+    json = NULL;
+    for (size_t r = 0; r < reps; r++) {
+        if ((tv[r] = veil_agg(s, body, &json)) < 0 || verify(c, json, &plain, key) != 0) {
+            goto out;
+        }
+        veil_free(json);
+        json = NULL;
+    }
+    long long rows = 0;
+    for (size_t k = 0; k < plain.n; k++) {
+        rows += plain.g[k].n;
+    }
+    double mp = median(tp, reps), mv = median(tv, reps);
+    snprintf(name, sizeof(name), "%s_plain_s", key);
+    emit(c, name, mp);
+    snprintf(name, sizeof(name), "%s_veil_s", key);
+    emit(c, name, mv);
+    snprintf(name, sizeof(name), "%s_rows", key);
+    emit(c, name, (double)rows);
+    snprintf(name, sizeof(name), "%s_groups", key);
+    emit(c, name, (double)plain.n);
+    snprintf(name, sizeof(name), "%s_runs", key);
+    emit(c, name, (double)x->runs);
+    snprintf(name, sizeof(name), "%s_tokens", key);
+    emit(c, name, (double)x->toks);
+    progress("%s: %lld rows in %zu groups, %lld runs: plaintext %.1f ms, veil %.1f ms "
+             "(medians of %zu; every answer checked)",
+             key, rows, plain.n, x->runs, mp * 1e3, mv * 1e3, reps);
+    rc = 0;
+out:
+    veil_free(json);
+    free(body);
+    free(xbody);
+    free(plain.g);
+    return rc;
+}
+
+/* The unfiltered ASHE aggregate, taken apart: the store driver's aggregate call alone, and
+ * a bare SUM of the limbs grouped by the tokens on the opaque tables. */
+static int breakdown(struct an_ctx *c, veil_session *vs, const struct an_explain *x,
+                     const char *key)
+{
+    double tv[64];
+    char *body = agg_body(NULL, NULL, 0);
+    if (body == NULL) {
+        return -1;
+    }
+    struct vl_store *store = NULL;
+    veil_status st;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    double ts[64], tq[64];
+    size_t reps = c->o->reps < 64 ? c->o->reps : 64;
+    char path[4096], sql[512], name[64];
+    int rc = -1;
+    veil_err e = vl_store_open("sqlite:cloud/cloud.db", c->o->data, &store, &st);
+    if (e != VEIL_OK) {
+        free(body);
+        return vfail("store open", e, &st);
+    }
+    const uint8_t(*gcols)[VL_COL_BYTES] = &x->gcol;
+    struct vl_agg_col col;
+    memset(&col, 0, sizeof(col));
+    memcpy(col.col, x->scol, VL_COL_BYTES);
+    struct vl_pred pred = {NULL, 0};
+    struct vl_agg_request req = {&pred, gcols, 1, &col, 1};
+    long long runs = 0, groups = 0, qgroups = 0;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", c->o->data);
+    snprintf(sql, sizeof(sql),
+             "SELECT g.tok, count(*), sum(s.l0), sum(s.l1), sum(s.l2), sum(s.l3)"
+             " FROM \"s_%s\" s JOIN \"x_%s\" g ON g.col = ?1 AND g.doc = s.doc"
+             " WHERE s.col = ?2 GROUP BY g.tok",
+             x->table, x->table);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+        sqfail(db, "opaque tables");
+        goto out;
+    }
+    /* The three timings interleaved, so that other work on the machine weighs on each
+     * alike; r == 0 is a warm-up. */
+    for (size_t r = 0; r <= reps; r++) {
+        char *json = NULL;
+        double tv0 = veil_agg(vs, body, &json);
+        veil_free(json);
+        if (tv0 < 0) {
+            goto out;
+        }
+        if (r > 0) {
+            tv[r - 1] = tv0;
+        }
+        struct vl_agg_result res;
+        memset(&res, 0, sizeof(res));
+        double t0 = bench_now();
+        e = store->ops->aggregate(store, x->table, &req, &res);
+        double t = bench_now() - t0;
+        if (e != VEIL_OK) {
+            fprintf(stderr, "bench: analytics: store aggregate: %s\n", veil_err_name(e));
+            goto out;
+        }
+        runs = 0;
+        groups = (long long)res.n;
+        for (size_t g = 0; g < res.n; g++) {
+            runs += (long long)res.groups[g].values[0].nruns;
+        }
+        vl_agg_result_free(&res);
+        if (r > 0) {
+            ts[r - 1] = t;
+        }
+        sqlite3_reset(q);
+        sqlite3_bind_blob(q, 1, x->gcol, VL_COL_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, x->scol, VL_COL_BYTES, SQLITE_STATIC);
+        t0 = bench_now();
+        int src;
+        qgroups = 0;
+        while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+            qgroups++;
+        }
+        t = bench_now() - t0;
+        if (src != SQLITE_DONE) {
+            sqfail(db, "opaque sum");
+            goto out;
+        }
+        if (r > 0) {
+            tq[r - 1] = t;
+        }
+    }
+    double mv = median(tv, reps), ms = median(ts, reps), mq = median(tq, reps);
+    snprintf(name, sizeof(name), "%s_split_veil_s", key);
+    emit(c, name, mv);
+    snprintf(name, sizeof(name), "%s_store_s", key);
+    emit(c, name, ms);
+    snprintf(name, sizeof(name), "%s_store_runs", key);
+    emit(c, name, (double)runs);
+    snprintf(name, sizeof(name), "%s_opaque_sum_s", key);
+    emit(c, name, mq);
+    progress("%s breakdown (interleaved medians): veil_aggregate %.1f ms; the store's aggregate "
+             "call %.1f ms (%lld groups, %lld runs); bare SUM of limbs grouped by token on the "
+             "opaque tables %.1f ms (%lld groups)",
+             key, mv * 1e3, ms * 1e3, groups, runs, mq * 1e3, qgroups);
+    rc = 0;
+out:
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    vl_store_close(store);
+    free(body);
+    return rc;
+}
+
+static int tenant_setup(struct an_ctx *c, const char *tenant, const char *policy_path,
+                        veil_session **clerk, veil_session **agg)
+{
+    veil_status st;
+    veil_session *admin = NULL;
+    size_t plen = 0;
+    int created = 0;
+    char *policy = slurp(policy_path, &plen);
+    veil_err e;
+    int rc = -1;
+    if (policy == NULL) {
+        fprintf(stderr, "bench: analytics: cannot read %s\n", policy_path);
+        return -1;
+    }
+    if ((e = veil_tenant_create(c->v, tenant, &st)) != VEIL_OK ||
+        (e = veil_session_open(c->v, tenant, "admin", &admin, &st)) != VEIL_OK ||
+        (e = veil_collection_apply(admin, BENCH_COLL, policy, plen, &created, &st)) != VEIL_OK ||
+        (e = veil_session_open(c->v, tenant, "clerk", clerk, &st)) != VEIL_OK) {
+        vfail("set-up", e, &st);
+        goto out;
+    }
+    /* Aggregates run in the admin session: the policy's analyst role may not filter on
+     * issued_on (it may only read nothing, group by org_id and status, sum amount). */
+    *agg = admin;
+    admin = NULL;
+    rc = 0;
+out:
+    veil_session_free(admin);
+    free(policy);
+    return rc;
+}
+
+/* One scheme: plaintext and veil loads of the first n lines, then both aggregates. */
+static int scheme(struct an_ctx *c, const char *tenant, const char *policy, size_t n,
+                  const char *pfx, const char *plain_db)
+{
+    veil_session *clerk = NULL, *agg = NULL;
+    sqlite3 *db = NULL;
+    struct an_explain x;
+    char key[64];
+    int rc = -1;
+
+    progress("%s: plaintext load of %zu documents into %s", pfx, n, plain_db);
+    if ((db = plain_open(plain_db)) == NULL) {
+        goto out;
+    }
+    double pl = plain_load(&c->in, n, c->o->batch, db);
+    if (pl < 0) {
+        goto out;
+    }
+    progress("%s: plaintext load %.1f s, %.0f docs/s", pfx, pl, (double)n / pl);
+    if (tenant_setup(c, tenant, policy, &clerk, &agg) != 0) {
+        goto out;
+    }
+    double vl = veil_load(c, clerk, n, c->o->batch, pfx);
+    if (vl < 0) {
+        goto out;
+    }
+    snprintf(key, sizeof(key), "%s_load_plain_s", pfx);
+    emit(c, key, pl);
+    snprintf(key, sizeof(key), "%s_load_veil_s", pfx);
+    emit(c, key, vl);
+    snprintf(key, sizeof(key), "%s_docs", pfx);
+    emit(c, key, (double)n);
+    if (c->lo[0] == '\0') {
+        long long inwin = 0;
+        if (pick_window(c, db, n, &inwin) != 0) {
+            goto out;
+        }
+        emit_s(c, "window_lo", c->lo);
+        emit_s(c, "window_hi", c->hi);
+        progress("date filter: issued_on >= %s and < %s (%lld of %zu rows)", c->lo, c->hi,
+                 inwin, n);
+    }
+    snprintf(key, sizeof(key), "%s_all", pfx);
+    if (agg_pair(c, db, agg, NULL, NULL, key, &x) != 0) {
+        goto out;
+    }
+    if (strcmp(pfx, "ashe") == 0 && breakdown(c, agg, &x, key) != 0) {
+        goto out;
+    }
+    snprintf(key, sizeof(key), "%s_filter", pfx);
+    if (agg_pair(c, db, agg, c->lo, c->hi, key, &x) != 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    veil_session_free(agg);
+    veil_session_free(clerk);
+    sqlite3_close(db);
+    return rc;
+}
+
+int bench_analytics(const struct bench_opts *o)
+{
+    struct an_ctx c;
+    veil_status st;
+    veil_init_options io;
+    veil_err e;
+    int rc = -1;
+    char path[4096];
+
+    memset(&c, 0, sizeof(c));
+    memset(&io, 0, sizeof(io));
+    if (o->docs == NULL || o->db == NULL || o->data == NULL || o->policy == NULL ||
+        o->policy2 == NULL || o->out == NULL || o->rows == 0) {
+        fprintf(stderr, "bench: analytics needs --docs, --db, --data, --policy, "
+                        "--paillier-policy, --rows and --out\n");
+        return -1;
+    }
+    c.o = o;
+    size_t prows = o->prows < o->rows ? o->prows : o->rows;
+    /* The admin session has no role, so no min_group_size: every group is answered. */
+    c.min_group = 0;
+    if ((c.out = fopen(o->out, "a")) == NULL) {
+        fprintf(stderr, "bench: analytics: cannot write %s\n", o->out);
+        return -1;
+    }
+    progress("reading %zu documents from %s", o->rows, o->docs);
+    if (input_load(o->docs, o->rows, &c.in) != 0) {
+        goto out;
+    }
+    if (c.in.nlines < o->rows) {
+        fprintf(stderr, "bench: analytics: %s has %zu lines, fewer than %zu\n", o->docs,
+                c.in.nlines, o->rows);
+        goto out;
+    }
+    if ((e = veil_init(o->data, &io, &st)) != VEIL_OK ||
+        (e = veil_vault_open(o->data, &c.v, &st)) != VEIL_OK) {
+        vfail("init", e, &st);
+        goto out;
+    }
+    emit(&c, "reps", (double)o->reps);
+    emit(&c, "batch", (double)o->batch);
+    emit(&c, "min_group", (double)c.min_group);
+    if (scheme(&c, AN_TENANT_ASHE, o->policy, o->rows, "ashe", o->db) != 0) {
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", o->data);
+    long long store_bytes = file_bytes(path);
+    strcat(path, "-wal");
+    store_bytes += file_bytes(path);
+    emit(&c, "ashe_store_bytes", (double)store_bytes);
+    emit(&c, "ashe_plain_bytes", (double)file_bytes(o->db));
+    snprintf(path, sizeof(path), "%s.paillier", o->db);
+    if (prows > 0 && scheme(&c, AN_TENANT_PAILLIER, o->policy2, prows, "paillier", path) != 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    veil_vault_close(c.v);
+    free(c.in.buf);
+    free(c.in.start);
+    fclose(c.out);
+    return rc;
+}
