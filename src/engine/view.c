@@ -58,18 +58,6 @@ static void put_path(json_t *obj, const struct vl_field *f, json_t *value)
     json_object_set_new(cur, f->parts[f->nparts - 1], value);
 }
 
-static void del_path(json_t *obj, const struct vl_field *f)
-{
-    json_t *cur = obj;
-    for (size_t i = 0; i + 1 < f->nparts; i++) {
-        cur = json_object_get(cur, f->parts[i]);
-        if (!json_is_object(cur)) {
-            return;
-        }
-    }
-    json_object_del(cur, f->parts[f->nparts - 1]);
-}
-
 /* Keeps only the selected dotted paths of doc. */
 static json_t *project(const json_t *doc, const json_t *select)
 {
@@ -128,7 +116,6 @@ json_t *vl_doc_for_role(const struct vl_coll *c, const veil_session *s, const js
             }
         }
     }
-    (void)del_path;
     if (out != NULL && json_is_array(select)) {
         json_t *p = project(out, select);
         json_decref(out);

@@ -379,7 +379,7 @@ static void item_fail(struct item *it, veil_err rc, const char *msg)
 }
 
 /* Carries out a batch of puts and deletes of distinct documents; each item's rc says how
- * it went. Returns VEIL_OK unless the whole batch could not be attempted. */
+ * it went (a failure of the whole batch is set on every item). */
 static void write_batch(veil_session *s, const struct vl_coll *c, struct item *items, size_t n)
 {
     veil_vault *v = s->v;
