@@ -1038,6 +1038,14 @@ def shared_server_stops_cleanly(ctx):
                          ("Jansen BV", "a value"), ("late payment reminder", "a value"),
                          ("NL91ABNA", "a value")]:
         check(secret not in log, "the server log holds %s (%r)" % (what, secret))
+    # SPEC 5.6: no key in the log, in any spelling (the root key file is 32 raw bytes).
+    with open(os.path.join(ctx.env.data, "master.key"), "rb") as f:
+        root = f.read()
+    check(len(root) == 32, "master.key is not a 32-byte key")
+    raw = srv.stderr().encode("utf-8", "surrogateescape")
+    for form in (root, root.hex().encode(), root.hex().upper().encode(),
+                 base64.b64encode(root), base64.urlsafe_b64encode(root).rstrip(b"=")):
+        check(form[:16] not in raw, "the server log holds the root key")
 
 
 # ---------------------------------------------------------------------------------------
