@@ -8,7 +8,8 @@ what=${1:-build}
 build="build-essential meson ninja-build pkg-config libsodium-dev libssl-dev libgmp-dev
 libjansson-dev libyaml-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev
 libutf8proc-dev libstemmer-dev libpq-dev libhiredis-dev"
-test="$build libcmocka-dev python3 sqlite3 curl clang libclang-rt-14-dev"
+test="$build libcmocka-dev python3 python3-snowballstemmer sqlite3 curl clang
+libclang-rt-14-dev"
 bench="$test"
 
 case "$what" in

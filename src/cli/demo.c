@@ -960,11 +960,6 @@ static int step_search(struct demo *d)
                     "\"clinical_notes\"],\"limit\":3}";
     show_call("veil_query patients", q);
     veil_err rc = veil_query(d->clinician, "patients", q, strlen(q), &text, &st);
-    if (rc == VEIL_ERR_UNSUPPORTED_QUERY) {
-        say("Search (\"match\") arrives in a later version: this one answers %s.",
-            veil_err_name(rc));
-        return 0;
-    }
     if (rc != VEIL_OK) {
         return fail("veil_query", &st);
     }

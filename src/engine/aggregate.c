@@ -201,7 +201,8 @@ static double units_to_double(const struct vl_field *f, vl_i128 v)
 }
 
 static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
-                            const struct vl_plan *plan, const struct vl_agg_result *res)
+                            const struct vl_plan *plan, const struct vl_agg_result *res,
+                            const struct vl_match *match, const struct vl_hits *hits)
 {
     char hex[2 * VL_COL_BYTES + 1];
     json_t *terms = json_array(), *groups = json_array(), *cols = json_array();
@@ -243,10 +244,21 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
     json_array_append_new(proxy, json_string(line));
     json_array_append_new(proxy, json_string("turned units into decimals, divided sums by "
                                              "counts for averages, suppressed small groups"));
-    return json_pack("{s:{s:s, s:o, s:o, s:o}, s:o, s:s}", "store", "table", c->table,
-                     "where", terms, "group_by", groups, "aggregated", cols, "proxy", proxy,
-                     "integrity", "sums and counts come from the store and are not yet "
-                                  "checked against trusted state");
+    json_t *x = json_pack("{s:{s:s, s:o, s:o, s:o}, s:o, s:s}", "store", "table", c->table,
+                          "where", terms, "group_by", groups, "aggregated", cols, "proxy",
+                          proxy, "integrity",
+                          "sums and counts come from the store and are not yet checked "
+                          "against trusted state");
+    if (match->n > 0) {
+        json_object_set_new(
+            x, "match",
+            json_pack("{s:I, s:I, s:s}", "words", (json_int_t)match->nwords, "documents",
+                      (json_int_t)hits->n, "how",
+                      "the proxy read and checked every index entry of the words, kept the "
+                      "live documents, and sent their tokens to the store, which aggregates "
+                      "only those rows"));
+    }
+    return x;
 }
 
 /* A group's answer and the text of its key, to sort groups by key. */
@@ -280,6 +292,12 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     memset(&a, 0, sizeof(a));
     memset(&plan, 0, sizeof(plan));
     memset(&res, 0, sizeof(res));
+    struct vl_match match;
+    struct vl_match_snap snap;
+    struct vl_hits hits = {0};
+    struct vl_bytes *hit_toks = NULL;
+    memset(&match, 0, sizeof(match));
+    memset(&snap, 0, sizeof(snap));
     memset(tables, 0, sizeof(tables));
     vl_status_clear(st);
 
@@ -319,16 +337,30 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         goto out;
     }
     a.explain = json_is_true(jx);
-    if (json_object_get(q, "match") != NULL) {
-        rc = vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, "match",
-                           "text search is not served by this version yet");
-        goto out;
-    }
     if ((rc = parse_group_by(c, role, json_object_get(q, "group_by"), &a, st)) != VEIL_OK ||
         (rc = parse_metrics(c, role, json_object_get(q, "metrics"), &a, st)) != VEIL_OK ||
         (rc = vl_plan_where(c, role, true, json_object_get(q, "where"), &plan, st)) !=
             VEIL_OK) {
         goto out;
+    }
+    /* A match narrows the rows to the documents it finds: the store aggregates those. */
+    if (json_object_get(q, "match") != NULL) {
+        if ((rc = vl_match_plan(c, role, true, json_object_get(q, "match"), &match, st)) !=
+                VEIL_OK ||
+            (rc = vl_match_run(s, c, &match, &snap, &hits, st)) != VEIL_OK) {
+            goto out;
+        }
+        if ((hit_toks = calloc(hits.n + 1, sizeof(*hit_toks))) == NULL) {
+            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < hits.n; i++) {
+            hit_toks[i].p = hits.h[i].doc;
+            hit_toks[i].n = VL_DOCTOKEN_BYTES;
+        }
+        plan.pred.only_docs = true;
+        plan.pred.docs = hit_toks;
+        plan.pred.ndocs = hits.n;
     }
     for (size_t i = 0; i < a.ngroup; i++) {
         memcpy(group_cols[i], a.group[i]->col, VL_COL_BYTES);
@@ -462,7 +494,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     json_t *answer = json_pack("{s:o, s:I}", "groups", sorted, "suppressed",
                                (json_int_t)suppressed);
     if (a.explain) {
-        json_object_set_new(answer, "explain", explain_json(c, &a, &plan, &res));
+        json_object_set_new(answer, "explain", explain_json(c, &a, &plan, &res, &match, &hits));
     }
     *json_out = vl_json_text(answer);
     json_decref(answer);
@@ -480,6 +512,9 @@ out:
     }
     vl_agg_result_free(&res);
     vl_plan_free(&plan);
+    vl_match_free(&match);
+    free(hits.h);
+    free(hit_toks);
     json_decref(q);
     return rc;
 }

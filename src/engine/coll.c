@@ -22,8 +22,10 @@ static void fctx_free(struct vl_fctx *fc)
     vl_secret_free(fc->mask_key);
     vl_secret_free(fc->range_key);
     vl_secret_free(fc->sum_key);
+    vl_secret_free(fc->search_key);
     vl_paillier_field_free(fc);
     fc->aead_key = fc->eq_key = fc->mask_key = fc->range_key = fc->sum_key = NULL;
+    fc->search_key = NULL;
 }
 
 void vl_coll_free(struct vl_coll *c)
@@ -116,6 +118,13 @@ static veil_err fctx_init(struct vl_fctx *fc, const veil_vault *v, const struct 
         }
         rc = vl_subkey(fc->range_key, 32, current, c->tenant, c->name, path, "range",
                        c->key_version);
+    }
+    if (rc == VEIL_OK && f != NULL && (f->tactics & VL_TAC_SEARCH)) {
+        if ((fc->search_key = vl_secret_alloc(VL_SEARCH_KEY_BYTES)) == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        rc = vl_subkey(fc->search_key, VL_SEARCH_KEY_BYTES, current, c->tenant, c->name, path,
+                       "search", c->key_version);
     }
     if (rc == VEIL_OK && f != NULL && (f->tactics & VL_TAC_SUM) &&
         f->sum_scheme == VL_SUM_ASHE) {
@@ -211,6 +220,7 @@ static veil_err coll_build(veil_session *s, const char *name, const char *canoni
     for (size_t i = 0; rc == VEIL_OK && i < c->policy->nfields; i++) {
         const struct vl_field *f = &c->policy->fields[i];
         rc = fctx_init(&c->fields[i], v, c, f, f->path, naming, current);
+        c->fields[i].ordinal = (uint32_t)i;
     }
     if (rc == VEIL_OK) {
         rc = fctx_init(&c->id, v, c, NULL, "_id", naming, current);

@@ -57,6 +57,8 @@ struct vl_fctx {
     uint8_t *mask_key;             /* secret, 32, only with mask: hash */
     uint8_t *range_key;            /* secret, 32, only with range */
     uint8_t *sum_key;              /* secret, 32, only with sum (ASHE) */
+    uint8_t *search_key;           /* secret, VL_SEARCH_KEY_BYTES, only with search */
+    uint32_t ordinal;              /* index of the field in the policy */
     struct vl_paillier *paillier;  /* only with sum: {scheme: paillier} */
     struct vl_bytes paillier_n2;   /* its n^2, big-endian, for the store */
 };
@@ -208,6 +210,88 @@ veil_err vl_range_value(const struct vl_field *f, const json_t *v, uint64_t *out
                         unsigned *width) VL_WUR;
 /* "aead, eq, range", for messages. */
 const char *vl_tactics_words(const struct vl_field *f);
+
+/* May the role (NULL: admin) filter a query or aggregate on path? */
+bool vl_plan_may_filter(const struct vl_role *role, bool aggregate, const char *path);
+
+/* ---- text search (search.c) ---- */
+#include "tactics/words.h"
+#define VL_MATCH_MAX_WORDS 32       /* distinct stems in one match */
+#define VL_DOC_MAX_WORDS 100000     /* distinct stems in one field of a document */
+
+/* The words of a document's search fields, ready to become index entries. */
+struct vl_dword {
+    const struct vl_fctx *fc;
+    const char *stem;               /* into words[] */
+    size_t len;
+    uint32_t tf;
+    uint8_t wkey[VL_WKEY_BYTES];
+};
+struct vl_docwords {
+    struct vl_words *words;         /* one per search field of the policy */
+    size_t nfields;
+    struct vl_dword *w;
+    size_t n;
+    struct vl_buf slen;             /* (u32 field, u32 words) pairs: the intent's slen */
+};
+/* Words of the (already checked) document's search fields. */
+veil_err vl_docwords_of(const struct vl_coll *c, const json_t *doc, struct vl_docwords *out,
+                        veil_status *st) VL_WUR;
+void vl_docwords_free(struct vl_docwords *d);
+/* The index entries of a write with row sequence number seq, word i at counters[i]:
+ * out[i] points into arena (n * (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_BYTES) bytes). */
+void vl_docwords_entries(const struct vl_docwords *d, const uint64_t *counters, uint64_t seq,
+                         struct vl_kv *out, uint8_t *arena);
+
+/* A planned `match`: per key (a search field), its distinct stems and how they combine. */
+struct vl_mterm {
+    const struct vl_fctx *fc;
+    bool any;                       /* {"any": ...}: one word is enough; else all */
+    struct vl_words words;
+    size_t first;                   /* index of its first word among all the match's words */
+};
+struct vl_match {
+    struct vl_mterm *t;
+    size_t n;
+    size_t nwords;
+    uint8_t hash[16];               /* of the query it belongs to, to tie cursors to it */
+};
+veil_err vl_match_plan(const struct vl_coll *c, const struct vl_role *role, bool aggregate,
+                       const json_t *match, struct vl_match *out, veil_status *st) VL_WUR;
+void vl_match_free(struct vl_match *m);
+
+/* What a search counted, so that later pages of it rank exactly as the first did: per
+ * word the entries looked at and how many were live; per term the field's totals. */
+struct vl_match_snap {
+    bool set;
+    uint64_t count[VL_MATCH_MAX_WORDS];
+    uint64_t df[VL_MATCH_MAX_WORDS];
+    uint64_t ndocs[VL_MATCH_MAX_WORDS];
+    uint64_t total[VL_MATCH_MAX_WORDS];
+};
+veil_err vl_match_snap_put(const struct vl_match *m, const struct vl_match_snap *snap,
+                           struct vl_buf *b) VL_WUR;
+int vl_match_snap_get(const struct vl_match *m, struct vl_reader *r,
+                      struct vl_match_snap *snap) VL_WUR;
+
+struct vl_hit {
+    uint8_t doc[VL_DOCTOKEN_BYTES];
+    int64_t version;
+    double score;
+};
+struct vl_hits {
+    struct vl_hit *h;
+    size_t n;
+};
+/* Runs a match: the live documents that satisfy every term, best first by BM25 (ties by
+ * token). With snap->set, counts as the snapshot says; else fills it. Index entries that
+ * are missing (and not holes), altered or moved are an integrity violation. */
+veil_err vl_match_run(veil_session *s, const struct vl_coll *c, const struct vl_match *m,
+                      struct vl_match_snap *snap, struct vl_hits *out, veil_status *st) VL_WUR;
+/* Does a decrypted document satisfy the match (its words, as its fields now hold them)? */
+bool vl_match_doc(const struct vl_match *m, const json_t *doc);
+/* Does hit a come before b? */
+bool vl_hit_before(const struct vl_hit *a, const struct vl_hit *b);
 
 /* ---- sums under Paillier (sums.c) ---- */
 #include "tactics/tactics.h"

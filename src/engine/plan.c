@@ -195,7 +195,7 @@ static bool listed(char *const *list, size_t n, const char *path)
 
 /* May the role filter on path? A query needs the field readable; an aggregate also takes
  * the fields its role may group by or aggregate (what it may use, and no more). */
-static bool may_filter(const struct vl_role *role, bool aggregate, const char *path)
+bool vl_plan_may_filter(const struct vl_role *role, bool aggregate, const char *path)
 {
     return role == NULL || vl_role_reads(role, path) ||
            (aggregate && (listed(role->group_by, role->ngroup_by, path) ||
@@ -214,7 +214,7 @@ static veil_err plan_cond(const struct vl_coll *c, const struct vl_role *role, b
                              path);
     }
     cd->fc = fc;
-    if (!may_filter(role, aggregate, path)) {
+    if (!vl_plan_may_filter(role, aggregate, path)) {
         return vl_status_set(st, VEIL_ERR_FORBIDDEN, path,
                              aggregate ? "the role may not filter on a field it may neither "
                                          "read, group by nor aggregate"

@@ -259,6 +259,228 @@ static veil_err cursor_open(const struct vl_coll *c, const char *cur, uint8_t *d
     return VEIL_OK;
 }
 
+/* ---- query with match: ranked, paged by (score, token) ---- */
+
+#define MATCH_CURSOR 'M'
+
+/* A cursor after hit h: its score and token, and the snapshot that ranks the pages. */
+static veil_err match_cursor_seal(const struct vl_coll *c, const struct vl_match *m,
+                                  const struct vl_match_snap *snap, const struct vl_hit *h,
+                                  char **out)
+{
+    struct vl_buf b;
+    uint64_t bits;
+    uint8_t *box = NULL;
+    memcpy(&bits, &h->score, sizeof(bits));
+    vl_buf_init(&b, 1 << 16);
+    veil_err rc = vl_buf_put_u8(&b, MATCH_CURSOR);
+    if (rc == VEIL_OK) {
+        rc = vl_buf_put_u64(&b, bits);
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append(&b, h->doc, VL_DOCTOKEN_BYTES);
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_match_snap_put(m, snap, &b);
+    }
+    if (rc == VEIL_OK && ((box = malloc(vl_aead_box_len(b.len))) == NULL ||
+                          (*out = malloc(2 * vl_aead_box_len(b.len) + 1)) == NULL)) {
+        rc = VEIL_ERR_INTERNAL;
+    }
+    if (rc == VEIL_OK && vl_aead_box_seal(box, b.data, b.len, (const uint8_t *)c->table,
+                                          strlen(c->table), c->cursor_key) != 0) {
+        free(*out);
+        rc = VEIL_ERR_INTERNAL;
+    }
+    if (rc == VEIL_OK) {
+        vl_hex(*out, box, vl_aead_box_len(b.len));
+    }
+    free(box);
+    vl_buf_free(&b);
+    return rc;
+}
+
+static veil_err match_cursor_open(const struct vl_coll *c, const struct vl_match *m,
+                                  const char *cur, struct vl_match_snap *snap,
+                                  struct vl_hit *pos, veil_status *st)
+{
+    size_t len = strlen(cur) / 2, n = 0;
+    uint8_t *box = malloc(len + 1), *plain = malloc(len + 1);
+    int ok = box != NULL && plain != NULL && len > vl_aead_box_len(0) && len < (1 << 16) &&
+             strlen(cur) % 2 == 0 && vl_unhex(box, len, cur) == 0 &&
+             vl_aead_box_open(plain, &n, box, len, (const uint8_t *)c->table,
+                              strlen(c->table), c->cursor_key) == 0;
+    struct vl_reader r = {plain, n};
+    uint8_t kind = 0;
+    uint64_t bits = 0;
+    const uint8_t *doc = NULL;
+    ok = ok && vl_read_u8(&r, &kind) == 0 && kind == MATCH_CURSOR &&
+         vl_read_u64(&r, &bits) == 0 && vl_read_bytes(&r, &doc, VL_DOCTOKEN_BYTES) == 0 &&
+         vl_match_snap_get(m, &r, snap) == 0 && r.n == 0;
+    if (ok) {
+        memcpy(&pos->score, &bits, sizeof(bits));
+        memcpy(pos->doc, doc, VL_DOCTOKEN_BYTES);
+    }
+    free(box);
+    free(plain);
+    if (!ok) {
+        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
+                             "the cursor is not one this query gave out");
+    }
+    return VEIL_OK;
+}
+
+static int tok_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, VL_DOCTOKEN_BYTES);
+}
+
+/* Keeps the hits whose rows the store finds matching the where clause. */
+static veil_err match_where(veil_session *s, const struct vl_coll *c, const struct vl_plan *plan,
+                            struct vl_hits *hits, veil_status *st)
+{
+    veil_vault *v = s->v;
+    struct vl_doclist list = {0};
+    if (plan->n == 0 || hits->n == 0) {
+        return VEIL_OK;
+    }
+    if (plan->empty) {
+        hits->n = 0;
+        return VEIL_OK;
+    }
+    struct vl_bytes *toks = calloc(hits->n, sizeof(*toks));
+    if (toks == NULL) {
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < hits->n; i++) {
+        toks[i].p = hits->h[i].doc;
+        toks[i].n = VL_DOCTOKEN_BYTES;
+    }
+    struct vl_pred pred = plan->pred;
+    pred.only_docs = true;
+    pred.docs = toks;
+    pred.ndocs = hits->n;
+    struct vl_store *store = v->stores[0];
+    veil_err rc = store->ops->find(store, c->table, &pred, NULL, hits->n, &list);
+    free(toks);
+    if (rc != VEIL_OK) {
+        return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL, "store %s is unavailable",
+                             v->cfg.store_names[0]);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < hits->n; i++) {
+        if (list.n > 0 && bsearch(hits->h[i].doc, list.docs, list.n, VL_DOCTOKEN_BYTES,
+                                  tok_cmp) != NULL) {
+            hits->h[k++] = hits->h[i];
+        }
+    }
+    hits->n = k;
+    vl_doclist_free(&list);
+    return VEIL_OK;
+}
+
+static veil_err query_match(veil_session *s, const struct vl_coll *c,
+                            const struct vl_role *role, const struct vl_plan *plan,
+                            const json_t *where, const json_t *match, const json_t *select,
+                            size_t limit, const char *after, char **json_out, veil_status *st)
+{
+    struct vl_match m;
+    struct vl_match_snap snap;
+    struct vl_hits hits = {0};
+    struct vl_hit pos;
+    struct opened *op = NULL;
+    struct vl_bytes *toks = NULL;
+    bool *found = NULL;
+    char *next = NULL;
+    json_t *docs = NULL;
+    size_t start = 0, take = 0;
+    memset(&snap, 0, sizeof(snap));
+    veil_err rc = vl_match_plan(c, s->admin ? NULL : role, false, match, &m, st);
+    if (rc != VEIL_OK) {
+        goto out;
+    }
+    /* A cursor belongs to this where and match: another query must not page with it. */
+    json_t *both = json_pack("{s:O?, s:O}", "where", where, "match", match);
+    char *canon = both != NULL ? json_dumps(both, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(both);
+    if (canon == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    uint8_t h[VL_SHA256_BYTES];
+    vl_sha256(h, canon, strlen(canon));
+    memcpy(m.hash, h, sizeof(m.hash));
+    free(canon);
+    if (after != NULL && (rc = match_cursor_open(c, &m, after, &snap, &pos, st)) != VEIL_OK) {
+        goto out;
+    }
+    if ((rc = vl_match_run(s, c, &m, &snap, &hits, st)) != VEIL_OK ||
+        (rc = match_where(s, c, plan, &hits, st)) != VEIL_OK) {
+        goto out;
+    }
+    if (after != NULL) {
+        while (start < hits.n && !vl_hit_before(&pos, &hits.h[start])) {
+            start++;
+        }
+    }
+    take = hits.n - start < limit ? hits.n - start : limit;
+    toks = calloc(take + 1, sizeof(*toks));
+    op = calloc(take + 1, sizeof(*op));
+    found = calloc(take + 1, sizeof(*found));
+    if (toks == NULL || op == NULL || found == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < take; i++) {
+        toks[i].p = hits.h[start + i].doc;
+        toks[i].n = VL_DOCTOKEN_BYTES;
+    }
+    if ((rc = fetch(s, c, toks, take, op, found, st)) != VEIL_OK) {
+        take = 0;
+        goto out;
+    }
+    docs = json_array();
+    for (size_t i = 0; i < take; i++) {
+        /* Deleted since the search; or replaced, and kept only if it still matches. */
+        if (!found[i] ||
+            (op[i].version != hits.h[start + i].version && !vl_match_doc(&m, op[i].doc))) {
+            continue;
+        }
+        if (!vl_plan_satisfied(plan, op[i].doc)) {
+            rc = vl_breach(s->v, s, c->name, "a store returned a row the query does not match",
+                           st);
+            goto out;
+        }
+        json_t *view = vl_doc_for_role(c, s, op[i].doc, select);
+        json_array_append_new(docs, json_pack("{s:s, s:I, s:o}", "id", op[i].id, "version",
+                                              (json_int_t)op[i].version, "doc", view));
+    }
+    if (start + take < hits.n &&
+        (rc = match_cursor_seal(c, &m, &snap, &hits.h[start + take - 1], &next)) != VEIL_OK) {
+        rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
+        goto out;
+    }
+    json_t *a = json_pack("{s:O, s:o}", "docs", docs, "next",
+                          next != NULL ? json_string(next) : json_null());
+    *json_out = vl_json_text(a);
+    json_decref(a);
+    if (*json_out == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
+out:
+    if (op != NULL) {
+        opened_free(op, take);
+    }
+    free(op);
+    free(toks);
+    free(found);
+    free(next);
+    free(hits.h);
+    json_decref(docs);
+    vl_match_free(&m);
+    return rc;
+}
+
 veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t len,
                     char **json_out, veil_status *st)
 {
@@ -328,6 +550,18 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
             goto out;
         }
     }
+    if (jafter != NULL && !json_is_null(jafter) && !json_is_string(jafter)) {
+        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after", "after is a cursor string");
+        goto out;
+    }
+    if (match != NULL) {
+        if ((rc = vl_plan_where(c, s->admin ? NULL : role, false, where, &plan, st)) ==
+            VEIL_OK) {
+            rc = query_match(s, c, role, &plan, where, match, select, (size_t)limit,
+                             json_string_value(jafter), json_out, st);
+        }
+        goto out;
+    }
     if (jafter != NULL && !json_is_null(jafter)) {
         if (!json_is_string(jafter) ||
             (rc = cursor_open(c, json_string_value(jafter), after, st)) != VEIL_OK) {
@@ -337,17 +571,6 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
             goto out;
         }
         has_after = true;
-    }
-    if (match != NULL) {
-        const char *f = json_is_object(match) && json_object_size(match) > 0
-                            ? json_object_iter_key(json_object_iter(match))
-                            : "match";
-        const struct vl_fctx *fc = vl_coll_field(c, f);
-        rc = vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, f,
-                           fc != NULL && (fc->f->tactics & VL_TAC_SEARCH)
-                               ? "text search is not served by this version yet"
-                               : "match needs tactic search");
-        goto out;
     }
     if ((rc = vl_plan_where(c, s->admin ? NULL : role, false, where, &plan, st)) != VEIL_OK) {
         goto out;

@@ -18,8 +18,10 @@
 #include "engine/write.h"
 #include "util/log.h"
 
-#define PAYLOAD_FORMAT 1
+#define PAYLOAD_FORMAT_V1 1 /* as written before search entries existed: no kv section */
 #define PAYLOAD_BRIEF 2
+#define PAYLOAD_FORMAT 3    /* with search-index entries */
+#define ENTRY_BYTES (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_BYTES)
 #define OP_PUT 1
 #define OP_DELETE 2
 #define BULK_BATCH 256
@@ -34,7 +36,11 @@ struct item {
     veil_status st;
     bool created;
     int64_t version;
+    uint64_t seq;
     struct vl_sealed sealed;
+    struct vl_docwords words; /* its search fields' words */
+    struct vl_kv *kv;         /* their index entries, words.n of them */
+    uint8_t *kvarena;
     struct vl_buf payload;
     struct vl_buf brief;
     struct vl_intent intent;
@@ -97,6 +103,22 @@ static veil_err payload_build(const veil_vault *v, const struct vl_coll *c, stru
                 rc = vl_buf_put_lp(b, s->prods[i][k].val.p, s->prods[i][k].val.n);
             }
         }
+        /* Search entries of the fields this store holds. */
+        uint32_t nkv = 0;
+        for (size_t k = 0; it->doc != NULL && k < it->words.n; k++) {
+            nkv += it->words.w[k].fc->store == (int)i;
+        }
+        if (rc == VEIL_OK) {
+            rc = vl_buf_put_u32(b, nkv);
+        }
+        for (size_t k = 0; nkv > 0 && rc == VEIL_OK && k < it->words.n; k++) {
+            if (it->words.w[k].fc->store == (int)i) {
+                rc = vl_buf_append(b, it->kv[k].key.p, VL_SEARCH_LABEL_BYTES);
+                if (rc == VEIL_OK) {
+                    rc = vl_buf_put_lp(b, it->kv[k].val.p, it->kv[k].val.n);
+                }
+            }
+        }
     }
     return rc;
 }
@@ -122,7 +144,7 @@ veil_err vl_intent_recover(veil_vault *v, int64_t tenant, const char *coll,
     if (vl_read_u8(&r, &fmt) != 0) {
         return VEIL_ERR_INTERNAL;
     }
-    if (fmt == PAYLOAD_FORMAT) {
+    if (fmt == PAYLOAD_FORMAT || fmt == PAYLOAD_FORMAT_V1) {
         veil_err rc = vl_payload_apply(v, &in->payload, 1);
         return rc != VEIL_OK ? rc : vl_trusted_intents_finish(v->trusted, tenant, coll, in, 1);
     }
@@ -173,6 +195,8 @@ struct parsed {
         uint32_t nsum;
         struct vl_prod_cell *prods;
         uint32_t nprod;
+        struct vl_kv *kv;
+        uint32_t nkv;
     } s[VL_MAX_STORES];
 };
 
@@ -182,9 +206,11 @@ static void parsed_free(struct parsed *p)
         free(p->s[i].tokens);
         free(p->s[i].sums);
         free(p->s[i].prods);
+        free(p->s[i].kv);
         p->s[i].tokens = NULL;
         p->s[i].sums = NULL;
         p->s[i].prods = NULL;
+        p->s[i].kv = NULL;
     }
 }
 
@@ -194,7 +220,7 @@ static int payload_parse(const struct vl_bytes *b, struct parsed *p)
     uint8_t fmt;
     size_t doclen;
     memset(p, 0, sizeof(*p));
-    if (vl_read_u8(&r, &fmt) != 0 || fmt != PAYLOAD_FORMAT ||
+    if (vl_read_u8(&r, &fmt) != 0 || (fmt != PAYLOAD_FORMAT && fmt != PAYLOAD_FORMAT_V1) ||
         vl_read_lp(&r, &p->table, &p->tablelen) != 0 || p->tablelen >= VL_TABLE_NAME_MAX ||
         vl_read_lp(&r, &p->doc, &doclen) != 0 || doclen != VL_DOCTOKEN_BYTES ||
         vl_read_u64(&r, &p->seq) != 0 || vl_read_u8(&r, &p->nstores) != 0 ||
@@ -262,6 +288,27 @@ static int payload_parse(const struct vl_bytes *b, struct parsed *p)
             memcpy(p->s[i].prods[k].col, col, VL_COL_BYTES);
             p->s[i].prods[k].val.p = (uint8_t *)val;
         }
+        if (fmt == PAYLOAD_FORMAT_V1) {
+            continue;
+        }
+        if (vl_read_u32(&r, &p->s[i].nkv) != 0 ||
+            p->s[i].nkv > r.n / (VL_SEARCH_LABEL_BYTES + 4)) {
+            goto bad;
+        }
+        if (p->s[i].nkv > 0 &&
+            (p->s[i].kv = calloc(p->s[i].nkv, sizeof(struct vl_kv))) == NULL) {
+            goto bad;
+        }
+        for (uint32_t k = 0; k < p->s[i].nkv; k++) {
+            const uint8_t *key, *val;
+            if (vl_read_bytes(&r, &key, VL_SEARCH_LABEL_BYTES) != 0 ||
+                vl_read_lp(&r, &val, &p->s[i].kv[k].val.n) != 0) {
+                goto bad;
+            }
+            p->s[i].kv[k].key.p = (uint8_t *)key;
+            p->s[i].kv[k].key.n = VL_SEARCH_LABEL_BYTES;
+            p->s[i].kv[k].val.p = (uint8_t *)val;
+        }
     }
     if (r.n == 0) {
         return 0;
@@ -277,6 +324,7 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
     struct parsed *ps = calloc(n ? n : 1, sizeof(*ps));
     struct vl_row *rows = calloc(n ? n : 1, sizeof(*rows));
     struct vl_bytes *dels = calloc(n ? n : 1, sizeof(*dels));
+    struct vl_kv *kv = NULL;
     size_t parsed = 0;
     if (ps == NULL || rows == NULL || dels == NULL) {
         rc = VEIL_ERR_INTERNAL;
@@ -300,7 +348,30 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
     table[ps[0].tablelen] = '\0';
     for (size_t i = 0; rc == VEIL_OK && i < v->nstores; i++) {
         struct vl_store *s = v->stores[i];
-        size_t nrows = 0, ndels = 0;
+        size_t nrows = 0, ndels = 0, nkv = 0;
+        /* Search entries first: a row that is there means its entries are too (what
+         * recovery of a single store relies on). */
+        for (size_t k = 0; k < n; k++) {
+            nkv += ps[k].s[i].op == OP_PUT ? ps[k].s[i].nkv : 0;
+        }
+        if (nkv > 0) {
+            free(kv);
+            if ((kv = malloc(nkv * sizeof(*kv))) == NULL) {
+                rc = VEIL_ERR_INTERNAL;
+                break;
+            }
+            nkv = 0;
+            for (size_t k = 0; k < n; k++) {
+                for (uint32_t e = 0; ps[k].s[i].op == OP_PUT && e < ps[k].s[i].nkv; e++) {
+                    kv[nkv++] = ps[k].s[i].kv[e];
+                }
+            }
+            if ((rc = s->ops->kv_put(s, table, kv, nkv)) != VEIL_OK) {
+                vl_log(VL_LOG_WARN, "store %s failed a write", v->cfg.store_names[i]);
+                rc = VEIL_ERR_STORE_UNAVAILABLE;
+                break;
+            }
+        }
         for (size_t k = 0; k < n; k++) {
             if (ps[k].s[i].op == OP_PUT) {
                 rows[nrows].doc.p = (uint8_t *)ps[k].doc;
@@ -338,6 +409,7 @@ out:
     free(ps);
     free(rows);
     free(dels);
+    free(kv);
     return rc;
 }
 
@@ -376,6 +448,53 @@ static void item_fail(struct item *it, veil_err rc, const char *msg)
     if (it->rc == VEIL_OK) {
         it->rc = vl_status_set(&it->st, rc, NULL, "%s", msg);
     }
+}
+
+/* Reserves, in one trusted transaction, a counter for every search word of the items'
+ * puts, and makes their index entries. */
+static veil_err reserve_words(veil_vault *v, const struct vl_coll *c, struct item *items,
+                              size_t n)
+{
+    size_t nres = 0;
+    for (size_t i = 0; i < n; i++) {
+        nres += item_ok(&items[i]) && items[i].doc != NULL ? items[i].words.n : 0;
+    }
+    if (nres == 0) {
+        return VEIL_OK;
+    }
+    struct vl_wordres *res = calloc(nres, sizeof(*res));
+    uint64_t *counters = calloc(nres, sizeof(*counters));
+    veil_err rc = res != NULL && counters != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
+    for (size_t i = 0, k = 0; rc == VEIL_OK && i < n; i++) {
+        const struct item *it = &items[i];
+        for (size_t w = 0; item_ok(it) && it->doc != NULL && w < it->words.n; w++, k++) {
+            memcpy(res[k].wkey, it->words.w[w].wkey, VL_WKEY_BYTES);
+            res[k].res = it->seq;
+        }
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_trusted_words_reserve(v->trusted, c->tenant_id, c->name, res, nres);
+    }
+    for (size_t i = 0, k = 0; rc == VEIL_OK && i < n; i++) {
+        struct item *it = &items[i];
+        if (!item_ok(it) || it->doc == NULL || it->words.n == 0) {
+            continue;
+        }
+        it->kv = calloc(it->words.n, sizeof(*it->kv));
+        it->kvarena = malloc(it->words.n * ENTRY_BYTES);
+        if (it->kv == NULL || it->kvarena == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            break;
+        }
+        for (size_t w = 0; w < it->words.n; w++) {
+            counters[w] = res[k + w].counter;
+        }
+        vl_docwords_entries(&it->words, counters, it->seq, it->kv, it->kvarena);
+        k += it->words.n;
+    }
+    free(res);
+    free(counters);
+    return rc;
 }
 
 /* Carries out a batch of puts and deletes of distinct documents; each item's rc says how
@@ -440,18 +559,28 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
     }
     for (size_t i = 0; i < n; i++) {
         struct item *it = &items[i];
+        if (!item_ok(it) || it->doc == NULL) {
+            continue;
+        }
+        it->seq = seq++;
+        it->rc = vl_doc_seal(v, c, it->id, it->doc, it->version, it->seq, &it->sealed,
+                             &it->st);
+        if (item_ok(it)) {
+            it->rc = vl_docwords_of(c, it->doc, &it->words, &it->st);
+        }
+    }
+    if (reserve_words(v, c, items, n) != VEIL_OK) {
+        for (size_t i = 0; i < n; i++) {
+            item_fail(&items[i], VEIL_ERR_STORE_UNAVAILABLE, "the trusted state is unavailable");
+        }
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = &items[i];
         if (!item_ok(it)) {
             continue;
         }
-        uint64_t myseq = 0;
-        if (it->doc != NULL) {
-            myseq = seq++;
-            it->rc = vl_doc_seal(v, c, it->id, it->doc, it->version, myseq, &it->sealed,
-                                 &it->st);
-            if (!item_ok(it)) {
-                continue;
-            }
-        }
+        uint64_t myseq = it->doc != NULL ? it->seq : 0;
         if ((rc = payload_build(v, c, it, myseq)) != VEIL_OK) {
             item_fail(it, rc, "cannot encode the write");
             continue;
@@ -474,6 +603,8 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
         in->payload.n = rec->len;
         in->trusted_part.p = it->sealed.trusted.data;
         in->trusted_part.n = it->sealed.trusted.len;
+        in->slen.p = it->words.slen.data;
+        in->slen.n = it->words.slen.len;
         payloads[nin].p = it->payload.data;
         payloads[nin].n = it->payload.len;
         nin++;
@@ -516,6 +647,11 @@ out_free:
 static void item_clear(struct item *it)
 {
     vl_sealed_free(&it->sealed);
+    vl_docwords_free(&it->words);
+    free(it->kv);
+    free(it->kvarena);
+    it->kv = NULL;
+    it->kvarena = NULL;
     vl_buf_free(&it->payload);
     vl_buf_free(&it->brief);
     free(it->id);

@@ -929,8 +929,12 @@ bool vl_role_reads(const struct vl_role *r, const char *path)
     "; which documents share leading hexadecimal digits of the value, hence roughly their "  \
     "order and which are equal"
 #define LK_SEARCH                                                                            \
-    "; the number of its search index entries, and at search time which entries a query "   \
-    "touches and whether two queries repeat"
+    "; for its words, how many distinct words each write of a document adds (one search "   \
+    "index entry per word, written along with the document). A search shows the store "     \
+    "which entries it reads, hence how often each searched word was ever written and "      \
+    "whether two searches share words, and which documents it returns. Entries written "    \
+    "after a search cannot be linked to it, and no entry is ever removed, so the store "    \
+    "does not learn which words a replaced or deleted document held"
 #define LK_SUM                                                                               \
     " Its homomorphic cells (for sums) tell the store which documents have a value, and "    \
     "nothing about the values."

@@ -10,7 +10,8 @@
  * `tokens[i].tok.p` are separate malloc() blocks or NULL; in a struct vl_doclist, `docs` is
  * one malloc() block or NULL; in a struct vl_agg_result, `groups`, and in each group every
  * `keys[k].p` and `values`, and in each value `runs` and `product.p`, are separate malloc()
- * blocks or NULL.
+ * blocks or NULL; in a struct vl_kv_values, `vals` and `arena` are two malloc() blocks or
+ * NULL, and every non-NULL `vals[i].p` points into `arena` (never freed on its own).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -166,4 +167,18 @@ void vl_agg_result_free(struct vl_agg_result *r)
     free(r->groups);
     r->groups = NULL;
     r->n = 0;
+}
+
+/* Frees what a driver returned in *v (the values and the arena they point into) and leaves
+ * it empty; NULL is a no-op. */
+void vl_kv_values_free(struct vl_kv_values *v)
+{
+    if (v == NULL) {
+        return;
+    }
+    free(v->vals);
+    free(v->arena);
+    v->vals = NULL;
+    v->arena = NULL;
+    v->n = 0;
 }

@@ -5,7 +5,8 @@
  * A row is keyed by a document token (a keyed hash of the document id) and holds a sealed
  * blob, a row sequence number, and a set of (column, token) pairs the store can index:
  * equality tokens (one per column) and range tokens (many per column). Column ids are keyed
- * hashes of field paths. Drivers are dumb: they never see a key, a plaintext, a document id
+ * hashes of field paths. Beside the rows, each table has a key-value space for the entries
+ * of search indexes. Drivers are dumb: they never see a key, a plaintext, a document id
  * or a field name, and every decision about security is taken above this interface.
  *
  * Drivers are reached through a versioned table of functions (SQLite's sqlite3_io_methods);
@@ -16,6 +17,7 @@
 #ifndef VL_STORE_H
 #define VL_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,10 +75,15 @@ struct vl_pred_term {
     const struct vl_bytes *toks;
     size_t ntoks;
 };
-/* The AND of its terms; no terms matches every row. */
+/* The AND of its terms; no terms matches every row. With `only_docs`, a row must also be
+ * one of the ndocs document tokens in `docs` (ndocs == 0 then matches nothing): how a text
+ * search's candidates are narrowed by `where` or aggregated. */
 struct vl_pred {
     const struct vl_pred_term *terms;
     size_t nterms;
+    bool only_docs;
+    const struct vl_bytes *docs;
+    size_t ndocs;
 };
 
 /* A list of document tokens, owned (free with vl_doclist_free). */
@@ -134,6 +141,23 @@ struct vl_agg_result {
 };
 void vl_agg_result_free(struct vl_agg_result *r);
 
+/* The key-value space of a table (search-index entries): keys of VL_KV_KEY_BYTES, values
+ * of at most VL_KV_VAL_MAX bytes, both opaque. */
+#define VL_KV_KEY_BYTES 16
+#define VL_KV_VAL_MAX 1024
+struct vl_kv {
+    struct vl_bytes key;
+    struct vl_bytes val;
+};
+/* What kv_get found: vals[i] answers keys[i]; vals[i].p == NULL when the key is absent.
+ * Owned by the driver's allocation; free with vl_kv_values_free. */
+struct vl_kv_values {
+    struct vl_bytes *vals;
+    size_t n;
+    void *arena;
+};
+void vl_kv_values_free(struct vl_kv_values *v);
+
 struct vl_store;
 
 struct vl_store_ops {
@@ -167,6 +191,15 @@ struct vl_store_ops {
      * aggregation. Groups come in no particular order. */
     veil_err (*aggregate)(struct vl_store *s, const char *table,
                           const struct vl_agg_request *req, struct vl_agg_result *out);
+    /* Key-value space. Puts (insert or replace) all entries or none. */
+    veil_err (*kv_put)(struct vl_store *s, const char *table, const struct vl_kv *kv,
+                       size_t n);
+    /* Looks up n keys (duplicates allowed) in one consistent read. */
+    veil_err (*kv_get)(struct vl_store *s, const char *table, const struct vl_bytes *keys,
+                       size_t n, struct vl_kv_values *out);
+    /* Deletes the entries of these keys; absent ones are ignored. All or none. */
+    veil_err (*kv_delete)(struct vl_store *s, const char *table, const struct vl_bytes *keys,
+                          size_t n);
 };
 
 struct vl_store {

@@ -75,6 +75,41 @@ void vl_ashe_table_free(struct vl_ashe_table *t);
 vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq_run *runs,
                         size_t nruns, const struct vl_ashe_table *t);
 
+/* ---- search (forward-private index entries) ----
+ *
+ * Per field a search key K. A stem w gets a trusted-state key (HMAC(K, 0 || w), 128 bits)
+ * and, per epoch e, two secret keys: (K_label, K_value) = HMAC-SHA-512(K, 1 || e || w).
+ * The c-th entry of w lives under label L_c = bytes 16c..16c+15 of the ChaCha20 key stream
+ * of K_label (a PRF of c), and holds ChaCha20-Poly1305(K_value, nonce c) of the row sequence
+ * number of the document's write and the word's count in it. Without K_label, labels are
+ * random strings: the store cannot tell which entries belong to one word, nor link an entry
+ * written after a search to it (the search revealed L_0..L_{n-1} only). The nonce binds an
+ * entry to its position, the key to its word: a value moved to another label fails to
+ * open. */
+#define VL_SEARCH_KEY_BYTES 32
+#define VL_SEARCH_WKEY_BYTES 16
+#define VL_SEARCH_LABEL_BYTES 16
+#define VL_SEARCH_VALUE_BYTES (12 + 16)
+
+struct vl_search_word {
+    uint8_t wkey[VL_SEARCH_WKEY_BYTES]; /* names the word in trusted state */
+    uint8_t label_key[32];              /* secret */
+    uint8_t value_key[32];              /* secret */
+};
+/* The keys of stem[0..len) under field key `key`, in epoch `epoch`. Wipe with
+ * vl_search_word_wipe. */
+void vl_search_word(struct vl_search_word *out, const uint8_t key[VL_SEARCH_KEY_BYTES],
+                    const char *stem, size_t len, uint32_t epoch);
+void vl_search_word_wipe(struct vl_search_word *w);
+/* Labels of entries first..first+n-1, into out (n * VL_SEARCH_LABEL_BYTES bytes). */
+void vl_search_labels(const struct vl_search_word *w, uint64_t first, size_t n, uint8_t *out);
+/* The value of entry c: (seq, tf) sealed. */
+void vl_search_seal(const struct vl_search_word *w, uint64_t c, uint64_t seq, uint32_t tf,
+                    uint8_t out[VL_SEARCH_VALUE_BYTES]);
+/* Opens entry c's value; -1 when it is not one sealed for this word and position. */
+int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *val, size_t n,
+                   uint64_t *seq, uint32_t *tf) VL_WUR;
+
 /* Writes a signed 128-bit integer in units of 10^-scale as decimal text ("-12.50");
  * out must hold 48 bytes. */
 void vl_i128_to_decimal(vl_i128 v, int scale, char out[48]);

@@ -21,9 +21,21 @@
 #include "trusted/trusted.h"
 #include "util/log.h"
 
+#define MAX_READERS 8
+
 struct vl_trusted {
     sqlite3 *db;
     pthread_mutex_t mu;
+    char *path;
+    pthread_mutex_t rmu;             /* guards readers */
+    sqlite3 *readers[MAX_READERS];   /* idle connections for snapshots */
+    size_t nreaders;
+};
+
+/* A read snapshot: its own connection, inside one read transaction. */
+struct vl_tsnap {
+    struct vl_trusted *t;
+    sqlite3 *db;
 };
 
 static const char schema[] =
@@ -48,7 +60,26 @@ static const char schema[] =
     "  old_version INTEGER NOT NULL, version INTEGER NOT NULL, seq INTEGER NOT NULL,"
     "  digest BLOB NOT NULL, payload BLOB NOT NULL, part BLOB NOT NULL);"
     "CREATE UNIQUE INDEX IF NOT EXISTS intents_doc ON intents(tenant, coll, doc);"
+    /* Search: per-word counters, reserved-but-unwritten index entries, per-field totals. */
+    "CREATE TABLE IF NOT EXISTS words(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  wkey BLOB NOT NULL, count INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(tenant, coll, wkey)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS holes(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  wkey BLOB NOT NULL, counter INTEGER NOT NULL, res INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, coll, wkey, counter)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS holes_res ON holes(tenant, coll, res);"
+    "CREATE TABLE IF NOT EXISTS sstats(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  field INTEGER NOT NULL, ndocs INTEGER NOT NULL, total INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, coll, field)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS docs_seq ON docs(tenant, coll, seq);"
     "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);";
+
+/* Columns added after schema 1; each is added when missing (ALTER TABLE is idempotent
+ * this way, and a state written by an older veil opens unchanged otherwise). */
+static const char *const added_columns[][2] = {
+    {"docs", "slen"},
+    {"intents", "slen"},
+};
 
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
 {
@@ -60,6 +91,28 @@ static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
 static int64_t now(void)
 {
     return (int64_t)time(NULL);
+}
+
+static veil_err add_columns(struct vl_trusted *t)
+{
+    for (size_t i = 0; i < sizeof(added_columns) / sizeof(added_columns[0]); i++) {
+        char sql[128];
+        sqlite3_stmt *s = NULL;
+        int found = 0;
+        snprintf(sql, sizeof(sql), "SELECT 1 FROM pragma_table_info('%s') WHERE name='%s'",
+                 added_columns[i][0], added_columns[i][1]);
+        if (sqlite3_prepare_v2(t->db, sql, -1, &s, NULL) != SQLITE_OK) {
+            return VEIL_ERR_STORE_UNAVAILABLE;
+        }
+        found = sqlite3_step(s) == SQLITE_ROW;
+        sqlite3_finalize(s);
+        snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s BLOB", added_columns[i][0],
+                 added_columns[i][1]);
+        if (!found && sqlite3_exec(t->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            return VEIL_ERR_STORE_UNAVAILABLE;
+        }
+    }
+    return VEIL_OK;
 }
 
 veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
@@ -83,6 +136,11 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
     pthread_mutex_init(&t->mu, NULL);
+    pthread_mutex_init(&t->rmu, NULL);
+    if ((t->path = strdup(path)) == NULL) {
+        free(t);
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &t->db, flags, NULL) != SQLITE_OK) {
         rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
@@ -105,6 +163,11 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
         sqlite3_free(err);
         goto out;
     }
+    if (add_columns(t) != VEIL_OK) {
+        rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
+                           "cannot upgrade the trusted state: %s", sqlite3_errmsg(t->db));
+        goto out;
+    }
 out:
     if (rc == VEIL_OK) {
         *out = t;
@@ -120,7 +183,12 @@ void vl_trusted_close(struct vl_trusted *t)
         return;
     }
     sqlite3_close_v2(t->db);
+    for (size_t i = 0; i < t->nreaders; i++) {
+        sqlite3_close_v2(t->readers[i]);
+    }
     pthread_mutex_destroy(&t->mu);
+    pthread_mutex_destroy(&t->rmu);
+    free(t->path);
     free(t);
 }
 
@@ -310,6 +378,9 @@ veil_err vl_trusted_tenant_shred(struct vl_trusted *t, int64_t tenant)
         "UPDATE tokens SET revoked=1 WHERE tenant=?1",
         "DELETE FROM docs WHERE tenant=?1",
         "DELETE FROM intents WHERE tenant=?1",
+        "DELETE FROM words WHERE tenant=?1",
+        "DELETE FROM holes WHERE tenant=?1",
+        "DELETE FROM sstats WHERE tenant=?1",
         "UPDATE tenants SET shredded=1 WHERE id=?1",
     };
     veil_err rc = tx_begin(t);
@@ -633,8 +704,8 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
     }
     sqlite3_stmt *cur = prep(t, "SELECT version FROM docs WHERE tenant=? AND coll=? AND doc=?");
     sqlite3_stmt *ins = prep(t, "INSERT INTO intents(tenant, coll, doc, op, old_version, "
-                                "version, seq, digest, payload, part) "
-                                "VALUES(?,?,?,?,?,?,?,?,?,?)");
+                                "version, seq, digest, payload, part, slen) "
+                                "VALUES(?,?,?,?,?,?,?,?,?,?,?)");
     if (cur == NULL || ins == NULL) {
         rc = db_err(t, 0, "intent begin");
         goto out;
@@ -667,6 +738,7 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
         bind_bytes(ins, 8, in[i].digest, VL_DIGEST_BYTES);
         bind_bytes(ins, 9, in[i].payload.p, in[i].payload.n);
         bind_bytes(ins, 10, in[i].trusted_part.p, in[i].trusted_part.n);
+        bind_bytes(ins, 11, in[i].slen.p, in[i].slen.n);
         r = sqlite3_step(ins);
         if (r == SQLITE_CONSTRAINT) {
             rc = VEIL_ERR_CONFLICT; /* a write of this document is in flight */
@@ -682,6 +754,29 @@ out:
     return tx_end(t, rc);
 }
 
+/* Adds sign * each (field, length) of a search-length record to the per-field totals. */
+static veil_err stats_add(struct vl_trusted *t, sqlite3_stmt *up, int64_t tenant,
+                          const char *coll, const uint8_t *p, size_t n, int sign)
+{
+    for (size_t at = 0; at + 8 <= n; at += 8) {
+        uint32_t field = (uint32_t)p[at] << 24 | (uint32_t)p[at + 1] << 16 |
+                         (uint32_t)p[at + 2] << 8 | p[at + 3];
+        uint32_t len = (uint32_t)p[at + 4] << 24 | (uint32_t)p[at + 5] << 16 |
+                       (uint32_t)p[at + 6] << 8 | p[at + 7];
+        sqlite3_reset(up);
+        sqlite3_bind_int64(up, 1, tenant);
+        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(up, 3, field);
+        sqlite3_bind_int64(up, 4, sign);
+        sqlite3_bind_int64(up, 5, sign * (int64_t)len);
+        int r = sqlite3_step(up);
+        if (r != SQLITE_DONE) {
+            return db_err(t, r, "search stats");
+        }
+    }
+    return VEIL_OK;
+}
+
 veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const char *coll,
                                    const struct vl_intent *in, size_t n)
 {
@@ -689,15 +784,38 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
     if (rc != VEIL_OK) {
         return rc;
     }
+    sqlite3_stmt *old = prep(t, "SELECT live, slen FROM docs WHERE tenant=? AND coll=? AND doc=?");
     sqlite3_stmt *up = prep(t, "INSERT OR REPLACE INTO docs(tenant, coll, doc, version, seq, "
-                               "digest, live, part) VALUES(?,?,?,?,?,?,?,?)");
+                               "digest, live, part, slen) VALUES(?,?,?,?,?,?,?,?,?)");
     sqlite3_stmt *del = prep(t, "DELETE FROM intents WHERE id=?");
-    if (up == NULL || del == NULL) {
+    sqlite3_stmt *holes = prep(t, "DELETE FROM holes WHERE tenant=? AND coll=? AND res=?");
+    sqlite3_stmt *stats = prep(t, "INSERT INTO sstats(tenant, coll, field, ndocs, total) "
+                                  "VALUES(?1,?2,?3,?4,?5) ON CONFLICT DO UPDATE SET "
+                                  "ndocs = ndocs + ?4, total = total + ?5");
+    if (old == NULL || up == NULL || del == NULL || holes == NULL || stats == NULL) {
         rc = db_err(t, 0, "intent finish");
         goto out;
     }
     for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
         bool put = in[i].op == VL_INTENT_PUT;
+        /* The search totals lose the old document's lengths and gain the new one's. */
+        sqlite3_reset(old);
+        sqlite3_bind_int64(old, 1, tenant);
+        sqlite3_bind_text(old, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(old, 3, in[i].doc, VL_DOCTOKEN_BYTES);
+        int r = sqlite3_step(old);
+        if (r == SQLITE_ROW && sqlite3_column_int(old, 0) != 0) {
+            rc = stats_add(t, stats, tenant, coll, sqlite3_column_blob(old, 1),
+                           (size_t)sqlite3_column_bytes(old, 1), -1);
+        } else if (r != SQLITE_ROW && r != SQLITE_DONE) {
+            rc = db_err(t, r, "intent finish");
+        }
+        if (rc == VEIL_OK && put) {
+            rc = stats_add(t, stats, tenant, coll, in[i].slen.p, in[i].slen.n, 1);
+        }
+        if (rc != VEIL_OK) {
+            break;
+        }
         sqlite3_reset(up);
         sqlite3_bind_int64(up, 1, tenant);
         sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
@@ -711,10 +829,25 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
         } else {
             sqlite3_bind_null(up, 8);
         }
-        int r = sqlite3_step(up);
-        if (r != SQLITE_DONE) {
+        if (put && in[i].slen.n > 0) {
+            bind_bytes(up, 9, in[i].slen.p, in[i].slen.n);
+        } else {
+            sqlite3_bind_null(up, 9);
+        }
+        if ((r = sqlite3_step(up)) != SQLITE_DONE) {
             rc = db_err(t, r, "doc update");
             break;
+        }
+        /* Its search entries are written: they are no longer holes. */
+        if (put) {
+            sqlite3_reset(holes);
+            sqlite3_bind_int64(holes, 1, tenant);
+            sqlite3_bind_text(holes, 2, coll, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(holes, 3, (int64_t)in[i].seq);
+            if ((r = sqlite3_step(holes)) != SQLITE_DONE) {
+                rc = db_err(t, r, "holes");
+                break;
+            }
         }
         sqlite3_reset(del);
         sqlite3_bind_int64(del, 1, in[i].id);
@@ -723,8 +856,11 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
         }
     }
 out:
+    sqlite3_finalize(old);
     sqlite3_finalize(up);
     sqlite3_finalize(del);
+    sqlite3_finalize(holes);
+    sqlite3_finalize(stats);
     return tx_end(t, rc);
 }
 
@@ -762,7 +898,7 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
     veil_err rc = VEIL_OK;
     pthread_mutex_lock(&t->mu);
     sqlite3_stmt *s = prep(t, "SELECT id, tenant, coll, doc, op, old_version, version, seq, "
-                              "digest, payload, part FROM intents ORDER BY id");
+                              "digest, payload, part, slen FROM intents ORDER BY id");
     if (s == NULL) {
         rc = db_err(t, 0, "intents pending");
     }
@@ -789,15 +925,18 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
         if (sqlite3_column_bytes(s, 8) == VL_DIGEST_BYTES) {
             memcpy(p->in.digest, sqlite3_column_blob(s, 8), VL_DIGEST_BYTES);
         }
-        for (int k = 0; k < 2; k++) {
-            struct vl_bytes *b = k == 0 ? &p->in.payload : &p->in.trusted_part;
+        for (int k = 0; k < 3; k++) {
+            struct vl_bytes *b = k == 0   ? &p->in.payload
+                                 : k == 1 ? &p->in.trusted_part
+                                          : &p->in.slen;
             b->n = (size_t)sqlite3_column_bytes(s, 9 + k);
             b->p = malloc(b->n ? b->n : 1);
             if (b->p != NULL && b->n > 0) {
                 memcpy(b->p, sqlite3_column_blob(s, 9 + k), b->n);
             }
         }
-        if (p->coll == NULL || p->in.payload.p == NULL || p->in.trusted_part.p == NULL) {
+        if (p->coll == NULL || p->in.payload.p == NULL || p->in.trusted_part.p == NULL ||
+            p->in.slen.p == NULL) {
             rc = VEIL_ERR_INTERNAL;
         }
     }
@@ -813,8 +952,309 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
         free(v[i].coll);
         free(v[i].in.payload.p);
         free(v[i].in.trusted_part.p);
+        free(v[i].in.slen.p);
     }
     free(v);
     return rc;
 }
 
+
+/* ---- read snapshots ---- */
+
+veil_err vl_trusted_snap_begin(struct vl_trusted *t, struct vl_tsnap **out)
+{
+    struct vl_tsnap *sn = calloc(1, sizeof(*sn));
+    if (sn == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    sn->t = t;
+    pthread_mutex_lock(&t->rmu);
+    if (t->nreaders > 0) {
+        sn->db = t->readers[--t->nreaders];
+    }
+    pthread_mutex_unlock(&t->rmu);
+    if (sn->db == NULL) {
+        if (sqlite3_open_v2(t->path, &sn->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                            NULL) != SQLITE_OK) {
+            vl_log(VL_LOG_ERROR, "trusted state: cannot open a reader");
+            sqlite3_close_v2(sn->db);
+            free(sn);
+            return VEIL_ERR_STORE_UNAVAILABLE;
+        }
+        sqlite3_busy_timeout(sn->db, 10000);
+    }
+    /* The snapshot is taken at the first read of the transaction: read now. */
+    if (sqlite3_exec(sn->db, "BEGIN; SELECT count(*) FROM meta;", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        vl_log(VL_LOG_ERROR, "trusted state: snapshot: %s", sqlite3_errmsg(sn->db));
+        sqlite3_exec(sn->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close_v2(sn->db);
+        free(sn);
+        return VEIL_ERR_STORE_UNAVAILABLE;
+    }
+    *out = sn;
+    return VEIL_OK;
+}
+
+void vl_trusted_snap_end(struct vl_tsnap *sn)
+{
+    if (sn == NULL) {
+        return;
+    }
+    struct vl_trusted *t = sn->t;
+    sqlite3_exec(sn->db, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_lock(&t->rmu);
+    if (t->nreaders < MAX_READERS) {
+        t->readers[t->nreaders++] = sn->db;
+        sn->db = NULL;
+    }
+    pthread_mutex_unlock(&t->rmu);
+    sqlite3_close_v2(sn->db);
+    free(sn);
+}
+
+/* The connection to read through: the snapshot's, or the main one under its lock (then
+ * release with read_done). */
+static sqlite3 *read_db(struct vl_trusted *t, struct vl_tsnap *sn)
+{
+    if (sn != NULL) {
+        return sn->db;
+    }
+    pthread_mutex_lock(&t->mu);
+    exec(t, "BEGIN");
+    return t->db;
+}
+
+static void read_done(struct vl_trusted *t, struct vl_tsnap *sn)
+{
+    if (sn == NULL) {
+        exec(t, "COMMIT");
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
+static sqlite3_stmt *prep_on(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        vl_log(VL_LOG_ERROR, "trusted state: prepare: %s", sqlite3_errmsg(db));
+        return NULL;
+    }
+    return s;
+}
+
+static veil_err read_err(sqlite3 *db, const char *what)
+{
+    vl_log(VL_LOG_ERROR, "trusted state: %s: %s", what, sqlite3_errmsg(db));
+    return VEIL_ERR_STORE_UNAVAILABLE;
+}
+
+/* ---- search ---- */
+
+static int cmp_wordres(const void *a, const void *b)
+{
+    const struct vl_wordres *x = *(const struct vl_wordres *const *)a;
+    const struct vl_wordres *y = *(const struct vl_wordres *const *)b;
+    int c = memcmp(x->wkey, y->wkey, VL_WKEY_BYTES);
+    return c != 0 ? c : (x < y ? -1 : x > y);
+}
+
+veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                  struct vl_wordres *w, size_t n)
+{
+    if (n == 0) {
+        return VEIL_OK;
+    }
+    /* One counter update per distinct word: sort pointers by word, keeping input order. */
+    struct vl_wordres **ord = malloc(n * sizeof(*ord));
+    if (ord == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ord[i] = &w[i];
+    }
+    qsort(ord, n, sizeof(*ord), cmp_wordres);
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        free(ord);
+        return rc;
+    }
+    sqlite3_stmt *up = prep(t, "INSERT INTO words(tenant, coll, wkey, count) VALUES(?1,?2,?3,?4) "
+                               "ON CONFLICT DO UPDATE SET count = count + ?4 "
+                               "RETURNING count - ?4");
+    sqlite3_stmt *hole = prep(t, "INSERT INTO holes(tenant, coll, wkey, counter, res) "
+                                 "VALUES(?,?,?,?,?)");
+    if (up == NULL || hole == NULL) {
+        rc = db_err(t, 0, "words reserve");
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK;) {
+        size_t j = i + 1;
+        while (j < n && memcmp(ord[j]->wkey, ord[i]->wkey, VL_WKEY_BYTES) == 0) {
+            j++;
+        }
+        sqlite3_reset(up);
+        sqlite3_bind_int64(up, 1, tenant);
+        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(up, 3, ord[i]->wkey, VL_WKEY_BYTES);
+        sqlite3_bind_int64(up, 4, (int64_t)(j - i));
+        int r = sqlite3_step(up);
+        if (r != SQLITE_ROW) {
+            rc = db_err(t, r, "words reserve");
+            break;
+        }
+        uint64_t first = (uint64_t)sqlite3_column_int64(up, 0);
+        while (sqlite3_step(up) == SQLITE_ROW) {
+        }
+        for (size_t k = i; k < j && rc == VEIL_OK; k++) {
+            ord[k]->counter = first + (k - i);
+            sqlite3_reset(hole);
+            sqlite3_bind_int64(hole, 1, tenant);
+            sqlite3_bind_text(hole, 2, coll, -1, SQLITE_TRANSIENT);
+            bind_bytes(hole, 3, ord[k]->wkey, VL_WKEY_BYTES);
+            sqlite3_bind_int64(hole, 4, (int64_t)ord[k]->counter);
+            sqlite3_bind_int64(hole, 5, (int64_t)ord[k]->res);
+            if ((r = sqlite3_step(hole)) != SQLITE_DONE) {
+                rc = db_err(t, r, "holes");
+            }
+        }
+        i = j;
+    }
+out:
+    sqlite3_finalize(up);
+    sqlite3_finalize(hole);
+    free(ord);
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_words_count(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                const char *coll, const uint8_t (*wkeys)[VL_WKEY_BYTES],
+                                size_t n, uint64_t *counts)
+{
+    veil_err rc = VEIL_OK;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT count FROM words WHERE tenant=? AND coll=? AND wkey=?");
+    if (s == NULL) {
+        rc = read_err(db, "words count");
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 3, wkeys[i], VL_WKEY_BYTES);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            counts[i] = (uint64_t)sqlite3_column_int64(s, 0);
+        } else if (r == SQLITE_DONE) {
+            counts[i] = 0;
+        } else {
+            rc = read_err(db, "words count");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    return rc;
+}
+
+veil_err vl_trusted_holes(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                          const char *coll, const uint8_t wkey[VL_WKEY_BYTES],
+                          const uint64_t *counters, size_t n, bool *hole)
+{
+    veil_err rc = VEIL_OK;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT 1 FROM holes WHERE tenant=? AND coll=? AND wkey=? "
+                                  "AND counter=?");
+    if (s == NULL) {
+        rc = read_err(db, "holes");
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 3, wkey, VL_WKEY_BYTES);
+        sqlite3_bind_int64(s, 4, (int64_t)counters[i]);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW || r == SQLITE_DONE) {
+            hole[i] = r == SQLITE_ROW;
+        } else {
+            rc = read_err(db, "holes");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    return rc;
+}
+
+void vl_seqdocs_free(struct vl_seqdoc *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(d[i].slen.p);
+        d[i].slen.p = NULL;
+        d[i].slen.n = 0;
+    }
+}
+
+veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                const char *coll, struct vl_seqdoc *d, size_t n)
+{
+    veil_err rc = VEIL_OK;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT doc, version, slen FROM docs "
+                                  "WHERE tenant=? AND coll=? AND seq=? AND live=1");
+    if (s == NULL) {
+        rc = read_err(db, "docs by seq");
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        d[i].found = false;
+        d[i].slen.p = NULL;
+        d[i].slen.n = 0;
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 3, (int64_t)d[i].seq);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW && sqlite3_column_bytes(s, 0) == VL_DOCTOKEN_BYTES) {
+            d[i].found = true;
+            memcpy(d[i].doc, sqlite3_column_blob(s, 0), VL_DOCTOKEN_BYTES);
+            d[i].version = sqlite3_column_int64(s, 1);
+            rc = copy_col(s, 2, &d[i].slen);
+        } else if (r != SQLITE_ROW && r != SQLITE_DONE) {
+            rc = read_err(db, "docs by seq");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    if (rc != VEIL_OK) {
+        vl_seqdocs_free(d, n);
+    }
+    return rc;
+}
+
+veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                 const char *coll, uint32_t field, uint64_t *ndocs,
+                                 uint64_t *total)
+{
+    veil_err rc = VEIL_OK;
+    *ndocs = *total = 0;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT ndocs, total FROM sstats "
+                                  "WHERE tenant=? AND coll=? AND field=?");
+    if (s == NULL) {
+        rc = read_err(db, "search stats");
+    } else {
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 3, field);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
+            *ndocs = a > 0 ? (uint64_t)a : 0;
+            *total = b > 0 ? (uint64_t)b : 0;
+        } else if (r != SQLITE_DONE) {
+            rc = read_err(db, "search stats");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    return rc;
+}

@@ -108,6 +108,8 @@ struct vl_intent {
     uint8_t digest[VL_DIGEST_BYTES];
     struct vl_bytes payload;    /* what to (re)write to the stores; owned by the caller */
     struct vl_bytes trusted_part; /* the fields kept in trusted state */
+    struct vl_bytes slen;       /* search: the new document's word counts per field, as
+                                   (u32 field, u32 words) big-endian pairs; n = 0: none */
 };
 /* In one transaction: checks each document is still at old_version with no write in flight
  * (VEIL_ERR_CONFLICT otherwise, and nothing is recorded), then records the intents. */
@@ -124,5 +126,62 @@ veil_err vl_trusted_intents_abort(struct vl_trusted *t, const struct vl_intent *
 typedef veil_err (*vl_intent_fn)(void *ctx, int64_t tenant, const char *coll,
                                  const struct vl_intent *in);
 veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void *ctx);
+
+/* ---- search: per-word counters (DESIGN.md "text search") ----
+ *
+ * A word of a search field is known here only by its key, a keyed hash of field and stem.
+ * Its counter is how many index entries it has been given: the store must hold entries
+ * 0..count-1, except the holes: counters reserved by a write that has not finished (its
+ * entries may not be written yet) or that failed (they never will be). A write's holes are
+ * filled, that is forgotten, when its intent finishes; a crash or a failed write leaves
+ * them, so a search knows those entries may be missing without anything being wrong.
+ *
+ * Per field, the number of live documents with words in it and their total count of words
+ * (BM25's N and average length) follow the `slen` of finished intents. */
+#define VL_WKEY_BYTES 16
+struct vl_wordres {
+    uint8_t wkey[VL_WKEY_BYTES]; /* in */
+    uint64_t res;                /* in: the row sequence number of the write */
+    uint64_t counter;            /* out: the reserved counter */
+};
+/* In one transaction: reserves a counter for each item (items of the same word get
+ * consecutive ones, in order) and records each as a hole of its write. */
+veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
+                                  struct vl_wordres *w, size_t n) VL_WUR;
+
+/* A read snapshot: every read through it sees the trusted state as it was when it began,
+ * however long it stays open (SQLite WAL: writers go on meanwhile). A search reads
+ * counters, holes and documents through one, so that it sees each write either finished,
+ * with all its entries in the store, or not at all. The reads below take sn = NULL to
+ * read the current state instead. */
+struct vl_tsnap;
+veil_err vl_trusted_snap_begin(struct vl_trusted *t, struct vl_tsnap **out) VL_WUR;
+void vl_trusted_snap_end(struct vl_tsnap *sn);
+
+/* counts[i]: the counter of wkeys[i] (0 for a word never written). */
+veil_err vl_trusted_words_count(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                const char *coll, const uint8_t (*wkeys)[VL_WKEY_BYTES],
+                                size_t n, uint64_t *counts) VL_WUR;
+/* hole[i]: is (wkey, counters[i]) a hole? */
+veil_err vl_trusted_holes(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                          const char *coll, const uint8_t wkey[VL_WKEY_BYTES],
+                          const uint64_t *counters, size_t n, bool *hole) VL_WUR;
+
+/* The live document whose current row sequence number is `seq`, if any. */
+struct vl_seqdoc {
+    uint64_t seq;                   /* in */
+    bool found;
+    uint8_t doc[VL_DOCTOKEN_BYTES];
+    int64_t version;
+    struct vl_bytes slen;           /* owned; n = 0: none */
+};
+veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                const char *coll, struct vl_seqdoc *d, size_t n) VL_WUR;
+void vl_seqdocs_free(struct vl_seqdoc *d, size_t n);
+/* The number of live documents with words in search field `field` (its index in the
+ * policy), and their total number of words. */
+veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                 const char *coll, uint32_t field, uint64_t *ndocs,
+                                 uint64_t *total) VL_WUR;
 
 #endif

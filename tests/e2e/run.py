@@ -1065,6 +1065,9 @@ TESTS.extend(test_analytics.TESTS)
 import test_faults  # noqa: E402
 test_faults.diag = diag
 TESTS.extend(test_faults.TESTS)
+import test_search  # noqa: E402
+test_search.diag = diag
+TESTS.extend(test_search.TESTS)
 
 
 def main():

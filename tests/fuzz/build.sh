@@ -3,8 +3,8 @@
 # through meson): the files libveil is made of (the `veil_sources += files(...)` lists of
 # src/*/meson.build, so the server and CLI stay out) are compiled once with coverage
 # instrumentation, ASan and UBSan, and linked into each harness with the pkg-config
-# libraries of meson.build's `deps` (libsodium libcrypto jansson yaml-0.1 sqlite3 ...),
-# -lpthread and -lm.
+# libraries of meson.build's `deps` (libsodium libcrypto jansson yaml-0.1 sqlite3 ...), its
+# cc.find_library ones (-lstemmer), -lpthread and -lm.
 # Usage: tests/fuzz/build.sh [OUTDIR]   (default: build-fuzz at the project root)
 # Environment: CC (default clang, else clang-14), EXTRA_PKGS (more pkg-config packages).
 set -eu
@@ -17,7 +17,7 @@ if [ -z "$cc" ]; then
 fi
 command -v "$cc" >/dev/null 2>&1 || { echo "fuzz: $cc not found (apt install clang)" >&2; exit 1; }
 
-harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config"
+harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config fuzz_words"
 
 # The library's sources, as meson lists them.
 srcs=""
@@ -33,13 +33,16 @@ done
 pkgs=$(sed -n '/^deps = \[/,/^\]/p' "$top/meson.build" | grep -o "dependency('[^']*'" |
        sed "s/dependency('//; s/'//" | grep -v '^threads$' | tr '\n' ' ')
 pkgs="${pkgs:-libsodium libcrypto jansson yaml-0.1 sqlite3} ${EXTRA_PKGS:-}"
+# And the plain libraries it finds with cc.find_library (stemmer has no pkg-config file).
+plain=$(sed -n '/^deps = \[/,/^\]/p' "$top/meson.build" | grep -o "find_library('[^']*'" |
+        sed "s/find_library('/-l/; s/'//" | grep -v '^-lm$' | tr '\n' ' ')
 
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 # shellcheck disable=SC2086
 cflags="-std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Wno-missing-field-initializers \
 -I$top/include -I$top/src $san $(pkg-config --cflags $pkgs)"
 # shellcheck disable=SC2086
-libs="$(pkg-config --libs $pkgs) -lpthread -lm"
+libs="$(pkg-config --libs $pkgs) $plain -lpthread -lm"
 
 obj_of() {
     echo "$out/obj/$(basename "$(dirname "$1")")_$(basename "$1" .c).o"

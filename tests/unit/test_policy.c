@@ -214,7 +214,10 @@ static void test_describe(void **state)
 
     assert_string_equal(json_string_value(json_object_get(name, "language")), "dutch");
     leak = json_string_value(json_object_get(name, "leakage"));
-    assert_non_null(strstr(leak, "search index entries"));
+    assert_non_null(strstr(leak, "search index entry per word"));
+    assert_non_null(strstr(leak, "which entries it reads"));
+    assert_non_null(strstr(leak, "cannot be linked to it"));
+    assert_non_null(strstr(leak, "does not learn which words a replaced or deleted document"));
 
     leak = vl_field_leakage(vl_policy_field(p, "org_id"));
     assert_string_equal(leak, "Stored encrypted (XChaCha20-Poly1305). The store learns its "

@@ -4,7 +4,11 @@
  * bad names, threads, unavailability, reopening, and that deleted ciphertext leaves no
  * trace in the database, WAL or shared-memory files. Aggregates are checked against a model
  * of the table: ASHE sums decrypt to the plaintext sums with the returned runs, which must
- * be exactly the maximal runs of current rows' seqs; Paillier products match GMP's.
+ * be exactly the maximal runs of current rows' seqs; Paillier products match GMP's. The
+ * key-value space: round trips, replacement, absent and repeated keys, a 10,000-key get,
+ * all-or-none batches (also when the database refuses an entry midway), drop_table, and
+ * tampered values. Predicates restricted to a set of documents (only_docs): find with terms
+ * and paging, and aggregates equal to the same aggregate over a table holding just that set.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -66,6 +70,31 @@ static void mkdoc(uint8_t d[VL_DOCTOKEN_BYTES], uint32_t i)
 static void mkcol(uint8_t c[VL_COL_BYTES], uint8_t v)
 {
     memset(c, v, VL_COL_BYTES);
+}
+
+/* Key i: a scrambled prefix, so that key order is neither i's nor insertion order. */
+static void mkkey(uint8_t k[VL_KV_KEY_BYTES], uint32_t i)
+{
+    uint32_t x = i * 2654435761u;
+    memset(k, 0x3c, VL_KV_KEY_BYTES);
+    k[0] = (uint8_t)(x >> 24);
+    k[1] = (uint8_t)(x >> 16);
+    k[2] = (uint8_t)(x >> 8);
+    k[3] = (uint8_t)x;
+    k[4] = (uint8_t)(i >> 24);
+    k[5] = (uint8_t)(i >> 16);
+    k[6] = (uint8_t)(i >> 8);
+    k[7] = (uint8_t)i;
+}
+
+/* The value of key i at version v: 1..VL_KV_VAL_MAX bytes, all derived from (i, v). */
+static size_t mkval(uint8_t out[VL_KV_VAL_MAX], uint32_t i, uint32_t v)
+{
+    size_t n = 1 + (i * 131u + v * 7u) % VL_KV_VAL_MAX;
+    for (size_t j = 0; j < n; j++) {
+        out[j] = (uint8_t)(i * 31u + v * 17u + j);
+    }
+    return n;
 }
 
 /* A batch of rows built by the tests; every pointer is owned here. */
@@ -573,6 +602,17 @@ static void test_find_huge_term(void **state)
     assert_int_equal(l.n, 1);
     assert_int_equal(docid(l.docs[0]), 2);
     vl_doclist_free(&l);
+    /* and with only_docs, where the term probes each candidate */
+    uint8_t cand[3][VL_DOCTOKEN_BYTES];
+    mkdoc(cand[0], 3);
+    mkdoc(cand[1], 1);
+    mkdoc(cand[2], 9);
+    struct vl_bytes cb[3] = {docref(cand[0]), docref(cand[1]), docref(cand[2])};
+    struct vl_pred p4 = {terms, 1, true, cb, 3};
+    assert_int_equal(s->ops->find(s, T1, &p4, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(docid(l.docs[0]), 1);
+    vl_doclist_free(&l);
     /* the temp table does not keep one call's tokens for the next */
     struct vl_bytes other = {(uint8_t *)"elsewhere", 9};
     struct vl_pred_term t3 = {.toks = &other, .ntoks = 1};
@@ -663,6 +703,28 @@ static void *work(void *arg)
         w->errors += s->ops->delete_rows(s, T1, &gone, 1) != VEIL_OK;
         w->errors += s->ops->ensure_table(s, T2) != VEIL_OK;
         w->errors += s->ops->ping(s) != VEIL_OK;
+        /* this row alone among the two, through temp.vl_docs on whichever connection */
+        struct vl_bytes both[2] = {docref(b.docs[0]), gone};
+        struct vl_pred only = {NULL, 0, true, both, 2};
+        if (s->ops->find(s, T1, &only, NULL, 10, &l) != VEIL_OK || l.n != 1 ||
+            docid(l.docs[0]) != id) {
+            w->errors++;
+        }
+        vl_doclist_free(&l);
+        /* the key-value space: this thread's key, its previous one deleted */
+        uint8_t key[VL_KV_KEY_BYTES], prev[VL_KV_KEY_BYTES], val[VL_KV_VAL_MAX];
+        mkkey(key, id);
+        mkkey(prev, id - 1);
+        struct vl_kv e = {{key, VL_KV_KEY_BYTES}, {val, mkval(val, id, 1)}};
+        w->errors += s->ops->kv_put(s, T1, &e, 1) != VEIL_OK;
+        struct vl_bytes ks[2] = {{key, VL_KV_KEY_BYTES}, {prev, VL_KV_KEY_BYTES}};
+        w->errors += s->ops->kv_delete(s, T1, &ks[1], 1) != VEIL_OK;
+        struct vl_kv_values got;
+        if (s->ops->kv_get(s, T1, ks, 2, &got) != VEIL_OK || got.vals[1].p != NULL ||
+            got.vals[0].n != e.val.n || memcmp(got.vals[0].p, val, e.val.n) != 0) {
+            w->errors++;
+        }
+        vl_kv_values_free(&got);
         batch_free(&b);
     }
     return NULL;
@@ -857,6 +919,540 @@ static void test_secure_delete(void **state)
     assert_false(on_disk(f->dir, dropped, 64));
 }
 
+/* ---- the key-value space ---- */
+
+/* Entries for keys ids[0..n) at version v; every pointer is owned here. */
+struct kvbatch {
+    struct vl_kv *kv;
+    struct vl_bytes *keys; /* the same keys, for get and delete */
+    uint8_t (*kb)[VL_KV_KEY_BYTES];
+    uint8_t (*vb)[VL_KV_VAL_MAX];
+    size_t n;
+};
+
+static void kvb_init(struct kvbatch *b, const uint32_t *ids, size_t n, uint32_t v)
+{
+    b->kv = calloc(n ? n : 1, sizeof(*b->kv));
+    b->keys = calloc(n ? n : 1, sizeof(*b->keys));
+    b->kb = calloc(n ? n : 1, sizeof(*b->kb));
+    b->vb = calloc(n ? n : 1, sizeof(*b->vb));
+    assert_true(b->kv && b->keys && b->kb && b->vb);
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        mkkey(b->kb[i], ids[i]);
+        b->kv[i].key = (struct vl_bytes){b->kb[i], VL_KV_KEY_BYTES};
+        b->kv[i].val = (struct vl_bytes){b->vb[i], mkval(b->vb[i], ids[i], v)};
+        b->keys[i] = b->kv[i].key;
+    }
+}
+
+static void kvb_free(struct kvbatch *b)
+{
+    free(b->kv);
+    free(b->keys);
+    free(b->kb);
+    free(b->vb);
+}
+
+/* ids 0..n-1 times `mul`, plus `add`. */
+static uint32_t *ids_seq(size_t n, uint32_t mul, uint32_t add)
+{
+    uint32_t *ids = calloc(n ? n : 1, sizeof(*ids));
+    assert_non_null(ids);
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = (uint32_t)i * mul + add;
+    }
+    return ids;
+}
+
+static veil_err kv_put_ids(struct vl_store *s, const char *t, const uint32_t *ids, size_t n,
+                           uint32_t v)
+{
+    struct kvbatch b;
+    kvb_init(&b, ids, n, v);
+    veil_err rc = s->ops->kv_put(s, t, b.kv, n);
+    kvb_free(&b);
+    return rc;
+}
+
+/* Gets keys ids[0..n) and checks each answer: vers[i] is the version key ids[i] should have,
+ * 0 for absent (vers NULL: all at version `v`). */
+static void kv_expect(struct vl_store *s, const char *t, const uint32_t *ids, size_t n,
+                      const uint32_t *vers, uint32_t v)
+{
+    struct kvbatch b;
+    struct vl_kv_values got;
+    uint8_t want[VL_KV_VAL_MAX];
+    kvb_init(&b, ids, n, 0);
+    assert_int_equal(s->ops->kv_get(s, t, b.keys, n, &got), VEIL_OK);
+    assert_int_equal(got.n, n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t ver = vers != NULL ? vers[i] : v;
+        if (ver == 0) {
+            assert_null(got.vals[i].p);
+            assert_int_equal(got.vals[i].n, 0);
+            continue;
+        }
+        size_t wn = mkval(want, ids[i], ver);
+        assert_non_null(got.vals[i].p);
+        assert_int_equal(got.vals[i].n, wn);
+        assert_memory_equal(got.vals[i].p, want, wn);
+        /* every value lies in the one arena */
+        assert_non_null(got.arena);
+    }
+    vl_kv_values_free(&got);
+    assert_null(got.vals);
+    assert_null(got.arena);
+    assert_int_equal(got.n, 0);
+    kvb_free(&b);
+}
+
+static void test_kv_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct vl_kv_values got;
+    uint32_t ids[3] = {1, 2, 3};
+    uint32_t v1[3] = {1, 1, 1};
+
+    /* no table yet: a get finds nothing, a delete is a no-op */
+    kv_expect(s, T1, ids, 3, NULL, 0);
+    struct kvbatch b;
+    kvb_init(&b, ids, 3, 1);
+    assert_int_equal(s->ops->kv_delete(s, T1, b.keys, 3), VEIL_OK);
+    /* the put creates the table */
+    assert_int_equal(s->ops->kv_put(s, T1, b.kv, 3), VEIL_OK);
+    kv_expect(s, T1, ids, 3, v1, 0);
+
+    /* absent keys, repeats and any order in one get */
+    uint32_t q[8] = {3, 99, 1, 3, 2, 3, 100, 1};
+    uint32_t qv[8] = {1, 0, 1, 1, 1, 1, 0, 1};
+    kv_expect(s, T1, q, 8, qv, 0);
+    /* repeats share their bytes */
+    struct kvbatch qb;
+    kvb_init(&qb, q, 8, 0);
+    assert_int_equal(s->ops->kv_get(s, T1, qb.keys, 8, &got), VEIL_OK);
+    assert_ptr_equal(got.vals[0].p, got.vals[3].p);
+    assert_ptr_equal(got.vals[2].p, got.vals[7].p);
+    vl_kv_values_free(&got);
+    kvb_free(&qb);
+
+    /* replace one, add one; the rest stand */
+    uint32_t ids2[2] = {2, 4};
+    assert_int_equal(kv_put_ids(s, T1, ids2, 2, 2), VEIL_OK);
+    uint32_t all[4] = {1, 2, 3, 4}, allv[4] = {1, 2, 1, 2};
+    kv_expect(s, T1, all, 4, allv, 0);
+
+    /* a repeated key in one put: the last entry wins */
+    struct kvbatch rb;
+    uint32_t rep[2] = {5, 5};
+    kvb_init(&rb, rep, 2, 3);
+    rb.kv[1].val.n = mkval(rb.vb[1], 5, 4);
+    assert_int_equal(s->ops->kv_put(s, T1, rb.kv, 2), VEIL_OK);
+    uint32_t five = 5, fivev = 4;
+    kv_expect(s, T1, &five, 1, &fivev, 0);
+    kvb_free(&rb);
+
+    /* delete two (and an absent one, and one twice) */
+    uint32_t del[4] = {1, 3, 77, 3};
+    struct kvbatch db;
+    kvb_init(&db, del, 4, 0);
+    assert_int_equal(s->ops->kv_delete(s, T1, db.keys, 4), VEIL_OK);
+    kvb_free(&db);
+    uint32_t allv2[4] = {0, 2, 0, 2};
+    kv_expect(s, T1, all, 4, allv2, 0);
+
+    /* values of the extreme sizes */
+    uint8_t k[VL_KV_KEY_BYTES], big[VL_KV_VAL_MAX];
+    mkkey(k, 1000);
+    memset(big, 0xee, sizeof(big));
+    struct vl_kv e[2] = {{{k, VL_KV_KEY_BYTES}, {big, VL_KV_VAL_MAX}}};
+    uint8_t k2[VL_KV_KEY_BYTES];
+    mkkey(k2, 1001);
+    e[1] = (struct vl_kv){{k2, VL_KV_KEY_BYTES}, {big, 1}};
+    assert_int_equal(s->ops->kv_put(s, T1, e, 2), VEIL_OK);
+    struct vl_bytes ek[2] = {e[0].key, e[1].key};
+    assert_int_equal(s->ops->kv_get(s, T1, ek, 2, &got), VEIL_OK);
+    assert_int_equal(got.vals[0].n, VL_KV_VAL_MAX);
+    assert_memory_equal(got.vals[0].p, big, VL_KV_VAL_MAX);
+    assert_int_equal(got.vals[1].n, 1);
+    assert_int_equal(got.vals[1].p[0], 0xee);
+    vl_kv_values_free(&got);
+
+    /* empty calls */
+    assert_int_equal(s->ops->kv_put(s, T1, NULL, 0), VEIL_OK);
+    assert_int_equal(s->ops->kv_delete(s, T1, NULL, 0), VEIL_OK);
+    assert_int_equal(s->ops->kv_get(s, T1, NULL, 0, &got), VEIL_OK);
+    assert_int_equal(got.n, 0);
+    assert_null(got.vals);
+    vl_kv_values_free(&got);
+    vl_kv_values_free(NULL);
+
+    /* the key-value space is the table's: T2 holds nothing, and rows do not touch it */
+    kv_expect(s, T2, all, 4, NULL, 0);
+    assert_int_equal(put1(s, T1, 1, 1, "row", 1, "t"), VEIL_OK);
+    uint8_t d[VL_DOCTOKEN_BYTES];
+    mkdoc(d, 1);
+    struct vl_bytes dref = docref(d);
+    assert_int_equal(s->ops->delete_rows(s, T1, &dref, 1), VEIL_OK);
+    kv_expect(s, T1, all, 4, allv2, 0);
+    kvb_free(&b);
+}
+
+/* A large get, across many IN batches, with repeats and absent keys. */
+static void test_kv_large(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 10000 };
+    uint32_t *ids = ids_seq(N, 1, 0);
+    assert_int_equal(kv_put_ids(s, T1, ids, N, 1), VEIL_OK);
+    kv_expect(s, T1, ids, N, NULL, 1);
+
+    /* multiples of 3 below 12000, each asked for 2 or 3 times; those >= N are absent */
+    uint32_t *q = calloc(N, sizeof(*q)), *qv = calloc(N, sizeof(*qv));
+    assert_true(q && qv);
+    for (size_t j = 0; j < N; j++) {
+        q[j] = (uint32_t)(j * 3 % 12000);
+        qv[j] = q[j] < N ? 1 : 0;
+    }
+    kv_expect(s, T1, q, N, qv, 0);
+
+    /* a large delete: the even ids */
+    uint32_t *even = ids_seq(N / 2, 2, 0);
+    struct kvbatch b;
+    kvb_init(&b, even, N / 2, 0);
+    assert_int_equal(s->ops->kv_delete(s, T1, b.keys, N / 2), VEIL_OK);
+    kvb_free(&b);
+    for (size_t i = 0; i < N; i++) {
+        qv[i] = ids[i] % 2;
+    }
+    kv_expect(s, T1, ids, N, qv, 0);
+    free(even);
+    free(q);
+    free(qv);
+    free(ids);
+}
+
+/* All or none: a malformed entry anywhere refuses the whole batch, and so does a failure
+ * of the database in the middle of one. */
+static void test_kv_atomic(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 100 };
+    uint32_t *ids = ids_seq(N, 1, 0);
+    assert_int_equal(kv_put_ids(s, T1, ids, N / 2, 1), VEIL_OK); /* 0..49 at version 1 */
+    uint32_t vers[N];
+    for (size_t i = 0; i < N; i++) {
+        vers[i] = i < N / 2 ? 1 : 0;
+    }
+
+    struct kvbatch b;
+    uint8_t big[VL_KV_VAL_MAX + 1] = {0};
+    for (int bad = 0; bad < 6; bad++) {
+        kvb_init(&b, ids, N, 2); /* would replace 0..49 and add 50..99 */
+        size_t at = bad % 2 ? 0 : N - 1;
+        switch (bad) {
+        case 0:
+        case 1:
+            b.kv[at].key.n = VL_KV_KEY_BYTES - 1;
+            break;
+        case 2:
+            b.kv[at].key.n = VL_KV_KEY_BYTES + 1;
+            break;
+        case 3:
+            b.kv[at].val.n = 0;
+            break;
+        case 4:
+            b.kv[at].val = (struct vl_bytes){big, sizeof(big)};
+            break;
+        default:
+            b.kv[at].val.p = NULL;
+            break;
+        }
+        assert_int_equal(s->ops->kv_put(s, T1, b.kv, N), VEIL_ERR_INTERNAL);
+        kvb_free(&b);
+        kv_expect(s, T1, ids, N, vers, 0);
+    }
+    assert_int_equal(s->ops->kv_put(s, "NOT-HEX", NULL, 0), VEIL_ERR_INTERNAL);
+
+    /* malformed keys in get and delete are refused too, and delete nothing */
+    kvb_init(&b, ids, N, 0);
+    b.keys[7].n = 3;
+    struct vl_kv_values got = {NULL, 0, NULL};
+    assert_int_equal(s->ops->kv_get(s, T1, b.keys, N, &got), VEIL_ERR_INTERNAL);
+    assert_null(got.vals);
+    assert_int_equal(s->ops->kv_delete(s, T1, b.keys, N), VEIL_ERR_INTERNAL);
+    b.keys[7].n = VL_KV_KEY_BYTES;
+    b.keys[7].p = NULL;
+    assert_int_equal(s->ops->kv_delete(s, T1, b.keys, N), VEIL_ERR_INTERNAL);
+    assert_int_equal(s->ops->kv_get(s, "x", b.keys, 1, &got), VEIL_ERR_INTERNAL);
+    assert_int_equal(s->ops->kv_delete(s, "", b.keys, 1), VEIL_ERR_INTERNAL);
+    kvb_free(&b);
+    kv_expect(s, T1, ids, N, vers, 0);
+
+    /* the database refuses the 80th entry (a trigger added behind the driver's back): the
+     * 79 before it are rolled back */
+    char path[1024], sql[512];
+    sqlite3 *db = NULL;
+    uint8_t k79[VL_KV_KEY_BYTES];
+    mkkey(k79, 79);
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char hex[2 * VL_KV_KEY_BYTES + 1];
+    for (size_t i = 0; i < VL_KV_KEY_BYTES; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", k79[i]);
+    }
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER refuse BEFORE INSERT ON \"k_%s\" WHEN NEW.key = x'%s'"
+             " BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+             T1, hex);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(kv_put_ids(s, T1, ids, N, 3), VEIL_ERR_STORE_UNAVAILABLE);
+    kv_expect(s, T1, ids, N, vers, 0);
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER refuse", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(kv_put_ids(s, T1, ids, N, 3), VEIL_OK);
+    kv_expect(s, T1, ids, N, NULL, 3);
+    free(ids);
+}
+
+/* drop_table takes the key-value space with it; a space removed behind the driver's back
+ * (or never created, as in a table written before it existed) reads as empty, and the next
+ * put makes it again. */
+static void test_kv_drop(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    uint32_t *ids = ids_seq(20, 1, 0);
+    uint8_t secret[64];
+    mkpattern(secret, 0x42);
+    uint8_t k[VL_KV_KEY_BYTES];
+    mkkey(k, 500);
+    struct vl_kv e = {{k, VL_KV_KEY_BYTES}, {secret, sizeof(secret)}};
+    assert_int_equal(kv_put_ids(s, T1, ids, 20, 1), VEIL_OK);
+    assert_int_equal(s->ops->kv_put(s, T1, &e, 1), VEIL_OK);
+    assert_int_equal(kv_put_ids(s, T2, ids, 20, 2), VEIL_OK);
+    assert_true(on_disk(f->dir, secret, sizeof(secret)));
+
+    char path[1024];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE name = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_bind_text(st, 1, "k_" T1, -1, SQLITE_STATIC), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_reset(st);
+
+    assert_int_equal(s->ops->drop_table(s, T1), VEIL_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_reset(st);
+    assert_false(on_disk(f->dir, secret, sizeof(secret)));
+    kv_expect(s, T1, ids, 20, NULL, 0);
+    kv_expect(s, T2, ids, 20, NULL, 2); /* the other table keeps its entries */
+    assert_int_equal(kv_put_ids(s, T1, ids, 5, 3), VEIL_OK);
+    kv_expect(s, T1, ids, 5, NULL, 3);
+
+    /* T2's rows stay, its k_T goes: reads see nothing, deletes are no-ops, puts recreate */
+    assert_int_equal(put1(s, T2, 1, 1, "row", 1, "t"), VEIL_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE \"k_" T2 "\"", NULL, NULL, NULL), SQLITE_OK);
+    kv_expect(s, T2, ids, 20, NULL, 0);
+    struct kvbatch b;
+    kvb_init(&b, ids, 20, 0);
+    assert_int_equal(s->ops->kv_delete(s, T2, b.keys, 20), VEIL_OK);
+    kvb_free(&b);
+    assert_int_equal(kv_put_ids(s, T2, ids, 20, 4), VEIL_OK);
+    kv_expect(s, T2, ids, 20, NULL, 4);
+    assert_int_equal(sqlite3_bind_text(st, 1, "k_" T2, -1, SQLITE_STATIC), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(ids);
+}
+
+/* Stored values the driver cannot return faithfully: not a blob, empty or too long. */
+static void test_kv_tampered(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    uint32_t *ids = ids_seq(10, 1, 0);
+    assert_int_equal(kv_put_ids(s, T1, ids, 10, 1), VEIL_OK);
+    char path[1024], sql[512];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    static const char *const bad[] = {"x''", "'text'", "42", "zeroblob(1025)"};
+    struct kvbatch b;
+    kvb_init(&b, ids, 10, 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(sql, sizeof(sql),
+                 "UPDATE \"k_%s\" SET val = %s WHERE key = (SELECT max(key) FROM \"k_%s\")", T1,
+                 bad[i], T1);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_changes(db), 1);
+        struct vl_kv_values got = {NULL, 0, NULL};
+        assert_int_equal(s->ops->kv_get(s, T1, b.keys, 10, &got), VEIL_ERR_INTEGRITY);
+        assert_null(got.vals);
+        assert_null(got.arena);
+    }
+    kvb_free(&b);
+    sqlite3_close(db);
+    free(ids);
+}
+
+/* ---- find restricted to a set of documents ---- */
+
+static struct vl_bytes *docs_of(const uint32_t *ids, size_t n, uint8_t (**store)[VL_DOCTOKEN_BYTES])
+{
+    struct vl_bytes *b = calloc(n ? n : 1, sizeof(*b));
+    *store = calloc(n ? n : 1, VL_DOCTOKEN_BYTES);
+    assert_true(b && *store);
+    for (size_t i = 0; i < n; i++) {
+        mkdoc((*store)[i], ids[i]);
+        b[i] = docref((*store)[i]);
+    }
+    return b;
+}
+
+/* Asserts that l holds exactly the documents ids[0..n). */
+static void assert_docs(struct vl_doclist *l, const uint32_t *ids, size_t n)
+{
+    assert_int_equal(l->n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(docid(l->docs[i]), ids[i]);
+    }
+    vl_doclist_free(l);
+}
+
+static void test_find_only_docs(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct batch b;
+    struct vl_doclist l;
+    uint8_t(*store)[VL_DOCTOKEN_BYTES] = NULL;
+
+    /* no table yet */
+    uint32_t want[] = {8, 3, 42, 1, 3, 5, 2}; /* 42 absent, 3 twice, in no order */
+    struct vl_bytes *docs = docs_of(want, 7, &store);
+    struct vl_pred only = {.only_docs = true, .docs = docs, .ndocs = 7};
+    assert_int_equal(s->ops->find(s, T1, &only, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+
+    batch_init(&b, 10);
+    for (uint32_t i = 0; i < 10; i++) {
+        batch_set(&b, i, i, i, "x", 2, 1, i % 2 ? "odd" : "even", 2, i < 5 ? "lo" : "hi");
+    }
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    batch_free(&b);
+
+    /* the set alone: its documents that exist, in byte order, each once */
+    uint32_t e1[] = {1, 2, 3, 5, 8};
+    assert_int_equal(s->ops->find(s, T1, &only, NULL, 100, &l), VEIL_OK);
+    assert_docs(&l, e1, 5);
+
+    /* AND the terms */
+    struct vl_bytes t_odd = {(uint8_t *)"odd", 3}, t_lo = {(uint8_t *)"lo", 2};
+    struct vl_pred_term terms[2] = {{.toks = &t_odd, .ntoks = 1}, {.toks = &t_lo, .ntoks = 1}};
+    mkcol(terms[0].col, 1);
+    mkcol(terms[1].col, 2);
+    struct vl_pred odd = {terms, 1, true, docs, 7};
+    uint32_t e2[] = {1, 3, 5};
+    assert_int_equal(s->ops->find(s, T1, &odd, NULL, 100, &l), VEIL_OK);
+    assert_docs(&l, e2, 3);
+    struct vl_pred odd_lo = {terms, 2, true, docs, 7};
+    uint32_t e3[] = {1, 3};
+    assert_int_equal(s->ops->find(s, T1, &odd_lo, NULL, 100, &l), VEIL_OK);
+    assert_docs(&l, e3, 2);
+
+    /* paging: after and limit */
+    uint8_t after[VL_DOCTOKEN_BYTES];
+    const uint8_t *ap = NULL;
+    size_t seen = 0;
+    for (int page = 0; page < 5; page++) {
+        assert_int_equal(s->ops->find(s, T1, &only, ap, 2, &l), VEIL_OK);
+        if (l.n == 0) {
+            vl_doclist_free(&l);
+            break;
+        }
+        for (size_t i = 0; i < l.n; i++) {
+            assert_int_equal(docid(l.docs[i]), e1[seen++]);
+        }
+        memcpy(after, l.docs[l.n - 1], VL_DOCTOKEN_BYTES);
+        ap = after;
+        vl_doclist_free(&l);
+    }
+    assert_int_equal(seen, 5);
+    mkdoc(after, 3);
+    assert_int_equal(s->ops->find(s, T1, &odd, after, 1, &l), VEIL_OK);
+    uint32_t e4[] = {5};
+    assert_docs(&l, e4, 1);
+    mkdoc(after, 4); /* not in the set, nor in the table after 8 */
+    assert_int_equal(s->ops->find(s, T1, &only, after, 100, &l), VEIL_OK);
+    uint32_t e5[] = {5, 8};
+    assert_docs(&l, e5, 2);
+
+    /* an empty set matches nothing; the set is ignored without only_docs */
+    struct vl_pred none = {NULL, 0, true, NULL, 0};
+    assert_int_equal(s->ops->find(s, T1, &none, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    assert_null(l.docs);
+    struct vl_pred none_t = {terms, 1, true, docs, 0};
+    assert_int_equal(s->ops->find(s, T1, &none_t, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    struct vl_pred ignored = {NULL, 0, false, docs, 7};
+    assert_int_equal(s->ops->find(s, T1, &ignored, NULL, 100, &l), VEIL_OK);
+    assert_int_equal(l.n, 10);
+    vl_doclist_free(&l);
+
+    /* one call's set is not left for the next on the same connection */
+    uint32_t w6[] = {6};
+    uint8_t(*store6)[VL_DOCTOKEN_BYTES] = NULL;
+    struct vl_bytes *d6 = docs_of(w6, 1, &store6);
+    struct vl_pred only6 = {NULL, 0, true, d6, 1};
+    assert_int_equal(s->ops->find(s, T1, &only6, NULL, 100, &l), VEIL_OK);
+    assert_docs(&l, w6, 1);
+
+    /* a malformed set is a caller bug */
+    d6[0].n = VL_DOCTOKEN_BYTES - 1;
+    assert_int_equal(s->ops->find(s, T1, &only6, NULL, 100, &l), VEIL_ERR_INTERNAL);
+    d6[0].n = VL_DOCTOKEN_BYTES;
+    d6[0].p = NULL;
+    assert_int_equal(s->ops->find(s, T1, &only6, NULL, 100, &l), VEIL_ERR_INTERNAL);
+    struct vl_pred nodocs = {NULL, 0, true, NULL, 3};
+    assert_int_equal(s->ops->find(s, T1, &nodocs, NULL, 100, &l), VEIL_ERR_INTERNAL);
+    free(d6);
+    free(store6);
+
+    /* a large set: 100,000 documents, two of which exist */
+    enum { BIG = 100000 };
+    uint32_t *ids = ids_seq(BIG, 1, 1000);
+    ids[BIG / 3] = 7;
+    ids[BIG - 1] = 4;
+    uint8_t(*bstore)[VL_DOCTOKEN_BYTES] = NULL;
+    struct vl_bytes *bdocs = docs_of(ids, BIG, &bstore);
+    struct vl_pred big = {NULL, 0, true, bdocs, BIG};
+    uint32_t e7[] = {4, 7};
+    assert_int_equal(s->ops->find(s, T1, &big, NULL, 100, &l), VEIL_OK);
+    assert_docs(&l, e7, 2);
+    struct vl_pred big_odd = {terms, 1, true, bdocs, BIG};
+    assert_int_equal(s->ops->find(s, T1, &big_odd, NULL, 100, &l), VEIL_OK);
+    assert_docs(&l, e7 + 1, 1);
+    free(bdocs);
+    free(bstore);
+    free(ids);
+    free(docs);
+    free(store);
+}
+
 /* ---- aggregates ---- */
 
 #define AGG_ROWS 240
@@ -995,10 +1591,13 @@ static void mput(struct vl_store *s, const char *t, struct mrow *rows, const siz
 }
 
 /* A predicate of up to two terms over the model: term k holds tokens of COL_P (term 0) or
- * COL_A (term 1) given as bitmasks of token indexes; mask 0 ends the list. */
+ * COL_A (term 1) given as bitmasks of token indexes; mask 0 ends the list. only > 0
+ * restricts it to the documents whose id is a multiple of `only` (only_docs, listing dead
+ * and never written documents too), only < 0 to an empty set of documents. */
 struct mpred {
     unsigned p_mask;
     unsigned a_mask;
+    int only;
 };
 
 static int mrow_matches(const struct mrow *m, const struct mpred *q)
@@ -1010,7 +1609,33 @@ static int mrow_matches(const struct mrow *m, const struct mpred *q)
     if (q->a_mask != 0 && !(m->ga >= 0 && (q->a_mask >> m->ga) & 1)) {
         return 0;
     }
+    if (q->only != 0 && (q->only < 0 || m->id % (uint32_t)q->only != 0)) {
+        return 0;
+    }
     return 1;
+}
+
+#define ABSENT_ID 2000000u /* above every id of the model */
+
+/* The only_docs set of q over the model rows (NULL when q has none): every row's document
+ * whose id is a multiple of q->only, alive or not, and three that were never written. */
+static struct vl_bytes *mpred_docs(const struct mpred *q, const struct mrow *rows, size_t n,
+                                   uint8_t (**store)[VL_DOCTOKEN_BYTES], size_t *ndocs)
+{
+    uint32_t *ids = calloc(n + 3, sizeof(*ids));
+    assert_non_null(ids);
+    *ndocs = 0;
+    for (size_t i = 0; q->only > 0 && i < n; i++) {
+        if (rows[i].id % (uint32_t)q->only == 0) {
+            ids[(*ndocs)++] = rows[i].id;
+        }
+    }
+    for (uint32_t k = 0; q->only > 0 && k < 3; k++) {
+        ids[(*ndocs)++] = ABSENT_ID + k * (uint32_t)q->only;
+    }
+    struct vl_bytes *docs = docs_of(ids, *ndocs, store);
+    free(ids);
+    return docs;
 }
 
 static int key_is(const struct vl_bytes *k, const char *tok)
@@ -1051,7 +1676,10 @@ static void check_agg(struct vl_store *s, const char *t, const struct mrow *rows
         terms[nterms].toks = atoks;
         terms[nterms++].ntoks = na;
     }
-    struct vl_pred pred = {terms, nterms};
+    uint8_t(*dstore)[VL_DOCTOKEN_BYTES] = NULL;
+    size_t ndocs = 0;
+    struct vl_bytes *docs = mpred_docs(q, rows, nrows, &dstore, &ndocs);
+    struct vl_pred pred = {terms, nterms, q->only != 0, docs, ndocs};
     uint8_t gcols[2][VL_COL_BYTES];
     mkcol(gcols[0], COL_A);
     mkcol(gcols[1], COL_B);
@@ -1154,6 +1782,8 @@ static void check_agg(struct vl_store *s, const char *t, const struct mrow *rows
     assert_int_equal(res.n, seen);
     vl_agg_result_free(&res);
     assert_null(res.groups);
+    free(docs);
+    free(dstore);
 }
 
 static void check_all(struct vl_store *s, const char *t, const struct mrow *rows, size_t n)
@@ -1163,6 +1793,11 @@ static void check_all(struct vl_store *s, const char *t, const struct mrow *rows
         {0x06, 0},      /* p1 or p2 */
         {0x2d, 0x13},   /* (p0, p2, p3 or p5) and (a0, a1 or a4) */
         {0x01 << 5, 0}, /* p5 alone */
+        {0, 0, 3},      /* documents whose id is a multiple of 3 */
+        {0x06, 0, 2},   /* (p1 or p2) and an even id */
+        {0x2d, 0x13, 2},
+        {0, 0, -1},     /* no document */
+        {0x06, 0, -1},
     };
     for (size_t g = 0; g <= 2; g++) {
         for (size_t i = 0; i < sizeof(preds) / sizeof(preds[0]); i++) {
@@ -1461,6 +2096,226 @@ static void test_aggregate_runs(void **state)
     sqlite3_close(db);
 }
 
+/* Finds the group of b whose keys are g's (NULL when none). */
+static const struct vl_agg_group *group_like(const struct vl_agg_result *b,
+                                             const struct vl_agg_group *g, size_t ngroup)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        size_t k = 0;
+        for (; k < ngroup; k++) {
+            const struct vl_bytes *x = &g->keys[k], *y = &b->groups[i].keys[k];
+            if (x->n != y->n || (x->n > 0 && memcmp(x->p, y->p, x->n) != 0)) {
+                break;
+            }
+        }
+        if (k == ngroup) {
+            return &b->groups[i];
+        }
+    }
+    return NULL;
+}
+
+/* Asserts that two aggregate results are the same groups with the same numbers: counts,
+ * limb sums, runs and products, byte for byte. */
+static void assert_agg_same(const struct vl_agg_result *a, const struct vl_agg_result *b,
+                            size_t ngroup)
+{
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->ncols, b->ncols);
+    for (size_t i = 0; i < a->n; i++) {
+        const struct vl_agg_group *g = &a->groups[i], *h = group_like(b, g, ngroup);
+        assert_non_null(h);
+        assert_int_equal(g->count, h->count);
+        for (size_t j = 0; j < a->ncols; j++) {
+            const struct vl_agg_value *x = &g->values[j], *y = &h->values[j];
+            assert_int_equal(x->count, y->count);
+            assert_memory_equal(x->limbs, y->limbs, sizeof(x->limbs));
+            assert_int_equal(x->nruns, y->nruns);
+            if (x->nruns > 0) {
+                assert_memory_equal(x->runs, y->runs, x->nruns * sizeof(*x->runs));
+            }
+            assert_int_equal(x->product.n, y->product.n);
+            if (x->product.n > 0) {
+                assert_memory_equal(x->product.p, y->product.p, x->product.n);
+            }
+        }
+    }
+}
+
+/* An aggregate restricted by only_docs equals the same aggregate over a table that holds
+ * just those rows; with terms, group columns, ASHE and Paillier columns, a set far larger
+ * than the table, and a term large enough to go through the temp table. */
+static void test_aggregate_only_docs(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 300, BIG = 100000 };
+    static struct mrow rows[N];
+    size_t idx[N], sub[N], nsub = 0;
+    uint64_t seq = 10;
+    for (size_t i = 0; i < N; i++) {
+        rows[i].id = (uint32_t)(i * 7919 % 1000003);
+        seq += xrand() % 4 == 0 ? 2 + xrand() % 3 : 1;
+        rows[i].seq = seq;
+        mrow_random(&rows[i]);
+        idx[i] = i;
+        if (xrand() % 3 == 0) {
+            sub[nsub++] = i;
+        }
+    }
+    mput(s, T1, rows, idx, N);
+    mput(s, T2, rows, sub, nsub);
+
+    /* the subset's documents, then BIG - nsub that do not exist, shuffled in */
+    uint32_t *ids = calloc(BIG, sizeof(*ids));
+    assert_non_null(ids);
+    for (size_t i = 0; i < BIG; i++) {
+        ids[i] = i < nsub ? rows[sub[i]].id : ABSENT_ID + (uint32_t)i;
+    }
+    for (size_t i = BIG - 1; i > 0; i--) {
+        size_t j = xrand() % (i + 1);
+        uint32_t t = ids[i];
+        ids[i] = ids[j];
+        ids[j] = t;
+    }
+    uint8_t(*store)[VL_DOCTOKEN_BYTES] = NULL;
+    struct vl_bytes *docs = docs_of(ids, BIG, &store);
+
+    uint8_t gcols[2][VL_COL_BYTES];
+    mkcol(gcols[0], COL_A);
+    mkcol(gcols[1], COL_B);
+    uint8_t n2[8];
+    size_t n2len = be_bytes(pq_n2(), n2, 1);
+    struct vl_agg_col cols[3] = {{.paillier = 0}, {.paillier = 1, .modulus = {n2, n2len}},
+                                 {.paillier = 0}};
+    mkcol(cols[0].col, COL_SUM);
+    mkcol(cols[1].col, COL_PROD);
+    mkcol(cols[2].col, COL_SUM + 1); /* nobody has it */
+
+    struct vl_bytes ptoks[3] = {{(uint8_t *)"p1", 2}, {(uint8_t *)"p2", 2},
+                                {(uint8_t *)"p4", 2}};
+    struct vl_bytes atoks[2] = {{(uint8_t *)"a0", 2}, {(uint8_t *)"a3", 2}};
+    struct vl_pred_term terms[2] = {{.toks = ptoks, .ntoks = 3}, {.toks = atoks, .ntoks = 2}};
+    mkcol(terms[0].col, COL_P);
+    mkcol(terms[1].col, COL_A);
+
+    /* a term with 40,000 tokens (p1 among them) goes through temp.vl_find */
+    enum { HUGE = 40000 };
+    struct vl_bytes *many = calloc(HUGE, sizeof(*many));
+    char(*names)[16] = calloc(HUGE, 16);
+    assert_true(many && names);
+    for (size_t i = 0; i < HUGE; i++) {
+        snprintf(names[i], 16, i == HUGE / 3 ? "p1" : "y%zu", i);
+        many[i].p = (uint8_t *)names[i];
+        many[i].n = strlen(names[i]);
+    }
+    struct vl_pred_term huge = {.toks = many, .ntoks = HUGE};
+    mkcol(huge.col, COL_P);
+
+    /* with all 100,000 tokens only for two group columns: the set's size changes how much
+     * is loaded and probed, not the statement's shape */
+    const struct {
+        const struct vl_pred_term *terms;
+        size_t nterms;
+        size_t ndocs;
+    } cases[] = {
+        {NULL, 0, nsub},   /* the subset's documents alone */
+        {terms, 1, nsub},  /* AND one term */
+        {terms, 2, nsub},  /* AND two */
+        {&huge, 1, nsub},  /* AND a term through the temp table */
+        {NULL, 0, BIG},    /* the subset and 100,000 - nsub documents that do not exist */
+        {terms, 2, BIG},
+        {terms + 1, 1, 7}, /* a few documents */
+    };
+    /* the first nsub ids are not the subset after the shuffle: list it in order for the
+     * cases that use fewer than BIG tokens */
+    uint32_t *subids = calloc(nsub, sizeof(*subids));
+    assert_non_null(subids);
+    for (size_t i = 0; i < nsub; i++) {
+        subids[i] = rows[sub[i]].id;
+    }
+    uint8_t(*sstore)[VL_DOCTOKEN_BYTES] = NULL;
+    struct vl_bytes *sdocs = docs_of(subids, nsub, &sstore);
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (size_t ngroup = cases[c].ndocs == BIG ? 2 : 0; ngroup <= 2; ngroup++) {
+            const struct vl_bytes *d = cases[c].ndocs == BIG ? docs : sdocs;
+            size_t nd = cases[c].ndocs == BIG ? BIG : (cases[c].ndocs < nsub ? cases[c].ndocs
+                                                                             : nsub);
+            struct vl_pred restricted = {cases[c].terms, cases[c].nterms, true, d, nd};
+            struct vl_pred plain = {cases[c].terms, cases[c].nterms, false, NULL, 0};
+            struct vl_agg_request req = {&restricted, (const uint8_t(*)[VL_COL_BYTES])gcols,
+                                         ngroup, cols, 3};
+            struct vl_agg_result a, b;
+            assert_int_equal(s->ops->aggregate(s, T1, &req, &a), VEIL_OK);
+            if (nd == nsub || nd == BIG) {
+                req.pred = &plain; /* the same over the subset's own table */
+                assert_int_equal(s->ops->aggregate(s, T2, &req, &b), VEIL_OK);
+            } else {
+                /* the first nd of the subset: count them from the model */
+                struct vl_agg_request cnt = {&restricted, NULL, 0, NULL, 0};
+                assert_int_equal(s->ops->aggregate(s, T1, &cnt, &b), VEIL_OK);
+                size_t want = 0;
+                for (size_t i = 0; i < nd; i++) {
+                    const struct mrow *m = &rows[sub[i]];
+                    want += m->ga == 0 || m->ga == 3;
+                }
+                assert_int_equal(b.n, want > 0);
+                if (want > 0) {
+                    assert_int_equal(b.groups[0].count, want);
+                }
+                vl_agg_result_free(&b);
+                vl_agg_result_free(&a);
+                continue;
+            }
+            assert_true(a.n > 0);
+            assert_agg_same(&a, &b, ngroup);
+            vl_agg_result_free(&a);
+            vl_agg_result_free(&b);
+        }
+    }
+
+    /* an empty set: what a predicate matching nothing gives, no group at all */
+    struct vl_pred empty = {terms, 1, true, docs, 0};
+    uint8_t nodoc[VL_DOCTOKEN_BYTES];
+    mkdoc(nodoc, ABSENT_ID - 1);
+    struct vl_bytes nd1 = docref(nodoc);
+    struct vl_pred nomatch_pred = {NULL, 0, true, &nd1, 1};
+    for (size_t ngroup = 0; ngroup <= 2; ngroup++) {
+        struct vl_agg_request req = {&empty, (const uint8_t(*)[VL_COL_BYTES])gcols, ngroup,
+                                     cols, 3};
+        struct vl_agg_result a = {NULL, 0, 0};
+        assert_int_equal(s->ops->aggregate(s, T1, &req, &a), VEIL_OK);
+        assert_int_equal(a.n, 0);
+        assert_null(a.groups);
+        vl_agg_result_free(&a);
+        req.pred = &nomatch_pred; /* a set that matches no row: the same */
+        assert_int_equal(s->ops->aggregate(s, T1, &req, &a), VEIL_OK);
+        assert_int_equal(a.n, 0);
+        vl_agg_result_free(&a);
+    }
+    /* a malformed set is a caller bug; a missing table holds nothing */
+    struct vl_agg_request req = {&nomatch_pred, NULL, 0, cols, 1};
+    struct vl_agg_result a;
+    nd1.n = 3;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &a), VEIL_ERR_INTERNAL);
+    nd1.n = VL_DOCTOKEN_BYTES;
+    struct vl_pred all_sub = {NULL, 0, true, sdocs, nsub};
+    req.pred = &all_sub;
+    assert_int_equal(s->ops->drop_table(s, T2), VEIL_OK);
+    assert_int_equal(s->ops->aggregate(s, T2, &req, &a), VEIL_OK);
+    assert_int_equal(a.n, 0);
+
+    free(sdocs);
+    free(sstore);
+    free(subids);
+    free(many);
+    free(names);
+    free(docs);
+    free(store);
+    free(ids);
+}
+
 /* drop_table leaves no table or index of its own behind. */
 static void test_drop_leaves_nothing(void **state)
 {
@@ -1573,6 +2428,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aggregate_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_tampered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_only_docs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_only_docs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

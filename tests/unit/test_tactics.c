@@ -168,6 +168,72 @@ static void test_decimal_text(void **state)
     assert_string_equal(out, "-7");
 }
 
+/* Search entries: labels are a PRF of (word, counter), the same however they are computed;
+ * values open only for their own word and position. */
+static void test_search_entries(void **state)
+{
+    (void)state;
+    uint8_t key[VL_SEARCH_KEY_BYTES], other[VL_SEARCH_KEY_BYTES];
+    memset(key, 7, sizeof(key));
+    memset(other, 8, sizeof(other));
+    struct vl_search_word w, w2, w3, w0;
+    vl_search_word(&w, key, "factur", 6, 0);
+    vl_search_word(&w2, key, "betal", 5, 0);
+    vl_search_word(&w3, other, "factur", 6, 0);
+    vl_search_word(&w0, key, "factur", 6, 1);
+    /* The trusted-state name is per word and field key, and does not depend on the epoch. */
+    assert_memory_not_equal(w.wkey, w2.wkey, VL_SEARCH_WKEY_BYTES);
+    assert_memory_not_equal(w.wkey, w3.wkey, VL_SEARCH_WKEY_BYTES);
+    assert_memory_equal(w.wkey, w0.wkey, VL_SEARCH_WKEY_BYTES);
+    assert_memory_not_equal(w.label_key, w0.label_key, 32);
+
+    /* 300 labels in one pass equal each computed alone, from any offset. */
+    enum { N = 300 };
+    uint8_t all[N * VL_SEARCH_LABEL_BYTES], one[VL_SEARCH_LABEL_BYTES];
+    vl_search_labels(&w, 0, N, all);
+    for (size_t c = 0; c < N; c++) {
+        vl_search_labels(&w, c, 1, one);
+        assert_memory_equal(one, all + c * VL_SEARCH_LABEL_BYTES, VL_SEARCH_LABEL_BYTES);
+        for (size_t d = 0; d < c; d++) {
+            assert_memory_not_equal(all + d * VL_SEARCH_LABEL_BYTES,
+                                    all + c * VL_SEARCH_LABEL_BYTES, VL_SEARCH_LABEL_BYTES);
+        }
+    }
+    uint8_t mid[7 * VL_SEARCH_LABEL_BYTES];
+    vl_search_labels(&w, 101, 7, mid);
+    assert_memory_equal(mid, all + 101 * VL_SEARCH_LABEL_BYTES, sizeof(mid));
+    vl_search_labels(&w2, 0, 1, one);
+    assert_memory_not_equal(one, all, VL_SEARCH_LABEL_BYTES);
+
+    /* Values. */
+    uint8_t val[VL_SEARCH_VALUE_BYTES], val2[VL_SEARCH_VALUE_BYTES];
+    uint64_t seq = 0;
+    uint32_t tf = 0;
+    vl_search_seal(&w, 42, 123456789, 17, val);
+    assert_int_equal(vl_search_open(&w, 42, val, sizeof(val), &seq, &tf), 0);
+    assert_int_equal(seq, 123456789);
+    assert_int_equal(tf, 17);
+    assert_int_equal(vl_search_open(&w, 43, val, sizeof(val), &seq, &tf), -1); /* moved */
+    assert_int_equal(vl_search_open(&w2, 42, val, sizeof(val), &seq, &tf), -1); /* other word */
+    assert_int_equal(vl_search_open(&w0, 42, val, sizeof(val), &seq, &tf), -1); /* epoch */
+    assert_int_equal(vl_search_open(&w, 42, val, sizeof(val) - 1, &seq, &tf), -1);
+    for (size_t i = 0; i < sizeof(val); i++) {
+        memcpy(val2, val, sizeof(val));
+        val2[i] ^= 0x01;
+        assert_int_equal(vl_search_open(&w, 42, val2, sizeof(val2), &seq, &tf), -1);
+    }
+    /* Same (word, counter, content): same bytes, so a replayed write changes nothing. */
+    vl_search_seal(&w, 42, 123456789, 17, val2);
+    assert_memory_equal(val, val2, sizeof(val));
+    vl_search_word_wipe(&w);
+    uint8_t zero[sizeof(w)];
+    memset(zero, 0, sizeof(zero));
+    assert_memory_equal(&w, zero, sizeof(w));
+    vl_search_word_wipe(&w2);
+    vl_search_word_wipe(&w3);
+    vl_search_word_wipe(&w0);
+}
+
 int main(void)
 {
     vl_crypto_init();
@@ -177,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_tokens_keyed),
         cmocka_unit_test(test_ashe_sums),
         cmocka_unit_test(test_decimal_text),
+        cmocka_unit_test(test_search_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,109 @@
+/*
+ * search.c: keys, labels and values of search-index entries (see tactics.h).
+ *
+ * Labels come from the ChaCha20 key stream of the word's label key, four to a 64-byte block,
+ * so the labels of a whole word are one pass of the stream. Values are ChaCha20-Poly1305
+ * (IETF) under the word's value key with the entry's counter as nonce: each (key, nonce)
+ * seals exactly one entry, since counters only grow and a new epoch brings new keys.
+ */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "crypto/crypto.h"
+#include "tactics/tactics.h"
+#include "util/buf.h"
+
+#define LABELS_PER_BLOCK 4
+
+void vl_search_word(struct vl_search_word *out, const uint8_t key[VL_SEARCH_KEY_BYTES],
+                    const char *stem, size_t len, uint32_t epoch)
+{
+    uint8_t mac[64];
+    crypto_auth_hmacsha256_state h;
+    static const uint8_t zero = 0;
+    crypto_auth_hmacsha256_init(&h, key, VL_SEARCH_KEY_BYTES);
+    crypto_auth_hmacsha256_update(&h, &zero, 1);
+    crypto_auth_hmacsha256_update(&h, (const uint8_t *)stem, len);
+    crypto_auth_hmacsha256_final(&h, mac);
+    memcpy(out->wkey, mac, VL_SEARCH_WKEY_BYTES);
+
+    crypto_auth_hmacsha512_state h5;
+    uint8_t head[5] = {1};
+    vl_store_u32(head + 1, epoch);
+    crypto_auth_hmacsha512_init(&h5, key, VL_SEARCH_KEY_BYTES);
+    crypto_auth_hmacsha512_update(&h5, head, sizeof(head));
+    crypto_auth_hmacsha512_update(&h5, (const uint8_t *)stem, len);
+    crypto_auth_hmacsha512_final(&h5, mac);
+    memcpy(out->label_key, mac, 32);
+    memcpy(out->value_key, mac + 32, 32);
+    sodium_memzero(mac, sizeof(mac));
+    sodium_memzero(&h, sizeof(h));
+    sodium_memzero(&h5, sizeof(h5));
+}
+
+void vl_search_word_wipe(struct vl_search_word *w)
+{
+    sodium_memzero(w, sizeof(*w));
+}
+
+void vl_search_labels(const struct vl_search_word *w, uint64_t first, size_t n, uint8_t *out)
+{
+    static const uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
+    uint8_t block[64 * 16];
+    uint64_t c = first;
+    size_t done = 0;
+    while (done < n) {
+        /* Blocks covering labels c.. as far as this buffer goes. */
+        uint64_t b0 = c / LABELS_PER_BLOCK;
+        size_t skip = (size_t)(c % LABELS_PER_BLOCK);
+        size_t want = n - done + skip;
+        size_t nblocks = (want + LABELS_PER_BLOCK - 1) / LABELS_PER_BLOCK;
+        if (nblocks > sizeof(block) / 64) {
+            nblocks = sizeof(block) / 64;
+        }
+        memset(block, 0, nblocks * 64);
+        crypto_stream_chacha20_xor_ic(block, block, nblocks * 64, nonce, b0, w->label_key);
+        size_t avail = nblocks * LABELS_PER_BLOCK - skip;
+        size_t take = avail < n - done ? avail : n - done;
+        memcpy(out + done * VL_SEARCH_LABEL_BYTES, block + skip * VL_SEARCH_LABEL_BYTES,
+               take * VL_SEARCH_LABEL_BYTES);
+        done += take;
+        c += take;
+    }
+    sodium_memzero(block, sizeof(block));
+}
+
+static void nonce_of(uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES], uint64_t c)
+{
+    memset(nonce, 0, crypto_aead_chacha20poly1305_ietf_NPUBBYTES);
+    vl_store_u64(nonce, c);
+}
+
+void vl_search_seal(const struct vl_search_word *w, uint64_t c, uint64_t seq, uint32_t tf,
+                    uint8_t out[VL_SEARCH_VALUE_BYTES])
+{
+    uint8_t m[12], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
+    vl_store_u64(m, seq);
+    vl_store_u32(m + 8, tf);
+    nonce_of(nonce, c);
+    crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, m, sizeof(m), NULL, 0, NULL, nonce,
+                                              w->value_key);
+}
+
+int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *val, size_t n,
+                   uint64_t *seq, uint32_t *tf)
+{
+    uint8_t m[12], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
+    if (n != VL_SEARCH_VALUE_BYTES) {
+        return -1;
+    }
+    nonce_of(nonce, c);
+    if (crypto_aead_chacha20poly1305_ietf_decrypt(m, NULL, NULL, val, n, NULL, 0, nonce,
+                                                  w->value_key) != 0) {
+        return -1;
+    }
+    *seq = vl_load_u64(m);
+    *tf = vl_load_u32(m + 8);
+    return 0;
+}

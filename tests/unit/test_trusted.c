@@ -1,0 +1,223 @@
+/* test_trusted.c: the trusted state's search bookkeeping: per-word counters, holes, the
+ * per-field totals BM25 needs, and documents by row sequence number. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "trusted/trusted.h"
+#include "util/buf.h"
+
+#include "testutil.h"
+
+static struct vl_trusted *open_fresh(char **dir)
+{
+    struct vl_trusted *t = NULL;
+    veil_status st;
+    *dir = tu_tempdir();
+    assert_int_equal(vl_trusted_open("sqlite:trusted.db", *dir, true, &t, &st), VEIL_OK);
+    return t;
+}
+
+static void wkey(uint8_t out[VL_WKEY_BYTES], int w)
+{
+    memset(out, 0, VL_WKEY_BYTES);
+    out[0] = (uint8_t)w;
+}
+
+static bool is_hole(struct vl_trusted *t, int w, uint64_t c)
+{
+    uint8_t k[VL_WKEY_BYTES];
+    bool h = false;
+    wkey(k, w);
+    assert_int_equal(vl_trusted_holes(t, NULL, 1, "c", k, &c, 1, &h), VEIL_OK);
+    return h;
+}
+
+static uint64_t count_of(struct vl_trusted *t, int w)
+{
+    uint8_t k[1][VL_WKEY_BYTES];
+    uint64_t n = 99;
+    wkey(k[0], w);
+    assert_int_equal(vl_trusted_words_count(t, NULL, 1, "c", (const uint8_t(*)[VL_WKEY_BYTES])k, 1,
+                                            &n),
+                     VEIL_OK);
+    return n;
+}
+
+/* A put intent of document `d` at seq, with field 0 holding `words` words. */
+static struct vl_intent put_intent(int d, int64_t old, int64_t version, uint64_t seq,
+                                   uint8_t slen[8], uint32_t words)
+{
+    struct vl_intent in;
+    memset(&in, 0, sizeof(in));
+    in.op = VL_INTENT_PUT;
+    memset(in.doc, d, sizeof(in.doc));
+    in.old_version = old;
+    in.version = version;
+    in.seq = seq;
+    in.payload.p = (uint8_t *)"p";
+    in.payload.n = 1;
+    vl_store_u32(slen, 0);
+    vl_store_u32(slen + 4, words);
+    in.slen.p = slen;
+    in.slen.n = words > 0 ? 8 : 0;
+    return in;
+}
+
+static void test_counters_and_holes(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    /* Two writes (seq 10 and 11) share word 1; write 10 has word 2 too. */
+    struct vl_wordres r[3];
+    memset(r, 0, sizeof(r));
+    wkey(r[0].wkey, 1);
+    r[0].res = 10;
+    wkey(r[1].wkey, 2);
+    r[1].res = 10;
+    wkey(r[2].wkey, 1);
+    r[2].res = 11;
+    assert_int_equal(vl_trusted_words_reserve(t, 1, "c", r, 3), VEIL_OK);
+    assert_int_equal(r[0].counter, 0);
+    assert_int_equal(r[1].counter, 0);
+    assert_int_equal(r[2].counter, 1); /* same word: the next one, in input order */
+    assert_int_equal(count_of(t, 1), 2);
+    assert_int_equal(count_of(t, 2), 1);
+    assert_int_equal(count_of(t, 3), 0);
+    assert_true(is_hole(t, 1, 0) && is_hole(t, 1, 1) && is_hole(t, 2, 0));
+    assert_false(is_hole(t, 1, 2));
+    /* Another tenant or collection has its own counters. */
+    uint8_t k[1][VL_WKEY_BYTES];
+    uint64_t n = 9;
+    wkey(k[0], 1);
+    assert_int_equal(vl_trusted_words_count(t, NULL, 2, "c", (const uint8_t(*)[VL_WKEY_BYTES])k, 1,
+                                            &n),
+                     VEIL_OK);
+    assert_int_equal(n, 0);
+
+    /* Write 10 finishes: its holes are filled; write 11's stay until it does. */
+    uint8_t slen[8];
+    struct vl_intent in = put_intent(0xaa, 0, 1, 10, slen, 7);
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &in, 1), VEIL_OK);
+    assert_true(is_hole(t, 1, 0));
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", &in, 1), VEIL_OK);
+    assert_false(is_hole(t, 1, 0));
+    assert_false(is_hole(t, 2, 0));
+    assert_true(is_hole(t, 1, 1));
+
+    /* Write 11 fails: it is aborted, and its hole stays for good. */
+    uint8_t slen2[8];
+    struct vl_intent in2 = put_intent(0xbb, 0, 1, 11, slen2, 3);
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &in2, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_abort(t, &in2, 1), VEIL_OK);
+    assert_true(is_hole(t, 1, 1));
+    vl_trusted_close(t);
+
+    /* Everything survives a reopen. */
+    veil_status st;
+    assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, &st), VEIL_OK);
+    assert_int_equal(count_of(t, 1), 2);
+    assert_true(is_hole(t, 1, 1));
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_stats_and_seq(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    uint64_t ndocs = 9, total = 9;
+    assert_int_equal(vl_trusted_search_stats(t, NULL, 1, "c", 0, &ndocs, &total), VEIL_OK);
+    assert_int_equal(ndocs, 0);
+    assert_int_equal(total, 0);
+
+    uint8_t s1[8], s2[8], s3[8];
+    struct vl_intent a = put_intent(1, 0, 1, 5, s1, 10);
+    struct vl_intent b = put_intent(2, 0, 1, 6, s2, 4);
+    struct vl_intent ab[2] = {a, b};
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", ab, 2), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", ab, 2), VEIL_OK);
+    assert_int_equal(vl_trusted_search_stats(t, NULL, 1, "c", 0, &ndocs, &total), VEIL_OK);
+    assert_int_equal(ndocs, 2);
+    assert_int_equal(total, 14);
+    assert_int_equal(vl_trusted_search_stats(t, NULL, 1, "c", 1, &ndocs, &total), VEIL_OK);
+    assert_int_equal(ndocs, 0);
+
+    /* Replacing document 1 (10 words) by one of 3: the totals follow. */
+    struct vl_intent a2 = put_intent(1, 1, 2, 7, s3, 3);
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &a2, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", &a2, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_search_stats(t, NULL, 1, "c", 0, &ndocs, &total), VEIL_OK);
+    assert_int_equal(ndocs, 2);
+    assert_int_equal(total, 7);
+
+    /* Documents by sequence number: only the current write of a live document. */
+    struct vl_seqdoc sd[3];
+    memset(sd, 0, sizeof(sd));
+    sd[0].seq = 5; /* document 1's old write */
+    sd[1].seq = 7; /* its current one */
+    sd[2].seq = 6;
+    assert_int_equal(vl_trusted_docs_by_seq(t, NULL, 1, "c", sd, 3), VEIL_OK);
+    assert_false(sd[0].found);
+    assert_true(sd[1].found);
+    assert_int_equal(sd[1].doc[0], 1);
+    assert_int_equal(sd[1].version, 2);
+    assert_int_equal(sd[1].slen.n, 8);
+    assert_int_equal(vl_load_u32(sd[1].slen.p + 4), 3);
+    assert_true(sd[2].found);
+    vl_seqdocs_free(sd, 3);
+
+    /* Deleting document 2: gone from the totals and from lookups by sequence number. */
+    struct vl_intent del;
+    memset(&del, 0, sizeof(del));
+    del.op = VL_INTENT_DELETE;
+    memset(del.doc, 2, sizeof(del.doc));
+    del.old_version = 1;
+    del.version = 2;
+    del.seq = 6;
+    del.payload.p = (uint8_t *)"p";
+    del.payload.n = 1;
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &del, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", &del, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_search_stats(t, NULL, 1, "c", 0, &ndocs, &total), VEIL_OK);
+    assert_int_equal(ndocs, 1);
+    assert_int_equal(total, 3);
+    memset(sd, 0, sizeof(sd));
+    sd[0].seq = 6;
+    assert_int_equal(vl_trusted_docs_by_seq(t, NULL, 1, "c", sd, 1), VEIL_OK);
+    assert_false(sd[0].found);
+    vl_seqdocs_free(sd, 1);
+
+    /* Shredding the tenant forgets its counters and totals. */
+    struct vl_wordres r;
+    memset(&r, 0, sizeof(r));
+    wkey(r.wkey, 4);
+    r.res = 8;
+    assert_int_equal(vl_trusted_words_reserve(t, 1, "c", &r, 1), VEIL_OK);
+    assert_int_equal(count_of(t, 4), 1);
+    assert_int_equal(vl_trusted_tenant_shred(t, 1), VEIL_OK);
+    assert_int_equal(count_of(t, 4), 0);
+    assert_false(is_hole(t, 4, 0));
+    assert_int_equal(vl_trusted_search_stats(t, NULL, 1, "c", 0, &ndocs, &total), VEIL_OK);
+    assert_int_equal(ndocs, 0);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counters_and_holes),
+        cmocka_unit_test(test_stats_and_seq),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
