@@ -93,14 +93,11 @@ veil_err vl_docwords_of(const struct vl_coll *c, const json_t *doc, struct vl_do
         const struct vl_fctx *fc = &c->fields[i];
         for (size_t k = 0; k < out->words[i].n; k++) {
             struct vl_dword *w = &out->w[out->n++];
-            struct vl_search_word sw;
             w->fc = fc;
             w->stem = out->words[i].w[k].stem;
             w->len = out->words[i].w[k].len;
             w->tf = out->words[i].w[k].tf;
-            vl_search_word(&sw, fc->search_key, w->stem, w->len, 0);
-            memcpy(w->wkey, sw.wkey, VL_WKEY_BYTES);
-            vl_search_word_wipe(&sw);
+            vl_search_wkey(w->wkey, fc->search_key, w->stem, w->len);
         }
     }
     return VEIL_OK;
@@ -326,6 +323,7 @@ struct run {
     const struct vl_match *m;
     struct vl_tsnap *snap;          /* what the trusted state said when the search began */
     struct vl_search_word *sw;      /* secret: per word */
+    uint8_t wkeys[VL_MATCH_MAX_WORDS][VL_WKEY_BYTES];
     const struct vl_mterm *term[VL_MATCH_MAX_WORDS]; /* per word, its term */
     uint64_t count[VL_MATCH_MAX_WORDS];
     struct entry *e;
@@ -426,7 +424,7 @@ static veil_err read_word(struct run *r, size_t w, veil_status *st)
      * belongs to a write that finished before the search began, so the store has had it
      * since; asked once more (a store read that lags must not pass for an attack), it is
      * still missing only if the store lost it. */
-    rc = vl_trusted_holes(v->trusted, r->snap, r->c->tenant_id, r->c->name, r->sw[w].wkey,
+    rc = vl_trusted_holes(v->trusted, r->snap, r->c->tenant_id, r->c->name, r->wkeys[w],
                           missing, nmissing, hole);
     if (rc != VEIL_OK) {
         rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
@@ -578,14 +576,13 @@ veil_err vl_match_run(veil_session *s, const struct vl_coll *c, const struct vl_
     if (r.sw == NULL) {
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
-    uint8_t wkeys[VL_MATCH_MAX_WORDS][VL_WKEY_BYTES];
     for (size_t t = 0; t < m->n; t++) {
         for (size_t k = 0; k < m->t[t].words.n; k++) {
             size_t w = m->t[t].first + k;
             const struct vl_word *word = &m->t[t].words.w[k];
             r.term[w] = &m->t[t];
             vl_search_word(&r.sw[w], m->t[t].fc->search_key, word->stem, word->len, 0);
-            memcpy(wkeys[w], r.sw[w].wkey, VL_WKEY_BYTES);
+            vl_search_wkey(r.wkeys[w], m->t[t].fc->search_key, word->stem, word->len);
         }
     }
     /* Every trusted read of this search sees one moment: a write finished before it has
@@ -598,7 +595,7 @@ veil_err vl_match_run(veil_session *s, const struct vl_coll *c, const struct vl_
         memcpy(r.count, snap->count, sizeof(r.count));
     } else {
         rc = vl_trusted_words_count(v->trusted, r.snap, c->tenant_id, c->name,
-                                    (const uint8_t(*)[VL_WKEY_BYTES])wkeys, m->nwords, r.count);
+                                    (const uint8_t(*)[VL_WKEY_BYTES])r.wkeys, m->nwords, r.count);
         for (size_t t = 0; rc == VEIL_OK && t < m->n; t++) {
             rc = vl_trusted_search_stats(v->trusted, r.snap, c->tenant_id, c->name,
                                          m->t[t].fc->ordinal, &snap->ndocs[t],

@@ -1,6 +1,8 @@
 /*
  * search.c: keys, labels and values of search-index entries (see tactics.h).
  *
+ * Keys come from keyed BLAKE2b (a PRF, and half the compressions of HMAC-SHA-512): the
+ * word's name in trusted state from 0 || stem, its two entry keys from 1 || epoch || stem.
  * Labels come from the ChaCha20 key stream of the word's label key, four to a 64-byte block,
  * so the labels of a whole word are one pass of the stream. Values are ChaCha20-Poly1305
  * (IETF) under the word's value key with the entry's counter as nonce: each (key, nonce)
@@ -16,30 +18,33 @@
 
 #define LABELS_PER_BLOCK 4
 
+void vl_search_wkey(uint8_t out[VL_SEARCH_WKEY_BYTES], const uint8_t key[VL_SEARCH_KEY_BYTES],
+                    const char *stem, size_t len)
+{
+    crypto_generichash_blake2b_state h;
+    static const uint8_t zero = 0;
+    crypto_generichash_blake2b_init(&h, key, VL_SEARCH_KEY_BYTES, VL_SEARCH_WKEY_BYTES);
+    crypto_generichash_blake2b_update(&h, &zero, 1);
+    crypto_generichash_blake2b_update(&h, (const uint8_t *)stem, len);
+    crypto_generichash_blake2b_final(&h, out, VL_SEARCH_WKEY_BYTES);
+    sodium_memzero(&h, sizeof(h));
+}
+
 void vl_search_word(struct vl_search_word *out, const uint8_t key[VL_SEARCH_KEY_BYTES],
                     const char *stem, size_t len, uint32_t epoch)
 {
     uint8_t mac[64];
-    crypto_auth_hmacsha256_state h;
-    static const uint8_t zero = 0;
-    crypto_auth_hmacsha256_init(&h, key, VL_SEARCH_KEY_BYTES);
-    crypto_auth_hmacsha256_update(&h, &zero, 1);
-    crypto_auth_hmacsha256_update(&h, (const uint8_t *)stem, len);
-    crypto_auth_hmacsha256_final(&h, mac);
-    memcpy(out->wkey, mac, VL_SEARCH_WKEY_BYTES);
-
-    crypto_auth_hmacsha512_state h5;
     uint8_t head[5] = {1};
+    crypto_generichash_blake2b_state h;
     vl_store_u32(head + 1, epoch);
-    crypto_auth_hmacsha512_init(&h5, key, VL_SEARCH_KEY_BYTES);
-    crypto_auth_hmacsha512_update(&h5, head, sizeof(head));
-    crypto_auth_hmacsha512_update(&h5, (const uint8_t *)stem, len);
-    crypto_auth_hmacsha512_final(&h5, mac);
+    crypto_generichash_blake2b_init(&h, key, VL_SEARCH_KEY_BYTES, sizeof(mac));
+    crypto_generichash_blake2b_update(&h, head, sizeof(head));
+    crypto_generichash_blake2b_update(&h, (const uint8_t *)stem, len);
+    crypto_generichash_blake2b_final(&h, mac, sizeof(mac));
     memcpy(out->label_key, mac, 32);
     memcpy(out->value_key, mac + 32, 32);
     sodium_memzero(mac, sizeof(mac));
     sodium_memzero(&h, sizeof(h));
-    sodium_memzero(&h5, sizeof(h5));
 }
 
 void vl_search_word_wipe(struct vl_search_word *w)

@@ -77,26 +77,28 @@ vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq
 
 /* ---- search (forward-private index entries) ----
  *
- * Per field a search key K. A stem w gets a trusted-state key (HMAC(K, 0 || w), 128 bits)
- * and, per epoch e, two secret keys: (K_label, K_value) = HMAC-SHA-512(K, 1 || e || w).
- * The c-th entry of w lives under label L_c = bytes 16c..16c+15 of the ChaCha20 key stream
- * of K_label (a PRF of c), and holds ChaCha20-Poly1305(K_value, nonce c) of the row sequence
- * number of the document's write and the word's count in it. Without K_label, labels are
- * random strings: the store cannot tell which entries belong to one word, nor link an entry
- * written after a search to it (the search revealed L_0..L_{n-1} only). The nonce binds an
- * entry to its position, the key to its word: a value moved to another label fails to
- * open. */
+ * Per field a search key K. A stem w is named in trusted state by BLAKE2b-128 keyed by K of
+ * 0 || w, and has, per epoch e, two secret keys: (K_label, K_value) = BLAKE2b-512 keyed by K
+ * of 1 || e || w. The c-th entry of w lives under label L_c = bytes 16c..16c+15 of the
+ * ChaCha20 key stream of K_label (a PRF of c), and holds ChaCha20-Poly1305(K_value, nonce c)
+ * of the row sequence number of the document's write and the word's count in it. Without
+ * K_label, labels are random strings: the store cannot tell which entries belong to one
+ * word, nor link an entry written after a search to it (the search revealed L_0..L_{n-1}
+ * only). The nonce binds an entry to its position, the key to its word: a value moved to
+ * another label fails to open. */
 #define VL_SEARCH_KEY_BYTES 32
 #define VL_SEARCH_WKEY_BYTES 16
 #define VL_SEARCH_LABEL_BYTES 16
 #define VL_SEARCH_VALUE_BYTES (12 + 16)
 
 struct vl_search_word {
-    uint8_t wkey[VL_SEARCH_WKEY_BYTES]; /* names the word in trusted state */
     uint8_t label_key[32];              /* secret */
     uint8_t value_key[32];              /* secret */
 };
-/* The keys of stem[0..len) under field key `key`, in epoch `epoch`. Wipe with
+/* The name in trusted state of stem[0..len) under field key `key`. */
+void vl_search_wkey(uint8_t out[VL_SEARCH_WKEY_BYTES], const uint8_t key[VL_SEARCH_KEY_BYTES],
+                    const char *stem, size_t len);
+/* The entry keys of stem[0..len) under field key `key`, in epoch `epoch`. Wipe with
  * vl_search_word_wipe. */
 void vl_search_word(struct vl_search_word *out, const uint8_t key[VL_SEARCH_KEY_BYTES],
                     const char *stem, size_t len, uint32_t epoch);

@@ -64,10 +64,8 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS words(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
     "  wkey BLOB NOT NULL, count INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(tenant, coll, wkey)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS holes(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
-    "  wkey BLOB NOT NULL, counter INTEGER NOT NULL, res INTEGER NOT NULL,"
-    "  PRIMARY KEY(tenant, coll, wkey, counter)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS holes_res ON holes(tenant, coll, res);"
+    "CREATE TABLE IF NOT EXISTS reserved(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  res INTEGER NOT NULL, words BLOB NOT NULL, PRIMARY KEY(tenant, coll, res));"
     "CREATE TABLE IF NOT EXISTS sstats(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
     "  field INTEGER NOT NULL, ndocs INTEGER NOT NULL, total INTEGER NOT NULL,"
     "  PRIMARY KEY(tenant, coll, field)) WITHOUT ROWID;"
@@ -379,7 +377,7 @@ veil_err vl_trusted_tenant_shred(struct vl_trusted *t, int64_t tenant)
         "DELETE FROM docs WHERE tenant=?1",
         "DELETE FROM intents WHERE tenant=?1",
         "DELETE FROM words WHERE tenant=?1",
-        "DELETE FROM holes WHERE tenant=?1",
+        "DELETE FROM reserved WHERE tenant=?1",
         "DELETE FROM sstats WHERE tenant=?1",
         "UPDATE tenants SET shredded=1 WHERE id=?1",
     };
@@ -788,7 +786,7 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
     sqlite3_stmt *up = prep(t, "INSERT OR REPLACE INTO docs(tenant, coll, doc, version, seq, "
                                "digest, live, part, slen) VALUES(?,?,?,?,?,?,?,?,?)");
     sqlite3_stmt *del = prep(t, "DELETE FROM intents WHERE id=?");
-    sqlite3_stmt *holes = prep(t, "DELETE FROM holes WHERE tenant=? AND coll=? AND res=?");
+    sqlite3_stmt *holes = prep(t, "DELETE FROM reserved WHERE tenant=? AND coll=? AND res=?");
     sqlite3_stmt *stats = prep(t, "INSERT INTO sstats(tenant, coll, field, ndocs, total) "
                                   "VALUES(?1,?2,?3,?4,?5) ON CONFLICT DO UPDATE SET "
                                   "ndocs = ndocs + ?4, total = total + ?5");
@@ -838,7 +836,7 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
             rc = db_err(t, r, "doc update");
             break;
         }
-        /* Its search entries are written: they are no longer holes. */
+        /* Its search entries are written: its reservation is no longer a hole. */
         if (put) {
             sqlite3_reset(holes);
             sqlite3_bind_int64(holes, 1, tenant);
@@ -1059,6 +1057,8 @@ static int cmp_wordres(const void *a, const void *b)
     return c != 0 ? c : (x < y ? -1 : x > y);
 }
 
+#define RES_ENTRY (VL_WKEY_BYTES + 8) /* a reservation record: wkey, counter */
+
 veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
                                   struct vl_wordres *w, size_t n)
 {
@@ -1067,7 +1067,10 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
     }
     /* One counter update per distinct word: sort pointers by word, keeping input order. */
     struct vl_wordres **ord = malloc(n * sizeof(*ord));
-    if (ord == NULL) {
+    uint8_t *rec = malloc(n * RES_ENTRY);
+    if (ord == NULL || rec == NULL) {
+        free(ord);
+        free(rec);
         return VEIL_ERR_INTERNAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1077,14 +1080,15 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
     veil_err rc = tx_begin(t);
     if (rc != VEIL_OK) {
         free(ord);
+        free(rec);
         return rc;
     }
     sqlite3_stmt *up = prep(t, "INSERT INTO words(tenant, coll, wkey, count) VALUES(?1,?2,?3,?4) "
                                "ON CONFLICT DO UPDATE SET count = count + ?4 "
                                "RETURNING count - ?4");
-    sqlite3_stmt *hole = prep(t, "INSERT INTO holes(tenant, coll, wkey, counter, res) "
-                                 "VALUES(?,?,?,?,?)");
-    if (up == NULL || hole == NULL) {
+    sqlite3_stmt *ins = prep(t, "INSERT INTO reserved(tenant, coll, res, words) "
+                                "VALUES(?,?,?,?)");
+    if (up == NULL || ins == NULL) {
         rc = db_err(t, 0, "words reserve");
         goto out;
     }
@@ -1106,24 +1110,35 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
         uint64_t first = (uint64_t)sqlite3_column_int64(up, 0);
         while (sqlite3_step(up) == SQLITE_ROW) {
         }
-        for (size_t k = i; k < j && rc == VEIL_OK; k++) {
+        for (size_t k = i; k < j; k++) {
             ord[k]->counter = first + (k - i);
-            sqlite3_reset(hole);
-            sqlite3_bind_int64(hole, 1, tenant);
-            sqlite3_bind_text(hole, 2, coll, -1, SQLITE_TRANSIENT);
-            bind_bytes(hole, 3, ord[k]->wkey, VL_WKEY_BYTES);
-            sqlite3_bind_int64(hole, 4, (int64_t)ord[k]->counter);
-            sqlite3_bind_int64(hole, 5, (int64_t)ord[k]->res);
-            if ((r = sqlite3_step(hole)) != SQLITE_DONE) {
-                rc = db_err(t, r, "holes");
-            }
+        }
+        i = j;
+    }
+    /* Per write (items of one res are adjacent in input order), one record of what it
+     * reserved: until the write finishes, those entries may be missing. */
+    for (size_t i = 0; i < n && rc == VEIL_OK;) {
+        size_t j = i;
+        for (; j < n && w[j].res == w[i].res; j++) {
+            memcpy(rec + (j - i) * RES_ENTRY, w[j].wkey, VL_WKEY_BYTES);
+            vl_store_u64(rec + (j - i) * RES_ENTRY + VL_WKEY_BYTES, w[j].counter);
+        }
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, tenant);
+        sqlite3_bind_text(ins, 2, coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ins, 3, (int64_t)w[i].res);
+        bind_bytes(ins, 4, rec, (j - i) * RES_ENTRY);
+        int r = sqlite3_step(ins);
+        if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "reserve");
         }
         i = j;
     }
 out:
     sqlite3_finalize(up);
-    sqlite3_finalize(hole);
+    sqlite3_finalize(ins);
     free(ord);
+    free(rec);
     return tx_end(t, rc);
 }
 
@@ -1160,25 +1175,34 @@ veil_err vl_trusted_holes(struct vl_trusted *t, struct vl_tsnap *sn, int64_t ten
                           const char *coll, const uint8_t wkey[VL_WKEY_BYTES],
                           const uint64_t *counters, size_t n, bool *hole)
 {
+    /* Reservations are few (writes in flight, and those that failed), and this is asked
+     * only when entries are missing: a scan of them is cheap enough. */
     veil_err rc = VEIL_OK;
+    memset(hole, 0, n * sizeof(*hole));
     sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT 1 FROM holes WHERE tenant=? AND coll=? AND wkey=? "
-                                  "AND counter=?");
+    sqlite3_stmt *s = prep_on(db, "SELECT words FROM reserved WHERE tenant=? AND coll=?");
     if (s == NULL) {
         rc = read_err(db, "holes");
-    }
-    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
-        sqlite3_reset(s);
+    } else {
         sqlite3_bind_int64(s, 1, tenant);
         sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
-        bind_bytes(s, 3, wkey, VL_WKEY_BYTES);
-        sqlite3_bind_int64(s, 4, (int64_t)counters[i]);
-        int r = sqlite3_step(s);
-        if (r == SQLITE_ROW || r == SQLITE_DONE) {
-            hole[i] = r == SQLITE_ROW;
-        } else {
-            rc = read_err(db, "holes");
+    }
+    int r = SQLITE_DONE;
+    while (rc == VEIL_OK && (r = sqlite3_step(s)) == SQLITE_ROW) {
+        const uint8_t *p = sqlite3_column_blob(s, 0);
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        for (size_t at = 0; p != NULL && at + RES_ENTRY <= len; at += RES_ENTRY) {
+            if (memcmp(p + at, wkey, VL_WKEY_BYTES) != 0) {
+                continue;
+            }
+            uint64_t c = vl_load_u64(p + at + VL_WKEY_BYTES);
+            for (size_t i = 0; i < n; i++) {
+                hole[i] |= counters[i] == c;
+            }
         }
+    }
+    if (rc == VEIL_OK && r != SQLITE_DONE) {
+        rc = read_err(db, "holes");
     }
     sqlite3_finalize(s);
     read_done(t, sn);

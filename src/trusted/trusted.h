@@ -132,9 +132,10 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
  * A word of a search field is known here only by its key, a keyed hash of field and stem.
  * Its counter is how many index entries it has been given: the store must hold entries
  * 0..count-1, except the holes: counters reserved by a write that has not finished (its
- * entries may not be written yet) or that failed (they never will be). A write's holes are
- * filled, that is forgotten, when its intent finishes; a crash or a failed write leaves
- * them, so a search knows those entries may be missing without anything being wrong.
+ * entries may not be written yet) or that failed (they never will be). Each write's
+ * reservations are recorded with it and forgotten when its intent finishes; a crash, a
+ * failed write or a conflict leaves them, so a search knows those entries may be missing
+ * without anything being wrong.
  *
  * Per field, the number of live documents with words in it and their total count of words
  * (BM25's N and average length) follow the `slen` of finished intents. */
@@ -145,7 +146,8 @@ struct vl_wordres {
     uint64_t counter;            /* out: the reserved counter */
 };
 /* In one transaction: reserves a counter for each item (items of the same word get
- * consecutive ones, in order) and records each as a hole of its write. */
+ * consecutive ones, in order) and records them as holes of their write (items of one
+ * write, one `res`, must be adjacent). */
 veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
                                   struct vl_wordres *w, size_t n) VL_WUR;
 

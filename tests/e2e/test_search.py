@@ -1178,6 +1178,10 @@ def search_paging_is_stable(ctx):
                      400, "bad_request", "cursor of %s used with %s" % (match, other))
     r = query(srv, tok, "pages", {"limit": 3, "after": cur})
     check(r.status == 400, "a match cursor used without a match: %r" % r)
+    # ... and to its where: another filter would page over a different list
+    r = query(srv, tok, "pages", {"match": match, "where": {"kind": "k1"}, "limit": 3,
+                                  "after": cur})
+    expect_error(r, 400, "bad_request", "a match cursor used with another where")
     r = query(srv, tok, "pages", {"where": {"kind": "k0"}, "limit": 3})
     check(r.status == 200 and r.json["next"], "plain query page: %r" % r)
     r = query(srv, tok, "pages", {"match": match, "limit": 3, "after": r.json["next"]})

@@ -181,11 +181,22 @@ static void test_search_entries(void **state)
     vl_search_word(&w2, key, "betal", 5, 0);
     vl_search_word(&w3, other, "factur", 6, 0);
     vl_search_word(&w0, key, "factur", 6, 1);
-    /* The trusted-state name is per word and field key, and does not depend on the epoch. */
-    assert_memory_not_equal(w.wkey, w2.wkey, VL_SEARCH_WKEY_BYTES);
-    assert_memory_not_equal(w.wkey, w3.wkey, VL_SEARCH_WKEY_BYTES);
-    assert_memory_equal(w.wkey, w0.wkey, VL_SEARCH_WKEY_BYTES);
+    /* The trusted-state name is per word and field key (there is no epoch in it). */
+    uint8_t k1[VL_SEARCH_WKEY_BYTES], k2[VL_SEARCH_WKEY_BYTES], k3[VL_SEARCH_WKEY_BYTES];
+    uint8_t k1b[VL_SEARCH_WKEY_BYTES];
+    vl_search_wkey(k1, key, "factur", 6);
+    vl_search_wkey(k1b, key, "factur", 6);
+    vl_search_wkey(k2, key, "betal", 5);
+    vl_search_wkey(k3, other, "factur", 6);
+    assert_memory_equal(k1, k1b, VL_SEARCH_WKEY_BYTES);
+    assert_memory_not_equal(k1, k2, VL_SEARCH_WKEY_BYTES);
+    assert_memory_not_equal(k1, k3, VL_SEARCH_WKEY_BYTES);
+    /* Entry keys differ per word, field key and epoch; label and value keys differ. */
     assert_memory_not_equal(w.label_key, w0.label_key, 32);
+    assert_memory_not_equal(w.label_key, w2.label_key, 32);
+    assert_memory_not_equal(w.label_key, w3.label_key, 32);
+    assert_memory_not_equal(w.label_key, w.value_key, 32);
+    assert_memory_not_equal(k1, w.label_key, VL_SEARCH_WKEY_BYTES);
 
     /* 300 labels in one pass equal each computed alone, from any offset. */
     enum { N = 300 };
