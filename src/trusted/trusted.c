@@ -1223,7 +1223,9 @@ veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64
 {
     veil_err rc = VEIL_OK;
     sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT doc, version, slen FROM docs "
+    /* INDEXED BY: without statistics the planner takes the primary key's (tenant, coll)
+     * prefix and scans the whole collection. */
+    sqlite3_stmt *s = prep_on(db, "SELECT doc, version, slen FROM docs INDEXED BY docs_seq "
                                   "WHERE tenant=? AND coll=? AND seq=? AND live=1");
     if (s == NULL) {
         rc = read_err(db, "docs by seq");
