@@ -52,7 +52,9 @@ static const char query_usage[] =
     "usage: veil query COLLECTION JSON|-\n"
     "\n"
     "Runs a query such as '{\"where\":{\"status\":\"open\"},\"limit\":10}' and prints\n"
-    "{\"docs\":[...],\"next\":CURSOR}.\n";
+    "{\"docs\":[...],\"next\":CURSOR}. Fields with protect: [search] are searched by words,\n"
+    "best match first: '{\"match\":{\"notes\":\"late payment\"}}' (every word) or\n"
+    "'{\"match\":{\"notes\":{\"any\":\"late overdue\"}}}'. Pass \"after\": CURSOR for the next page.\n";
 static const char aggregate_usage[] =
     "usage: veil aggregate COLLECTION JSON|-\n"
     "\n"

@@ -21,7 +21,8 @@
 
 static const char *const seed_docs[] = {
     "{\"invoice_no\":\"INV-1\",\"org_id\":\"ACME\",\"status\":\"open\",\"amount\":\"10.50\","
-    "\"customer\":{\"name\":\"Jan\",\"iban\":\"NL91ABNA0417164300\"},\"count\":3}",
+    "\"customer\":{\"name\":\"Jan\",\"iban\":\"NL91ABNA0417164300\"},\"count\":3,"
+    "\"notes\":\"Late payment: final reminder sent\"}",
     "{\"invoice_no\":\"INV-2\",\"org_id\":\"ACME\",\"status\":\"paid\",\"amount\":7,"
     "\"when\":\"2024-01-01T00:00:00Z\",\"flag\":true,\"code\":\"X-1\"}",
     "{\"invoice_no\":\"INV-3\",\"org_id\":\"BETA\",\"status\":\"overdue\",\"blob\":[1,{}]}",
