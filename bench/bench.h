@@ -89,10 +89,13 @@ struct bench_opts {
     const char *data;   /* libveil data directory (created) */
     const char *policy; /* policy file for the in-process and analytics phases */
     const char *policy2; /* analytics: the policy with Paillier sums */
+    const char *corpus;  /* search: the directory of *.gz text files */
+    const char *pg;      /* search: libpq connection string of the private PostgreSQL */
     unsigned threads;
     size_t batch;   /* bulk: lines per request / per transaction */
-    size_t queries; /* query: how many */
-    size_t rows;    /* analytics: documents loaded and aggregated (ASHE, plaintext) */
+    size_t queries; /* query: how many; search: how many of each size (1, 2, 3 words) */
+    size_t rows;    /* analytics: documents loaded and aggregated (ASHE, plaintext);
+                       search: at most this many documents (0: all) */
     size_t prows;   /* analytics: the first rows loaded with Paillier sums (0: none) */
     size_t reps;    /* analytics: timed repetitions of each aggregate (median) */
 };
@@ -102,6 +105,8 @@ int bench_plain(const char *phase, const struct bench_opts *o);
 int bench_inproc(const struct bench_opts *o);
 /* SUM GROUP BY org with and without a date filter: plaintext, ASHE, Paillier; loads. */
 int bench_analytics(const struct bench_opts *o);
+/* Full-text search over a text corpus: veil (in process) against PostgreSQL FTS. */
+int bench_search(const struct bench_opts *o);
 
 /* `report`: argv after the word "report". Prints the markdown to stdout. */
 int bench_report(int argc, char **argv);

@@ -8,15 +8,24 @@
  *   bench_core inproc --data DIR --policy YAML --db FILE --docs F --out R
  *   bench_core analytics --data DIR --policy YAML --paillier-policy YAML --db FILE --docs F
  *                        --out R --rows N [--paillier-rows M] [--reps K] [--batch B]
+ *   bench_core search --corpus DIR --data DIR --token T --pg CONNINFO --out R
+ *                     [--max-docs N] [--queries Q] [--batch B]
+ *   bench_core freeport
  *   bench_core report --results R [--server-hwm KIB] [--commit C] [--build-type T]
  *                     [--data-desc TEXT]
  *
- * PHASE is put, get, bulk or query. Each run appends result lines to R; `report` prints
- * the markdown table. Exit status 0 on success, 1 on failure, 2 on a usage error.
+ * PHASE is put, get, bulk or query. `freeport` prints a TCP port of 127.0.0.1 that was free
+ * a moment ago (the private PostgreSQL of the search phase listens on it). Each run appends result
+ * lines to R; `report` prints the markdown table. Exit status 0 on success, 1 on failure, 2 on a
+ * usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "bench.h"
 
@@ -25,6 +34,8 @@ static void usage(void)
     fprintf(stderr, "usage: bench_core http|sqlite put|get|bulk|query [options]\n"
                     "       bench_core inproc [options]\n"
                     "       bench_core analytics [options]\n"
+                    "       bench_core search [options]\n"
+                    "       bench_core freeport\n"
                     "       bench_core report --results FILE [options]\n"
                     "see bench/README.md\n");
 }
@@ -77,6 +88,16 @@ static int parse_opts(int argc, char **argv, int first, struct bench_opts *o)
                 fprintf(stderr, "bench: --rows must be a positive number\n");
                 return -1;
             }
+        } else if (strcmp(a, "--corpus") == 0) {
+            o->corpus = v;
+        } else if (strcmp(a, "--pg") == 0) {
+            o->pg = v;
+        } else if (strcmp(a, "--max-docs") == 0) {
+            /* 0: every document */
+            if (strcmp(v, "0") != 0 && parse_count(v, &o->rows) != 0) {
+                fprintf(stderr, "bench: --max-docs must be a number\n");
+                return -1;
+            }
         } else if (strcmp(a, "--paillier-rows") == 0) {
             /* 0 leaves Paillier out */
             if (strcmp(v, "0") != 0 && parse_count(v, &o->prows) != 0) {
@@ -112,6 +133,28 @@ static int parse_opts(int argc, char **argv, int first, struct bench_opts *o)
     return 0;
 }
 
+/* Binds 127.0.0.1:0 and prints the port the kernel chose. */
+static int freeport(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        perror("bench: freeport");
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    printf("%u\n", (unsigned)ntohs(sa.sin_port));
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct bench_opts o;
@@ -135,6 +178,16 @@ int main(int argc, char **argv)
             return 2;
         }
         return bench_analytics(&o) == 0 ? 0 : 1;
+    }
+    if (strcmp(argv[1], "search") == 0) {
+        if (parse_opts(argc, argv, 2, &o) != 0) {
+            usage();
+            return 2;
+        }
+        return bench_search(&o) == 0 ? 0 : 1;
+    }
+    if (strcmp(argv[1], "freeport") == 0) {
+        return freeport() == 0 ? 0 : 1;
     }
     if ((strcmp(argv[1], "http") == 0 || strcmp(argv[1], "sqlite") == 0) && argc >= 3) {
         if (parse_opts(argc, argv, 3, &o) != 0) {
