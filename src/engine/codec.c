@@ -500,6 +500,22 @@ static int parse_part(const struct vl_bytes *b, struct entry **out, size_t *n)
     return 0;
 }
 
+/* Marks the entry of fc (if any) as accounted for without opening it; -1 if it is there
+ * twice. */
+static int claim_entry(const struct vl_fctx *fc, struct entry *e, size_t n)
+{
+    int seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(e[i].col, fc->vcol, VL_COL_BYTES) == 0) {
+            if (seen++ || e[i].used) {
+                return -1;
+            }
+            e[i].used = true;
+        }
+    }
+    return 0;
+}
+
 /* Opens the entry of fc in entries: *m (malloc'd, NUL-terminated) and *mlen; 1 if the
  * field is absent, -1 on any failure. */
 static int open_entry(const struct vl_coll *c, const struct vl_fctx *fc, struct entry *e,
@@ -572,7 +588,8 @@ static int set_path(json_t *doc, const struct vl_field *f, json_t *value)
 
 veil_err vl_doc_open(const struct vl_coll *c, const uint8_t doc[VL_DOCTOKEN_BYTES],
                      int64_t version, const struct vl_bytes *parts, size_t nparts,
-                     const struct vl_bytes *trusted, char **id_out, json_t **doc_out)
+                     const struct vl_bytes *trusted, const bool *want, char **id_out,
+                     json_t **doc_out)
 {
     veil_err rc = VEIL_ERR_INTEGRITY;
     struct entry *e[VL_MAX_STORES + 1] = {0};
@@ -595,18 +612,34 @@ veil_err vl_doc_open(const struct vl_coll *c, const uint8_t doc[VL_DOCTOKEN_BYTE
     if (!vl_ct_equal(check, doc, VL_DOCTOKEN_BYTES)) {
         goto out;
     }
-    if (open_entry(c, &c->rest, e[0], ne[0], doc, version, &m, &mlen) != 0) {
-        goto out;
+    /* Fields not wanted are claimed but left sealed: the digest the caller checked covers
+     * their bytes already, and opening and parsing a large text nobody asked for is most
+     * of the cost of a read. */
+    size_t nf = c->policy->nfields;
+    if (want != NULL && !want[nf]) {
+        if (claim_entry(&c->rest, e[0], ne[0]) != 0 || (out = json_object()) == NULL) {
+            goto out;
+        }
+    } else {
+        if (open_entry(c, &c->rest, e[0], ne[0], doc, version, &m, &mlen) != 0) {
+            goto out;
+        }
+        out = json_loadb(m, mlen, 0, NULL);
+        free(m);
+        m = NULL;
+        if (!json_is_object(out)) {
+            goto out;
+        }
     }
-    out = json_loadb(m, mlen, 0, NULL);
-    free(m);
-    m = NULL;
-    if (!json_is_object(out)) {
-        goto out;
-    }
-    for (size_t i = 0; i < c->policy->nfields; i++) {
+    for (size_t i = 0; i < nf; i++) {
         const struct vl_fctx *fc = &c->fields[i];
         size_t slot = fc->store < 0 ? nparts : (size_t)fc->store;
+        if (want != NULL && !want[i]) {
+            if (claim_entry(fc, e[slot], ne[slot]) != 0) {
+                goto out;
+            }
+            continue;
+        }
         int r = open_entry(c, fc, e[slot], ne[slot], doc, version, &m, &mlen);
         if (r < 0) {
             goto out;

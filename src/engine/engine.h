@@ -159,11 +159,14 @@ void vl_doc_digest(uint64_t seq, const struct vl_bytes *parts, size_t nparts,
                    const struct vl_bytes *trusted, uint8_t out[VL_DIGEST_BYTES]);
 
 /* Opens a document from its parts (already matched against the trusted digest):
- * *id_out (malloc'd) and *doc_out (new reference, all fields in clear).
- * VEIL_ERR_INTEGRITY when anything fails to authenticate or is missing. */
+ * *id_out (malloc'd) and *doc_out (new reference). want (NULL: everything) says which
+ * fields to open: want[i] for policy field i, want[nfields] for the fields the policy does
+ * not list; the others are left out of *doc_out. VEIL_ERR_INTEGRITY when anything opened
+ * fails to authenticate, or anything is missing or extra. */
 veil_err vl_doc_open(const struct vl_coll *c, const uint8_t doc[VL_DOCTOKEN_BYTES],
                      int64_t version, const struct vl_bytes *parts, size_t nparts,
-                     const struct vl_bytes *trusted, char **id_out, json_t **doc_out) VL_WUR;
+                     const struct vl_bytes *trusted, const bool *want, char **id_out,
+                     json_t **doc_out) VL_WUR;
 
 /* The equality token of a checked value of an eq field; appended to out. */
 veil_err vl_eq_token(const struct vl_fctx *fc, const json_t *value, struct vl_buf *out) VL_WUR;
@@ -238,10 +241,22 @@ struct vl_docwords {
 veil_err vl_docwords_of(const struct vl_coll *c, const json_t *doc, struct vl_docwords *out,
                         veil_status *st) VL_WUR;
 void vl_docwords_free(struct vl_docwords *d);
-/* The index entries of a write with row sequence number seq, word i at counters[i]:
- * out[i] points into arena (n * (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_BYTES) bytes). */
-void vl_docwords_entries(const struct vl_docwords *d, const uint64_t *counters, uint64_t seq,
-                         struct vl_kv *out, uint8_t *arena);
+/* The index entries of a batch of writes: words[i] (NULL: none) of the document written
+ * with row sequence number seqs[i]. Per word, the documents that have it go into entries of
+ * up to VL_SEARCH_ITEMS_MAX (so a bulk load writes one entry per word and batch, not per
+ * word and document); each entry takes the next counter of its word, reserved in one
+ * trusted transaction, and belongs to the write of its first document (owner). */
+struct vl_batch_entries {
+    struct vl_kv *kv;               /* into arena */
+    int *store;                     /* the store of each entry (its field's) */
+    size_t *owner;                  /* index of the document whose write carries it */
+    size_t n;
+    uint8_t *arena;
+};
+veil_err vl_search_batch(veil_vault *v, const struct vl_coll *c,
+                         const struct vl_docwords *const *words, const uint64_t *seqs,
+                         size_t ndocs, struct vl_batch_entries *out) VL_WUR;
+void vl_batch_entries_free(struct vl_batch_entries *b);
 
 /* A planned `match`: per key (a search field), its distinct stems and how they combine. */
 struct vl_mterm {

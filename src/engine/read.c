@@ -72,7 +72,7 @@ static const struct vl_row *row_of(const struct vl_rows *rows, const uint8_t *do
  * opens it into *o. Returns VEIL_OK, VEIL_ERR_NOT_FOUND (not live), or VEIL_ERR_INTEGRITY. */
 static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
                            const struct vl_docstate *ds, struct vl_rows *rows,
-                           struct opened *o)
+                           const bool *want, struct opened *o)
 {
     struct vl_bytes parts[VL_MAX_STORES] = {{0}};
     bool any_row = false;
@@ -89,8 +89,8 @@ static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
     if (ds->live) {
         vl_doc_digest(ds->seq, parts, v->nstores, &ds->part, digest);
         if (vl_ct_equal(digest, ds->digest, VL_DIGEST_BYTES)) {
-            return vl_doc_open(c, ds->doc, ds->version, parts, v->nstores, &ds->part, &o->id,
-                               &o->doc) == VEIL_OK
+            return vl_doc_open(c, ds->doc, ds->version, parts, v->nstores, &ds->part, want,
+                               &o->id, &o->doc) == VEIL_OK
                        ? (o->version = ds->version, VEIL_OK)
                        : VEIL_ERR_INTEGRITY;
         }
@@ -100,7 +100,7 @@ static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
         vl_doc_digest(ds->pending_seq, parts, v->nstores, &ds->pending_part, digest);
         if (any_row && vl_ct_equal(digest, ds->pending_digest, VL_DIGEST_BYTES)) {
             return vl_doc_open(c, ds->doc, ds->pending_version, parts, v->nstores,
-                               &ds->pending_part, &o->id, &o->doc) == VEIL_OK
+                               &ds->pending_part, want, &o->id, &o->doc) == VEIL_OK
                        ? (o->version = ds->pending_version, VEIL_OK)
                        : VEIL_ERR_INTEGRITY;
         }
@@ -111,10 +111,12 @@ static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
     return VEIL_ERR_INTEGRITY;
 }
 
-/* Fetches and opens documents by token. out[i] is filled for each found; *found[i] says
- * which were (missing: not live, or deleted meanwhile). */
+/* Fetches and opens documents by token (only the fields in `fields`, NULL: all). out[i] is
+ * filled for each found; *found[i] says which were (missing: not live, or deleted
+ * meanwhile). */
 static veil_err fetch(veil_session *s, const struct vl_coll *c, const struct vl_bytes *toks,
-                      size_t n, struct opened *out, bool *found, veil_status *st)
+                      size_t n, const bool *fields, struct opened *out, bool *found,
+                      veil_status *st)
 {
     veil_vault *v = s->v;
     veil_err rc = VEIL_OK;
@@ -161,7 +163,7 @@ static veil_err fetch(veil_session *s, const struct vl_coll *c, const struct vl_
             if (done[i]) {
                 continue;
             }
-            veil_err r = check_open(v, c, &states[k++], rows, &out[i]);
+            veil_err r = check_open(v, c, &states[k++], rows, fields, &out[i]);
             if (r == VEIL_OK || r == VEIL_ERR_NOT_FOUND) {
                 done[i] = true;
                 found[i] = r == VEIL_OK;
@@ -190,6 +192,46 @@ out:
     return rc;
 }
 
+/* Is one dotted path at, under or over another? */
+static bool paths_meet(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b), n = na < nb ? na : nb;
+    return strncmp(a, b, n) == 0 && (na == nb || (na < nb ? b[n] : a[n]) == '.');
+}
+
+/* The fields a query must open (for vl_doc_open): those its select names, or lies under or
+ * over, and those its where looks at. NULL without select: all of them. */
+static bool *want_fields(const struct vl_coll *c, const json_t *select, const struct vl_plan *plan)
+{
+    size_t nf = c->policy->nfields;
+    if (!json_is_array(select)) {
+        return NULL;
+    }
+    bool *want = calloc(nf + 1, sizeof(*want));
+    if (want == NULL) {
+        return NULL;
+    }
+    size_t i;
+    json_t *p;
+    json_array_foreach(select, i, p) {
+        const char *path = json_string_value(p);
+        bool exact = false;
+        for (size_t f = 0; f < nf; f++) {
+            if (paths_meet(path, c->fields[f].path)) {
+                want[f] = true;
+                exact |= strcmp(path, c->fields[f].path) == 0;
+            }
+        }
+        want[nf] |= !exact; /* the fields the policy does not list may hold it */
+    }
+    for (size_t f = 0; f < nf; f++) {
+        for (size_t k = 0; plan != NULL && k < plan->n; k++) {
+            want[f] |= plan->conds[k].fc == &c->fields[f];
+        }
+    }
+    return want;
+}
+
 static char *answer_doc(const struct vl_coll *c, const veil_session *s, const struct opened *o,
                         const json_t *select)
 {
@@ -216,7 +258,7 @@ veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **
     struct vl_bytes b = {tok, sizeof(tok)};
     struct opened o;
     bool found = false;
-    if ((rc = fetch(s, c, &b, 1, &o, &found, st)) != VEIL_OK) {
+    if ((rc = fetch(s, c, &b, 1, NULL, &o, &found, st)) != VEIL_OK) {
         return rc;
     }
     if (!found) {
@@ -390,7 +432,7 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
     struct vl_hit pos;
     struct opened *op = NULL;
     struct vl_bytes *toks = NULL;
-    bool *found = NULL;
+    bool *found = NULL, *want = NULL;
     char *next = NULL;
     json_t *docs = NULL;
     size_t start = 0, take = 0;
@@ -435,18 +477,42 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
         toks[i].p = hits.h[start + i].doc;
         toks[i].n = VL_DOCTOKEN_BYTES;
     }
-    if ((rc = fetch(s, c, toks, take, op, found, st)) != VEIL_OK) {
+    if ((want = want_fields(c, select, plan)) == NULL && select != NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    if ((rc = fetch(s, c, toks, take, want, op, found, st)) != VEIL_OK) {
         take = 0;
         goto out;
     }
     docs = json_array();
     for (size_t i = 0; i < take; i++) {
-        /* Deleted since the search; or replaced, and kept only if it still matches. */
-        if (!found[i] ||
-            (op[i].version != hits.h[start + i].version && !vl_match_doc(&m, op[i].doc))) {
+        /* Deleted since the search; or replaced, and kept only if it still matches (the
+         * words are looked at again, in the version now current). */
+        if (!found[i]) {
             continue;
         }
+        bool changed = op[i].version != hits.h[start + i].version;
+        if (changed) {
+            struct opened whole;
+            bool f2 = false, keep = false;
+            if ((rc = fetch(s, c, &toks[i], 1, NULL, &whole, &f2, st)) != VEIL_OK) {
+                goto out;
+            }
+            if (f2) {
+                keep = vl_match_doc(&m, whole.doc);
+                /* Answer with the version whose words were checked. */
+                opened_free(&op[i], 1);
+                op[i] = whole;
+            }
+            if (!keep) {
+                continue;
+            }
+        }
         if (!vl_plan_satisfied(plan, op[i].doc)) {
+            if (changed) {
+                continue; /* written since the search: it no longer passes the where */
+            }
             rc = vl_breach(s->v, s, c->name, "a store returned a row the query does not match",
                            st);
             goto out;
@@ -474,6 +540,7 @@ out:
     free(op);
     free(toks);
     free(found);
+    free(want);
     free(next);
     free(hits.h);
     json_decref(docs);
@@ -491,7 +558,7 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     struct vl_plan plan;
     struct vl_doclist list = {0};
     struct opened *op = NULL;
-    bool *found = NULL;
+    bool *found = NULL, *want = NULL;
     uint8_t after[VL_DOCTOKEN_BYTES];
     bool has_after = false;
     char *next = NULL;
@@ -605,7 +672,12 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
             goto out;
         }
     }
-    rc = fetch(s, c, toks, n, op, found, st);
+    if ((want = want_fields(c, select, &plan)) == NULL && select != NULL) {
+        free(toks);
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    rc = fetch(s, c, toks, n, want, op, found, st);
     free(toks);
     if (rc != VEIL_OK) {
         goto out;
@@ -641,6 +713,7 @@ out:
     }
     free(op);
     free(found);
+    free(want);
     free(next);
     vl_doclist_free(&list);
     vl_plan_free(&plan);

@@ -1,13 +1,15 @@
 /*
  * search.c: the `search` tactic in the engine (DESIGN.md "text search").
  *
- * Writing: each search field's text becomes its distinct stems (words.c); each stem gets the
- * next counter of its word from the trusted state, and one index entry (label, sealed
- * value) in the key-value space of the field's store. The entry names the write by its row
- * sequence number, so replacing or deleting a document writes nothing for its old words: an
- * entry counts only while the trusted state says its sequence number is the current one of
- * a live document. The store therefore never learns which words a document held, nor that
- * a replaced document's entries went stale.
+ * Writing: each search field's text becomes its distinct stems (words.c). Per stem, the
+ * documents of a write batch that have it (one, for a single put; up to 128 an entry in a
+ * bulk batch) share one index entry (label, sealed value) in the key-value space of the
+ * field's store, at the next counter of the word, reserved in the trusted state. The entry
+ * names each document's write by its row sequence number, so replacing or deleting a
+ * document writes nothing for its old words: a document of an entry counts only while the
+ * trusted state says its sequence number is the current one of a live document. The store
+ * therefore never learns which words a document held, nor that a replaced document's
+ * entries went stale.
  *
  * Searching: per word, the labels of entries 0..count-1 are fetched and opened. An entry
  * that is missing must be a hole (a write still in flight, or one that failed); one that
@@ -29,7 +31,6 @@
 #define BM25_B 0.75
 #define MATCH_MAX_TEXT 4096              /* bytes of a match's words */
 #define MATCH_MAX_ENTRIES (16u << 20)    /* entries one search may read */
-#define ENTRY_BYTES (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_BYTES)
 
 /* ---- writing ---- */
 
@@ -103,23 +104,163 @@ veil_err vl_docwords_of(const struct vl_coll *c, const json_t *doc, struct vl_do
     return VEIL_OK;
 }
 
-void vl_docwords_entries(const struct vl_docwords *d, const uint64_t *counters, uint64_t seq,
-                         struct vl_kv *out, uint8_t *arena)
+void vl_batch_entries_free(struct vl_batch_entries *b)
 {
-    for (size_t i = 0; i < d->n; i++) {
-        const struct vl_dword *w = &d->w[i];
-        struct vl_search_word sw;
-        uint8_t *label = arena + i * ENTRY_BYTES;
-        uint8_t *value = label + VL_SEARCH_LABEL_BYTES;
-        vl_search_word(&sw, w->fc->search_key, w->stem, w->len, 0);
-        vl_search_labels(&sw, counters[i], 1, label);
-        vl_search_seal(&sw, counters[i], seq, w->tf, value);
-        vl_search_word_wipe(&sw);
-        out[i].key.p = label;
-        out[i].key.n = VL_SEARCH_LABEL_BYTES;
-        out[i].val.p = value;
-        out[i].val.n = VL_SEARCH_VALUE_BYTES;
+    free(b->kv);
+    free(b->store);
+    free(b->owner);
+    free(b->arena);
+    memset(b, 0, sizeof(*b));
+}
+
+/* One (word, document) of a batch. */
+struct bword {
+    const struct vl_dword *w;
+    size_t doc;
+    uint64_t seq;
+};
+
+static int bword_cmp(const void *a, const void *b)
+{
+    const struct bword *x = a, *y = b;
+    int c = memcmp(x->w->wkey, y->w->wkey, VL_WKEY_BYTES);
+    if (c != 0) {
+        return c;
     }
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int res_cmp(const void *a, const void *b)
+{
+    const struct vl_wordres *x = a, *y = b;
+    return x->res < y->res ? -1 : x->res > y->res;
+}
+
+veil_err vl_search_batch(veil_vault *v, const struct vl_coll *c,
+                         const struct vl_docwords *const *words, const uint64_t *seqs,
+                         size_t ndocs, struct vl_batch_entries *out)
+{
+    veil_err rc = VEIL_OK;
+    size_t nw = 0, ne = 0;
+    struct bword *bw = NULL;
+    size_t *start = NULL, *len = NULL;
+    struct vl_wordres *res = NULL;
+    struct vl_search_item *items = NULL;
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < ndocs; i++) {
+        nw += words[i] != NULL ? words[i]->n : 0;
+    }
+    if (nw == 0) {
+        return VEIL_OK;
+    }
+    /* Every (word, document), by word, then by sequence number. */
+    bw = malloc(nw * sizeof(*bw));
+    items = malloc(nw * sizeof(*items));
+    start = malloc(nw * sizeof(*start));
+    len = malloc(nw * sizeof(*len));
+    res = calloc(nw, sizeof(*res));
+    if (bw == NULL || items == NULL || start == NULL || len == NULL || res == NULL) {
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    nw = 0;
+    for (size_t i = 0; i < ndocs; i++) {
+        for (size_t k = 0; words[i] != NULL && k < words[i]->n; k++) {
+            bw[nw].w = &words[i]->w[k];
+            bw[nw].doc = i;
+            bw[nw].seq = seqs[i];
+            nw++;
+        }
+    }
+    qsort(bw, nw, sizeof(*bw), bword_cmp);
+    for (size_t i = 0; i < nw; i++) {
+        items[i].seq = bw[i].seq;
+        items[i].tf = bw[i].w->tf;
+    }
+    /* Entries: per word, its documents in runs that fit one entry each. */
+    for (size_t i = 0; i < nw;) {
+        size_t j = i + 1;
+        while (j < nw && memcmp(bw[j].w->wkey, bw[i].w->wkey, VL_WKEY_BYTES) == 0) {
+            j++;
+        }
+        for (size_t at = i; at < j;) {
+            size_t k = vl_search_fit(items + at, j - at);
+            start[ne] = at;
+            len[ne] = k;
+            memcpy(res[ne].wkey, bw[at].w->wkey, VL_WKEY_BYTES);
+            res[ne].res = bw[at].seq; /* owned by the write of its first document */
+            ne++;
+            at += k;
+        }
+        i = j;
+    }
+    /* The reservation wants each write's entries together; the order of counters within a
+     * word does not matter. Keep the entry index alongside. */
+    size_t *order = malloc(ne * sizeof(*order));
+    struct vl_wordres *sorted = malloc(ne * sizeof(*sorted));
+    if (order == NULL || sorted == NULL) {
+        free(order);
+        free(sorted);
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    for (size_t e = 0; e < ne; e++) {
+        sorted[e] = res[e];
+        sorted[e].counter = e; /* carries the entry index through the sort */
+    }
+    qsort(sorted, ne, sizeof(*sorted), res_cmp);
+    for (size_t e = 0; e < ne; e++) {
+        order[e] = (size_t)sorted[e].counter;
+    }
+    rc = vl_trusted_words_reserve(v->trusted, c->tenant_id, c->name, sorted, ne);
+    for (size_t e = 0; rc == VEIL_OK && e < ne; e++) {
+        res[order[e]].counter = sorted[e].counter;
+    }
+    free(order);
+    free(sorted);
+    if (rc != VEIL_OK) {
+        goto out;
+    }
+    out->kv = calloc(ne, sizeof(*out->kv));
+    out->store = calloc(ne, sizeof(*out->store));
+    out->owner = calloc(ne, sizeof(*out->owner));
+    out->arena = malloc(ne * (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_MAX));
+    if (out->kv == NULL || out->store == NULL || out->owner == NULL || out->arena == NULL) {
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    for (size_t e = 0; e < ne; e++) {
+        const struct vl_dword *w = bw[start[e]].w;
+        struct vl_search_word sw;
+        uint8_t *label = out->arena + e * (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_MAX);
+        uint8_t *value = label + VL_SEARCH_LABEL_BYTES;
+        size_t vlen = 0;
+        vl_search_word(&sw, w->fc->search_key, w->stem, w->len, 0);
+        vl_search_labels(&sw, res[e].counter, 1, label);
+        int r = vl_search_seal(&sw, res[e].counter, items + start[e], len[e], value, &vlen);
+        vl_search_word_wipe(&sw);
+        if (r != 0) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+        out->kv[e].key.p = label;
+        out->kv[e].key.n = VL_SEARCH_LABEL_BYTES;
+        out->kv[e].val.p = value;
+        out->kv[e].val.n = vlen;
+        out->store[e] = w->fc->store;
+        out->owner[e] = bw[start[e]].doc;
+    }
+    out->n = ne;
+out:
+    if (rc != VEIL_OK) {
+        vl_batch_entries_free(out);
+    }
+    free(bw);
+    free(items);
+    free(start);
+    free(len);
+    free(res);
+    return rc;
 }
 
 /* ---- planning ---- */
@@ -326,32 +467,43 @@ struct run {
     uint8_t wkeys[VL_MATCH_MAX_WORDS][VL_WKEY_BYTES];
     const struct vl_mterm *term[VL_MATCH_MAX_WORDS]; /* per word, its term */
     uint64_t count[VL_MATCH_MAX_WORDS];
-    struct entry *e;
+    struct entry *e;               /* a document of an opened entry, per word */
     size_t ne;
+    size_t cap;
 };
 
-/* Opens what a store returned for labels of word w at counters[0..n); appends opened
- * entries; collects the counters that were absent into *missing. -1 when an entry does
- * not open. */
+/* Opens what a store returned for labels of word w at counters[0..n); appends the
+ * documents of opened entries; collects the counters that were absent into *missing. -1
+ * when an entry does not open. */
 static int open_values(struct run *r, size_t w, const uint64_t *counters,
                        const struct vl_bytes *vals, size_t n, uint64_t *missing,
                        size_t *nmissing)
 {
+    struct vl_search_item items[VL_SEARCH_ITEMS_MAX];
     for (size_t i = 0; i < n; i++) {
-        uint64_t seq;
-        uint32_t tf;
+        size_t k = 0;
         if (vals[i].p == NULL) {
             missing[(*nmissing)++] = counters[i];
             continue;
         }
-        if (vl_search_open(&r->sw[w], counters[i], vals[i].p, vals[i].n, &seq, &tf) != 0 ||
-            tf == 0) {
+        if (vl_search_open(&r->sw[w], counters[i], vals[i].p, vals[i].n, items, &k) != 0) {
             return -1;
         }
-        r->e[r->ne].seq = seq;
-        r->e[r->ne].tf = tf;
-        r->e[r->ne].word = (uint16_t)w;
-        r->ne++;
+        if (r->ne + k > r->cap) {
+            size_t cap = r->cap * 2 > r->ne + k ? r->cap * 2 : r->ne + k;
+            struct entry *e = realloc(r->e, cap * sizeof(*e));
+            if (e == NULL) {
+                return -2;
+            }
+            r->e = e;
+            r->cap = cap;
+        }
+        for (size_t j = 0; j < k; j++) {
+            r->e[r->ne].seq = items[j].seq;
+            r->e[r->ne].tf = items[j].tf;
+            r->e[r->ne].word = (uint16_t)w;
+            r->ne++;
+        }
     }
     return 0;
 }
@@ -389,7 +541,10 @@ static veil_err fetch_word(struct run *r, size_t w, const uint64_t *counters, si
                            v->cfg.store_names[fc->store]);
         goto out;
     }
-    if (open_values(r, w, counters, vals.vals, n, missing, nmissing) != 0) {
+    int o = open_values(r, w, counters, vals.vals, n, missing, nmissing);
+    if (o == -2) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    } else if (o != 0) {
         rc = vl_breach(v, r->s, r->c->name, "a search index entry failed to open", st);
     }
 out:
@@ -616,7 +771,8 @@ veil_err vl_match_run(veil_session *s, const struct vl_coll *c, const struct vl_
                            MATCH_MAX_ENTRIES);
         goto out;
     }
-    if ((r.e = malloc((total ? total : 1) * sizeof(*r.e))) == NULL) {
+    r.cap = total > 0 ? total : 1;
+    if ((r.e = malloc(r.cap * sizeof(*r.e))) == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }

@@ -21,7 +21,6 @@
 #define PAYLOAD_FORMAT_V1 1 /* as written before search entries existed: no kv section */
 #define PAYLOAD_BRIEF 2
 #define PAYLOAD_FORMAT 3    /* with search-index entries */
-#define ENTRY_BYTES (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_BYTES)
 #define OP_PUT 1
 #define OP_DELETE 2
 #define BULK_BATCH 256
@@ -39,8 +38,6 @@ struct item {
     uint64_t seq;
     struct vl_sealed sealed;
     struct vl_docwords words; /* its search fields' words */
-    struct vl_kv *kv;         /* their index entries, words.n of them */
-    uint8_t *kvarena;
     struct vl_buf payload;
     struct vl_buf brief;
     struct vl_intent intent;
@@ -48,8 +45,9 @@ struct item {
 
 /* ---- payloads ---- */
 
+/* be: the batch's search entries, of which this write carries those it owns (idx). */
 static veil_err payload_build(const veil_vault *v, const struct vl_coll *c, struct item *it,
-                              uint64_t seq)
+                              uint64_t seq, const struct vl_batch_entries *be, size_t idx)
 {
     struct vl_buf *b = &it->payload;
     vl_buf_init(b, SIZE_MAX);
@@ -105,17 +103,17 @@ static veil_err payload_build(const veil_vault *v, const struct vl_coll *c, stru
         }
         /* Search entries of the fields this store holds. */
         uint32_t nkv = 0;
-        for (size_t k = 0; it->doc != NULL && k < it->words.n; k++) {
-            nkv += it->words.w[k].fc->store == (int)i;
+        for (size_t k = 0; it->doc != NULL && k < be->n; k++) {
+            nkv += be->owner[k] == idx && be->store[k] == (int)i;
         }
         if (rc == VEIL_OK) {
             rc = vl_buf_put_u32(b, nkv);
         }
-        for (size_t k = 0; nkv > 0 && rc == VEIL_OK && k < it->words.n; k++) {
-            if (it->words.w[k].fc->store == (int)i) {
-                rc = vl_buf_append(b, it->kv[k].key.p, VL_SEARCH_LABEL_BYTES);
+        for (size_t k = 0; nkv > 0 && rc == VEIL_OK && k < be->n; k++) {
+            if (be->owner[k] == idx && be->store[k] == (int)i) {
+                rc = vl_buf_append(b, be->kv[k].key.p, VL_SEARCH_LABEL_BYTES);
                 if (rc == VEIL_OK) {
-                    rc = vl_buf_put_lp(b, it->kv[k].val.p, it->kv[k].val.n);
+                    rc = vl_buf_put_lp(b, be->kv[k].val.p, be->kv[k].val.n);
                 }
             }
         }
@@ -450,53 +448,6 @@ static void item_fail(struct item *it, veil_err rc, const char *msg)
     }
 }
 
-/* Reserves, in one trusted transaction, a counter for every search word of the items'
- * puts, and makes their index entries. */
-static veil_err reserve_words(veil_vault *v, const struct vl_coll *c, struct item *items,
-                              size_t n)
-{
-    size_t nres = 0;
-    for (size_t i = 0; i < n; i++) {
-        nres += item_ok(&items[i]) && items[i].doc != NULL ? items[i].words.n : 0;
-    }
-    if (nres == 0) {
-        return VEIL_OK;
-    }
-    struct vl_wordres *res = calloc(nres, sizeof(*res));
-    uint64_t *counters = calloc(nres, sizeof(*counters));
-    veil_err rc = res != NULL && counters != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
-    for (size_t i = 0, k = 0; rc == VEIL_OK && i < n; i++) {
-        const struct item *it = &items[i];
-        for (size_t w = 0; item_ok(it) && it->doc != NULL && w < it->words.n; w++, k++) {
-            memcpy(res[k].wkey, it->words.w[w].wkey, VL_WKEY_BYTES);
-            res[k].res = it->seq;
-        }
-    }
-    if (rc == VEIL_OK) {
-        rc = vl_trusted_words_reserve(v->trusted, c->tenant_id, c->name, res, nres);
-    }
-    for (size_t i = 0, k = 0; rc == VEIL_OK && i < n; i++) {
-        struct item *it = &items[i];
-        if (!item_ok(it) || it->doc == NULL || it->words.n == 0) {
-            continue;
-        }
-        it->kv = calloc(it->words.n, sizeof(*it->kv));
-        it->kvarena = malloc(it->words.n * ENTRY_BYTES);
-        if (it->kv == NULL || it->kvarena == NULL) {
-            rc = VEIL_ERR_INTERNAL;
-            break;
-        }
-        for (size_t w = 0; w < it->words.n; w++) {
-            counters[w] = res[k + w].counter;
-        }
-        vl_docwords_entries(&it->words, counters, it->seq, it->kv, it->kvarena);
-        k += it->words.n;
-    }
-    free(res);
-    free(counters);
-    return rc;
-}
-
 /* Carries out a batch of puts and deletes of distinct documents; each item's rc says how
  * it went (a failure of the whole batch is set on every item). */
 static void write_batch(veil_session *s, const struct vl_coll *c, struct item *items, size_t n)
@@ -507,10 +458,15 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
     struct vl_bytes *toks = calloc(n, sizeof(*toks));
     struct vl_intent *intents = calloc(n, sizeof(*intents));
     struct vl_bytes *payloads = calloc(n, sizeof(*payloads));
+    const struct vl_docwords **bwords = calloc(n, sizeof(*bwords));
+    uint64_t *bseqs = calloc(n, sizeof(*bseqs));
+    struct vl_batch_entries be;
     size_t nin = 0, nput = 0;
     uint64_t seq = 0;
+    memset(&be, 0, sizeof(be));
 
-    if (states == NULL || toks == NULL || intents == NULL || payloads == NULL) {
+    if (states == NULL || toks == NULL || intents == NULL || payloads == NULL ||
+        bwords == NULL || bseqs == NULL) {
         for (size_t i = 0; i < n; i++) {
             item_fail(&items[i], VEIL_ERR_INTERNAL, "out of memory");
         }
@@ -569,7 +525,12 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
             it->rc = vl_docwords_of(c, it->doc, &it->words, &it->st);
         }
     }
-    if (reserve_words(v, c, items, n) != VEIL_OK) {
+    /* The batch's search entries: per word, the documents that have it, together. */
+    for (size_t i = 0; i < n; i++) {
+        bwords[i] = item_ok(&items[i]) && items[i].doc != NULL ? &items[i].words : NULL;
+        bseqs[i] = items[i].seq;
+    }
+    if (vl_search_batch(v, c, bwords, bseqs, n, &be) != VEIL_OK) {
         for (size_t i = 0; i < n; i++) {
             item_fail(&items[i], VEIL_ERR_STORE_UNAVAILABLE, "the trusted state is unavailable");
         }
@@ -581,13 +542,14 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
             continue;
         }
         uint64_t myseq = it->doc != NULL ? it->seq : 0;
-        if ((rc = payload_build(v, c, it, myseq)) != VEIL_OK) {
-            item_fail(it, rc, "cannot encode the write");
-            continue;
-        }
-        if (v->nstores == 1 && (rc = payload_brief(c, it)) != VEIL_OK) {
-            item_fail(it, rc, "cannot encode the write");
-            continue;
+        /* A write that carries other writes' entries must not drop out alone: encoding
+         * fails only when memory runs out, and then the whole batch fails. */
+        if ((rc = payload_build(v, c, it, myseq, &be, i)) != VEIL_OK ||
+            (v->nstores == 1 && (rc = payload_brief(c, it)) != VEIL_OK)) {
+            for (size_t k = 0; k < n; k++) {
+                item_fail(&items[k], rc, "cannot encode the write");
+            }
+            goto out;
         }
         struct vl_intent *in = &intents[nin];
         in->op = it->doc != NULL ? VL_INTENT_PUT : VL_INTENT_DELETE;
@@ -638,20 +600,19 @@ out:
     }
     vl_docstates_free(states, n);
 out_free:
+    vl_batch_entries_free(&be);
     free(states);
     free(toks);
     free(intents);
     free(payloads);
+    free(bwords);
+    free(bseqs);
 }
 
 static void item_clear(struct item *it)
 {
     vl_sealed_free(&it->sealed);
     vl_docwords_free(&it->words);
-    free(it->kv);
-    free(it->kvarena);
-    it->kv = NULL;
-    it->kvarena = NULL;
     vl_buf_free(&it->payload);
     vl_buf_free(&it->brief);
     free(it->id);

@@ -929,12 +929,14 @@ bool vl_role_reads(const struct vl_role *r, const char *path)
     "; which documents share leading hexadecimal digits of the value, hence roughly their "  \
     "order and which are equal"
 #define LK_SEARCH                                                                            \
-    "; for its words, how many distinct words each write of a document adds (one search "   \
-    "index entry per word, written along with the document). A search shows the store "     \
-    "which entries it reads, hence how often each searched word was ever written and "      \
-    "whether two searches share words, and which documents it returns. Entries written "    \
-    "after a search cannot be linked to it, and no entry is ever removed, so the store "    \
-    "does not learn which words a replaced or deleted document held"
+    "; for its words, one search index entry per distinct word of each write, written "     \
+    "along with it (a bulk batch shares one entry per word among its documents, and the "   \
+    "entry's size, padded to a power of two, tells roughly how many of them hold the "      \
+    "word). A search shows the store which entries it reads, hence how often each "         \
+    "searched word was written and whether two searches share words, and which documents "  \
+    "it returns. Entries written after a search cannot be linked to it, and no entry is "   \
+    "ever removed, so the store does not learn which words a replaced or deleted document " \
+    "held"
 #define LK_SUM                                                                               \
     " Its homomorphic cells (for sums) tell the store which documents have a value, and "    \
     "nothing about the values."

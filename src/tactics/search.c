@@ -6,7 +6,9 @@
  * Labels come from the ChaCha20 key stream of the word's label key, four to a 64-byte block,
  * so the labels of a whole word are one pass of the stream. Values are ChaCha20-Poly1305
  * (IETF) under the word's value key with the entry's counter as nonce: each (key, nonce)
- * seals exactly one entry, since counters only grow and a new epoch brings new keys.
+ * seals exactly one entry, since counters only grow and a new epoch brings new keys. A
+ * value holds the documents of one write batch that have the word: varint-coded deltas of
+ * their sequence numbers and their counts, padded (ISO/IEC 7816-4) to a power of two.
  */
 #include <string.h>
 
@@ -85,30 +87,130 @@ static void nonce_of(uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES],
     vl_store_u64(nonce, c);
 }
 
-void vl_search_seal(const struct vl_search_word *w, uint64_t c, uint64_t seq, uint32_t tf,
-                    uint8_t out[VL_SEARCH_VALUE_BYTES])
+static size_t varint_len(uint64_t v)
 {
-    uint8_t m[12], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
-    vl_store_u64(m, seq);
-    vl_store_u32(m + 8, tf);
-    nonce_of(nonce, c);
-    crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, m, sizeof(m), NULL, 0, NULL, nonce,
-                                              w->value_key);
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
 }
 
-int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *val, size_t n,
-                   uint64_t *seq, uint32_t *tf)
+static size_t varint_put(uint8_t *out, uint64_t v)
 {
-    uint8_t m[12], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
-    if (n != VL_SEARCH_VALUE_BYTES) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+static int varint_get(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64 && *at < len; shift += 7) {
+        uint8_t b = p[(*at)++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Bytes of the encoding of items[0..n): their number, then per item the difference of
+ * its sequence number from the previous one's (the first: from 0) and its count. */
+static size_t encoded_len(const struct vl_search_item *items, size_t n)
+{
+    size_t len = varint_len(n);
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        len += varint_len(items[i].seq - prev) + varint_len(items[i].tf);
+        prev = items[i].seq;
+    }
+    return len;
+}
+
+size_t vl_search_fit(const struct vl_search_item *items, size_t n)
+{
+    size_t k = 0, len = 2; /* the count, and room for it to grow a byte */
+    uint64_t prev = 0;
+    while (k < n && k < VL_SEARCH_ITEMS_MAX) {
+        size_t more = varint_len(items[k].seq - prev) + varint_len(items[k].tf);
+        if (k > 0 && len + more >= VL_SEARCH_PLAIN_MAX) {
+            break; /* >=: the padding takes a byte at least */
+        }
+        len += more;
+        prev = items[k].seq;
+        k++;
+    }
+    return k;
+}
+
+int vl_search_seal(const struct vl_search_word *w, uint64_t c, const struct vl_search_item *items,
+                   size_t n, uint8_t *out, size_t *outlen)
+{
+    uint8_t m[VL_SEARCH_PLAIN_MAX], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
+    if (n == 0 || n > VL_SEARCH_ITEMS_MAX || encoded_len(items, n) >= VL_SEARCH_PLAIN_MAX) {
+        return -1;
+    }
+    size_t len = varint_put(m, n);
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((i > 0 && items[i].seq <= prev) || items[i].tf == 0) {
+            return -1;
+        }
+        len += varint_put(m + len, items[i].seq - prev);
+        len += varint_put(m + len, items[i].tf);
+        prev = items[i].seq;
+    }
+    size_t padded = vl_pad_len(len);
+    vl_pad(m, len);
+    nonce_of(nonce, c);
+    crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, m, padded, NULL, 0, NULL, nonce,
+                                              w->value_key);
+    *outlen = padded + crypto_aead_chacha20poly1305_ietf_ABYTES;
+    sodium_memzero(m, sizeof(m));
+    return 0;
+}
+
+int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *val, size_t len,
+                   struct vl_search_item *out, size_t *n)
+{
+    uint8_t m[VL_SEARCH_PLAIN_MAX], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
+    size_t mlen = 0, at = 0;
+    uint64_t count = 0, prev = 0;
+    int rc = -1;
+    if (len < crypto_aead_chacha20poly1305_ietf_ABYTES + 16 ||
+        len > VL_SEARCH_PLAIN_MAX + crypto_aead_chacha20poly1305_ietf_ABYTES) {
         return -1;
     }
     nonce_of(nonce, c);
-    if (crypto_aead_chacha20poly1305_ietf_decrypt(m, NULL, NULL, val, n, NULL, 0, nonce,
-                                                  w->value_key) != 0) {
-        return -1;
+    if (crypto_aead_chacha20poly1305_ietf_decrypt(m, NULL, NULL, val, len, NULL, 0, nonce,
+                                                  w->value_key) != 0 ||
+        vl_unpad(m, len - crypto_aead_chacha20poly1305_ietf_ABYTES, &mlen) != 0 ||
+        varint_get(m, mlen, &at, &count) != 0 || count == 0 || count > VL_SEARCH_ITEMS_MAX) {
+        goto out;
     }
-    *seq = vl_load_u64(m);
-    *tf = vl_load_u32(m + 8);
-    return 0;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t d, tf;
+        if (varint_get(m, mlen, &at, &d) != 0 || varint_get(m, mlen, &at, &tf) != 0 ||
+            (i > 0 && d == 0) || d > UINT64_MAX - prev || tf == 0 || tf > UINT32_MAX) {
+            goto out;
+        }
+        prev += d;
+        out[i].seq = prev;
+        out[i].tf = (uint32_t)tf;
+    }
+    if (at == mlen) {
+        *n = (size_t)count;
+        rc = 0;
+    }
+out:
+    sodium_memzero(m, sizeof(m));
+    return rc;
 }

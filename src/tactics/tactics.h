@@ -81,7 +81,8 @@ vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq
  * 0 || w, and has, per epoch e, two secret keys: (K_label, K_value) = BLAKE2b-512 keyed by K
  * of 1 || e || w. The c-th entry of w lives under label L_c = bytes 16c..16c+15 of the
  * ChaCha20 key stream of K_label (a PRF of c), and holds ChaCha20-Poly1305(K_value, nonce c)
- * of the row sequence number of the document's write and the word's count in it. Without
+ * of the documents of one write batch that hold the word: per document the row sequence
+ * number of its write and the word's count in it, padded to a power of two. Without
  * K_label, labels are random strings: the store cannot tell which entries belong to one
  * word, nor link an entry written after a search to it (the search revealed L_0..L_{n-1}
  * only). The nonce binds an entry to its position, the key to its word: a value moved to
@@ -89,7 +90,9 @@ vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq
 #define VL_SEARCH_KEY_BYTES 32
 #define VL_SEARCH_WKEY_BYTES 16
 #define VL_SEARCH_LABEL_BYTES 16
-#define VL_SEARCH_VALUE_BYTES (12 + 16)
+#define VL_SEARCH_ITEMS_MAX 128 /* documents in one entry */
+#define VL_SEARCH_PLAIN_MAX 512 /* bytes of an entry's padded plaintext */
+#define VL_SEARCH_VALUE_MAX (VL_SEARCH_PLAIN_MAX + 16)
 
 struct vl_search_word {
     uint8_t label_key[32];              /* secret */
@@ -105,12 +108,22 @@ void vl_search_word(struct vl_search_word *out, const uint8_t key[VL_SEARCH_KEY_
 void vl_search_word_wipe(struct vl_search_word *w);
 /* Labels of entries first..first+n-1, into out (n * VL_SEARCH_LABEL_BYTES bytes). */
 void vl_search_labels(const struct vl_search_word *w, uint64_t first, size_t n, uint8_t *out);
-/* The value of entry c: (seq, tf) sealed. */
-void vl_search_seal(const struct vl_search_word *w, uint64_t c, uint64_t seq, uint32_t tf,
-                    uint8_t out[VL_SEARCH_VALUE_BYTES]);
-/* Opens entry c's value; -1 when it is not one sealed for this word and position. */
-int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *val, size_t n,
-                   uint64_t *seq, uint32_t *tf) VL_WUR;
+/* One document of an entry: the row sequence number of its write, the word's count. */
+struct vl_search_item {
+    uint64_t seq;
+    uint32_t tf;
+};
+/* How many of items[0..n) (n >= 1) fit one entry: at least 1, at most VL_SEARCH_ITEMS_MAX. */
+size_t vl_search_fit(const struct vl_search_item *items, size_t n);
+/* The value of entry c holding items[0..n) (sequence numbers strictly increasing, counts
+ * >= 1, as many as vl_search_fit allows): out receives *outlen <= VL_SEARCH_VALUE_MAX
+ * bytes. -1 for items that break those rules. */
+int vl_search_seal(const struct vl_search_word *w, uint64_t c, const struct vl_search_item *items,
+                   size_t n, uint8_t *out, size_t *outlen);
+/* Opens entry c's value into out (room for VL_SEARCH_ITEMS_MAX), *n items; -1 when it is
+ * not one sealed for this word and position, or is malformed. */
+int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *val, size_t len,
+                   struct vl_search_item *out, size_t *n) VL_WUR;
 
 /* Writes a signed 128-bit integer in units of 10^-scale as decimal text ("-12.50");
  * out must hold 48 bytes. */

@@ -216,26 +216,62 @@ static void test_search_entries(void **state)
     vl_search_labels(&w2, 0, 1, one);
     assert_memory_not_equal(one, all, VL_SEARCH_LABEL_BYTES);
 
-    /* Values. */
-    uint8_t val[VL_SEARCH_VALUE_BYTES], val2[VL_SEARCH_VALUE_BYTES];
-    uint64_t seq = 0;
-    uint32_t tf = 0;
-    vl_search_seal(&w, 42, 123456789, 17, val);
-    assert_int_equal(vl_search_open(&w, 42, val, sizeof(val), &seq, &tf), 0);
-    assert_int_equal(seq, 123456789);
-    assert_int_equal(tf, 17);
-    assert_int_equal(vl_search_open(&w, 43, val, sizeof(val), &seq, &tf), -1); /* moved */
-    assert_int_equal(vl_search_open(&w2, 42, val, sizeof(val), &seq, &tf), -1); /* other word */
-    assert_int_equal(vl_search_open(&w0, 42, val, sizeof(val), &seq, &tf), -1); /* epoch */
-    assert_int_equal(vl_search_open(&w, 42, val, sizeof(val) - 1, &seq, &tf), -1);
-    for (size_t i = 0; i < sizeof(val); i++) {
-        memcpy(val2, val, sizeof(val));
-        val2[i] ^= 0x01;
-        assert_int_equal(vl_search_open(&w, 42, val2, sizeof(val2), &seq, &tf), -1);
+    /* Values: the documents of an entry, and nothing else, come back; only for their own
+     * word, key epoch and position. */
+    struct vl_search_item in[3] = {{5, 1}, {6, 300}, {123456789, 17}}, out[VL_SEARCH_ITEMS_MAX];
+    uint8_t val[VL_SEARCH_VALUE_MAX], val2[VL_SEARCH_VALUE_MAX];
+    size_t vlen = 0, vlen2 = 0, k = 0;
+    assert_int_equal(vl_search_seal(&w, 42, in, 3, val, &vlen), 0);
+    assert_int_equal(vlen, 16 + 16); /* 10 bytes of items, padded to 16, and the tag */
+    assert_int_equal(vl_search_open(&w, 42, val, vlen, out, &k), 0);
+    assert_int_equal(k, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(out[i].seq, in[i].seq);
+        assert_int_equal(out[i].tf, in[i].tf);
     }
-    /* Same (word, counter, content): same bytes, so a replayed write changes nothing. */
-    vl_search_seal(&w, 42, 123456789, 17, val2);
-    assert_memory_equal(val, val2, sizeof(val));
+    assert_int_equal(vl_search_open(&w, 43, val, vlen, out, &k), -1);  /* moved */
+    assert_int_equal(vl_search_open(&w2, 42, val, vlen, out, &k), -1); /* other word */
+    assert_int_equal(vl_search_open(&w0, 42, val, vlen, out, &k), -1); /* other epoch */
+    assert_int_equal(vl_search_open(&w, 42, val, vlen - 1, out, &k), -1);
+    for (size_t i = 0; i < vlen; i++) {
+        memcpy(val2, val, vlen);
+        val2[i] ^= 0x01;
+        assert_int_equal(vl_search_open(&w, 42, val2, vlen, out, &k), -1);
+    }
+    /* Same (word, counter, content): the same bytes, so writing an entry again (recovery)
+     * changes nothing. */
+    assert_int_equal(vl_search_seal(&w, 42, in, 3, val2, &vlen2), 0);
+    assert_int_equal(vlen2, vlen);
+    assert_memory_equal(val, val2, vlen);
+    /* Items must be in increasing order of sequence number, with counts. */
+    struct vl_search_item bad[2] = {{6, 1}, {6, 1}};
+    assert_int_equal(vl_search_seal(&w, 1, bad, 2, val2, &vlen2), -1);
+    bad[1].seq = 7;
+    bad[1].tf = 0;
+    assert_int_equal(vl_search_seal(&w, 1, bad, 2, val2, &vlen2), -1);
+    assert_int_equal(vl_search_seal(&w, 1, bad, 0, val2, &vlen2), -1);
+
+    /* Full entries: what vl_search_fit allows seals, in at most VL_SEARCH_VALUE_MAX bytes,
+     * and lengths come in power-of-two buckets only. */
+    static struct vl_search_item many[1000];
+    for (size_t i = 0; i < 1000; i++) {
+        many[i].seq = (uint64_t)1 << 40 | (i * 997);
+        many[i].tf = (uint32_t)(i % 3 == 0 ? 100000 + i : 1 + i % 5);
+    }
+    size_t at = 0, entries = 0;
+    while (at < 1000) {
+        size_t fit = vl_search_fit(many + at, 1000 - at);
+        assert_true(fit >= 1 && fit <= VL_SEARCH_ITEMS_MAX);
+        assert_int_equal(vl_search_seal(&w, 7 + entries, many + at, fit, val, &vlen), 0);
+        assert_true(vlen <= VL_SEARCH_VALUE_MAX);
+        assert_int_equal((vlen - 16) & (vlen - 17), 0);
+        assert_int_equal(vl_search_open(&w, 7 + entries, val, vlen, out, &k), 0);
+        assert_int_equal(k, fit);
+        assert_int_equal(out[fit - 1].seq, many[at + fit - 1].seq);
+        at += fit;
+        entries++;
+    }
+    assert_true(entries > 1000 / VL_SEARCH_ITEMS_MAX);
     vl_search_word_wipe(&w);
     uint8_t zero[sizeof(w)];
     memset(zero, 0, sizeof(zero));
