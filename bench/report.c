@@ -437,10 +437,12 @@ static int search_rows(const struct results *rs)
     double batch = an_num(rs, "search_batch"), mb = an_num(rs, "search_text_bytes") / 1e6;
     double tokv = an_num(rs, "search_tok_veil_s"), tokp = an_num(rs, "search_tok_pg_s");
     double ent = an_num(rs, "search_veil_entries"), stems = an_num(rs, "search_veil_stems");
+    double pairs = an_num(rs, "search_veil_pairs");
     double copy = an_num(rs, "search_load_pg_copy_s"), vac = an_num(rs, "search_load_pg_vacuum_s");
 
     fmt_int(docs, n1, sizeof(n1));
     fmt_int(ent, n2, sizeof(n2));
+    fmt_int(pairs, n3, sizeof(n3));
     snprintf(label, sizeof(label),
              "Full-text search load in process: veil_bulk of %.0f documents a call, %s files "
              "of kernel documentation (linux-doc-6.1, %.1f MB of text), body `search` "
@@ -449,16 +451,19 @@ static int search_rows(const struct results *rs)
              batch, n1, mb, pgv, batch);
     cell(vc, sizeof(vc), docs / lv, "docs/s");
     cell(bc, sizeof(bc), docs / lp, "docs/s");
+    double per_doc_us = (lv - lp) / docs * 1e6;
     snprintf(gap, sizeof(gap),
-             "+%.0f us a document. veil: its tokenizer alone (NFKC, case folding, Snowball "
-             "stems) takes %.1f s of the %.1f s (%.0f%%); then %s index entries (one per "
-             "distinct stem per document, %.0f a document), each the next counter of its word "
+             "%s%.0f us a document. veil: its tokenizer alone (NFKC, case folding, Snowball "
+             "stems) takes %.1f s of the %.1f s (%.0f%%); then %s (document, stem) pairs "
+             "(%.0f a document) in %s index entries: a bulk batch of 256 shares one entry per "
+             "stem among up to 128 of its documents, each entry the next counter of its word "
              "from the trusted state (one reservation record per write), a PRF label and a "
              "sealed value, inserted in key order into the store's key-value table at "
              "pseudo-random keys; the two fields sealed; trusted intents per batch. "
              "PostgreSQL: COPY %.1f s, then VACUUM (ANALYZE) %.2f s, which moves the GIN "
              "pending list into the index; its to_tsvector alone takes about %.1f s",
-             (lv - lp) / docs * 1e6, tokv, lv, 100 * tokv / lv, n2, ent / docs, copy, vac, tokp);
+             per_doc_us < 0 ? "" : "+", per_doc_us, tokv, lv, 100 * tokv / lv, n3, pairs / docs, n2,
+             copy, vac, tokp);
     printf("| %s | %s | %s | %.2fx | %s |\n", label, vc, bc, lp / lv, gap);
     rows++;
 
@@ -488,13 +493,16 @@ static int search_rows(const struct results *rs)
         fmt_int(stems, n2, sizeof(n2));
         int at = snprintf(gap, sizeof(gap),
                           "size, lower is better. veil: key-value table %s B (%.0f B an "
-                          "entry: 16-byte label, 28-byte sealed value, B-tree pages), trusted "
+                          "entry: a 16-byte label and a sealed value of 32 to 528 bytes, its "
+                          "documents' sequence numbers and counts varint-coded and padded to a "
+                          "power of two; %.1f B a (document, stem) pair), trusted "
                           "words %s B (a counter per distinct stem: %s stems in the corpus), "
                           "reservations of writes in flight %s B; in all the store file grew by %s "
                           "B a document (sealed "
                           "documents, path tokens, search entries) and trusted.db by %s B. "
                           "PostgreSQL: GIN index %s B, tsvector column ",
-                          n1, ent > 0 ? kv / ent : 0, n3, n2, n4, n5, n6, n7);
+                          n1, ent > 0 ? kv / ent : 0, pairs > 0 ? kv / pairs : 0, n3, n2, n4,
+                          n5, n6, n7);
         per_doc(n1, sizeof(n1), tsv, docs);
         fmt_int(plex, n2, sizeof(n2));
         per_doc(n3, sizeof(n3), ptot, docs);
@@ -514,7 +522,7 @@ static int search_rows(const struct results *rs)
         double v99 = SK("veil_p99_s"), p99 = SK("pg_p99_s");
         double vh = SK("veil_hits"), ph = SK("pg_hits"), vz = SK("veil_zero");
         double pz = SK("pg_zero"), vmt = SK("veil_matches"), pmt = SK("pg_matches");
-        double ov = SK("overlap"), qe = SK("entries");
+        double ov = SK("overlap"), qe = SK("entries"), qd = SK("entry_docs");
         double vmm = SK("veil_match_med_s"), pcm = SK("pg_count_med_s");
 #undef SK
         if (vm <= 0 || pm <= 0) {
@@ -533,19 +541,21 @@ static int search_rows(const struct results *rs)
         fmt_int(qe, n1, sizeof(n1));
         fmt_ms(vmm, n2, sizeof(n2));
         fmt_ms(pcm, n3, sizeof(n3));
+        fmt_int(qd, n4, sizeof(n4));
         snprintf(gap, sizeof(gap),
                  "veil takes %.1fx PostgreSQL's time (median of %.0f queries). The match "
                  "alone, counted without ranking's top documents (medians): veil %s (every "
-                 "index entry of each query word read from the store, %s a query on average, "
-                 "opened, each matching document looked up in trusted state, BM25 scores), "
+                 "index entry of each query word read from the store, %s a query on average "
+                 "holding %s documents, opened, each document looked up in trusted state, BM25 "
+                 "scores), "
                  "PostgreSQL %s (GIN posting lists intersected, count(*)); the rest is veil "
                  "fetching, checking against trusted digests and opening the top %.0f "
-                 "documents whole (select trims only the answer) and PostgreSQL reading each "
+                 "documents' fields it answers with and PostgreSQL reading each "
                  "match's tsvector for ts_rank. Sanity, not timed: hits in the top %.0f veil "
                  "%.1f, PostgreSQL %.1f; queries without a hit veil %.0f, PostgreSQL %.0f; "
                  "matching documents veil %.0f, PostgreSQL %.0f on average; %.1f of the top "
                  "%.0f the same (the tokenizers and rankings differ, see the notes)",
-                 vm / pm, nq, n2, n1, n3, lim, lim, vh, ph, vz, pz, vmt, pmt, ov, lim);
+                 vm / pm, nq, n2, n1, n4, n3, lim, lim, vh, ph, vz, pz, vmt, pmt, ov, lim);
         printf("| %s | %s | %s | %.2fx | %s |\n", label, vc, bc, pm / vm, gap);
         rows++;
         snprintf(label, sizeof(label),
@@ -618,10 +628,11 @@ static void search_notes(const struct results *rs, const char *alone)
     double r2 = an_num(rs, "search_fit_r2");
     double lv = an_num(rs, "search_load_veil_s"), tokv = an_num(rs, "search_tok_veil_s");
     printf("- **Full-text search, where veil's time goes.** Loading: the tokenizer takes "
-           "%.0f%% of veil's load time; the rest is per index entry (the next counter of its "
-           "word in the trusted state's words table, a PRF label, a sealed value, an insert at "
-           "a pseudo-random key of the store's B-tree) and per document (sealing, the path's "
-           "equality token, trusted intents and the write's reservation record).",
+           "%.0f%% of veil's load time; the rest is per index entry (one per stem and batch "
+           "of up to 128 documents: the next counter of its word in the trusted state's words "
+           "table, a PRF label, a sealed value, an insert at a pseudo-random key of the "
+           "store's B-tree) and per document (sealing, the path's equality token, trusted "
+           "intents and the write's reservation record).",
            100 * tokv / lv);
     if (b > 0) {
         printf(" Searching: veil reads all the index entries of every query word, so its "
@@ -629,9 +640,10 @@ static void search_notes(const struct results *rs, const char *alone)
                "follows the words' document counts: over all the queries, matching = %.2f ms + "
                "%.2f us x entries read (least squares, r^2 = %.2f), the per-entry part one "
                "probe of the store's B-tree at a pseudo-random key, one entry opened and one "
-               "trusted-state lookup per matching document. On top of the match, a query "
+               "trusted-state lookup per document in them. On top of the match, a query "
                "fetches its top documents, checks each against its trusted digest and opens "
-               "and parses it whole, which costs with the documents' size, not the words'.",
+               "the fields it answers with (here the path), which costs with the number of "
+               "documents asked for, not the words'.",
                a * 1e3, b * 1e6, r2);
     }
     printf("\n");

@@ -65,6 +65,7 @@
 #ifdef BENCH_HAVE_LIBPQ
 #include <libpq-fe.h>
 
+#include "tactics/tactics.h"
 #include "tactics/words.h"
 #ifdef BENCH_HAVE_ZLIB
 #include <zlib.h>
@@ -121,6 +122,9 @@ struct vocab {
     char **word;
     uint32_t *df;
     uint32_t *last; /* the last document (1-based) counted in df */
+    uint32_t *ent;  /* stems: veil's index entries of the word (per batch, 128 docs each) */
+    uint32_t *lastb; /* stems: the last batch (1-based) that had the word, and its count */
+    uint32_t *inb;
     size_t n, cap;
     uint32_t *slot; /* id + 1, 0 free */
     size_t nslot;   /* a power of two */
@@ -134,6 +138,7 @@ struct squery {
     int veil_hits, pg_hits, overlap;
     long long veil_matches, pg_matches;
     unsigned long long entries; /* index entries veil reads for it */
+    unsigned long long entry_docs; /* the documents in them */
     unsigned min_df;            /* of its words, by the bench's own word splitting */
 };
 
@@ -503,6 +508,15 @@ static long vocab_id(struct vocab *v, const char *s, size_t n)
             return -1;
         }
         v->last = last;
+        uint32_t *ent = realloc(v->ent, nc * sizeof(*ent));
+        uint32_t *lastb = realloc(v->lastb, nc * sizeof(*lastb));
+        uint32_t *inb = realloc(v->inb, nc * sizeof(*inb));
+        v->ent = ent != NULL ? ent : v->ent;
+        v->lastb = lastb != NULL ? lastb : v->lastb;
+        v->inb = inb != NULL ? inb : v->inb;
+        if (ent == NULL || lastb == NULL || inb == NULL) {
+            return -1;
+        }
         v->cap = nc;
     }
     if ((v->word[v->n] = strndup(s, n)) == NULL) {
@@ -510,6 +524,9 @@ static long vocab_id(struct vocab *v, const char *s, size_t n)
     }
     v->df[v->n] = 0;
     v->last[v->n] = 0;
+    v->ent[v->n] = 0;
+    v->lastb[v->n] = 0;
+    v->inb[v->n] = 0;
     v->slot[h] = (uint32_t)v->n + 1;
     return (long)v->n++;
 }
@@ -522,6 +539,9 @@ static void vocab_free(struct vocab *v)
     free(v->word);
     free(v->df);
     free(v->last);
+    free(v->ent);
+    free(v->lastb);
+    free(v->inb);
     free(v->slot);
     memset(v, 0, sizeof(*v));
 }
@@ -643,15 +663,20 @@ static int queries_make(struct se_ctx *c)
     return 0;
 }
 
-/* veil's own tokenizer over the corpus: its time alone, the index entries it makes (one
- * per distinct stem per document) and each stem's documents. */
-static int stems_count(struct se_ctx *c, double *secs, unsigned long long *entries)
+/* veil's own tokenizer over the corpus: its time alone, the (document, stem) pairs it makes
+ * and each stem's documents; and the index entries veil writes for them when the documents
+ * come `batch` to a write: per stem, one entry per batch for every 128 of its documents
+ * (VL_SEARCH_ITEMS_MAX; an entry also ends at 512 bytes of plaintext, which 128 documents
+ * of one batch do not reach here). */
+static int stems_count(struct se_ctx *c, size_t batch, double *secs, unsigned long long *pairs,
+                       unsigned long long *entries)
 {
     double t = 0;
-    *entries = 0;
+    *pairs = *entries = 0;
     for (size_t di = 0; di < c->c.n; di++) {
         struct vl_words w;
         const struct sdoc *d = &c->c.d[di];
+        uint32_t b = (uint32_t)(di / batch) + 1;
         double t0 = bench_now();
         veil_err e = vl_words_of("english", d->text, d->len, SE_STEMS_MAX, &w);
         t += bench_now() - t0;
@@ -661,7 +686,7 @@ static int stems_count(struct se_ctx *c, double *secs, unsigned long long *entri
             vl_words_free(&w);
             return -1;
         }
-        *entries += w.n;
+        *pairs += w.n;
         for (size_t i = 0; i < w.n; i++) {
             long id = vocab_id(&c->stems, w.w[i].stem, w.w[i].len);
             if (id < 0) {
@@ -669,6 +694,14 @@ static int stems_count(struct se_ctx *c, double *secs, unsigned long long *entri
                 return -1;
             }
             c->stems.df[id]++;
+            if (c->stems.lastb[id] != b) {
+                c->stems.lastb[id] = b;
+                c->stems.inb[id] = 0;
+            }
+            if (c->stems.inb[id]++ % VL_SEARCH_ITEMS_MAX == 0) {
+                c->stems.ent[id]++;
+                (*entries)++;
+            }
         }
         vl_words_free(&w);
     }
@@ -676,18 +709,21 @@ static int stems_count(struct se_ctx *c, double *secs, unsigned long long *entri
     return 0;
 }
 
-/* The index entries a veil search for q reads: every entry of each of its stems. */
-static unsigned long long query_entries(struct se_ctx *c, const char *q)
+/* The index entries a veil search for q reads (every entry of each of its stems), and the
+ * documents they hold in all (*docs). */
+static unsigned long long query_entries(struct se_ctx *c, const char *q, unsigned long long *docs)
 {
     struct vl_words w;
     unsigned long long n = 0;
+    *docs = 0;
     if (vl_words_of("english", q, strlen(q), 64, &w) == VEIL_OK) {
         for (size_t i = 0; i < w.n; i++) {
             size_t h = (size_t)fnv(w.w[i].stem, w.w[i].len) & (c->stems.nslot - 1);
             while (c->stems.slot[h] != 0) {
                 uint32_t id = c->stems.slot[h] - 1;
                 if (strcmp(c->stems.word[id], w.w[i].stem) == 0) {
-                    n += c->stems.df[id];
+                    n += c->stems.ent[id];
+                    *docs += c->stems.df[id];
                     break;
                 }
                 h = (h + 1) & (c->stems.nslot - 1);
@@ -1163,7 +1199,7 @@ static int queries_run(struct se_ctx *c)
         struct squery *q = &c->q[perm[x]];
         q->veil_matches = veil_count(c, q, &q->veil_match_s);
         q->pg_matches = pg_count(c, q, &q->pg_count_s);
-        q->entries = query_entries(c, q->text);
+        q->entries = query_entries(c, q->text, &q->entry_docs);
     }
     rc = 0;
 out:
@@ -1188,7 +1224,7 @@ static void queries_report(struct se_ctx *c)
         return;
     }
     for (unsigned k = 1; k <= SE_MAX_WORDS; k++) {
-        double vh = 0, ph = 0, vm = 0, pm = 0, ov = 0, ent = 0, mv = 0, mp = 0;
+        double vh = 0, ph = 0, vm = 0, pm = 0, ov = 0, ent = 0, edocs = 0, mv = 0, mp = 0;
         size_t vz = 0, pz = 0, vmn = 0, pmn = 0;
         char key[48];
         for (size_t i = 0; i < per; i++) {
@@ -1206,6 +1242,7 @@ static void queries_report(struct se_ctx *c)
             pz += q->pg_hits == 0;
             ov += q->overlap;
             ent += (double)q->entries;
+            edocs += (double)q->entry_docs;
             if (q->veil_matches >= 0) {
                 vm += (double)q->veil_matches;
                 vmn++;
@@ -1230,6 +1267,7 @@ static void queries_report(struct se_ctx *c)
         emit(c, K("pg_matches"), pmn ? pm / (double)pmn : -1);
         emit(c, K("overlap"), ov / (double)per);
         emit(c, K("entries"), ent / (double)per);
+        emit(c, K("entry_docs"), edocs / (double)per);
         emit(c, K("min_df_med"), pct(df, per, 50));
         emit(c, K("veil_match_med_s"), pct(tm, per, 50));
         emit(c, K("pg_count_med_s"), pct(tc, per, 50));
@@ -1350,12 +1388,15 @@ int bench_search(const struct bench_opts *o)
              "\"%s\"",
              eligible, c.q[0].text, c.q[o->queries].text, c.q[2 * o->queries].text);
     double tokv = 0;
-    unsigned long long entries = 0;
-    if (stems_count(&c, &tokv, &entries) != 0 || inputs_make(&c) != 0) {
+    unsigned long long pairs = 0, entries = 0;
+    /* veil_bulk writes a call's lines in batches of 256 (write.c) */
+    size_t vbatch = o->batch < 256 ? o->batch : 256;
+    if (stems_count(&c, vbatch, &tokv, &pairs, &entries) != 0 || inputs_make(&c) != 0) {
         goto out;
     }
     emit(&c, "tok_veil_s", tokv);
     emit(&c, "veil_entries", (double)entries);
+    emit(&c, "veil_pairs", (double)pairs);
     emit(&c, "veil_stems", (double)c.stems.n);
 
     /* PostgreSQL */

@@ -213,11 +213,86 @@ static void test_stats_and_seq(void **state)
     free(dir);
 }
 
+/* Many sequence numbers close together are read by one walk of the index: the same
+ * answers as one lookup each. */
+static void test_docs_by_seq_walk(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    enum { N = 200 };
+    static uint8_t slen[N][8];
+    struct vl_intent in[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = put_intent(0, 0, 1, (uint64_t)(1000 + 2 * i), slen[i], (uint32_t)i + 1);
+        memset(in[i].doc, 0, sizeof(in[i].doc));
+        in[i].doc[0] = (uint8_t)(i & 0xff);
+        in[i].doc[1] = (uint8_t)(i >> 8);
+    }
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", in, N), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", in, N), VEIL_OK);
+    /* document 7 deleted, document 9 rewritten (seq 5000) */
+    struct vl_intent del = in[7];
+    del.op = VL_INTENT_DELETE;
+    del.old_version = 1;
+    del.version = 2;
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &del, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", &del, 1), VEIL_OK);
+    uint8_t s9[8];
+    struct vl_intent re = put_intent(0, 1, 2, 5000, s9, 77);
+    memcpy(re.doc, in[9].doc, sizeof(re.doc));
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &re, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", &re, 1), VEIL_OK);
+
+    /* every number from 999 to 1400 (odd ones were never used) */
+    enum { M = 402 };
+    static struct vl_seqdoc a[M], b[1];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < M; i++) {
+            memset(&a[i], 0, sizeof(a[i]));
+            a[i].seq = (uint64_t)(999 + i);
+        }
+        /* k == 0: all at once (a walk); k == 1: one at a time (lookups) */
+        for (int i = 0; k == 1 && i < M; i++) {
+            memset(b, 0, sizeof(b));
+            b[0].seq = a[i].seq;
+            assert_int_equal(vl_trusted_docs_by_seq(t, NULL, 1, "c", b, 1), VEIL_OK);
+            a[i] = b[0];
+        }
+        if (k == 0) {
+            assert_int_equal(vl_trusted_docs_by_seq(t, NULL, 1, "c", a, M), VEIL_OK);
+        }
+        for (int i = 0; i < M; i++) {
+            uint64_t seq = (uint64_t)(999 + i);
+            int d = (int)(seq - 1000) / 2;
+            bool want = seq >= 1000 && seq % 2 == 0 && d < N && d != 7 && d != 9;
+            assert_int_equal(a[i].found, want);
+            if (want) {
+                assert_int_equal(a[i].doc[0], d & 0xff);
+                assert_int_equal(a[i].doc[1], d >> 8);
+                assert_int_equal(a[i].version, 1);
+                assert_int_equal(vl_load_u32(a[i].slen.p + 4), (uint32_t)d + 1);
+            }
+        }
+        vl_seqdocs_free(a, M);
+    }
+    memset(b, 0, sizeof(b));
+    b[0].seq = 5000;
+    assert_int_equal(vl_trusted_docs_by_seq(t, NULL, 1, "c", b, 1), VEIL_OK);
+    assert_true(b[0].found);
+    assert_int_equal(b[0].version, 2);
+    vl_seqdocs_free(b, 1);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_and_holes),
         cmocka_unit_test(test_stats_and_seq),
+        cmocka_unit_test(test_docs_by_seq_walk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
