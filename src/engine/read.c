@@ -271,6 +271,26 @@ veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **
 
 /* ---- query ---- */
 
+/* Appends {"id","version","doc"} of an opened document, as the role sees it. */
+static void answer_append(json_t *docs, const struct vl_coll *c, const veil_session *s,
+                          const struct opened *o, const json_t *select)
+{
+    json_t *view = vl_doc_for_role(c, s, o->doc, select);
+    json_array_append_new(docs, json_pack("{s:s, s:I, s:o}", "id", o->id, "version",
+                                          (json_int_t)o->version, "doc", view));
+}
+
+/* {"docs": docs, "next": next or null} as text. */
+static veil_err answer_page(json_t *docs, const char *next, char **json_out, veil_status *st)
+{
+    json_t *a = json_pack("{s:O, s:o}", "docs", docs, "next",
+                          next != NULL ? json_string(next) : json_null());
+    *json_out = vl_json_text(a);
+    json_decref(a);
+    return *json_out != NULL ? VEIL_OK
+                             : vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+}
+
 static veil_err cursor_seal(const struct vl_coll *c, const uint8_t *doc, char **out)
 {
     uint8_t box[vl_aead_box_len(VL_DOCTOKEN_BYTES)];
@@ -517,22 +537,14 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
                            st);
             goto out;
         }
-        json_t *view = vl_doc_for_role(c, s, op[i].doc, select);
-        json_array_append_new(docs, json_pack("{s:s, s:I, s:o}", "id", op[i].id, "version",
-                                              (json_int_t)op[i].version, "doc", view));
+        answer_append(docs, c, s, &op[i], select);
     }
     if (start + take < hits.n &&
         (rc = match_cursor_seal(c, &m, &snap, &hits.h[start + take - 1], &next)) != VEIL_OK) {
         rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
         goto out;
     }
-    json_t *a = json_pack("{s:O, s:o}", "docs", docs, "next",
-                          next != NULL ? json_string(next) : json_null());
-    *json_out = vl_json_text(a);
-    json_decref(a);
-    if (*json_out == NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-    }
+    rc = answer_page(docs, next, json_out, st);
 out:
     if (op != NULL) {
         opened_free(op, take);
@@ -692,21 +704,13 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
                            st);
             goto out;
         }
-        json_t *view = vl_doc_for_role(c, s, op[i].doc, select);
-        json_array_append_new(docs, json_pack("{s:s, s:I, s:o}", "id", op[i].id, "version",
-                                              (json_int_t)op[i].version, "doc", view));
+        answer_append(docs, c, s, &op[i], select);
     }
     if (list.n > (size_t)limit && (rc = cursor_seal(c, list.docs[n - 1], &next)) != VEIL_OK) {
         rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
         goto out;
     }
-    json_t *a = json_pack("{s:O, s:o}", "docs", docs, "next",
-                          next != NULL ? json_string(next) : json_null());
-    *json_out = vl_json_text(a);
-    json_decref(a);
-    if (*json_out == NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-    }
+    rc = answer_page(docs, next, json_out, st);
 out:
     if (op != NULL) {
         opened_free(op, n);

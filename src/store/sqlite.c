@@ -422,17 +422,6 @@ static int seq_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static size_t varint_put(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
 /* Final: the maximal runs of the sorted sequence numbers as a blob of unsigned LEB128
  * varints, two per run: the first run's start, then each later run's start less the
  * previous run's end less 2 (maximal runs leave a gap of at least one); and each run's
@@ -465,8 +454,9 @@ static void runs_final(sqlite3_context *ctx)
                 goto out;
             }
             uint64_t first = (uint64_t)r->seq[i];
-            len += varint_put(pass ? blob + len : tmp, i == 0 ? first : first - prev_last - 2);
-            len += varint_put(pass ? blob + len : tmp, (uint64_t)(j - i));
+            len += vl_varint_put(pass ? blob + len : tmp,
+                                 i == 0 ? first : first - prev_last - 2);
+            len += vl_varint_put(pass ? blob + len : tmp, (uint64_t)(j - i));
             prev_last = (uint64_t)r->seq[j];
         }
         if (pass == 0 && (blob = sqlite3_malloc64(len)) == NULL) {
@@ -1676,24 +1666,6 @@ static veil_err agg_group_new(struct vl_agg_result *r, size_t *cap, size_t ngrou
     return VEIL_OK;
 }
 
-/* Reads one unsigned LEB128 varint from p[*at..n); 0 when it is truncated or too long. */
-static int varint_get(const uint8_t *p, size_t n, size_t *at, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned shift = 0; *at < n && shift < 64; shift += 7) {
-        uint8_t c = p[(*at)++];
-        if (shift == 63 && c > 1) {
-            return 0;
-        }
-        x |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = x;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Decodes veil_runs' blob (runs_final) into v->runs: ascending, maximal, and covering
  * exactly `count` sequence numbers, or VEIL_ERR_INTEGRITY. */
 static veil_err agg_runs_decode(struct vl_agg_value *v, const uint8_t *p, size_t n,
@@ -1703,7 +1675,7 @@ static veil_err agg_runs_decode(struct vl_agg_value *v, const uint8_t *p, size_t
     uint64_t covered = 0, prev_last = 0;
     while (at < n) {
         uint64_t off, len;
-        if (!varint_get(p, n, &at, &off) || !varint_get(p, n, &at, &len)) {
+        if (vl_varint_get(p, n, &at, &off) != 0 || vl_varint_get(p, n, &at, &len) != 0) {
             return VEIL_ERR_INTEGRITY;
         }
         uint64_t first;

@@ -87,49 +87,14 @@ static void nonce_of(uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES],
     vl_store_u64(nonce, c);
 }
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static size_t varint_put(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
-static int varint_get(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned shift = 0; shift < 64 && *at < len; shift += 7) {
-        uint8_t b = p[(*at)++];
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* Bytes of the encoding of items[0..n): their number, then per item the difference of
  * its sequence number from the previous one's (the first: from 0) and its count. */
 static size_t encoded_len(const struct vl_search_item *items, size_t n)
 {
-    size_t len = varint_len(n);
+    size_t len = vl_varint_len(n);
     uint64_t prev = 0;
     for (size_t i = 0; i < n; i++) {
-        len += varint_len(items[i].seq - prev) + varint_len(items[i].tf);
+        len += vl_varint_len(items[i].seq - prev) + vl_varint_len(items[i].tf);
         prev = items[i].seq;
     }
     return len;
@@ -140,7 +105,7 @@ size_t vl_search_fit(const struct vl_search_item *items, size_t n)
     size_t k = 0, len = 2; /* the count, and room for it to grow a byte */
     uint64_t prev = 0;
     while (k < n && k < VL_SEARCH_ITEMS_MAX) {
-        size_t more = varint_len(items[k].seq - prev) + varint_len(items[k].tf);
+        size_t more = vl_varint_len(items[k].seq - prev) + vl_varint_len(items[k].tf);
         if (k > 0 && len + more >= VL_SEARCH_PLAIN_MAX) {
             break; /* >=: the padding takes a byte at least */
         }
@@ -158,14 +123,14 @@ int vl_search_seal(const struct vl_search_word *w, uint64_t c, const struct vl_s
     if (n == 0 || n > VL_SEARCH_ITEMS_MAX || encoded_len(items, n) >= VL_SEARCH_PLAIN_MAX) {
         return -1;
     }
-    size_t len = varint_put(m, n);
+    size_t len = vl_varint_put(m, n);
     uint64_t prev = 0;
     for (size_t i = 0; i < n; i++) {
         if ((i > 0 && items[i].seq <= prev) || items[i].tf == 0) {
             return -1;
         }
-        len += varint_put(m + len, items[i].seq - prev);
-        len += varint_put(m + len, items[i].tf);
+        len += vl_varint_put(m + len, items[i].seq - prev);
+        len += vl_varint_put(m + len, items[i].tf);
         prev = items[i].seq;
     }
     size_t padded = vl_pad_len(len);
@@ -193,12 +158,12 @@ int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *va
     if (crypto_aead_chacha20poly1305_ietf_decrypt(m, NULL, NULL, val, len, NULL, 0, nonce,
                                                   w->value_key) != 0 ||
         vl_unpad(m, len - crypto_aead_chacha20poly1305_ietf_ABYTES, &mlen) != 0 ||
-        varint_get(m, mlen, &at, &count) != 0 || count == 0 || count > VL_SEARCH_ITEMS_MAX) {
+        vl_varint_get(m, mlen, &at, &count) != 0 || count == 0 || count > VL_SEARCH_ITEMS_MAX) {
         goto out;
     }
     for (size_t i = 0; i < count; i++) {
         uint64_t d, tf;
-        if (varint_get(m, mlen, &at, &d) != 0 || varint_get(m, mlen, &at, &tf) != 0 ||
+        if (vl_varint_get(m, mlen, &at, &d) != 0 || vl_varint_get(m, mlen, &at, &tf) != 0 ||
             (i > 0 && d == 0) || d > UINT64_MAX - prev || tf == 0 || tf > UINT32_MAX) {
             goto out;
         }

@@ -52,6 +52,13 @@ int vl_read_u64(struct vl_reader *r, uint64_t *v);
 int vl_read_lp(struct vl_reader *r, const uint8_t **p, size_t *n);
 int vl_read_bytes(struct vl_reader *r, const uint8_t **p, size_t n);
 
+/* Unsigned LEB128 varints. vl_varint_put writes v (at most 10 bytes) and returns how many;
+ * vl_varint_len says how many it would; vl_varint_get reads one from p[*at..n) and moves
+ * *at past it: 0, or -1 when it is truncated or does not fit 64 bits. */
+size_t vl_varint_put(uint8_t *out, uint64_t v);
+size_t vl_varint_len(uint64_t v);
+int vl_varint_get(const uint8_t *p, size_t n, size_t *at, uint64_t *v);
+
 void vl_store_u32(uint8_t out[4], uint32_t v);
 void vl_store_u64(uint8_t out[8], uint64_t v);
 uint32_t vl_load_u32(const uint8_t in[4]);
