@@ -566,8 +566,8 @@ static int search_rows(const struct results *rs)
         fmt_ms(p99, bc, sizeof(bc));
         snprintf(gap, sizeof(gap),
                  "veil takes %.1fx PostgreSQL's time (nearest rank, %.0f queries); the slowest "
-                 "queries hold the most frequent words, and veil's time grows with the index "
-                 "entries it reads (the fit in the notes)",
+                 "queries hold the most frequent words, and veil's time grows with the "
+                 "documents in the index entries it reads (the fit in the notes)",
                  v99 / p99, nq);
         printf("| %s | %s | %s | %.2fx | %s |\n", label, vc, bc, p99 / v99, gap);
         rows++;
@@ -638,9 +638,10 @@ static void search_notes(const struct results *rs, const char *alone)
         printf(" Searching: veil reads all the index entries of every query word, so its "
                "matching time (the count aggregate with the same match, timed per query) "
                "follows the words' document counts: over all the queries, matching = %.2f ms + "
-               "%.2f us x entries read (least squares, r^2 = %.2f), the per-entry part one "
-               "probe of the store's B-tree at a pseudo-random key, one entry opened and one "
-               "trusted-state lookup per document in them. On top of the match, a query "
+               "%.2f us x documents in the entries read (least squares, r^2 = %.2f): per entry "
+               "one probe of the store's B-tree at a pseudo-random key and one decryption, per "
+               "document in it one trusted-state lookup (a walk of an index when they are many) "
+               "and its BM25 terms. On top of the match, a query "
                "fetches its top documents, checks each against its trusted digest and opens "
                "the fields it answers with (here the path), which costs with the number of "
                "documents asked for, not the words'.",

@@ -1282,11 +1282,11 @@ static void queries_report(struct se_ctx *c)
                  ov / (double)per, ent / (double)per, pct(tm, per, 50) * 1e3,
                  pct(tc, per, 50) * 1e3);
     }
-    /* veil's matching (the count aggregate) against the entries it reads: t = a + b entries
-     * (least squares) */
+    /* veil's matching (the count aggregate) against the documents in the entries it reads
+     * (each opened and looked up in trusted state): t = a + b documents (least squares) */
     double sx = 0, sy = 0, sxx = 0, sxy = 0, syy = 0, n = (double)c->nq;
     for (size_t i = 0; i < c->nq; i++) {
-        double x = (double)c->q[i].entries, y = c->q[i].veil_match_s;
+        double x = (double)c->q[i].entry_docs, y = c->q[i].veil_match_s;
         sx += x;
         sy += y;
         sxx += x * x;
@@ -1300,8 +1300,8 @@ static void queries_report(struct se_ctx *c)
         emit(c, "fit_a_s", a);
         emit(c, "fit_b_s", b);
         emit(c, "fit_r2", r * r);
-        progress("veil matching = %.3f ms + %.3f us x index entries read (r^2 %.2f)", a * 1e3,
-                 b * 1e6, r * r);
+        progress("veil matching = %.3f ms + %.3f us x documents in the entries read (r^2 %.2f)",
+                 a * 1e3, b * 1e6, r * r);
     }
     free(tv);
     free(tp);

@@ -67,6 +67,12 @@ int vl_siv_decrypt(uint8_t *m, const uint8_t *key, size_t keylen,
 void vl_hmac_sha256(uint8_t out[VL_PRF_BYTES], const uint8_t *key, size_t keylen,
                     const uint8_t *m, size_t mlen);
 void vl_sha256(uint8_t out[VL_SHA256_BYTES], const void *m, size_t mlen);
+/* SHA-256 of the concatenation of n pieces. */
+struct vl_iov {
+    const void *p;
+    size_t n;
+};
+void vl_sha256_v(uint8_t out[VL_SHA256_BYTES], const struct vl_iov *v, size_t n);
 /* HKDF-SHA-256 (RFC 5869), extract then expand. okmlen <= 255 * 32; -1 otherwise. */
 int vl_hkdf_sha256(uint8_t *okm, size_t okmlen, const uint8_t *ikm, size_t ikmlen,
                    const uint8_t *salt, size_t saltlen, const uint8_t *info, size_t infolen);

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include "crypto/crypto.h"
@@ -28,7 +29,31 @@ void vl_hmac_sha256(uint8_t out[VL_PRF_BYTES], const uint8_t *key, size_t keylen
 
 void vl_sha256(uint8_t out[VL_SHA256_BYTES], const void *m, size_t mlen)
 {
-    crypto_hash_sha256(out, m, mlen);
+    struct vl_iov v = {m, mlen};
+    vl_sha256_v(out, &v, 1);
+}
+
+void vl_sha256_v(uint8_t out[VL_SHA256_BYTES], const struct vl_iov *v, size_t n)
+{
+    /* OpenSSL's SHA-256 uses the CPU's SHA extensions where there are any: several times
+     * libsodium's portable code on the large parts a read hashes. Hashing public data, it
+     * cannot fail but for memory; then libsodium's does the same work. */
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = v[i].n == 0 || EVP_DigestUpdate(ctx, v[i].p, v[i].n) == 1;
+    }
+    unsigned len = 0;
+    ok = ok && EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == VL_SHA256_BYTES;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        crypto_hash_sha256_state h;
+        crypto_hash_sha256_init(&h);
+        for (size_t i = 0; i < n; i++) {
+            crypto_hash_sha256_update(&h, v[i].p, v[i].n);
+        }
+        crypto_hash_sha256_final(&h, out);
+    }
 }
 
 int vl_hkdf_sha256(uint8_t *okm, size_t okmlen, const uint8_t *ikm, size_t ikmlen,

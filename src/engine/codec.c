@@ -441,21 +441,19 @@ out:
 void vl_doc_digest(uint64_t seq, const struct vl_bytes *parts, size_t nparts,
                    const struct vl_bytes *trusted, uint8_t out[VL_DIGEST_BYTES])
 {
-    crypto_hash_sha256_state h;
-    uint8_t t[8];
-    crypto_hash_sha256_init(&h);
-    crypto_hash_sha256_update(&h, (const uint8_t *)"veil/v1/digest", 14);
-    vl_store_u64(t, seq);
-    crypto_hash_sha256_update(&h, t, 8);
-    for (size_t i = 0; i <= nparts; i++) {
+    struct vl_iov v[2 + 2 * (VL_MAX_STORES + 1)];
+    uint8_t t[VL_MAX_STORES + 2][8];
+    size_t n = 0;
+    v[n++] = (struct vl_iov){"veil/v1/digest", 14};
+    vl_store_u64(t[0], seq);
+    v[n++] = (struct vl_iov){t[0], 8};
+    for (size_t i = 0; i <= nparts && i <= VL_MAX_STORES; i++) {
         const struct vl_bytes *b = i < nparts ? &parts[i] : trusted;
-        vl_store_u64(t, b->n);
-        crypto_hash_sha256_update(&h, t, 8);
-        if (b->n > 0) {
-            crypto_hash_sha256_update(&h, b->p, b->n);
-        }
+        vl_store_u64(t[i + 1], b->n);
+        v[n++] = (struct vl_iov){t[i + 1], 8};
+        v[n++] = (struct vl_iov){b->p, b->n};
     }
-    crypto_hash_sha256_final(&h, out);
+    vl_sha256_v(out, v, n);
 }
 
 /* One parsed entry of a part. */

@@ -583,6 +583,16 @@ static void test_sha256(void **state)
     vl_sha256(out, "", 0);
     assert_memory_equal(out, want, n);
     free(want);
+    /* FIPS 180-2 B.2, in pieces of every split, empty pieces included */
+    static const char msg[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    want = tu_unhex("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1", &n);
+    for (size_t a = 0; a <= sizeof(msg) - 1; a++) {
+        struct vl_iov v[4] = {{msg, a}, {"", 0}, {msg + a, sizeof(msg) - 1 - a}, {NULL, 0}};
+        memset(out, 0, sizeof(out));
+        vl_sha256_v(out, v, 4);
+        assert_memory_equal(out, want, n);
+    }
+    free(want);
 }
 
 /* ---- Ed25519 ---- */
