@@ -347,8 +347,6 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
     for (size_t i = 0; rc == VEIL_OK && i < v->nstores; i++) {
         struct vl_store *s = v->stores[i];
         size_t nrows = 0, ndels = 0, nkv = 0;
-        /* Search entries first: a row that is there means its entries are too (what
-         * recovery of a single store relies on). */
         for (size_t k = 0; k < n; k++) {
             nkv += ps[k].s[i].op == OP_PUT ? ps[k].s[i].nkv : 0;
         }
@@ -364,11 +362,14 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
                     kv[nkv++] = ps[k].s[i].kv[e];
                 }
             }
-            if ((rc = s->ops->kv_put(s, table, kv, nkv)) != VEIL_OK) {
-                vl_log(VL_LOG_WARN, "store %s failed a write", v->cfg.store_names[i]);
-                rc = VEIL_ERR_STORE_UNAVAILABLE;
-                break;
-            }
+        }
+        /* The entries go in first, or in the same transaction: a row that is there means
+         * its entries are too (what recovery of a single store relies on). */
+        if (nkv > 0 && s->ops->put == NULL &&
+            (rc = s->ops->kv_put(s, table, kv, nkv)) != VEIL_OK) {
+            vl_log(VL_LOG_WARN, "store %s failed a write", v->cfg.store_names[i]);
+            rc = VEIL_ERR_STORE_UNAVAILABLE;
+            break;
         }
         for (size_t k = 0; k < n; k++) {
             if (ps[k].s[i].op == OP_PUT) {
@@ -389,7 +390,9 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
                 ndels++;
             }
         }
-        if (nrows > 0) {
+        if (s->ops->put != NULL && (nrows > 0 || nkv > 0)) {
+            rc = s->ops->put(s, table, rows, nrows, kv, nkv);
+        } else if (nrows > 0) {
             rc = s->ops->put_rows(s, table, rows, nrows);
         }
         if (rc == VEIL_OK && ndels > 0) {

@@ -952,81 +952,6 @@ static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
     return rc;
 }
 
-static veil_err sq_put_rows(struct vl_store *vs, const char *table, const struct vl_row *rows,
-                            size_t n)
-{
-    struct sq_store *s = sq(vs);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *stmt[PUT_NSTMT] = {NULL};
-    int locked = 0, in_txn = 0, created = 0;
-    veil_err rc = VEIL_OK;
-    int src = SQLITE_OK;
-
-    if (!table_ok(table)) {
-        rc = VEIL_ERR_INTERNAL;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!row_ok(&rows[i])) {
-            rc = VEIL_ERR_INTERNAL;
-            goto out;
-        }
-    }
-    if (n == 0) {
-        goto out;
-    }
-    rc = conn_get(s, &db);
-    if (rc != VEIL_OK) {
-        goto out;
-    }
-    pthread_mutex_lock(&s->write_mu);
-    locked = 1;
-    src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (src != SQLITE_OK) {
-        goto out;
-    }
-    in_txn = 1;
-    if (!cache_has(s, table)) {
-        src = create_tables(db, table);
-        created = 1;
-    }
-    if (src == SQLITE_OK) {
-        src = prepare_put(db, table, stmt);
-    }
-    if (src != SQLITE_OK && !created) {
-        /* Dropped behind our back (another process); make it again. */
-        src = create_tables(db, table);
-        created = 1;
-        if (src == SQLITE_OK) {
-            src = prepare_put(db, table, stmt);
-        }
-    }
-    for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
-        src = put_one(stmt, &rows[i]);
-    }
-
-out:
-    for (int i = 0; i < PUT_NSTMT; i++) {
-        sqlite3_finalize(stmt[i]);
-    }
-    if (in_txn) {
-        int end = txn_end(db, src == SQLITE_OK);
-        src = src == SQLITE_OK ? end : src;
-    }
-    if (src != SQLITE_OK) {
-        rc = sq_fail(s, src, "put_rows");
-    } else if (created) {
-        cache_add(s, table);
-    }
-    if (locked) {
-        pthread_mutex_unlock(&s->write_mu);
-    }
-    if (db != NULL) {
-        conn_put(s, db);
-    }
-    return rc;
-}
-
 /* Appends the rows of one executed SELECT doc, seq, blob to *out (capacity *cap). */
 static int collect_rows(sqlite3_stmt *stmt, struct vl_rows *out, size_t *cap)
 {
@@ -1930,43 +1855,53 @@ static int kv_ptr_cmp(const void *a, const void *b)
     return c != 0 ? c : (x < y ? -1 : x > y);
 }
 
-static veil_err sq_kv_put(struct vl_store *vs, const char *table, const struct vl_kv *kv,
-                          size_t n)
+/* Puts key-value entries, then rows, in one transaction: all or none. */
+static veil_err sq_put(struct vl_store *vs, const char *table, const struct vl_row *rows,
+                       size_t n, const struct vl_kv *kv, size_t nkv)
 {
     const struct vl_kv **ord = NULL;
     struct sq_store *s = sq(vs);
     sqlite3 *db = NULL;
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt[PUT_NSTMT] = {NULL};
+    sqlite3_stmt *kvs = NULL;
     int locked = 0, in_txn = 0, created = 0;
     veil_err rc = VEIL_OK;
     int src = SQLITE_OK;
     char sql[256];
 
-    if (!table_ok(table) || (n > 0 && kv == NULL)) {
+    if (!table_ok(table) || (nkv > 0 && kv == NULL)) {
         rc = VEIL_ERR_INTERNAL;
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
+        if (!row_ok(&rows[i])) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < nkv; i++) {
         if (!kv_keys_ok(&kv[i].key, 1) || kv[i].val.p == NULL || kv[i].val.n == 0 ||
             kv[i].val.n > VL_KV_VAL_MAX) {
             rc = VEIL_ERR_INTERNAL;
             goto out;
         }
     }
-    if (n == 0) {
+    if (n == 0 && nkv == 0) {
         goto out;
     }
     /* Inserted in key order, each B-tree page is visited once per call rather than once
      * per entry: labels are random, so in input order nearly every insert lands on a page
      * of its own. */
-    if ((ord = malloc(n * sizeof(*ord))) == NULL) {
+    if (nkv > 0 && (ord = malloc(nkv * sizeof(*ord))) == NULL) {
         rc = VEIL_ERR_INTERNAL;
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < nkv; i++) {
         ord[i] = &kv[i];
     }
-    qsort(ord, n, sizeof(*ord), kv_ptr_cmp);
+    if (nkv > 0) {
+        qsort(ord, nkv, sizeof(*ord), kv_ptr_cmp);
+    }
     rc = conn_get(s, &db);
     if (rc != VEIL_OK) {
         goto out;
@@ -1983,36 +1918,49 @@ static veil_err sq_kv_put(struct vl_store *vs, const char *table, const struct v
         created = 1;
     }
     snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO \"k_%s\"(key, val) VALUES (?, ?)", table);
-    if (src == SQLITE_OK) {
-        src = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
-    }
-    if (src != SQLITE_OK && !created) {
-        /* Dropped behind our back (another process); make it again. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (src == SQLITE_OK && n > 0) {
+            src = prepare_put(db, table, stmt);
+        }
+        if (src == SQLITE_OK && nkv > 0) {
+            src = sqlite3_prepare_v2(db, sql, -1, &kvs, NULL);
+        }
+        if (src == SQLITE_OK || created) {
+            break;
+        }
+        /* Dropped behind our back (another process); make them again. */
+        for (int i = 0; i < PUT_NSTMT; i++) {
+            sqlite3_finalize(stmt[i]);
+            stmt[i] = NULL;
+        }
         src = create_tables(db, table);
         created = 1;
+    }
+    for (size_t i = 0; src == SQLITE_OK && i < nkv; i++) {
+        src = bind_bytes(kvs, 1, ord[i]->key.p, ord[i]->key.n);
         if (src == SQLITE_OK) {
-            src = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+            src = bind_bytes(kvs, 2, ord[i]->val.p, ord[i]->val.n);
+        }
+        if (src == SQLITE_OK) {
+            src = step_done(kvs);
         }
     }
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
-        src = bind_bytes(stmt, 1, ord[i]->key.p, ord[i]->key.n);
-        if (src == SQLITE_OK) {
-            src = bind_bytes(stmt, 2, ord[i]->val.p, ord[i]->val.n);
-        }
-        if (src == SQLITE_OK) {
-            src = step_done(stmt);
-        }
+        src = put_one(stmt, &rows[i]);
     }
 
 out:
     free(ord);
-    sqlite3_finalize(stmt);
+    sqlite3_finalize(kvs);
+    for (int i = 0; i < PUT_NSTMT; i++) {
+        sqlite3_finalize(stmt[i]);
+    }
     if (in_txn) {
         int end = txn_end(db, src == SQLITE_OK);
         src = src == SQLITE_OK ? end : src;
     }
     if (src != SQLITE_OK) {
-        rc = sq_fail(s, src, "kv_put");
+        rc = sq_fail(s, src, nkv > 0 ? "kv_put" : "put_rows");
     } else if (created) {
         cache_add(s, table);
     }
@@ -2023,6 +1971,18 @@ out:
         conn_put(s, db);
     }
     return rc;
+}
+
+static veil_err sq_put_rows(struct vl_store *vs, const char *table, const struct vl_row *rows,
+                            size_t n)
+{
+    return sq_put(vs, table, rows, n, NULL, 0);
+}
+
+static veil_err sq_kv_put(struct vl_store *vs, const char *table, const struct vl_kv *kv,
+                          size_t n)
+{
+    return sq_put(vs, table, NULL, 0, kv, n);
 }
 
 /* One wanted key of a kv_get: the caller's keys[pos]. */
@@ -2419,4 +2379,5 @@ const struct vl_store_ops vl_store_sqlite_ops = {
     .kv_put = sq_kv_put,
     .kv_get = sq_kv_get,
     .kv_delete = sq_kv_delete,
+    .put = sq_put,
 };

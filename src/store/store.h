@@ -200,6 +200,10 @@ struct vl_store_ops {
     /* Deletes the entries of these keys; absent ones are ignored. All or none. */
     veil_err (*kv_delete)(struct vl_store *s, const char *table, const struct vl_bytes *keys,
                           size_t n);
+    /* put_rows and kv_put at once: the entries, then the rows, all or none (a write's rows
+     * and its search entries in one transaction). May be NULL: then kv_put, put_rows. */
+    veil_err (*put)(struct vl_store *s, const char *table, const struct vl_row *rows, size_t n,
+                    const struct vl_kv *kv, size_t nkv);
 };
 
 struct vl_store {
