@@ -1136,6 +1136,70 @@ static void test_kv_large(void **state)
 
 /* All or none: a malformed entry anywhere refuses the whole batch, and so does a failure
  * of the database in the middle of one. */
+/* put: a write's entries and rows go in together, or neither does. */
+static void test_put_rows_and_entries(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 20 };
+    uint32_t *ids = ids_seq(N, 500, 0);
+    uint32_t vers[N] = {0};
+    struct batch b;
+    struct kvbatch kb;
+    struct vl_rows got = {0};
+    struct vl_bytes docs[2];
+    uint8_t d[2][VL_DOCTOKEN_BYTES];
+    mkdoc(d[0], 1);
+    mkdoc(d[1], 2);
+    docs[0] = docref(d[0]);
+    docs[1] = docref(d[1]);
+
+    /* a bad entry: neither the rows nor any entry */
+    batch_init(&b, 2);
+    batch_set(&b, 0, 1, 10, "row one", 1, 1, "t1");
+    batch_set(&b, 1, 2, 11, "row two", 0);
+    kvb_init(&kb, ids, N, 1);
+    kb.kv[N - 1].val.n = 0;
+    assert_int_equal(s->ops->put(s, T1, b.rows, 2, kb.kv, N), VEIL_ERR_INTERNAL);
+    assert_int_equal(s->ops->get_rows(s, T1, docs, 2, &got), VEIL_OK);
+    assert_int_equal(got.n, 0);
+    vl_rows_free(&got);
+    kv_expect(s, T1, ids, N, vers, 0);
+
+    /* a bad row: no entry either */
+    kb.kv[N - 1].val.n = 4;
+    b.rows[1].doc.n = 3;
+    assert_int_equal(s->ops->put(s, T1, b.rows, 2, kb.kv, N), VEIL_ERR_INTERNAL);
+    kv_expect(s, T1, ids, N, vers, 0);
+    b.rows[1].doc.n = VL_DOCTOKEN_BYTES;
+    kvb_free(&kb);
+
+    /* all good: both */
+    kvb_init(&kb, ids, N, 1);
+    assert_int_equal(s->ops->put(s, T1, b.rows, 2, kb.kv, N), VEIL_OK);
+    for (size_t i = 0; i < N; i++) {
+        vers[i] = 1;
+    }
+    kv_expect(s, T1, ids, N, vers, 0);
+    assert_int_equal(s->ops->get_rows(s, T1, docs, 2, &got), VEIL_OK);
+    assert_int_equal(got.n, 2);
+    assert_blob(row_of(&got, 1), "row one");
+    vl_rows_free(&got);
+    kvb_free(&kb);
+
+    /* rows alone and entries alone work through it too, on a table not made yet */
+    assert_int_equal(s->ops->put(s, T2, b.rows, 1, NULL, 0), VEIL_OK);
+    kvb_init(&kb, ids, N, 2);
+    assert_int_equal(s->ops->put(s, T2, NULL, 0, kb.kv, N), VEIL_OK);
+    kvb_free(&kb);
+    for (size_t i = 0; i < N; i++) {
+        vers[i] = 2;
+    }
+    kv_expect(s, T2, ids, N, vers, 0);
+    batch_free(&b);
+    free(ids);
+}
+
 static void test_kv_atomic(void **state)
 {
     struct fx *f = *state;
@@ -2431,6 +2495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kv_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_rows_and_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_only_docs, setup, teardown),
