@@ -352,6 +352,7 @@ static veil_err match_cursor_seal(const struct vl_coll *c, const struct vl_match
     if (rc == VEIL_OK && vl_aead_box_seal(box, b.data, b.len, (const uint8_t *)c->table,
                                           strlen(c->table), c->cursor_key) != 0) {
         free(*out);
+        *out = NULL;
         rc = VEIL_ERR_INTERNAL;
     }
     if (rc == VEIL_OK) {
