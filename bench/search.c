@@ -256,51 +256,66 @@ static int utf8_ok(const unsigned char *s, size_t n)
     return 1;
 }
 
-#ifdef BENCH_HAVE_ZLIB
-static char *read_gz(const char *path, size_t *len)
+/* Reads everything rd gives (< 0: an error) into a NUL-terminated malloc'd buffer. */
+static char *slurp(void *src, long (*rd)(void *src, char *buf, size_t n), size_t *len)
 {
-    gzFile f = gzopen(path, "rb");
     size_t cap = 64 << 10, n = 0;
-    char *buf = NULL;
-    if (f == NULL) {
-        return NULL;
-    }
-    gzbuffer(f, 128 << 10);
-    buf = malloc(cap + 1);
+    char *buf = malloc(cap + 1);
     while (buf != NULL) {
         if (n == cap) {
             char *b = realloc(buf, 2 * cap + 1);
             if (b == NULL) {
                 free(buf);
-                buf = NULL;
-                break;
+                return NULL;
             }
             buf = b;
             cap *= 2;
         }
-        int r = gzread(f, buf + n, (unsigned)(cap - n));
+        long r = rd(src, buf + n, cap - n);
         if (r < 0) {
             free(buf);
-            buf = NULL;
-            break;
+            return NULL;
         }
         if (r == 0) {
             break;
         }
         n += (size_t)r;
     }
-    gzclose(f);
     if (buf != NULL) {
         buf[n] = '\0';
         *len = n;
     }
     return buf;
 }
+
+#ifdef BENCH_HAVE_ZLIB
+static long gz_rd(void *f, char *buf, size_t n)
+{
+    return gzread((gzFile)f, buf, (unsigned)(n > (1u << 30) ? 1u << 30 : n));
+}
+
+static char *read_gz(const char *path, size_t *len)
+{
+    gzFile f = gzopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    gzbuffer(f, 128 << 10);
+    char *buf = slurp(f, gz_rd, len);
+    gzclose(f);
+    return buf;
+}
 #else
+static long file_rd(void *f, char *buf, size_t n)
+{
+    size_t r = fread(buf, 1, n, (FILE *)f);
+    return r == 0 && ferror((FILE *)f) ? -1 : (long)r;
+}
+
 /* Without zlib: `gzip -dc`, the path quoted for the shell. */
 static char *read_gz(const char *path, size_t *len)
 {
-    size_t pl = strlen(path), cap = 64 << 10, n = 0;
+    size_t pl = strlen(path);
     char *cmd = malloc(4 * pl + 32), *buf = NULL, *p;
     if (cmd == NULL) {
         return NULL;
@@ -319,31 +334,10 @@ static char *read_gz(const char *path, size_t *len)
     if (f == NULL) {
         return NULL;
     }
-    buf = malloc(cap + 1);
-    while (buf != NULL) {
-        if (n == cap) {
-            char *b = realloc(buf, 2 * cap + 1);
-            if (b == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = b;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0) {
-            break;
-        }
-        n += r;
-    }
+    buf = slurp(f, file_rd, len);
     if (pclose(f) != 0) {
         free(buf);
         buf = NULL;
-    }
-    if (buf != NULL) {
-        buf[n] = '\0';
-        *len = n;
     }
     return buf;
 }
