@@ -269,7 +269,8 @@ struct vl_match {
     struct vl_mterm *t;
     size_t n;
     size_t nwords;
-    uint8_t hash[16];               /* of the query it belongs to, to tie cursors to it */
+    uint8_t hash[16];               /* of the query it belongs to (set by the query, which
+                                       ties its cursors to it) */
 };
 veil_err vl_match_plan(const struct vl_coll *c, const struct vl_role *role, bool aggregate,
                        const json_t *match, struct vl_match *out, veil_status *st) VL_WUR;

@@ -340,15 +340,6 @@ veil_err vl_match_plan(const struct vl_coll *c, const struct vl_role *role, bool
         }
         out->nwords += t->words.n;
     }
-    /* Tie cursors to the clause: its canonical text, hashed. */
-    char *canon = json_dumps(match, JSON_COMPACT | JSON_SORT_KEYS);
-    if (canon == NULL) {
-        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-    }
-    uint8_t h[VL_SHA256_BYTES];
-    vl_sha256(h, canon, strlen(canon));
-    memcpy(out->hash, h, sizeof(out->hash));
-    free(canon);
     return VEIL_OK;
 }
 
