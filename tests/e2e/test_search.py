@@ -1582,6 +1582,69 @@ def scan(needles, blobs):
     return leaks
 
 
+ISO_POLICY = """collection: notes
+fields:
+  notes: { type: text, protect: [search] }
+roles:
+  clerk: { read: ["*"], write: true }
+"""
+
+
+@test
+def search_tenants_are_isolated(ctx):
+    """Two tenants write the same words: their index entries share no label and no value,
+    each finds only its own documents, and a token of one cannot search the other's."""
+    need_stemmer()
+    env = Env(ctx.veil, ISO_POLICY)
+    try:
+        env.run("tenant", "create", "beta")
+        env.token("beta", "admin")
+        env.apply("beta", ISO_POLICY, name="beta.yaml")
+        srv = env.start()
+        ta, tb = env.tokens[("acme", "admin")], env.tokens[("beta", "admin")]
+        text = "shared quartz words in both tenants"
+        before = kv_tables(env)
+        put(srv, ta, "notes", "a1", {"notes": text}, 201)
+        mid = kv_tables(env)
+        put(srv, tb, "notes", "b1", {"notes": text}, 201)
+        after = kv_tables(env)
+        added_a = {k: v for t, kv in mid.items() for k, v in kv.items()
+                   if k not in before.get(t, {})}
+        added_b = {k: v for t, kv in after.items() for k, v in kv.items()
+                   if k not in mid.get(t, {})}
+        check(len(added_a) == len(added_b) == 6,
+              "entries added: %d and %d for 6 stems" % (len(added_a), len(added_b)))
+        check(not set(added_a) & set(added_b), "two tenants' entries share a label")
+        check(not set(added_a.values()) & set(added_b.values()),
+              "two tenants' entries share a value")
+        for tok, want in ((ta, ["a1"]), (tb, ["b1"])):
+            r = query(srv, tok, "notes", {"match": {"notes": "quartz"}})
+            check(r.status == 200 and [d["id"] for d in r.json["docs"]] == want,
+                  "a tenant's search: %r" % r)
+        # beta's entries copied over acme's are not acme's: a search notices
+        ka = [t for t in after if added_a.keys() & after[t].keys()][0]
+        kb = [t for t in after if added_b.keys() & after[t].keys()][0]
+        check(ka != kb, "two tenants share a key-value table")
+        env.stop()
+        con = sqlite3.connect(env.cloud_db(), timeout=30)
+        try:
+            la = sorted(added_a)
+            lb = sorted(added_b)
+            for i, k in enumerate(la):
+                con.execute('UPDATE "%s" SET val=? WHERE key=?' % ka, (added_b[lb[i]], k))
+            con.commit()
+        finally:
+            con.close()
+        srv = env.start()
+        r = query(srv, ta, "notes", {"match": {"notes": "quartz"}})
+        expect_error(r, 502, "integrity_violation", "another tenant's entries swapped in")
+        r = query(srv, tb, "notes", {"match": {"notes": "quartz"}})
+        check(r.status == 200 and [d["id"] for d in r.json["docs"]] == ["b1"],
+              "the other tenant is unaffected: %r" % r)
+    finally:
+        env.close()
+
+
 @test
 def search_leakage_and_opacity(ctx):
     need_stemmer()
