@@ -50,7 +50,7 @@
  *   - each is LEFT JOINed to its tokens in the group columns (x_T by (doc, col) through i_T;
  *     a missing token is the key x'') and to its cells in the aggregated columns, all probed
  *     by document; one GROUP BY over the keys (one sort) then gives per group count(*) and,
- *     per column, count, limb SUMs and veil_runs(seq), or veil_mulmod(val, n^2);
+ *     per column, count, limb SUMs and veil_runs(seq, limbs), or veil_mulmod(val, n^2);
  *   - veil_runs and veil_mulmod are aggregate SQL functions defined here and registered on
  *     every pooled connection. veil_mulmod multiplies Paillier cells modulo n^2 with GMP:
  *     SQLite has no bignum arithmetic. veil_runs collects a group's sequence numbers, sorts
@@ -110,12 +110,15 @@
  * (sequence numbers are ordered as SQLite integers), an empty product cell, a malformed
  * predicate (an only_docs token that is not VL_DOCTOKEN_BYTES long) or aggregate request, a
  * key-value key that is not VL_KV_KEY_BYTES long or a value that is not 1..VL_KV_VAL_MAX bytes
- * is a caller bug: VEIL_ERR_INTERNAL, and nothing is written. An aggregate that meets stored
- * data it cannot return faithfully (a key that is not a blob, a sequence number that is
- * repeated, negative or not an integer, a missing product) reports VEIL_ERR_INTEGRITY. A find
- * that meets a stored document token of the wrong length, or a kv_get a stored value that is
- * not a blob of 1..VL_KV_VAL_MAX bytes, reports VEIL_ERR_INTEGRITY, since it cannot be
- * returned. Tables written by the earlier layout (s_T without seq) are not migrated: their
+ * is a caller bug: VEIL_ERR_INTERNAL, and nothing is written. Stored data that put_rows and
+ * kv_put cannot have written is VEIL_ERR_INTEGRITY (the engine reports it as a breach, never
+ * as an outage): in an aggregate, a key that is not a blob, a sequence number that is
+ * repeated, negative or not an integer, a limb that is not an integer of 0..2^32-1, limb
+ * SUMs that overflow, a Paillier cell that is not a blob, a missing product; in get_rows, a
+ * row whose document token is not a blob of VL_DOCTOKEN_BYTES, whose seq is not an integer
+ * or whose blob is not a blob; in a find, a stored document token of
+ * the wrong length; in a kv_get, a stored value that is not a blob of 1..VL_KV_VAL_MAX
+ * bytes. Tables written by the earlier layout (s_T without seq) are not migrated: their
  * statements fail to prepare and report VEIL_ERR_STORE_UNAVAILABLE. SQLite failures are
  * logged with the store's name, the operation and SQLite's generic text, never with data.
  */
@@ -145,6 +148,7 @@
 #define SQ_MODULUS_MAX 4096   /* bytes of a Paillier modulus n^2 (n of 16384 bits) */
 #define SQ_LIMB_MAX 0xffffffffLL
 #define SQ_WAL_PAGES "10000"  /* checkpoint when the WAL holds this many pages (40 MiB) */
+#define SQ_BAD_DATA (-1)      /* not an SQLite code: stored data no honest store holds */
 #define SQ_DIR_MODE 0700
 #define SQ_FILE_MODE 0600
 
@@ -376,19 +380,22 @@ static void mulmod_final(sqlite3_context *ctx)
 
 /* ---- veil_runs: the runs of a group's sequence numbers inside SQLite ---- */
 
-/* The state of one veil_runs(seq) aggregate: the group's sequence numbers, collected in
- * SQLite's memory (so SQLite's heap limit and soft limits apply) and sorted at the end. */
+/* The state of one veil_runs(seq, l0, l1, l2, l3) aggregate: the group's sequence numbers,
+ * collected in SQLite's memory (so SQLite's heap limit and soft limits apply) and sorted at
+ * the end. */
 struct sq_runs {
     sqlite3_int64 *seq;
     size_t n;
     size_t cap;
-    int bad; /* a value that is not a non-negative integer */
+    int bad; /* a seq that is not a non-negative integer, or a limb outside 0..2^32-1 */
 };
 
-/* Step: collects a non-NULL integer seq (NULLs are skipped, like SUM skips them). */
+/* Step: collects a non-NULL integer seq (NULLs are skipped, like SUM skips them: a row
+ * without a cell in the column). The cell's limbs come along only to be checked: each must
+ * be an integer of 0..2^32-1, as put_rows wrote it, or the limb SUMs beside this aggregate
+ * add something no honest store holds. */
 static void runs_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-    (void)argc;
     struct sq_runs *r = sqlite3_aggregate_context(ctx, sizeof(*r));
     if (r == NULL) {
         sqlite3_result_error_nomem(ctx);
@@ -402,6 +409,13 @@ static void runs_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (type != SQLITE_INTEGER || v < 0) {
         r->bad = 1;
         return;
+    }
+    for (int k = 1; k < argc; k++) {
+        sqlite3_int64 limb = sqlite3_value_int64(argv[k]);
+        if (sqlite3_value_type(argv[k]) != SQLITE_INTEGER || limb < 0 || limb > SQ_LIMB_MAX) {
+            r->bad = 1;
+            return;
+        }
     }
     if (r->n == r->cap) {
         size_t ncap = r->cap ? r->cap * 2 : 64;
@@ -425,8 +439,9 @@ static int seq_cmp(const void *a, const void *b)
 /* Final: the maximal runs of the sorted sequence numbers as a blob of unsigned LEB128
  * varints, two per run: the first run's start, then each later run's start less the
  * previous run's end less 2 (maximal runs leave a gap of at least one); and each run's
- * length less 1. NULL when no seq was collected; the integer -1 when a value was not a
- * non-negative integer or came twice (stored data the caller cannot trust). */
+ * length less 1. NULL when no seq was collected; the integer -1 when a seq was not a
+ * non-negative integer or came twice, or a limb was out of range (stored data the caller
+ * cannot trust). */
 static void runs_final(sqlite3_context *ctx)
 {
     struct sq_runs *r = sqlite3_aggregate_context(ctx, 0);
@@ -447,7 +462,8 @@ static void runs_final(sqlite3_context *ctx)
         uint64_t prev_last = 0;
         len = 0;
         for (size_t i = 0, j; i < r->n; i = j + 1) {
-            for (j = i; j + 1 < r->n && r->seq[j + 1] == r->seq[j] + 1; j++) {
+            /* unsigned: seq[j] + 1 must not overflow when seq[j] is INT64_MAX */
+            for (j = i; j + 1 < r->n && (uint64_t)r->seq[j + 1] == (uint64_t)r->seq[j] + 1; j++) {
             }
             if (j + 1 < r->n && r->seq[j + 1] == r->seq[j]) {
                 sqlite3_result_int64(ctx, -1); /* a sequence number used twice */
@@ -510,7 +526,7 @@ static int conn_open(const struct sq_store *s, sqlite3 **out)
                                         NULL, NULL, mulmod_step, mulmod_final, NULL);
     }
     if (rc == SQLITE_OK) {
-        rc = sqlite3_create_function_v2(db, "veil_runs", 1,
+        rc = sqlite3_create_function_v2(db, "veil_runs", 1 + VL_SUM_LIMBS,
                                         SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
                                         NULL, NULL, runs_step, runs_final, NULL);
     }
@@ -952,7 +968,10 @@ static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
     return rc;
 }
 
-/* Appends the rows of one executed SELECT doc, seq, blob to *out (capacity *cap). */
+/* Appends the rows of one executed SELECT doc, seq, blob to *out (capacity *cap).
+ * SQ_BAD_DATA for a row put_rows cannot have written: a document token that is not a blob
+ * of VL_DOCTOKEN_BYTES, a seq that is not an integer (a 64-bit pattern), a blob that is not
+ * one. */
 static int collect_rows(sqlite3_stmt *stmt, struct vl_rows *out, size_t *cap)
 {
     int rc;
@@ -966,6 +985,13 @@ static int collect_rows(sqlite3_stmt *stmt, struct vl_rows *out, size_t *cap)
             }
             out->rows = p;
             *cap = ncap;
+        }
+        if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
+            sqlite3_column_bytes(stmt, 0) != VL_DOCTOKEN_BYTES ||
+            sqlite3_column_type(stmt, 1) != SQLITE_INTEGER ||
+            sqlite3_column_type(stmt, 2) != SQLITE_BLOB) {
+            rc = SQ_BAD_DATA;
+            break;
         }
         struct vl_row *row = &out->rows[out->n];
         memset(row, 0, sizeof(*row));
@@ -1040,6 +1066,11 @@ static veil_err sq_get_rows(struct vl_store *vs, const char *table, const struct
         if (src == SQLITE_OK) {
             src = collect_rows(*stmt, &r, &cap);
         }
+    }
+    if (src == SQ_BAD_DATA) {
+        vl_log(VL_LOG_WARN, "store %s: get_rows met a stored row it cannot return", s->name);
+        rc = VEIL_ERR_INTEGRITY;
+        src = SQLITE_OK;
     }
 
 out:
@@ -1497,9 +1528,11 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
         if (req->cols[j].paillier) {
             rc = appendf(b, ", count(c%zu.val), veil_mulmod(c%zu.val, ?)", j, j);
         } else {
-            rc = appendf(b, ", count(c%zu.seq), sum(c%zu.l0), sum(c%zu.l1), sum(c%zu.l2),"
-                            " sum(c%zu.l3), veil_runs(c%zu.seq)",
-                         j, j, j, j, j, j);
+            rc = appendf(b,
+                         ", count(c%zu.seq), sum(c%zu.l0), sum(c%zu.l1), sum(c%zu.l2),"
+                         " sum(c%zu.l3), veil_runs(c%zu.seq, c%zu.l0, c%zu.l1, c%zu.l2,"
+                         " c%zu.l3)",
+                         j, j, j, j, j, j, j, j, j, j);
         }
     }
     /* the filter's documents all have rows (tokens go with their row), so the rows table
@@ -1660,7 +1693,12 @@ static veil_err agg_row(struct vl_agg_result *r, size_t *cap, sqlite3_stmt *stmt
         v->count = (uint64_t)cnt;
         if (!req->cols[j].paillier) {
             for (int k = 0; k < VL_SUM_LIMBS; k++) {
-                v->limbs[k] = sqlite3_column_int64(stmt, c++); /* NULL (no cell) reads 0 */
+                /* NULL (no cell) reads 0; a REAL would mean a limb SUM over something that
+                 * was not an integer */
+                if (cnt > 0 && sqlite3_column_type(stmt, c) != SQLITE_INTEGER) {
+                    return VEIL_ERR_INTEGRITY;
+                }
+                v->limbs[k] = sqlite3_column_int64(stmt, c++);
             }
             int type = sqlite3_column_type(stmt, c);
             const uint8_t *bp = sqlite3_column_blob(stmt, c);
@@ -1809,6 +1847,20 @@ static veil_err sq_aggregate(struct vl_store *vs, const char *table,
         src = SQLITE_OK;
     }
     src = src == SQLITE_DONE ? SQLITE_OK : src;
+    if ((src & 0xff) == SQLITE_ERROR) {
+        /* The statement prepared, so its text and tables were fine: a run-time error is the
+         * stored data's (a limb SUM that overflows, a Paillier cell that is not a blob),
+         * unless the table went away meanwhile (then it is empty). */
+        src = missing_table(db, table, src, &absent);
+        if (src != SQLITE_OK) {
+            vl_log(VL_LOG_WARN, "store %s: aggregate met stored data it cannot combine", s->name);
+            rc = VEIL_ERR_INTEGRITY;
+            src = SQLITE_OK;
+        }
+        if (absent) {
+            vl_agg_result_free(&res);
+        }
+    }
 
 out:
     sqlite3_finalize(stmt);

@@ -12,7 +12,11 @@
  * Drivers are reached through a versioned table of functions (SQLite's sqlite3_io_methods);
  * each driver's handle starts with `const struct vl_store_ops *ops`. All operations are
  * safe to call from several threads at once. A driver returns VEIL_ERR_STORE_UNAVAILABLE
- * when its database cannot be reached, and then has written nothing (each call is atomic).
+ * when its database cannot be reached, and then has written nothing (each call is atomic);
+ * VEIL_ERR_INTEGRITY when a read meets stored data it cannot have written (a value of the
+ * wrong type or size, sequence numbers it cannot make runs of), which the engine reports as
+ * a suspected breach, never as an outage. The engine believes nothing else a driver returns
+ * either: rows not asked for, tokens out of order or beyond a cursor, impossible groups.
  */
 #ifndef VL_STORE_H
 #define VL_STORE_H

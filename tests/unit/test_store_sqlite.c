@@ -7,7 +7,10 @@
  * be exactly the maximal runs of current rows' seqs; Paillier products match GMP's. The
  * key-value space: round trips, replacement, absent and repeated keys, a 10,000-key get,
  * all-or-none batches (also when the database refuses an entry midway), drop_table, and
- * tampered values. Predicates restricted to a set of documents (only_docs): find with terms
+ * tampered values. Stored data put_rows cannot have written (sum rows with repeated,
+ * negative, non-integer or 2^63-1-twice sequence numbers, limbs out of range or of another
+ * type, rows with a blob or seq of another type, tokens of another length) is
+ * VEIL_ERR_INTEGRITY, never an outage. Predicates restricted to a set of documents (only_docs): find with terms
  * and paging, and aggregates equal to the same aggregate over a table holding just that set.
  */
 #include <pthread.h>
@@ -2157,7 +2160,91 @@ static void test_aggregate_runs(void **state)
             vl_agg_result_free(&res);
         }
     }
+    /* 2^63-1 twice: the run finder must not compute 2^63-1 + 1 (signed overflow, which
+     * UBSan stops at); limbs out of 0..2^32-1 or not integers; limbs whose SUM overflows.
+     * All stored data no put_rows wrote: VEIL_ERR_INTEGRITY, then put back, VEIL_OK. */
+    static const char *const bad[][2] = {
+        {"seq = 9223372036854775807 WHERE seq = 9223372036854775806",
+         "seq = (SELECT r.seq FROM \"r_" T1 "\" r WHERE r.doc = \"s_" T1 "\".doc)"},
+        {"l1 = -1 WHERE seq = 5", "l1 = 0 WHERE seq = 5"},
+        {"l2 = 4294967296 WHERE seq = 7", "l2 = 0 WHERE seq = 7"},
+        {"l1 = 'x' WHERE seq = 9", "l1 = 0 WHERE seq = 9"},
+        {"l2 = 2.5 WHERE seq = 9", "l2 = 0 WHERE seq = 9"},
+        {"l2 = 9223372036854775807 WHERE seq IN (1, 2)", "l2 = 0 WHERE seq IN (1, 2)"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (int k = 0; k < 2; k++) {
+            snprintf(sql, sizeof(sql), "UPDATE \"s_%s\" SET %s", T1, bad[i][k]);
+            assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+            assert_true(sqlite3_changes(db) >= 1);
+            veil_err rc = s->ops->aggregate(s, T1, &req, &res);
+            if (rc != (k == 0 ? VEIL_ERR_INTEGRITY : VEIL_OK)) {
+                fprintf(stderr, "%s: %s\n", bad[i][k], veil_err_name(rc));
+                fail();
+            }
+            if (k == 0) {
+                assert_null(res.groups);
+                continue;
+            }
+            assert_memory_equal(res.groups[0].values[0].limbs, v0limbs, sizeof(v0limbs));
+            vl_agg_result_free(&res);
+        }
+    }
     sqlite3_close(db);
+}
+
+/* Rows that put_rows cannot have written (a blob or seq of another type, a document token
+ * of another length) are VEIL_ERR_INTEGRITY from get_rows and find, never an outage. */
+static void test_rows_tampered(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct batch b;
+    batch_init(&b, 3);
+    batch_set(&b, 0, 1, 10, "blob-one", 1, 1, "t");
+    batch_set(&b, 1, 2, 11, "blob-two", 1, 1, "t");
+    batch_set(&b, 2, 3, 12, "blob-three", 1, 1, "t");
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    struct vl_bytes want[3] = {docref(b.docs[0]), docref(b.docs[1]), docref(b.docs[2])};
+    char path[1024], sql[512];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    static const char *const tamper[][2] = {
+        {"blob = CAST(blob AS TEXT) WHERE seq = 11", "blob = CAST(blob AS BLOB)"},
+        {"seq = 'eleven' WHERE seq = 11", "seq = 11 WHERE seq = 'eleven'"},
+        {"seq = 11.5 WHERE seq = 11", "seq = 11 WHERE seq = 11.5"},
+        {"blob = NULL WHERE seq = 11", "blob = 'blob-two' WHERE seq = 11"},
+    };
+    struct vl_rows r = {NULL, 0};
+    for (size_t i = 0; i < sizeof(tamper) / sizeof(tamper[0]); i++) {
+        for (int k = 0; k < 2; k++) {
+            snprintf(sql, sizeof(sql), "UPDATE \"r_%s\" SET %s", T1, tamper[i][k]);
+            if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+                /* NOT NULL: a tamper SQLite itself refuses is no tamper */
+                assert_int_equal(k, 0);
+                break;
+            }
+            veil_err rc = s->ops->get_rows(s, T1, want, 3, &r);
+            assert_int_equal(rc, k == 0 ? VEIL_ERR_INTEGRITY : VEIL_OK);
+            if (k == 0) {
+                assert_null(r.rows);
+                continue;
+            }
+            assert_int_equal(r.n, 3);
+            vl_rows_free(&r);
+        }
+    }
+    /* a token of 33 bytes: find cannot return it */
+    snprintf(sql, sizeof(sql), "UPDATE \"r_%s\" SET doc = CAST(doc || x'00' AS BLOB) WHERE seq = 12",
+             T1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    struct vl_pred all = {NULL, 0, false, NULL, 0};
+    struct vl_doclist l = {NULL, 0};
+    assert_int_equal(s->ops->find(s, T1, &all, NULL, 10, &l), VEIL_ERR_INTEGRITY);
+    assert_null(l.docs);
+    sqlite3_close(db);
+    batch_free(&b);
 }
 
 /* Finds the group of b whose keys are g's (NULL when none). */
@@ -2491,6 +2578,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aggregate_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rows_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_large, setup, teardown),
