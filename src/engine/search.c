@@ -402,8 +402,11 @@ int vl_match_snap_get(const struct vl_match *m, struct vl_reader *r, struct vl_m
         return -1;
     }
     for (size_t i = 0; i < m->nwords; i++) {
+        /* df counts documents, count entries: a bulk entry holds up to
+         * VL_SEARCH_ITEMS_MAX documents */
         if (vl_read_u64(r, &snap->count[i]) != 0 || vl_read_u64(r, &snap->df[i]) != 0 ||
-            snap->count[i] > MATCH_MAX_ENTRIES || snap->df[i] > snap->count[i]) {
+            snap->count[i] > MATCH_MAX_ENTRIES ||
+            snap->df[i] > snap->count[i] * VL_SEARCH_ITEMS_MAX) {
             return -1;
         }
     }
