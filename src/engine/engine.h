@@ -328,6 +328,13 @@ veil_err vl_paillier_sum(const struct vl_fctx *fc, const struct vl_bytes *produc
 veil_err vl_breach(veil_vault *v, const veil_session *s, const char *coll, const char *what,
                    veil_status *st);
 
+/* A call to store `store` of the vault failed with rc: VEIL_ERR_INTEGRITY (the driver met
+ * stored data no honest store holds) is a breach, through vl_breach; VEIL_ERR_TOO_LARGE a
+ * request too large for the store; VEIL_ERR_INTERNAL a bug; anything else the store cannot
+ * be reached (VEIL_ERR_STORE_UNAVAILABLE). Returns that error with st filled. */
+veil_err vl_store_failed(veil_session *s, const struct vl_coll *c, int store, veil_err rc,
+                         veil_status *st);
+
 /* Returns a malloc'd copy of a JSON text (json_dumps), or NULL. */
 char *vl_json_text(const json_t *j);
 

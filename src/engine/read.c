@@ -9,6 +9,19 @@
  * fails with 502 and no data. A mismatch is read again once before it counts, so a write
  * that lands between our reads is not mistaken for an attack.
  *
+ * An answer no honest store gives is an integrity violation too, even where it could not
+ * leak or alter data: rows that were not asked for or come twice, document tokens out of
+ * order, repeated, beyond the limit asked for, not after the cursor, or unknown to the
+ * trusted state. Only a store that cannot be reached is VEIL_ERR_STORE_UNAVAILABLE
+ * (vl_store_failed tells the two apart for what drivers report).
+ *
+ * Cursors: a page's `next` is sealed (XChaCha20-Poly1305 under the collection's cursor key)
+ * with associated data naming the tenant, the role, the collection's table and a hash of
+ * the query's `where` and `match`; a cursor opens only for the same tenant, role,
+ * collection, where and match (select and limit may change from page to page). A plain
+ * cursor holds the last document token of its page: the next page's tokens must all come
+ * after it, so a store that ignores the cursor cannot make a client page forever.
+ *
  * What the store learns from a query: the opaque table, the equality tokens asked for (so,
  * whether two queries ask for the same value), and which rows matched.
  */
@@ -20,6 +33,27 @@
 #include "util/log.h"
 
 #define READ_TRIES 3
+#define CURSOR_PLAIN 'P'
+#define CURSOR_MATCH 'M'
+#define CURSOR_MAX (1 << 16) /* bytes of a cursor's sealed contents */
+
+veil_err vl_store_failed(veil_session *s, const struct vl_coll *c, int store, veil_err rc,
+                         veil_status *st)
+{
+    const char *name = s->v->cfg.store_names[store];
+    switch (rc) {
+    case VEIL_ERR_INTEGRITY:
+        return vl_breach(s->v, s, c->name, "a store returned stored data it cannot have written",
+                         st);
+    case VEIL_ERR_TOO_LARGE:
+        return vl_status_set(st, VEIL_ERR_TOO_LARGE, NULL, "the request is too large for store %s",
+                             name);
+    case VEIL_ERR_INTERNAL:
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "store %s refused a request", name);
+    default:
+        return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL, "store %s is unavailable", name);
+    }
+}
 
 static veil_err may_read(veil_session *s, const char *coll, const struct vl_coll **c,
                          const struct vl_role **role, veil_status *st)
@@ -56,28 +90,73 @@ static void opened_free(struct opened *o, size_t n)
     }
 }
 
-/* The row of doc in rows, or NULL. */
-static const struct vl_row *row_of(const struct vl_rows *rows, const uint8_t *doc)
+/* One token asked for, and its place in the request. */
+struct asked {
+    const uint8_t *tok;
+    size_t pos;
+};
+
+static int asked_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < rows->n; i++) {
-        if (rows->rows[i].doc.n == VL_DOCTOKEN_BYTES &&
-            memcmp(rows->rows[i].doc.p, doc, VL_DOCTOKEN_BYTES) == 0) {
-            return &rows->rows[i];
-        }
-    }
-    return NULL;
+    const struct asked *x = a, *y = b;
+    int c = memcmp(x->tok, y->tok, VL_DOCTOKEN_BYTES);
+    return c != 0 ? c : (x->pos > y->pos) - (x->pos < y->pos);
 }
 
-/* Does what the stores returned for one document match its trusted state? On a match,
- * opens it into *o. Returns VEIL_OK, VEIL_ERR_NOT_FOUND (not live), or VEIL_ERR_INTEGRITY. */
+/* Matches a store's get_rows answer to the n tokens asked for: out[i] is the row of
+ * want[i], or NULL. false when the answer is one no honest store gives: a row with a
+ * malformed token, a row not asked for, or one twice. `sorted` has room for n. */
+static bool rows_match(const struct vl_rows *rows, const struct vl_bytes *want, size_t n,
+                       struct asked *sorted, const struct vl_row **out)
+{
+    memset(out, 0, n * sizeof(*out));
+    if (rows->n > n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sorted[i].tok = want[i].p;
+        sorted[i].pos = i;
+    }
+    qsort(sorted, n, sizeof(*sorted), asked_cmp);
+    for (size_t r = 0; r < rows->n; r++) {
+        const struct vl_row *row = &rows->rows[r];
+        if (row->doc.n != VL_DOCTOKEN_BYTES || row->doc.p == NULL) {
+            return false;
+        }
+        size_t lo = 0, hi = n; /* the first asked token >= the row's */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (memcmp(sorted[mid].tok, row->doc.p, VL_DOCTOKEN_BYTES) < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if (lo == n || memcmp(sorted[lo].tok, row->doc.p, VL_DOCTOKEN_BYTES) != 0) {
+            return false;
+        }
+        for (size_t k = lo; k < n && memcmp(sorted[k].tok, row->doc.p, VL_DOCTOKEN_BYTES) == 0;
+             k++) {
+            if (out[sorted[k].pos] != NULL) {
+                return false;
+            }
+            out[sorted[k].pos] = row;
+        }
+    }
+    return true;
+}
+
+/* Does what the stores returned for one document (rows[i]: store i's row, or NULL) match
+ * its trusted state? On a match, opens it into *o. Returns VEIL_OK, VEIL_ERR_NOT_FOUND (not
+ * live), or VEIL_ERR_INTEGRITY. */
 static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
-                           const struct vl_docstate *ds, struct vl_rows *rows,
+                           const struct vl_docstate *ds, const struct vl_row *const *rows,
                            const bool *want, struct opened *o)
 {
     struct vl_bytes parts[VL_MAX_STORES] = {{0}};
     bool any_row = false;
     for (size_t i = 0; i < v->nstores; i++) {
-        const struct vl_row *r = row_of(&rows[i], ds->doc);
+        const struct vl_row *r = rows[i];
         parts[i].p = r != NULL ? r->blob.p : NULL;
         parts[i].n = r != NULL ? r->blob.n : 0;
         any_row |= r != NULL;
@@ -113,29 +192,29 @@ static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
 
 /* Fetches and opens documents by token (only the fields in `fields`, NULL: all). out[i] is
  * filled for each found; *found[i] says which were (missing: not live, or deleted
- * meanwhile). */
+ * meanwhile). With from_store, the tokens are a store's answer (a find), so a token the
+ * trusted state has never known is the store's invention: an integrity violation. */
 static veil_err fetch(veil_session *s, const struct vl_coll *c, const struct vl_bytes *toks,
-                      size_t n, const bool *fields, struct opened *out, bool *found,
-                      veil_status *st)
+                      size_t n, const bool *fields, bool from_store, struct opened *out,
+                      bool *found, veil_status *st)
 {
     veil_vault *v = s->v;
     veil_err rc = VEIL_OK;
-    struct vl_docstate *states = calloc(n ? n : 1, sizeof(*states));
+    size_t nn = n ? n : 1;
+    struct vl_docstate *states = calloc(nn, sizeof(*states));
     struct vl_rows rows[VL_MAX_STORES];
-    bool *done = calloc(n ? n : 1, sizeof(*done));
+    bool *done = calloc(nn, sizeof(*done));
+    struct vl_bytes *want = calloc(nn, sizeof(*want));
+    struct asked *sorted = calloc(nn, sizeof(*sorted));
+    const struct vl_row **byrow = calloc(nn * VL_MAX_STORES, sizeof(*byrow));
     memset(rows, 0, sizeof(rows));
     memset(out, 0, n * sizeof(*out));
-    if (states == NULL || done == NULL) {
+    if (states == NULL || done == NULL || want == NULL || sorted == NULL || byrow == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
     for (int attempt = 0; attempt < READ_TRIES; attempt++) {
         size_t left = 0;
-        struct vl_bytes *want = calloc(n ? n : 1, sizeof(*want));
-        if (want == NULL) {
-            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-            goto out;
-        }
         for (size_t i = 0; i < n; i++) {
             if (!done[i]) {
                 want[left++] = toks[i];
@@ -143,30 +222,39 @@ static veil_err fetch(veil_session *s, const struct vl_coll *c, const struct vl_
         }
         vl_docstates_free(states, n);
         rc = vl_trusted_docs_get(v->trusted, c->tenant_id, c->name, want, left, states);
-        for (size_t i = 0; rc == VEIL_OK && i < v->nstores; i++) {
+        if (rc != VEIL_OK) {
+            rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+            goto out;
+        }
+        for (size_t i = 0; i < v->nstores; i++) {
             vl_rows_free(&rows[i]);
             rc = v->stores[i]->ops->get_rows(v->stores[i], c->table, want, left, &rows[i]);
             if (rc != VEIL_OK) {
-                rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL,
-                                   "store %s is unavailable", v->cfg.store_names[i]);
+                rc = vl_store_failed(s, c, (int)i, rc, st);
+                goto out;
             }
-        }
-        free(want);
-        if (rc != VEIL_OK) {
-            if (st != NULL && st->code != rc) {
-                vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+            if (!rows_match(&rows[i], want, left, sorted, byrow + i * nn)) {
+                rc = vl_breach(v, s, c->name, "a store returned rows not asked for, or twice", st);
+                goto out;
             }
-            goto out;
         }
         size_t k = 0, bad = 0;
         for (size_t i = 0; i < n; i++) {
             if (done[i]) {
                 continue;
             }
-            veil_err r = check_open(v, c, &states[k++], rows, fields, &out[i]);
-            if (r == VEIL_OK || r == VEIL_ERR_NOT_FOUND) {
+            const struct vl_row *r[VL_MAX_STORES] = {NULL};
+            for (size_t j = 0; j < v->nstores; j++) {
+                r[j] = byrow[j * nn + k];
+            }
+            const struct vl_docstate *ds = &states[k++];
+            veil_err e = check_open(v, c, ds, r, fields, &out[i]);
+            if (e == VEIL_ERR_NOT_FOUND && from_store && !ds->exists && !ds->pending) {
+                e = VEIL_ERR_INTEGRITY; /* asked again: a write may have begun meanwhile */
+            }
+            if (e == VEIL_OK || e == VEIL_ERR_NOT_FOUND) {
                 done[i] = true;
-                found[i] = r == VEIL_OK;
+                found[i] = e == VEIL_OK;
             } else {
                 bad++;
             }
@@ -175,7 +263,7 @@ static veil_err fetch(veil_session *s, const struct vl_coll *c, const struct vl_
             goto out;
         }
     }
-    rc = vl_breach(v, s, c->name, "a row failed its digest or AEAD check", st);
+    rc = vl_breach(v, s, c->name, "a row failed its digest or AEAD check, or is unknown", st);
 out:
     if (states != NULL) {
         vl_docstates_free(states, n);
@@ -189,6 +277,9 @@ out:
     }
     free(states);
     free(done);
+    free(want);
+    free(sorted);
+    free(byrow);
     return rc;
 }
 
@@ -258,7 +349,7 @@ veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **
     struct vl_bytes b = {tok, sizeof(tok)};
     struct opened o;
     bool found = false;
-    if ((rc = fetch(s, c, &b, 1, NULL, &o, &found, st)) != VEIL_OK) {
+    if ((rc = fetch(s, c, &b, 1, NULL, false, &o, &found, st)) != VEIL_OK) {
         return rc;
     }
     if (!found) {
@@ -291,51 +382,140 @@ static veil_err answer_page(json_t *docs, const char *next, char **json_out, vei
                              : vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
 }
 
-static veil_err cursor_seal(const struct vl_coll *c, const uint8_t *doc, char **out)
+/* ---- cursors ---- */
+
+/* The hash of the list a query pages through: its where and match, canonical (sorted keys,
+ * compact; an absent, null or empty where counts as none). */
+static veil_err query_hash(const json_t *where, const json_t *match, uint8_t out[VL_SHA256_BYTES])
 {
-    uint8_t box[vl_aead_box_len(VL_DOCTOKEN_BYTES)];
-    if (vl_aead_box_seal(box, doc, VL_DOCTOKEN_BYTES, (const uint8_t *)c->table,
-                         strlen(c->table), c->cursor_key) != 0) {
+    if (json_is_null(where) || (json_is_object(where) && json_object_size(where) == 0)) {
+        where = NULL;
+    }
+    json_t *both = json_pack("{s:O?, s:O?}", "where", where, "match", match);
+    char *canon = both != NULL ? json_dumps(both, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(both);
+    if (canon == NULL) {
         return VEIL_ERR_INTERNAL;
     }
-    *out = malloc(2 * sizeof(box) + 1);
-    if (*out == NULL) {
-        return VEIL_ERR_INTERNAL;
-    }
-    vl_hex(*out, box, sizeof(box));
+    vl_sha256(out, canon, strlen(canon));
+    free(canon);
     return VEIL_OK;
 }
 
-static veil_err cursor_open(const struct vl_coll *c, const char *cur, uint8_t *doc,
-                            veil_status *st)
+/* What a cursor is bound to: tenant, role, the collection's table and the query's hash. */
+static veil_err cursor_ad(const veil_session *s, const struct vl_coll *c,
+                          const uint8_t qhash[VL_SHA256_BYTES], struct vl_buf *ad)
 {
-    uint8_t box[vl_aead_box_len(VL_DOCTOKEN_BYTES)];
-    size_t n = 0;
-    if (vl_unhex(box, sizeof(box), cur) != 0 ||
-        vl_aead_box_open(doc, &n, box, sizeof(box), (const uint8_t *)c->table,
-                         strlen(c->table), c->cursor_key) != 0 ||
-        n != VL_DOCTOKEN_BYTES) {
-        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
-                             "the cursor is not one this collection gave out");
+    veil_err rc = vl_buf_put_lps(ad, "veil/cursor/v1");
+    if (rc == VEIL_OK) {
+        rc = vl_buf_put_lps(ad, c->tenant);
     }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_put_lps(ad, s->role);
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_put_lps(ad, c->table);
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_put_lp(ad, qhash, VL_SHA256_BYTES);
+    }
+    return rc;
+}
+
+/* Seals a cursor's contents (plain[0..n)) for this session, collection and query, as hex
+ * into *out (malloc'd). */
+static veil_err cursor_seal(const veil_session *s, const struct vl_coll *c,
+                            const uint8_t qhash[VL_SHA256_BYTES], const uint8_t *plain, size_t n,
+                            char **out)
+{
+    struct vl_buf ad;
+    uint8_t *box = malloc(vl_aead_box_len(n));
+    char *hex = malloc(2 * vl_aead_box_len(n) + 1);
+    vl_buf_init(&ad, 4096);
+    veil_err rc = box != NULL && hex != NULL && n <= CURSOR_MAX ? cursor_ad(s, c, qhash, &ad)
+                                                                : VEIL_ERR_INTERNAL;
+    if (rc == VEIL_OK && vl_aead_box_seal(box, plain, n, ad.data, ad.len, c->cursor_key) != 0) {
+        rc = VEIL_ERR_INTERNAL;
+    }
+    if (rc == VEIL_OK) {
+        vl_hex(hex, box, vl_aead_box_len(n));
+        *out = hex;
+        hex = NULL;
+    }
+    free(box);
+    free(hex);
+    vl_buf_free(&ad);
+    return rc;
+}
+
+/* Opens a cursor of this session, collection and query: its contents into *plain
+ * (malloc'd, *n bytes). VEIL_ERR_BAD_REQUEST for anything else. */
+static veil_err cursor_open(const veil_session *s, const struct vl_coll *c,
+                            const uint8_t qhash[VL_SHA256_BYTES], const char *cur, uint8_t **plain,
+                            size_t *n, veil_status *st)
+{
+    struct vl_buf ad;
+    size_t hexlen = strlen(cur), len = hexlen / 2, got = 0;
+    uint8_t *box = malloc(len + 1), *m = malloc(len + 1);
+    vl_buf_init(&ad, 4096);
+    bool ok = box != NULL && m != NULL && hexlen % 2 == 0 && len > vl_aead_box_len(0) &&
+              len <= vl_aead_box_len(CURSOR_MAX) && vl_unhex(box, len, cur) == 0 &&
+              cursor_ad(s, c, qhash, &ad) == VEIL_OK &&
+              vl_aead_box_open(m, &got, box, len, ad.data, ad.len, c->cursor_key) == 0;
+    free(box);
+    vl_buf_free(&ad);
+    if (!ok) {
+        free(m);
+        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
+                             "the cursor is not one this query gave out");
+    }
+    *plain = m;
+    *n = got;
     return VEIL_OK;
+}
+
+/* A plain cursor: the last document token of its page. */
+static veil_err plain_cursor_open(const veil_session *s, const struct vl_coll *c,
+                                  const uint8_t qhash[VL_SHA256_BYTES], const char *cur,
+                                  uint8_t doc[VL_DOCTOKEN_BYTES], veil_status *st)
+{
+    uint8_t *m = NULL;
+    size_t n = 0;
+    veil_err rc = cursor_open(s, c, qhash, cur, &m, &n, st);
+    if (rc == VEIL_OK && (n != 1 + VL_DOCTOKEN_BYTES || m[0] != CURSOR_PLAIN)) {
+        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
+                           "the cursor is not one this query gave out");
+    }
+    if (rc == VEIL_OK) {
+        memcpy(doc, m + 1, VL_DOCTOKEN_BYTES);
+    }
+    free(m);
+    return rc;
+}
+
+static veil_err plain_cursor_seal(const veil_session *s, const struct vl_coll *c,
+                                  const uint8_t qhash[VL_SHA256_BYTES], const uint8_t *doc,
+                                  char **out)
+{
+    uint8_t m[1 + VL_DOCTOKEN_BYTES];
+    m[0] = CURSOR_PLAIN;
+    memcpy(m + 1, doc, VL_DOCTOKEN_BYTES);
+    return cursor_seal(s, c, qhash, m, sizeof(m), out);
 }
 
 /* ---- query with match: ranked, paged by (score, token) ---- */
 
-#define MATCH_CURSOR 'M'
-
 /* A cursor after hit h: its score and token, and the snapshot that ranks the pages. */
-static veil_err match_cursor_seal(const struct vl_coll *c, const struct vl_match *m,
+static veil_err match_cursor_seal(const veil_session *s, const struct vl_coll *c,
+                                  const uint8_t qhash[VL_SHA256_BYTES], const struct vl_match *m,
                                   const struct vl_match_snap *snap, const struct vl_hit *h,
                                   char **out)
 {
     struct vl_buf b;
     uint64_t bits;
-    uint8_t *box = NULL;
     memcpy(&bits, &h->score, sizeof(bits));
-    vl_buf_init(&b, 1 << 16);
-    veil_err rc = vl_buf_put_u8(&b, MATCH_CURSOR);
+    vl_buf_init(&b, CURSOR_MAX);
+    veil_err rc = vl_buf_put_u8(&b, CURSOR_MATCH);
     if (rc == VEIL_OK) {
         rc = vl_buf_put_u64(&b, bits);
     }
@@ -345,46 +525,35 @@ static veil_err match_cursor_seal(const struct vl_coll *c, const struct vl_match
     if (rc == VEIL_OK) {
         rc = vl_match_snap_put(m, snap, &b);
     }
-    if (rc == VEIL_OK && ((box = malloc(vl_aead_box_len(b.len))) == NULL ||
-                          (*out = malloc(2 * vl_aead_box_len(b.len) + 1)) == NULL)) {
-        rc = VEIL_ERR_INTERNAL;
-    }
-    if (rc == VEIL_OK && vl_aead_box_seal(box, b.data, b.len, (const uint8_t *)c->table,
-                                          strlen(c->table), c->cursor_key) != 0) {
-        free(*out);
-        *out = NULL;
-        rc = VEIL_ERR_INTERNAL;
-    }
     if (rc == VEIL_OK) {
-        vl_hex(*out, box, vl_aead_box_len(b.len));
+        rc = cursor_seal(s, c, qhash, b.data, b.len, out);
     }
-    free(box);
     vl_buf_free(&b);
     return rc;
 }
 
-static veil_err match_cursor_open(const struct vl_coll *c, const struct vl_match *m,
-                                  const char *cur, struct vl_match_snap *snap,
-                                  struct vl_hit *pos, veil_status *st)
+static veil_err match_cursor_open(const veil_session *s, const struct vl_coll *c,
+                                  const uint8_t qhash[VL_SHA256_BYTES], const struct vl_match *m,
+                                  const char *cur, struct vl_match_snap *snap, struct vl_hit *pos,
+                                  veil_status *st)
 {
-    size_t len = strlen(cur) / 2, n = 0;
-    uint8_t *box = malloc(len + 1), *plain = malloc(len + 1);
-    int ok = box != NULL && plain != NULL && len > vl_aead_box_len(0) && len < (1 << 16) &&
-             strlen(cur) % 2 == 0 && vl_unhex(box, len, cur) == 0 &&
-             vl_aead_box_open(plain, &n, box, len, (const uint8_t *)c->table,
-                              strlen(c->table), c->cursor_key) == 0;
+    uint8_t *plain = NULL;
+    size_t n = 0;
+    veil_err rc = cursor_open(s, c, qhash, cur, &plain, &n, st);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
     struct vl_reader r = {plain, n};
     uint8_t kind = 0;
     uint64_t bits = 0;
     const uint8_t *doc = NULL;
-    ok = ok && vl_read_u8(&r, &kind) == 0 && kind == MATCH_CURSOR &&
-         vl_read_u64(&r, &bits) == 0 && vl_read_bytes(&r, &doc, VL_DOCTOKEN_BYTES) == 0 &&
-         vl_match_snap_get(m, &r, snap) == 0 && r.n == 0;
+    bool ok = vl_read_u8(&r, &kind) == 0 && kind == CURSOR_MATCH && vl_read_u64(&r, &bits) == 0 &&
+              vl_read_bytes(&r, &doc, VL_DOCTOKEN_BYTES) == 0 &&
+              vl_match_snap_get(m, &r, snap) == 0 && r.n == 0;
     if (ok) {
         memcpy(&pos->score, &bits, sizeof(bits));
         memcpy(pos->doc, doc, VL_DOCTOKEN_BYTES);
     }
-    free(box);
     free(plain);
     if (!ok) {
         return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
@@ -398,12 +567,25 @@ static int tok_cmp(const void *a, const void *b)
     return memcmp(a, b, VL_DOCTOKEN_BYTES);
 }
 
-/* Keeps the hits whose rows the store finds matching the where clause. */
+/* Is a store's list of document tokens strictly ascending (so none repeats)? */
+static bool doclist_ascending(const struct vl_doclist *l)
+{
+    for (size_t i = 1; i < l->n; i++) {
+        if (memcmp(l->docs[i - 1], l->docs[i], VL_DOCTOKEN_BYTES) >= 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Keeps the hits whose rows the store finds matching the where clause. The store must
+ * answer with some of the candidates it was given, in ascending order, each once. */
 static veil_err match_where(veil_session *s, const struct vl_coll *c, const struct vl_plan *plan,
                             struct vl_hits *hits, veil_status *st)
 {
     veil_vault *v = s->v;
     struct vl_doclist list = {0};
+    veil_err rc = VEIL_OK;
     if (plan->n == 0 || hits->n == 0) {
         return VEIL_OK;
     }
@@ -412,23 +594,37 @@ static veil_err match_where(veil_session *s, const struct vl_coll *c, const stru
         return VEIL_OK;
     }
     struct vl_bytes *toks = calloc(hits->n, sizeof(*toks));
-    if (toks == NULL) {
-        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    uint8_t(*cand)[VL_DOCTOKEN_BYTES] = malloc(hits->n * VL_DOCTOKEN_BYTES);
+    if (toks == NULL || cand == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
     }
     for (size_t i = 0; i < hits->n; i++) {
         toks[i].p = hits->h[i].doc;
         toks[i].n = VL_DOCTOKEN_BYTES;
+        memcpy(cand[i], hits->h[i].doc, VL_DOCTOKEN_BYTES);
     }
+    qsort(cand, hits->n, VL_DOCTOKEN_BYTES, tok_cmp);
     struct vl_pred pred = plan->pred;
     pred.only_docs = true;
     pred.docs = toks;
     pred.ndocs = hits->n;
     struct vl_store *store = v->stores[0];
-    veil_err rc = store->ops->find(store, c->table, &pred, NULL, hits->n, &list);
-    free(toks);
+    rc = store->ops->find(store, c->table, &pred, NULL, hits->n, &list);
     if (rc != VEIL_OK) {
-        return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL, "store %s is unavailable",
-                             v->cfg.store_names[0]);
+        rc = vl_store_failed(s, c, 0, rc, st);
+        goto out;
+    }
+    bool honest = list.n <= hits->n && doclist_ascending(&list);
+    for (size_t i = 0; honest && i < list.n; i++) {
+        honest = bsearch(list.docs[i], cand, hits->n, VL_DOCTOKEN_BYTES, tok_cmp) != NULL;
+    }
+    if (!honest) {
+        rc = vl_breach(v, s, c->name,
+                       "a store answered a search's where with documents it "
+                       "was not given, or out of order",
+                       st);
+        goto out;
     }
     size_t k = 0;
     for (size_t i = 0; i < hits->n; i++) {
@@ -438,8 +634,11 @@ static veil_err match_where(veil_session *s, const struct vl_coll *c, const stru
         }
     }
     hits->n = k;
+out:
     vl_doclist_free(&list);
-    return VEIL_OK;
+    free(toks);
+    free(cand);
+    return rc;
 }
 
 static veil_err query_match(veil_session *s, const struct vl_coll *c,
@@ -463,18 +662,14 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
         goto out;
     }
     /* A cursor belongs to this where and match: another query must not page with it. */
-    json_t *both = json_pack("{s:O?, s:O}", "where", where, "match", match);
-    char *canon = both != NULL ? json_dumps(both, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(both);
-    if (canon == NULL) {
+    uint8_t qhash[VL_SHA256_BYTES];
+    if (query_hash(where, match, qhash) != VEIL_OK) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    uint8_t h[VL_SHA256_BYTES];
-    vl_sha256(h, canon, strlen(canon));
-    memcpy(m.hash, h, sizeof(m.hash));
-    free(canon);
-    if (after != NULL && (rc = match_cursor_open(c, &m, after, &snap, &pos, st)) != VEIL_OK) {
+    memcpy(m.hash, qhash, sizeof(m.hash));
+    if (after != NULL &&
+        (rc = match_cursor_open(s, c, qhash, &m, after, &snap, &pos, st)) != VEIL_OK) {
         goto out;
     }
     if ((rc = vl_match_run(s, c, &m, &snap, &hits, st)) != VEIL_OK ||
@@ -502,7 +697,7 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    if ((rc = fetch(s, c, toks, take, want, op, found, st)) != VEIL_OK) {
+    if ((rc = fetch(s, c, toks, take, want, false, op, found, st)) != VEIL_OK) {
         take = 0;
         goto out;
     }
@@ -517,7 +712,7 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
         if (changed) {
             struct opened whole;
             bool f2 = false, keep = false;
-            if ((rc = fetch(s, c, &toks[i], 1, NULL, &whole, &f2, st)) != VEIL_OK) {
+            if ((rc = fetch(s, c, &toks[i], 1, NULL, false, &whole, &f2, st)) != VEIL_OK) {
                 goto out;
             }
             if (f2) {
@@ -541,7 +736,8 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
         answer_append(docs, c, s, &op[i], select);
     }
     if (start + take < hits.n &&
-        (rc = match_cursor_seal(c, &m, &snap, &hits.h[start + take - 1], &next)) != VEIL_OK) {
+        (rc = match_cursor_seal(s, c, qhash, &m, &snap, &hits.h[start + take - 1], &next)) !=
+            VEIL_OK) {
         rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
         goto out;
     }
@@ -642,12 +838,14 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
         }
         goto out;
     }
-    if (jafter != NULL && !json_is_null(jafter)) {
-        if (!json_is_string(jafter) ||
-            (rc = cursor_open(c, json_string_value(jafter), after, st)) != VEIL_OK) {
-            rc = rc != VEIL_OK ? rc
-                               : vl_status_set(st, VEIL_ERR_BAD_REQUEST, "after",
-                                               "after is a cursor string");
+    uint8_t qhash[VL_SHA256_BYTES];
+    if (query_hash(where, NULL, qhash) != VEIL_OK) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    if (json_is_string(jafter)) {
+        rc = plain_cursor_open(s, c, qhash, json_string_value(jafter), after, st);
+        if (rc != VEIL_OK) {
             goto out;
         }
         has_after = true;
@@ -656,15 +854,22 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
         goto out;
     }
     struct vl_store *store = v->stores[0];
-    if (plan.empty) {
-        list.n = 0;
-    } else {
+    if (!plan.empty) {
         rc = store->ops->find(store, c->table, &plan.pred, has_after ? after : NULL,
                               (size_t)limit + 1, &list);
+        if (rc != VEIL_OK) {
+            rc = vl_store_failed(s, c, 0, rc, st);
+            goto out;
+        }
     }
-    if (rc != VEIL_OK) {
-        rc = vl_status_set(st, rc == VEIL_ERR_INTEGRITY ? rc : VEIL_ERR_STORE_UNAVAILABLE,
-                           NULL, "store %s is unavailable", v->cfg.store_names[0]);
+    /* Each page moves forward: at most what was asked for, ascending, each token once, all
+     * after the cursor. A store that ignores the cursor (or repeats itself) is caught here,
+     * so no client pages forever. */
+    if (list.n > (size_t)limit + 1 || !doclist_ascending(&list) ||
+        (has_after && list.n > 0 && memcmp(list.docs[0], after, VL_DOCTOKEN_BYTES) <= 0)) {
+        rc =
+            vl_breach(v, s, c->name,
+                      "a store returned a page out of order, too long or not after its cursor", st);
         goto out;
     }
     n = list.n > (size_t)limit ? (size_t)limit : list.n;
@@ -679,18 +884,13 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     for (size_t i = 0; i < n; i++) {
         toks[i].p = list.docs[i];
         toks[i].n = VL_DOCTOKEN_BYTES;
-        if (i > 0 && memcmp(list.docs[i - 1], list.docs[i], VL_DOCTOKEN_BYTES) >= 0) {
-            free(toks);
-            rc = vl_breach(v, s, c->name, "a store returned rows out of order or twice", st);
-            goto out;
-        }
     }
     if ((want = want_fields(c, select, &plan)) == NULL && select != NULL) {
         free(toks);
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    rc = fetch(s, c, toks, n, want, op, found, st);
+    rc = fetch(s, c, toks, n, want, true, op, found, st);
     free(toks);
     if (rc != VEIL_OK) {
         goto out;
@@ -707,7 +907,8 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
         }
         answer_append(docs, c, s, &op[i], select);
     }
-    if (list.n > (size_t)limit && (rc = cursor_seal(c, list.docs[n - 1], &next)) != VEIL_OK) {
+    if (list.n > (size_t)limit &&
+        (rc = plain_cursor_seal(s, c, qhash, list.docs[n - 1], &next)) != VEIL_OK) {
         rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
         goto out;
     }

@@ -530,9 +530,15 @@ static veil_err fetch_word(struct run *r, size_t w, const uint64_t *counters, si
         keys[i].p = labels + i * VL_SEARCH_LABEL_BYTES;
         keys[i].n = VL_SEARCH_LABEL_BYTES;
     }
-    if (store->ops->kv_get(store, r->c->table, keys, n, &vals) != VEIL_OK || vals.n != n) {
-        rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL, "store %s is unavailable",
-                           v->cfg.store_names[fc->store]);
+    if ((rc = store->ops->kv_get(store, r->c->table, keys, n, &vals)) != VEIL_OK) {
+        rc = vl_store_failed(r->s, r->c, fc->store, rc, st);
+        goto out;
+    }
+    if (vals.n != n) {
+        rc = vl_breach(v, r->s, r->c->name,
+                       "a store answered a search with too few or too "
+                       "many entries",
+                       st);
         goto out;
     }
     int o = open_values(r, w, counters, vals.vals, n, missing, nmissing);
