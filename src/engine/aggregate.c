@@ -12,8 +12,20 @@
  * (the equality pattern of the group_by fields it already holds), and how many rows each
  * group has; nothing about the summed values. What it could do: return wrong sums or
  * counts. Aggregates are not checked against trusted state yet (unlike documents); the
- * answer says so under "explain".
+ * answer says so under "explain". What no honest store can answer is refused as an
+ * integrity violation (agg_honest): a group with no rows, more cells than rows, groups
+ * repeated, more rows than the documents it was given, runs of row sequence numbers that
+ * are not ascending, maximal and exactly as many as the cells, limb sums beyond what that
+ * many cells can add up to, and sums or averages outside what that many 64-bit values can
+ * make.
+ *
+ * An average is the exact sum divided by the count, rounded half to even to the field's
+ * scale plus AVG_EXTRA_PLACES decimal places (an integer field: AVG_EXTRA_PLACES), and
+ * written as a JSON number with exactly those digits, trailing zeros dropped (one kept
+ * after the point): no binary floating point on the way, so the answer is the same on
+ * every machine.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +35,9 @@
 #include "tactics/tactics.h"
 
 #define MAX_METRICS 32
+#define AVG_EXTRA_PLACES 2 /* decimals of an average beyond the field's scale */
+#define AVG_EXTRA_POW 100  /* 10^AVG_EXTRA_PLACES */
+#define LIMB_MAX 0xffffffffu
 
 enum metric_kind { M_SUM, M_AVG, M_COUNT };
 
@@ -191,13 +206,118 @@ static json_t *sum_json(const struct vl_field *f, vl_i128 sum, veil_status *st, 
     return json_string(text);
 }
 
-static double units_to_double(const struct vl_field *f, vl_i128 v)
+/* Orders groups (pointers to them) by their keys, byte-wise, shorter first. */
+static int group_keys_cmp(const void *a, const void *b)
 {
-    double d = (double)v;
-    for (int i = 0; f->type == VL_T_DECIMAL && i < f->scale; i++) {
-        d /= 10;
+    const struct vl_agg_group *x = *(const struct vl_agg_group *const *)a;
+    const struct vl_agg_group *y = *(const struct vl_agg_group *const *)b;
+    for (size_t k = 0; k < VL_AGG_MAX_GROUP; k++) {
+        const struct vl_bytes *p = &x->keys[k], *q = &y->keys[k];
+        if (p->n != q->n) {
+            return p->n < q->n ? -1 : 1;
+        }
+        int c = p->n > 0 ? memcmp(p->p, q->p, p->n) : 0;
+        if (c != 0) {
+            return c;
+        }
     }
-    return d;
+    return 0;
+}
+
+/* Could count 64-bit values add up to sum? |sum| <= count * 2^63 holds for every honest
+ * sum (ASHE and Paillier sums are exact), and fails for all but a sliver of garbage. */
+static bool sum_plausible(vl_i128 sum, uint64_t count)
+{
+    vl_u128 mag = sum < 0 ? (vl_u128)0 - (vl_u128)sum : (vl_u128)sum;
+    return mag <= ((vl_u128)count << 63);
+}
+
+/* sum / count (count >= 1, sum_plausible) in units of 10^-AVG_EXTRA_PLACES of sum's units,
+ * rounded half to even. No overflow: |sum / count| <= 2^63. */
+static vl_i128 avg_units(vl_i128 sum, uint64_t count)
+{
+    bool neg = sum < 0;
+    vl_u128 mag = neg ? (vl_u128)0 - (vl_u128)sum : (vl_u128)sum;
+    vl_u128 q = mag / count, r = mag % count;
+    vl_u128 num = r * AVG_EXTRA_POW;
+    q = q * AVG_EXTRA_POW + num / count;
+    r = num % count;
+    if (2 * r > count || (2 * r == count && (q & 1) != 0)) {
+        q++;
+    }
+    return neg ? -(vl_i128)q : (vl_i128)q;
+}
+
+/* The JSON number text of an average of field f: avg_units at the field's scale plus
+ * AVG_EXTRA_PLACES, trailing zeros dropped but one ("12.5", "3.0", "-0.25"). */
+static void avg_text(const struct vl_field *f, vl_i128 units, char out[48])
+{
+    int places = (f->type == VL_T_DECIMAL ? f->scale : 0) + AVG_EXTRA_PLACES;
+    vl_i128_to_decimal(units, places, out);
+    size_t n = strlen(out);
+    while (n >= 2 && out[n - 1] == '0' && out[n - 2] != '.') {
+        out[--n] = '\0';
+    }
+}
+
+/* Is the store's answer one an honest store can give for req? See the file header. */
+static bool agg_honest(const struct vl_agg_request *req, const struct vl_agg_result *res)
+{
+    bool ok = res->n == 0 || (res->groups != NULL && res->ncols == req->ncols);
+    ok = ok && (req->ngroup > 0 || res->n <= 1);
+    uint64_t rows = 0;
+    const struct vl_agg_group **sorted = NULL;
+    for (size_t g = 0; ok && g < res->n; g++) {
+        const struct vl_agg_group *grp = &res->groups[g];
+        ok = grp->count > 0 && (req->ncols == 0 || grp->values != NULL);
+        if (ok && req->pred != NULL && req->pred->only_docs) {
+            ok = grp->count <= req->pred->ndocs - rows;
+            rows += ok ? grp->count : 0;
+        }
+        for (size_t k = 0; ok && k < VL_AGG_MAX_GROUP; k++) {
+            ok = grp->keys[k].n == 0 || (k < req->ngroup && grp->keys[k].p != NULL);
+        }
+        for (size_t j = 0; ok && j < req->ncols; j++) {
+            const struct vl_agg_value *v = &grp->values[j];
+            ok = v->count <= grp->count;
+            if (ok && req->cols[j].paillier) {
+                ok = v->nruns == 0 && (v->count == 0) == (v->product.n == 0) &&
+                     (v->product.n == 0 || v->product.p != NULL);
+                continue;
+            }
+            ok = ok && v->product.n == 0 && (v->count == 0) == (v->nruns == 0) &&
+                 (v->nruns == 0 || v->runs != NULL);
+            for (int k = 0; ok && k < VL_SUM_LIMBS; k++) {
+                ok = v->limbs[k] >= 0 && (vl_u128)v->limbs[k] <= (vl_u128)v->count * LIMB_MAX;
+            }
+            uint64_t covered = 0;
+            for (size_t r = 0; ok && r < v->nruns; r++) {
+                const struct vl_seq_run *run = &v->runs[r];
+                ok = run->first >= 1 && run->first <= run->last &&
+                     run->last <= (uint64_t)INT64_MAX &&
+                     (r == 0 || run->first > v->runs[r - 1].last + 1) &&
+                     run->last - run->first < v->count - covered;
+                covered += ok ? run->last - run->first + 1 : 0;
+            }
+            ok = ok && covered == v->count;
+        }
+    }
+    /* Each group once: the keys of two groups never all equal. */
+    if (ok && req->ngroup > 0 && res->n > 1) {
+        sorted = malloc(res->n * sizeof(*sorted));
+        ok = sorted != NULL;
+        for (size_t g = 0; ok && g < res->n; g++) {
+            sorted[g] = &res->groups[g];
+        }
+        if (ok) {
+            qsort(sorted, res->n, sizeof(*sorted), group_keys_cmp);
+        }
+        for (size_t g = 1; ok && g < res->n; g++) {
+            ok = group_keys_cmp(&sorted[g - 1], &sorted[g]) != 0;
+        }
+    }
+    free(sorted);
+    return ok;
 }
 
 static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
@@ -244,11 +364,24 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
     json_array_append_new(proxy, json_string(line));
     json_array_append_new(proxy, json_string("turned units into decimals, divided sums by "
                                              "counts for averages, suppressed small groups"));
-    json_t *x = json_pack("{s:{s:s, s:o, s:o, s:o}, s:o, s:s}", "store", "table", c->table,
-                          "where", terms, "group_by", groups, "aggregated", cols, "proxy",
-                          proxy, "integrity",
-                          "sums and counts come from the store and are not yet checked "
-                          "against trusted state");
+    for (size_t m = 0; m < a->nmetrics; m++) {
+        const struct metric *mt = &a->metrics[m];
+        if (mt->kind != M_AVG) {
+            continue;
+        }
+        int scale = mt->fc->f->type == VL_T_DECIMAL ? mt->fc->f->scale : 0;
+        snprintf(line, sizeof(line),
+                 "%s (avg of %s): the exact sum divided by the count, rounded half to even to "
+                 "%d decimal places (the field's scale %d + %d)",
+                 mt->name, mt->fc->path, scale + AVG_EXTRA_PLACES, scale, AVG_EXTRA_PLACES);
+        json_array_append_new(proxy, json_string(line));
+    }
+    json_t *x =
+        json_pack("{s:{s:s, s:o, s:o, s:o}, s:o, s:s}", "store", "table", c->table, "where", terms,
+                  "group_by", groups, "aggregated", cols, "proxy", proxy, "integrity",
+                  "sums and counts come from the store and are not yet checked "
+                  "against trusted state; answers no honest store gives (impossible "
+                  "counts, runs of rows, limb sums, repeated groups) are refused");
     if (match->n > 0) {
         json_object_set_new(
             x, "match",
@@ -261,11 +394,20 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
     return x;
 }
 
-/* A group's answer and the text of its key, to sort groups by key. */
+/* A group's answer as JSON text, and the text of its key, to sort groups by key. */
 struct answer {
     char *key;
-    json_t *obj;
+    char *text;
 };
+
+/* Appends the JSON text of j (compact) to b. */
+static veil_err append_json(struct vl_buf *b, const json_t *j)
+{
+    char *t = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    veil_err rc = t != NULL ? vl_buf_append_str(b, t) : VEIL_ERR_INTERNAL;
+    free(t);
+    return rc;
+}
 
 static int cmp_answers(const void *x, const void *y)
 {
@@ -386,8 +528,12 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     if (!plan.empty) {
         rc = store->ops->aggregate(store, c->table, &req, &res);
         if (rc != VEIL_OK) {
-            rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL, "store %s is unavailable",
-                               v->cfg.store_names[0]);
+            rc = vl_store_failed(s, c, 0, rc, st);
+            goto out;
+        }
+        if (!agg_honest(&req, &res)) {
+            rc =
+                vl_breach(v, s, c->name, "a store answered an aggregate no honest store gives", st);
             goto out;
         }
     }
@@ -431,80 +577,132 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             suppressed++;
             continue;
         }
-        json_t *o = json_object(), *k = json_object();
-        json_object_set_new(o, "key", k);
+        struct vl_buf gb;
+        json_t *k = json_object();
+        vl_buf_init(&gb, SIZE_MAX);
+        veil_err brc = vl_buf_append_str(&gb, "{\"key\":");
         for (size_t i = 0; i < a.ngroup; i++) {
             json_t *kv = group_key(a.group[i], &grp->keys[i]);
             if (kv == NULL) {
-                json_decref(o);
+                json_decref(k);
+                vl_buf_free(&gb);
                 rc = vl_breach(v, s, c->name, "a group key failed to authenticate", st);
                 goto out;
             }
             json_object_set_new(k, a.group[i]->path, kv);
         }
-        for (size_t m = 0; m < a.nmetrics; m++) {
+        if (brc == VEIL_OK) {
+            brc = append_json(&gb, k);
+        }
+        for (size_t m = 0; m < a.nmetrics && brc == VEIL_OK; m++) {
             const struct metric *mt = &a.metrics[m];
-            json_t *mv = NULL;
+            json_t *name = json_string(mt->name);
+            char num[48];
+            brc = vl_buf_append_str(&gb, ",");
+            if (brc == VEIL_OK) {
+                brc = append_json(&gb, name);
+            }
+            json_decref(name);
+            if (brc == VEIL_OK) {
+                brc = vl_buf_append_str(&gb, ":");
+            }
+            if (brc != VEIL_OK) {
+                break;
+            }
             if (mt->kind == M_COUNT) {
                 uint64_t n = mt->fc == NULL ? grp->count : grp->values[mt->col].count;
-                mv = json_integer((json_int_t)n);
-            } else {
-                const struct vl_agg_value *av = &grp->values[mt->col];
-                vl_i128 sum = 0;
-                if (mt->fc->f->sum_scheme == VL_SUM_PAILLIER) {
-                    if (av->count > 0 &&
-                        vl_paillier_sum(mt->fc, &av->product, &sum) != VEIL_OK) {
-                        json_decref(o);
-                        rc = vl_breach(v, s, c->name, "a Paillier product failed to decrypt",
-                                       st);
-                        goto out;
-                    }
-                } else {
-                    sum = vl_ashe_decrypt(mt->fc->sum_key, vl_ashe_join(av->limbs), av->runs,
-                                          av->nruns, &tables[mt->col]);
-                }
-                if (mt->kind == M_SUM) {
-                    bool overflow = false;
-                    mv = sum_json(mt->fc->f, sum, st, &overflow);
-                    if (overflow) {
-                        json_decref(o);
-                        rc = VEIL_ERR_BAD_REQUEST;
-                        goto out;
-                    }
-                } else {
-                    mv = av->count == 0 ? json_null()
-                                        : json_real(units_to_double(mt->fc->f, sum) /
-                                                    (double)av->count);
-                }
+                snprintf(num, sizeof(num), "%" PRIu64, n);
+                brc = vl_buf_append_str(&gb, num);
+                continue;
             }
-            json_object_set_new(o, mt->name, mv);
+            const struct vl_agg_value *av = &grp->values[mt->col];
+            vl_i128 sum = 0;
+            if (mt->fc->f->sum_scheme == VL_SUM_PAILLIER) {
+                if (av->count > 0 && vl_paillier_sum(mt->fc, &av->product, &sum) != VEIL_OK) {
+                    json_decref(k);
+                    vl_buf_free(&gb);
+                    rc = vl_breach(v, s, c->name, "a Paillier product failed to decrypt", st);
+                    goto out;
+                }
+            } else {
+                sum = vl_ashe_decrypt(mt->fc->sum_key, vl_ashe_join(av->limbs), av->runs, av->nruns,
+                                      &tables[mt->col]);
+            }
+            if (!sum_plausible(sum, av->count)) {
+                json_decref(k);
+                vl_buf_free(&gb);
+                rc = vl_breach(v, s, c->name, "a sum is more than its cells can add up to", st);
+                goto out;
+            }
+            if (mt->kind == M_SUM) {
+                bool overflow = false;
+                json_t *mv = sum_json(mt->fc->f, sum, st, &overflow);
+                if (overflow) {
+                    json_decref(k);
+                    vl_buf_free(&gb);
+                    rc = VEIL_ERR_BAD_REQUEST;
+                    goto out;
+                }
+                brc = append_json(&gb, mv);
+                json_decref(mv);
+            } else if (av->count == 0) {
+                brc = vl_buf_append_str(&gb, "null");
+            } else {
+                avg_text(mt->fc->f, avg_units(sum, av->count), num);
+                brc = vl_buf_append_str(&gb, num);
+            }
         }
-        ans[nans].obj = o;
+        if (brc == VEIL_OK) {
+            brc = vl_buf_append_str(&gb, "}");
+        }
+        /* both freed at out, whichever is NULL */
         ans[nans].key = json_dumps(k, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
-        if (ans[nans++].key == NULL) {
+        ans[nans].text = brc == VEIL_OK ? (char *)vl_buf_steal(&gb, NULL) : NULL;
+        json_decref(k);
+        vl_buf_free(&gb);
+        if (ans[nans].key == NULL || ans[nans].text == NULL) {
+            nans++;
             rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
             goto out;
         }
+        nans++;
     }
     qsort(ans, nans, sizeof(*ans), cmp_answers);
-    json_t *sorted = json_array();
-    for (size_t i = 0; i < nans; i++) {
-        json_array_append(sorted, ans[i].obj);
+    struct vl_buf ab;
+    char tail[64];
+    vl_buf_init(&ab, SIZE_MAX);
+    veil_err brc = vl_buf_append_str(&ab, "{\"groups\":[");
+    for (size_t i = 0; i < nans && brc == VEIL_OK; i++) {
+        if (i > 0) {
+            brc = vl_buf_append_str(&ab, ",");
+        }
+        if (brc == VEIL_OK) {
+            brc = vl_buf_append_str(&ab, ans[i].text);
+        }
     }
-    json_t *answer = json_pack("{s:o, s:I}", "groups", sorted, "suppressed",
-                               (json_int_t)suppressed);
-    if (a.explain) {
-        json_object_set_new(answer, "explain", explain_json(c, &a, &plan, &res, &match, &hits));
+    snprintf(tail, sizeof(tail), "],\"suppressed\":%zu", suppressed);
+    if (brc == VEIL_OK) {
+        brc = vl_buf_append_str(&ab, tail);
     }
-    *json_out = vl_json_text(answer);
-    json_decref(answer);
+    if (brc == VEIL_OK && a.explain) {
+        json_t *x = explain_json(c, &a, &plan, &res, &match, &hits);
+        if ((brc = vl_buf_append_str(&ab, ",\"explain\":")) == VEIL_OK) {
+            brc = append_json(&ab, x);
+        }
+        json_decref(x);
+    }
+    if (brc == VEIL_OK) {
+        brc = vl_buf_append_str(&ab, "}");
+    }
+    *json_out = brc == VEIL_OK ? (char *)vl_buf_steal(&ab, NULL) : NULL;
+    vl_buf_free(&ab);
     if (*json_out == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
 out:
     for (size_t i = 0; i < nans; i++) {
         free(ans[i].key);
-        json_decref(ans[i].obj);
+        free(ans[i].text);
     }
     free(ans);
     for (size_t k = 0; k < MAX_METRICS; k++) {

@@ -415,6 +415,13 @@ def gen_where(rng, fields, norm, eq_fields, range_fields, nrange, neq):
     return where, model
 
 
+def avg_rounded(units, n, scale):
+    """An average as the README states it: the exact sum (in units of 10^-scale) divided by
+    the count, rounded half to even to scale + 2 decimal places; a Fraction."""
+    q = Fraction(units * 100, n)
+    return Fraction(round(q), 10 ** (scale + 2))   # round() of a Fraction: half to even
+
+
 def expect_aggregate(fields, norm, model, group_by, metrics, min_group=0):
     """The answer a correct engine gives: ({"error": field}, None) when an integer sum
     leaves int64 in a group that is shown, else ({key tuple: {metric: value}}, suppressed)."""
@@ -448,7 +455,7 @@ def expect_aggregate(fields, norm, model, group_by, metrics, min_group=0):
                 else:
                     res[name] = fmt_units(s, scale)
             else:
-                res[name] = None if not vals else Fraction(s, len(vals) * 10 ** scale)
+                res[name] = None if not vals else avg_rounded(s, len(vals), scale)
         out[key] = res
     return out, suppressed
 
@@ -488,8 +495,8 @@ def compare_aggregate(what, body, got, want, group_by):
                     continue
                 check(isinstance(v, (int, float)) and not isinstance(v, bool),
                       "%s: group %r avg %s is %r, not a number" % (what, key, name, v))
-                wf = float(w)
-                check(abs(v - wf) <= 1e-9 * max(abs(wf), 1e-300) or v == wf,
+                wf = float(w)   # the JSON text holds exactly w's digits
+                check(v == wf,
                       "%s: group %r avg %s = %r, want %r (%s); body %s"
                       % (what, key, name, v, wf, w, json.dumps(body)))
             else:
