@@ -10,7 +10,12 @@
  * state's files); bearer tokens; start-up recovery of a write a crash interrupted (built
  * through the real write path, stopped by SQLite triggers at the right moment); and
  * integrity: rows of the untrusted store altered, swapped, rolled back or re-indexed by
- * hand with sqlite3 must give VEIL_ERR_INTEGRITY, never wrong data.
+ * hand with sqlite3 must give VEIL_ERR_INTEGRITY, never wrong data. A hostile store's
+ * answers (through a lying driver in front of the real one, and the SQLite file edited):
+ * malformed or impossible answers are breaches (VEIL_ERR_INTEGRITY with vl_breach's
+ * message), only an unreachable store is VEIL_ERR_STORE_UNAVAILABLE; a store that ignores
+ * the cursor is caught. Cursors bound to tenant, role, collection, where and match; search
+ * paging over bulk-loaded documents; averages rounded half to even at scale + 2.
  *
  * Nothing here prints a key: the wrapped tenant key is only compared, never shown.
  */
@@ -1737,6 +1742,623 @@ static void test_integrity_wrong_query_answer(void **state)
     sqlite3_close(cl.db);
 }
 
+/* ---- what a hostile store answers: breaches, not outages ---- */
+
+#define BREACH_MESSAGE "a store returned data that fails its integrity checks"
+
+/* A store driver that wraps the real one and lies as `mode` says (unit tests only). */
+enum lie {
+    LIE_NONE,
+    LIE_UNREACHABLE,      /* every read: VEIL_ERR_STORE_UNAVAILABLE */
+    LIE_DRIVER_INTEGRITY, /* every read: the driver met malformed stored data */
+    LIE_IGNORE_CURSOR,    /* find answers as if there were no cursor: always the first page */
+    LIE_FIND_REVERSED,    /* find's tokens in descending order */
+    LIE_FIND_TOO_MANY,    /* find answers more than the limit asked for */
+    LIE_FIND_UNKNOWN,     /* find adds a token no document ever had, in order */
+    LIE_ROWS_EXTRA,       /* get_rows adds a row that was not asked for */
+    LIE_KV_SHORT,         /* kv_get answers one value too few */
+    LIE_AGG_DUP_GROUP,    /* aggregate answers a group twice */
+    LIE_AGG_BAD_RUNS,     /* aggregate's runs of rows overlap */
+};
+
+struct liar {
+    struct vl_store base;
+    struct vl_store *real;
+    enum lie mode;
+};
+
+static struct vl_store *liar_real(struct vl_store *s)
+{
+    return ((struct liar *)s)->real;
+}
+
+static enum lie liar_mode(struct vl_store *s)
+{
+    return ((struct liar *)s)->mode;
+}
+
+static veil_err liar_fails(struct vl_store *s)
+{
+    return liar_mode(s) == LIE_UNREACHABLE        ? VEIL_ERR_STORE_UNAVAILABLE
+           : liar_mode(s) == LIE_DRIVER_INTEGRITY ? VEIL_ERR_INTEGRITY
+                                                  : VEIL_OK;
+}
+
+static veil_err liar_get_rows(struct vl_store *s, const char *t, const struct vl_bytes *docs,
+                              size_t n, struct vl_rows *out)
+{
+    veil_err rc = liar_fails(s);
+    if (rc == VEIL_OK) {
+        rc = liar_real(s)->ops->get_rows(liar_real(s), t, docs, n, out);
+    }
+    if (rc == VEIL_OK && liar_mode(s) == LIE_ROWS_EXTRA && out->n > 0) {
+        struct vl_row *rows = realloc(out->rows, (out->n + 1) * sizeof(*rows));
+        assert_non_null(rows);
+        out->rows = rows;
+        struct vl_row *r = &rows[out->n++];
+        memset(r, 0, sizeof(*r));
+        r->doc.p = calloc(1, VL_DOCTOKEN_BYTES);
+        r->doc.n = VL_DOCTOKEN_BYTES;
+        r->blob.p = calloc(1, 1);
+        assert_true(r->doc.p != NULL && r->blob.p != NULL);
+    }
+    return rc;
+}
+
+static veil_err liar_find(struct vl_store *s, const char *t, const struct vl_pred *pred,
+                          const uint8_t *after, size_t limit, struct vl_doclist *out)
+{
+    struct vl_store *real = liar_real(s);
+    enum lie m = liar_mode(s);
+    veil_err rc = liar_fails(s);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    rc = real->ops->find(real, t, pred, m == LIE_IGNORE_CURSOR ? NULL : after,
+                         m == LIE_FIND_TOO_MANY ? limit + 5 : limit, out);
+    if (rc != VEIL_OK || out->n == 0) {
+        return rc;
+    }
+    if (m == LIE_FIND_REVERSED) {
+        for (size_t i = 0; i < out->n / 2; i++) {
+            uint8_t tmp[VL_DOCTOKEN_BYTES];
+            memcpy(tmp, out->docs[i], VL_DOCTOKEN_BYTES);
+            memcpy(out->docs[i], out->docs[out->n - 1 - i], VL_DOCTOKEN_BYTES);
+            memcpy(out->docs[out->n - 1 - i], tmp, VL_DOCTOKEN_BYTES);
+        }
+    }
+    if (m == LIE_FIND_UNKNOWN) { /* the first token's last byte raised: still in order */
+        uint8_t *first = out->docs[0];
+        first[VL_DOCTOKEN_BYTES - 1] ^= 0x01;
+    }
+    return rc;
+}
+
+static veil_err liar_aggregate(struct vl_store *s, const char *t, const struct vl_agg_request *req,
+                               struct vl_agg_result *out)
+{
+    veil_err rc = liar_fails(s);
+    if (rc == VEIL_OK) {
+        rc = liar_real(s)->ops->aggregate(liar_real(s), t, req, out);
+    }
+    if (rc != VEIL_OK || out->n == 0) {
+        return rc;
+    }
+    struct vl_agg_group *g = &out->groups[0];
+    if (liar_mode(s) == LIE_AGG_DUP_GROUP) {
+        struct vl_agg_group *gs = realloc(out->groups, (out->n + 1) * sizeof(*gs));
+        assert_non_null(gs);
+        out->groups = gs;
+        struct vl_agg_group copy = gs[0];
+        for (size_t k = 0; k < VL_AGG_MAX_GROUP; k++) {
+            copy.keys[k].p = NULL;
+            if (gs[0].keys[k].n > 0) {
+                copy.keys[k].p = malloc(gs[0].keys[k].n);
+                memcpy(copy.keys[k].p, gs[0].keys[k].p, gs[0].keys[k].n);
+            }
+        }
+        copy.values = calloc(out->ncols ? out->ncols : 1, sizeof(*copy.values));
+        assert_non_null(copy.values);
+        gs[out->n++] = copy;
+    }
+    if (liar_mode(s) == LIE_AGG_BAD_RUNS) {
+        for (size_t j = 0; j < out->ncols; j++) {
+            struct vl_agg_value *v = &g->values[j];
+            if (v->nruns > 0) { /* the first run reaches back over itself: first > last */
+                v->runs[0].first = v->runs[0].last + 1;
+            }
+        }
+    }
+    return rc;
+}
+
+static veil_err liar_kv_get(struct vl_store *s, const char *t, const struct vl_bytes *keys,
+                            size_t n, struct vl_kv_values *out)
+{
+    veil_err rc = liar_fails(s);
+    if (rc == VEIL_OK) {
+        rc = liar_real(s)->ops->kv_get(liar_real(s), t, keys, n, out);
+    }
+    if (rc == VEIL_OK && liar_mode(s) == LIE_KV_SHORT && out->n > 0) {
+        out->n--;
+    }
+    return rc;
+}
+
+static veil_err liar_put(struct vl_store *s, const char *t, const struct vl_row *rows, size_t n,
+                         const struct vl_kv *kv, size_t nkv)
+{
+    return liar_real(s)->ops->put(liar_real(s), t, rows, n, kv, nkv);
+}
+
+static veil_err liar_put_rows(struct vl_store *s, const char *t, const struct vl_row *rows,
+                              size_t n)
+{
+    return liar_real(s)->ops->put_rows(liar_real(s), t, rows, n);
+}
+
+static veil_err liar_kv_put(struct vl_store *s, const char *t, const struct vl_kv *kv, size_t n)
+{
+    return liar_real(s)->ops->kv_put(liar_real(s), t, kv, n);
+}
+
+static veil_err liar_ensure(struct vl_store *s, const char *t)
+{
+    return liar_real(s)->ops->ensure_table(liar_real(s), t);
+}
+
+/* Only reached when a failed assertion left the liar in place: the vault's teardown. */
+static void liar_close(struct vl_store *s)
+{
+    vl_store_close(liar_real(s));
+    free(s);
+}
+
+static const struct vl_store_ops liar_ops = {
+    .version = 1,
+    .scheme = "liar",
+    .close = liar_close,
+    .get_rows = liar_get_rows,
+    .find = liar_find,
+    .aggregate = liar_aggregate,
+    .kv_get = liar_kv_get,
+    .put = liar_put,
+    .put_rows = liar_put_rows,
+    .kv_put = liar_kv_put,
+    .ensure_table = liar_ensure,
+};
+
+/* Puts a lying driver in front of the vault's store (until liar_remove). */
+static struct liar *liar_install(struct fx *f, enum lie mode)
+{
+    struct liar *l = calloc(1, sizeof(*l));
+    assert_non_null(l);
+    l->base.ops = &liar_ops;
+    l->real = f->v->stores[0];
+    l->mode = mode;
+    f->v->stores[0] = &l->base;
+    return l;
+}
+
+static void liar_remove(struct fx *f, struct liar *l)
+{
+    f->v->stores[0] = l->real;
+    free(l);
+}
+
+static void bulk_load(struct fx *f, int from, int n, const char *org, const char *notes)
+{
+    char *nd = NULL;
+    size_t ndlen = 0;
+    FILE *m = open_memstream(&nd, &ndlen);
+    assert_non_null(m);
+    for (int i = from; i < from + n; i++) {
+        fprintf(m,
+                "{\"id\":\"d%04d\",\"doc\":{\"invoice_no\":\"INV-%05d\",\"org_id\":\"%s\","
+                "\"status\":\"%s\",\"amount\":\"%d.%02d\",\"notes\":\"%s %s\"}}\n",
+                i, i, org, i % 2 ? "open" : "paid", i, i % 100, notes,
+                i % 3 ? "payment" : "refund");
+    }
+    fclose(m);
+    char *out = NULL;
+    veil_status st;
+    assert_int_equal(veil_bulk(f->clerk, COLL, nd, ndlen, &out, &st), VEIL_OK);
+    free(nd);
+    veil_free(out);
+}
+
+/* rc must be a breach: VEIL_ERR_INTEGRITY with vl_breach's message. */
+static void assert_breach_rc(veil_err rc, const veil_status *st, const char *what)
+{
+    if (rc != VEIL_ERR_INTEGRITY || strcmp(st->message, BREACH_MESSAGE) != 0) {
+        fprintf(stderr, "%s: %s (%s), want a breach\n", what, veil_err_name(rc), st->message);
+        fail();
+    }
+}
+
+static veil_err agg_rc(veil_session *s, const char *body, char **out, veil_status *st)
+{
+    *out = NULL;
+    return veil_aggregate(s, COLL, body, strlen(body), out, st);
+}
+
+/* The cursor of a first page (malloc'd). */
+static char *first_cursor(veil_session *s, const char *body)
+{
+    json_t *a = query(s, body);
+    const char *n = json_string_value(json_object_get(a, "next"));
+    assert_non_null(n);
+    char *c = strdup(n);
+    json_decref(a);
+    return c;
+}
+
+static char *with_after(const char *body, const char *cur)
+{
+    json_t *q = parse(body);
+    json_object_set_new(q, "after", json_string(cur));
+    char *t = json_dumps(q, JSON_COMPACT);
+    json_decref(q);
+    assert_non_null(t);
+    return t;
+}
+
+static void assert_cursor_refused(veil_session *s, const char *coll, const char *body,
+                                  const char *cur, const char *what)
+{
+    char *b = with_after(body, cur), *out = NULL;
+    veil_status st;
+    veil_err rc = veil_query(s, coll, b, strlen(b), &out, &st);
+    if (rc != VEIL_ERR_BAD_REQUEST) {
+        fprintf(stderr, "%s: %s, want bad_request\n", what, veil_err_name(rc));
+        fail();
+    }
+    assert_string_equal(st.field, "after");
+    assert_null(out);
+    free(b);
+}
+
+static void assert_cursor_taken(veil_session *s, const char *body, const char *cur)
+{
+    char *b = with_after(body, cur);
+    json_t *a = query(s, b);
+    assert_true(json_array_size(json_object_get(a, "docs")) > 0);
+    json_decref(a);
+    free(b);
+}
+
+/* A cursor pages through one list: its tenant, role, collection, where and match. */
+static void test_cursor_binding(void **state)
+{
+    struct fx *f = *state;
+    bulk_load(f, 0, 30, "ACME", "late");
+    size_t len = 0;
+    char *text = tu_read_file(POLICY_FILE, &len);
+    assert_non_null(text);
+    veil_status st;
+    int created = 0;
+    char *text2 = NULL; /* the same policy, under another name */
+    char *at = strstr(text, "collection: invoices");
+    assert_non_null(at);
+    assert_true(asprintf(&text2, "%.*scollection: invoices2%s", (int)(at - text), text,
+                         at + strlen("collection: invoices")) > 0);
+    assert_int_equal(
+        veil_collection_apply(f->admin, "invoices2", text2, strlen(text2), &created, &st), VEIL_OK);
+    free(text2);
+    assert_int_equal(veil_tenant_create(f->v, "other", &st), VEIL_OK);
+    veil_session *oadmin = session(f->v, "other", "admin");
+    veil_session *oclerk = session(f->v, "other", "clerk");
+    assert_int_equal(veil_collection_apply(oadmin, COLL, text, len, &created, &st), VEIL_OK);
+    free(text);
+
+    static const char *const bodies[] = {
+        "{\"where\":{\"status\":\"open\"},\"limit\":3}",
+        "{\"where\":{\"status\":\"open\"},\"match\":{\"notes\":\"late\"},\"limit\":3}",
+    };
+    for (size_t k = 0; k < 2; k++) {
+        const char *body = bodies[k];
+        char *cur = first_cursor(f->clerk, body);
+        assert_cursor_taken(f->clerk, body, cur);
+        /* select and limit may change from page to page */
+        char *b2 = NULL;
+        assert_true(asprintf(&b2, "%.*s,\"select\":[\"invoice_no\"],\"limit\":5}",
+                             (int)(strstr(body, ",\"limit\"") - body), body) > 0);
+        assert_cursor_taken(f->clerk, b2, cur);
+        free(b2);
+        /* another where, none, another match, or a plain cursor where a match's goes */
+        assert_cursor_refused(f->clerk, COLL,
+                              k == 0 ? "{\"where\":{\"status\":\"paid\"},\"limit\":3}"
+                                     : "{\"where\":{\"status\":\"paid\"},\"match\":{\"notes\":"
+                                       "\"late\"},\"limit\":3}",
+                              cur, "another where");
+        assert_cursor_refused(f->clerk, COLL, "{\"limit\":3}", cur, "no where");
+        assert_cursor_refused(f->clerk, COLL,
+                              k == 0 ? "{\"where\":{\"status\":\"open\"},\"match\":{\"notes\":"
+                                       "\"late\"},\"limit\":3}"
+                                     : "{\"where\":{\"status\":\"open\"},\"match\":{\"notes\":"
+                                       "\"payment\"},\"limit\":3}",
+                              cur, "another match");
+        /* another role (the auditor may filter on status and read notes? no: only plain) */
+        assert_cursor_refused(f->admin, COLL, body, cur, "another role (admin)");
+        if (k == 0) {
+            assert_cursor_refused(f->auditor, COLL, body, cur, "another role (auditor)");
+        }
+        /* another collection of the same tenant, and the same collection of another tenant */
+        assert_cursor_refused(f->clerk, "invoices2", body, cur, "another collection");
+        assert_cursor_refused(oclerk, COLL, body, cur, "another tenant");
+        free(cur);
+    }
+    veil_session_free(oadmin);
+    veil_session_free(oclerk);
+}
+
+/* A store that ignores the cursor, or answers out of order, too long, or with a token
+ * nobody wrote: 502 and a breach, never a page (nor a client paging forever). */
+static void test_lying_finds(void **state)
+{
+    struct fx *f = *state;
+    bulk_load(f, 0, 20, "ACME", "late");
+    static const char body[] = "{\"where\":{\"org_id\":\"ACME\"},\"limit\":4}";
+    char *cur = first_cursor(f->clerk, body);
+    char *page2 = with_after(body, cur);
+    static const enum lie lies[] = {LIE_IGNORE_CURSOR, LIE_FIND_REVERSED, LIE_FIND_TOO_MANY,
+                                    LIE_FIND_UNKNOWN};
+    for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
+        struct liar *l = liar_install(f, lies[i]);
+        json_t *a = NULL;
+        veil_status st;
+        veil_err rc = query_rc(f->clerk, page2, &a, &st);
+        assert_breach_rc(rc, &st, "page 2 from a lying find");
+        assert_null(a);
+        if (lies[i] != LIE_IGNORE_CURSOR) {
+            rc = query_rc(f->clerk, body, &a, &st);
+            assert_breach_rc(rc, &st, "page 1 from a lying find");
+        }
+        liar_remove(f, l);
+    }
+    /* the honest store pages on */
+    json_t *a = query(f->clerk, page2);
+    assert_int_equal(json_array_size(json_object_get(a, "docs")), 4);
+    json_decref(a);
+    free(page2);
+    free(cur);
+}
+
+/* Malformed answers of every read are breaches; only an unreachable store is a 503. */
+static void test_lying_answers(void **state)
+{
+    struct fx *f = *state;
+    bulk_load(f, 0, 12, "ACME", "late");
+    static const char q[] = "{\"where\":{\"org_id\":\"ACME\"}}";
+    static const char m[] = "{\"match\":{\"notes\":\"late\"}}";
+    static const char mw[] = "{\"match\":{\"notes\":\"late\"},\"where\":{\"status\":\"open\"}}";
+    static const char ag[] = "{\"group_by\":[\"status\"],\"metrics\":{\"s\":{\"sum\":"
+                             "\"amount\"},\"a\":{\"avg\":\"amount\"}}}";
+    char *out = NULL;
+    veil_status st;
+    json_t *a = NULL;
+    struct liar *l = liar_install(f, LIE_UNREACHABLE);
+    assert_int_equal(get_rc(f->clerk, "d0001"), VEIL_ERR_STORE_UNAVAILABLE);
+    assert_int_equal(query_rc(f->clerk, q, &a, &st), VEIL_ERR_STORE_UNAVAILABLE);
+    assert_int_equal(query_rc(f->clerk, m, &a, &st), VEIL_ERR_STORE_UNAVAILABLE);
+    assert_int_equal(agg_rc(f->admin, ag, &out, &st), VEIL_ERR_STORE_UNAVAILABLE);
+    liar_remove(f, l);
+    /* the driver reports stored data it cannot return: breaches, every one */
+    l = liar_install(f, LIE_DRIVER_INTEGRITY);
+    assert_breach_rc(veil_doc_get(f->clerk, COLL, "d0001", &out, &st), &st, "get");
+    assert_breach_rc(query_rc(f->clerk, q, &a, &st), &st, "query");
+    assert_breach_rc(query_rc(f->clerk, m, &a, &st), &st, "search");
+    assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "aggregate");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_ROWS_EXTRA);
+    assert_breach_rc(veil_doc_get(f->clerk, COLL, "d0001", &out, &st), &st, "an extra row");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_KV_SHORT);
+    assert_breach_rc(query_rc(f->clerk, m, &a, &st), &st, "a short kv answer");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_FIND_UNKNOWN);
+    assert_breach_rc(query_rc(f->clerk, mw, &a, &st), &st, "a search's where, a stranger");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_FIND_REVERSED);
+    assert_breach_rc(query_rc(f->clerk, mw, &a, &st), &st, "a search's where, reversed");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_AGG_DUP_GROUP);
+    assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "a group twice");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_AGG_BAD_RUNS);
+    assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "runs out of order");
+    liar_remove(f, l);
+    assert_null(out);
+    /* and honest again */
+    assert_int_equal(agg_rc(f->admin, ag, &out, &st), VEIL_OK);
+    veil_free(out);
+    a = query(f->clerk, mw);
+    json_decref(a);
+}
+
+/* The store's SQLite file edited: text where a blob belongs, sum rows with negative,
+ * repeated or huge sequence numbers or limbs of the wrong type: breaches, not outages. */
+static void test_malformed_store_data(void **state)
+{
+    struct fx *f = *state;
+    bulk_load(f, 0, 6, "ACME", "late");
+    struct cloud cl;
+    cloud_open(f, &cl);
+    static const char ag[] = "{\"metrics\":{\"s\":{\"sum\":\"amount\"},\"n\":{\"count\":\"*\"}}}";
+    static const char m[] = "{\"match\":{\"notes\":\"late\"}}";
+    char *out = NULL;
+    veil_status st;
+    json_t *a = NULL;
+    /* search values as text */
+    cloud_exec(&cl, "UPDATE \"k_%s\" SET val = CAST(val AS TEXT)", NULL, NULL, NULL, 0, -1);
+    assert_breach_rc(query_rc(f->clerk, m, &a, &st), &st, "a search value as text");
+    cloud_exec(&cl, "UPDATE \"k_%s\" SET val = CAST(val AS BLOB)", NULL, NULL, NULL, 0, -1);
+    a = query(f->clerk, m);
+    json_decref(a);
+    /* sum rows: negative, repeated, huge and repeated (2^63-1 twice: the run finder's
+     * signed overflow), limbs as text and beyond 32 bits (their SUM overflows) */
+    static const char *const tamper[][2] = {
+        {"UPDATE \"s_%s\" SET seq = -seq WHERE seq = (SELECT min(seq) FROM \"s_%s\")",
+         "UPDATE \"s_%s\" SET seq = -seq WHERE seq < 0"},
+        /* a seq used twice; put back on either row, the set of seqs is whole again */
+        {"UPDATE \"s_%s\" SET seq = seq + 1 WHERE seq = (SELECT min(seq) FROM \"s_%s\")",
+         "UPDATE \"s_%s\" SET seq = seq - 1 WHERE doc = (SELECT min(doc) FROM \"s_%s\" "
+         "WHERE seq = (SELECT min(seq) FROM \"s_%s\"))"},
+        {"UPDATE \"s_%s\" SET l1 = 'x' || l1 WHERE doc = (SELECT min(doc) FROM \"s_%s\")",
+         "UPDATE \"s_%s\" SET l1 = CAST(substr(l1, 2) AS INTEGER) WHERE typeof(l1) = 'text'"},
+        {"UPDATE \"s_%s\" SET l0 = l0 + 4611686018427387904",
+         "UPDATE \"s_%s\" SET l0 = l0 - 4611686018427387904"},
+        {"UPDATE \"s_%s\" SET seq = 9223372036854775807 - (seq %% 2)", NULL},
+    };
+    for (size_t i = 0; i < sizeof(tamper) / sizeof(tamper[0]); i++) {
+        cloud_exec(&cl, tamper[i][0], NULL, NULL, NULL, 0, -1);
+        veil_err rc = agg_rc(f->admin, ag, &out, &st);
+        if (rc != VEIL_ERR_INTEGRITY) {
+            fprintf(stderr, "tamper %zu: %s: %s\n", i, veil_err_name(rc), st.message);
+        }
+        assert_breach_rc(rc, &st, "tampered sum rows");
+        assert_null(out);
+        if (tamper[i][1] != NULL) {
+            cloud_exec(&cl, tamper[i][1], NULL, NULL, NULL, 0, -1);
+            assert_int_equal(agg_rc(f->admin, ag, &out, &st), VEIL_OK);
+            veil_free(out);
+        }
+    }
+    /* a row's blob as text, its seq as text */
+    uint8_t t1[VL_DOCTOKEN_BYTES];
+    doc_token(f, "d0001", t1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = CAST(blob AS TEXT) WHERE doc = ?1", t1, NULL, NULL,
+               0, 1);
+    assert_breach_rc(veil_doc_get(f->clerk, COLL, "d0001", &out, &st), &st, "a blob as text");
+    cloud_exec(&cl,
+               "UPDATE \"r_%s\" SET blob = CAST(blob AS BLOB), seq = 'x' || seq "
+               "WHERE doc = ?1",
+               t1, NULL, NULL, 0, 1);
+    assert_breach_rc(veil_doc_get(f->clerk, COLL, "d0001", &out, &st), &st, "a seq as text");
+    sqlite3_close(cl.db);
+}
+
+/* Search pages over bulk-loaded documents (an index entry holds many of them) page on to
+ * the end, and together equal the one-page answer, with and without where. */
+static void test_search_paging_bulk(void **state)
+{
+    struct fx *f = *state;
+    bulk_load(f, 0, 300, "ACME", "late");
+    bulk_load(f, 300, 40, "BETA", "late");
+    for (int i = 340; i < 350; i++) {
+        char id[16];
+        char *d = mkdoc("ACME", "open", i);
+        json_t *j = parse(d);
+        json_object_set_new(j, "notes", json_string("late late"));
+        char *t = json_dumps(j, JSON_COMPACT);
+        snprintf(id, sizeof(id), "d%04d", i);
+        put(f->clerk, id, t, 1);
+        free(t);
+        free(d);
+        json_decref(j);
+    }
+    static const char *const bodies[] = {
+        "{\"match\":{\"notes\":\"late\"}",
+        "{\"match\":{\"notes\":{\"any\":\"refund zebra\"}}",
+        "{\"match\":{\"notes\":\"late payment\"},\"where\":{\"org_id\":\"ACME\"}",
+        "{\"where\":{\"org_id\":\"ACME\"}",
+    };
+    static const int limits[] = {3, 7, 64};
+    for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
+        char *whole_body = NULL;
+        assert_true(asprintf(&whole_body, "%s,\"limit\":10000}", bodies[b]) > 0);
+        json_t *whole = query(f->clerk, whole_body);
+        assert_true(json_is_null(json_object_get(whole, "next")));
+        json_t *want = ids_of(whole);
+        assert_true(json_array_size(want) > 64);
+        for (size_t k = 0; k < sizeof(limits) / sizeof(limits[0]); k++) {
+            json_t *got = json_array();
+            char *after = NULL;
+            for (int page = 0;; page++) {
+                assert_true(page <= 400);
+                char *body = NULL;
+                assert_true(asprintf(&body, "%s,\"limit\":%d}", bodies[b], limits[k]) > 0);
+                if (after != NULL) {
+                    char *t = with_after(body, after);
+                    free(body);
+                    body = t;
+                }
+                json_t *a = query(f->clerk, body);
+                json_t *ids = ids_of(a);
+                json_array_extend(got, ids);
+                json_decref(ids);
+                free(after);
+                const char *n = json_string_value(json_object_get(a, "next"));
+                after = n != NULL ? strdup(n) : NULL;
+                json_decref(a);
+                free(body);
+                if (after == NULL) {
+                    break;
+                }
+            }
+            if (!json_equal(got, want)) {
+                fprintf(stderr, "%s by %d: %zu ids, want %zu\n", bodies[b], limits[k],
+                        json_array_size(got), json_array_size(want));
+                fail();
+            }
+            json_decref(got);
+        }
+        json_decref(want);
+        json_decref(whole);
+        free(whole_body);
+    }
+}
+
+/* avg: the exact sum over the count, rounded half to even to the field's scale + 2. */
+static void test_avg_precision(void **state)
+{
+    struct fx *f = *state;
+    /* amount has scale 2: averages have 4 decimals */
+    static const struct {
+        const char *org;
+        const char *amounts[8];
+        const char *want; /* the JSON text of the average */
+    } cases[] = {
+        {"A", {"1.00", "2.00", "2.00"}, "1.6667"},
+        {"B", {"0.01", "0", "0", "0", "0", "0", "0", "0"}, "0.0012"}, /* 0.00125: to even */
+        {"C", {"0.03", "0", "0", "0", "0", "0", "0", "0"}, "0.0038"}, /* 0.00375: to even */
+        {"D", {"-0.01", "0", "0", "0", "0", "0", "0", "0"}, "-0.0012"},
+        {"E", {"7706.25", "7706.27"}, "7706.26"},
+        {"F", {"3", "5"}, "4.0"},
+        {"G", {"92233720368547758.07", "92233720368547758.07"}, "92233720368547758.07"},
+    };
+    int n = 0;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (size_t k = 0; k < 8 && cases[c].amounts[k] != NULL; k++) {
+            char id[16], doc[160];
+            snprintf(id, sizeof(id), "avg-%d", n++);
+            snprintf(doc, sizeof(doc), "{\"org_id\":\"%s\",\"amount\":\"%s\"}", cases[c].org,
+                     cases[c].amounts[k]);
+            put(f->clerk, id, doc, 1);
+        }
+    }
+    char *out = NULL;
+    veil_status st;
+    assert_int_equal(agg_rc(f->admin,
+                            "{\"group_by\":[\"org_id\"],\"metrics\":{\"a\":{\"avg\":\"amount\"}},"
+                            "\"explain\":true}",
+                            &out, &st),
+                     VEIL_OK);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        char want[128];
+        snprintf(want, sizeof(want), "{\"key\":{\"org_id\":\"%s\"},\"a\":%s}", cases[c].org,
+                 cases[c].want);
+        if (strstr(out, want) == NULL) {
+            fprintf(stderr, "%s not in %s\n", want, out);
+            fail();
+        }
+    }
+    assert_non_null(strstr(out, "rounded half to even to 4 decimal places"));
+    json_t *a = parse(out); /* and it is JSON */
+    json_decref(a);
+    veil_free(out);
+}
+
 /* ---- opening a vault ---- */
 
 static void test_open_failures(void **state)
@@ -1894,6 +2516,12 @@ int main(void)
         T(test_integrity_seq),
         T(test_integrity_dropped_row),
         T(test_integrity_wrong_query_answer),
+        T(test_cursor_binding),
+        T(test_lying_finds),
+        T(test_lying_answers),
+        T(test_malformed_store_data),
+        T(test_search_paging_bulk),
+        T(test_avg_precision),
         T(test_open_failures),
         T(test_passphrase),
         T(test_health_and_limits),
