@@ -17,7 +17,7 @@ if [ -z "$cc" ]; then
 fi
 command -v "$cc" >/dev/null 2>&1 || { echo "fuzz: $cc not found (apt install clang)" >&2; exit 1; }
 
-harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config fuzz_words"
+harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config fuzz_words fuzz_store"
 
 # The library's sources, as meson lists them.
 srcs=""
