@@ -260,8 +260,9 @@ static void avg_text(const struct vl_field *f, vl_i128 units, char out[48])
     }
 }
 
-/* Is the store's answer one an honest store can give for req? See the file header. */
-static bool agg_honest(const struct vl_agg_request *req, const struct vl_agg_result *res)
+/* Is the store's answer one an honest store can give for req? See the file header. 1: yes,
+ * 0: no, -1: out of memory (so that no breach is reported for it). */
+static int agg_honest(const struct vl_agg_request *req, const struct vl_agg_result *res)
 {
     bool ok = res->n == 0 || (res->groups != NULL && res->ncols == req->ncols);
     ok = ok && (req->ngroup > 0 || res->n <= 1);
@@ -304,20 +305,19 @@ static bool agg_honest(const struct vl_agg_request *req, const struct vl_agg_res
     }
     /* Each group once: the keys of two groups never all equal. */
     if (ok && req->ngroup > 0 && res->n > 1) {
-        sorted = malloc(res->n * sizeof(*sorted));
-        ok = sorted != NULL;
-        for (size_t g = 0; ok && g < res->n; g++) {
+        if ((sorted = malloc(res->n * sizeof(*sorted))) == NULL) {
+            return -1;
+        }
+        for (size_t g = 0; g < res->n; g++) {
             sorted[g] = &res->groups[g];
         }
-        if (ok) {
-            qsort(sorted, res->n, sizeof(*sorted), group_keys_cmp);
-        }
+        qsort(sorted, res->n, sizeof(*sorted), group_keys_cmp);
         for (size_t g = 1; ok && g < res->n; g++) {
             ok = group_keys_cmp(&sorted[g - 1], &sorted[g]) != 0;
         }
     }
     free(sorted);
-    return ok;
+    return ok ? 1 : 0;
 }
 
 static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
@@ -531,7 +531,12 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             rc = vl_store_failed(s, c, 0, rc, st);
             goto out;
         }
-        if (!agg_honest(&req, &res)) {
+        int honest = agg_honest(&req, &res);
+        if (honest < 0) {
+            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        if (honest == 0) {
             rc =
                 vl_breach(v, s, c->name, "a store answered an aggregate no honest store gives", st);
             goto out;

@@ -456,12 +456,12 @@ static veil_err cursor_open(const veil_session *s, const struct vl_coll *c,
 {
     struct vl_buf ad;
     size_t hexlen = strlen(cur), len = hexlen / 2, got = 0;
-    uint8_t *box = malloc(len + 1), *m = malloc(len + 1);
+    bool ok = hexlen % 2 == 0 && len > vl_aead_box_len(0) && len <= vl_aead_box_len(CURSOR_MAX);
+    uint8_t *box = ok ? malloc(len) : NULL, *m = ok ? malloc(len) : NULL;
     vl_buf_init(&ad, 4096);
-    bool ok = box != NULL && m != NULL && hexlen % 2 == 0 && len > vl_aead_box_len(0) &&
-              len <= vl_aead_box_len(CURSOR_MAX) && vl_unhex(box, len, cur) == 0 &&
-              cursor_ad(s, c, qhash, &ad) == VEIL_OK &&
-              vl_aead_box_open(m, &got, box, len, ad.data, ad.len, c->cursor_key) == 0;
+    ok = ok && box != NULL && m != NULL && vl_unhex(box, len, cur) == 0 &&
+         cursor_ad(s, c, qhash, &ad) == VEIL_OK &&
+         vl_aead_box_open(m, &got, box, len, ad.data, ad.len, c->cursor_key) == 0;
     free(box);
     vl_buf_free(&ad);
     if (!ok) {
