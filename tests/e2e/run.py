@@ -1071,6 +1071,9 @@ TESTS.extend(test_faults.TESTS)
 import test_search  # noqa: E402
 test_search.diag = diag
 TESTS.extend(test_search.TESTS)
+import test_hardening  # noqa: E402
+test_hardening.diag = diag
+TESTS.extend(test_hardening.TESTS)
 
 
 def main():
