@@ -152,9 +152,12 @@ static void body_release(struct vl_srv *srv, struct vl_req *rq)
     rq->reserved = 0;
 }
 
-/* Room for `need` bytes of body, reserved before it is allocated. VEIL_ERR_TOO_LARGE past
- * max_body, VEIL_ERR_RATE_LIMITED when the shared reserve cannot cover it. */
-static veil_err body_room(struct vl_srv *srv, struct vl_req *rq, size_t need)
+/* Room for `need` bytes of body, reserved before it is allocated: exactly `need` when the
+ * size is known (`exact`), else by doubling, as far as max_body, so that a chunked upload
+ * reserves O(log n) times. The bytes held are exactly the bytes reserved.
+ * VEIL_ERR_TOO_LARGE past max_body, VEIL_ERR_RATE_LIMITED when the shared reserve cannot
+ * cover it. */
+static veil_err body_room(struct vl_srv *srv, struct vl_req *rq, size_t need, int exact)
 {
     size_t max = srv->limits.max_body;
     if (need > max) {
@@ -163,11 +166,12 @@ static veil_err body_room(struct vl_srv *srv, struct vl_req *rq, size_t need)
     if (need + 1 <= rq->body.cap) {
         return VEIL_OK;
     }
-    /* Grow by doubling, as far as max_body, so that a chunked upload reserves O(log n)
-     * times; the bytes held are exactly what is reserved. */
-    size_t want = rq->body.len > max / 2 ? max : rq->body.len * 2;
-    want = want < CHUNK_FIRST ? (CHUNK_FIRST < max ? CHUNK_FIRST : max) : want;
-    want = want < need ? need : want;
+    size_t want = need;
+    if (!exact) {
+        want = rq->body.len > max / 2 ? max : rq->body.len * 2;
+        want = want < CHUNK_FIRST ? (CHUNK_FIRST < max ? CHUNK_FIRST : max) : want;
+        want = want < need ? need : want;
+    }
     size_t delta = want + 1 - rq->body.cap;
     if (!reserve_bytes(srv, delta)) {
         return VEIL_ERR_RATE_LIMITED;
@@ -432,7 +436,7 @@ static void begin(struct vl_srv *srv, struct MHD_Connection *conn, const char *u
         set_pending(rq, VEIL_ERR_TOO_LARGE, &st);
         return;
     }
-    if (announced > 0 && body_room(srv, rq, (size_t)announced) != VEIL_OK) {
+    if (announced > 0 && body_room(srv, rq, (size_t)announced, 1) != VEIL_OK) {
         set_busy(rq, BUSY_RETRY_S, "the server is receiving too many request bodies; retry later");
     }
 }
@@ -475,7 +479,7 @@ static enum MHD_Result take_body(struct vl_srv *srv, struct vl_req *rq, const ch
         return rq->discarded > discard_max(srv) ? MHD_NO : MHD_YES;
     }
     veil_err rc = n > SIZE_MAX - rq->body.len - 1 ? VEIL_ERR_TOO_LARGE
-                                                  : body_room(srv, rq, rq->body.len + n);
+                                                  : body_room(srv, rq, rq->body.len + n, 0);
     if (rc == VEIL_OK) {
         rc = vl_buf_append(&rq->body, data, n);
     }
@@ -854,6 +858,14 @@ int vl_server_add_connection(struct vl_server *s, int fd, const struct sockaddr 
 void vl_server_poll(struct vl_server *s)
 {
     MHD_run(s->d);
+}
+
+size_t vl_server_connections(struct vl_server *s)
+{
+    pthread_mutex_lock(&s->srv.conns_mu);
+    size_t n = s->srv.nconns;
+    pthread_mutex_unlock(&s->srv.conns_mu);
+    return n;
 }
 
 long vl_server_inflight(struct vl_server *s)

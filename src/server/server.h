@@ -30,7 +30,8 @@ struct vl_server *vl_server_start_external(veil_vault *v);
 int vl_server_add_connection(struct vl_server *s, int fd, const struct sockaddr *addr,
                              socklen_t addrlen);
 void vl_server_poll(struct vl_server *s);
-/* Requests being answered now (for a harness waiting for a connection to finish). */
+/* Open connections and requests in flight (for a harness waiting for both to end). */
+size_t vl_server_connections(struct vl_server *s);
 long vl_server_inflight(struct vl_server *s);
 
 /* Stops accepting, lets the requests in flight finish (up to half a minute), stops the

@@ -11,7 +11,7 @@ secs=${1:-20}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bld=${FUZZ_BUILD:-$top/build-fuzz}
 findings=${FUZZ_OUT:-$bld/findings}
-harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config fuzz_words"
+harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config fuzz_words fuzz_http"
 n=$(echo "$harnesses" | wc -w)
 echo "1..$n"
 mkdir -p "$bld"
