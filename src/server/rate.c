@@ -5,10 +5,11 @@
  * every authenticated request takes a token from its bucket before its body is read.
  *
  * Invariants: the table never holds more than max_buckets entries, whatever the ids seen
- * (only authenticated token ids reach it, but the bound does not rely on that); a bucket
- * dropped to make room is one that is full or the least recently used, so dropping it can
- * only ever give a client back what refilling would have; all state is under one mutex,
- * held for O(1) work per request except for the sweep that runs when the table is full.
+ * (only authenticated token ids reach it, but the bound does not rely on that); buckets
+ * dropped to make room are the full ones, which behave exactly like new ones, or, when
+ * none is full, the one closest to full, so that a token being held back is the last to
+ * get a fresh bucket; all state is under one mutex, held for O(1) work per request except
+ * for the sweep that runs when the table is full.
  */
 #include <math.h>
 #include <pthread.h>
@@ -86,29 +87,32 @@ static double level_at(const struct bucket *b, double now)
     return t > b->burst ? b->burst : t;
 }
 
-/* Makes room for one bucket: drops every full one, or else the least recently used. */
+/* Makes room for one bucket: drops every full one, or else the one closest to full. */
 static void evict(struct vl_ratelimit *rl, double now)
 {
-    struct bucket **oldest = NULL;
+    struct bucket **fullest = NULL;
+    double best = -1;
     for (size_t i = 0; i < rl->nheads; i++) {
         struct bucket **pp = &rl->heads[i];
         while (*pp != NULL) {
             struct bucket *b = *pp;
-            if (level_at(b, now) >= b->burst) {
+            double fill = level_at(b, now) / b->burst;
+            if (fill >= 1) {
                 *pp = b->next;
                 free(b);
                 rl->count--;
                 continue;
             }
-            if (oldest == NULL || b->stamp < (*oldest)->stamp) {
-                oldest = pp;
+            if (fill > best) {
+                best = fill;
+                fullest = pp;
             }
             pp = &b->next;
         }
     }
-    if (rl->count >= rl->max && oldest != NULL) {
-        struct bucket *b = *oldest;
-        *oldest = b->next;
+    if (rl->count >= rl->max && fullest != NULL) {
+        struct bucket *b = *fullest;
+        *fullest = b->next;
         free(b);
         rl->count--;
     }

@@ -4,8 +4,8 @@
  * A bucket holds up to `burst` requests and refills at `per_second`; a request takes one,
  * and a request that finds less than one is refused with the whole seconds until one is
  * there. The table is bounded: when it is full, buckets that have refilled completely
- * (which behave exactly like new ones) are dropped, and if none has, the one used longest
- * ago. Keys are token ids, never secrets.
+ * (which behave exactly like new ones) are dropped, and if none has, the one closest to
+ * full. Keys are token ids, never secrets.
  */
 #ifndef VL_SERVER_RATE_H
 #define VL_SERVER_RATE_H
