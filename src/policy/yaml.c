@@ -312,40 +312,92 @@ out:
     return rc;
 }
 
-/* libyaml reports reader errors (bad UTF-8, control characters) by byte offset only. */
+/* The bytes of the line break at text[i] (CR LF, CR, LF, NEL, LS or PS: what YAML, and so
+ * libyaml's line numbers, count as one), 0 when there is none. */
+static size_t break_len(const char *text, size_t len, size_t i)
+{
+    const unsigned char *u = (const unsigned char *)text + i;
+    size_t left = len - i;
+    if (u[0] == '\r') {
+        return left > 1 && u[1] == '\n' ? 2 : 1;
+    }
+    if (u[0] == '\n') {
+        return 1;
+    }
+    if (u[0] == 0xc2 && left > 1 && u[1] == 0x85) {
+        return 2;
+    }
+    if (u[0] == 0xe2 && left > 2 && u[1] == 0x80 && (u[2] == 0xa8 || u[2] == 0xa9)) {
+        return 3;
+    }
+    return 0;
+}
+
+/* The 1-based line of byte `off`, counting line breaks as YAML does. libyaml reports reader
+ * errors (bad UTF-8, control characters) by byte offset only. */
 static int line_of_offset(const char *text, size_t len, size_t off)
 {
     int line = 1;
-    for (size_t i = 0; i < off && i < len; i++) {
-        line += text[i] == '\n';
+    for (size_t i = 0; i < off && i < len;) {
+        size_t b = break_len(text, len, i);
+        line += b > 0 && i + b <= off;
+        i += b > 0 ? b : 1;
     }
     return line;
 }
 
-static int is_blank(char c)
+/* libyaml's marks count characters, not bytes: the byte offset of character `index` of the
+ * UTF-8 text, or len past its end. */
+static size_t byte_of_char(const char *text, size_t len, size_t index)
 {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)text[i] & 0xc0) != 0x80) {
+            if (index == 0) {
+                return i;
+            }
+            index--;
+        }
+    }
+    return len;
+}
+
+/* White space or a line break: what may follow the end of a document. */
+static size_t blank_len(const char *text, size_t len, size_t i)
+{
+    if (text[i] == ' ' || text[i] == '\t') {
+        return 1;
+    }
+    return break_len(text, len, i);
 }
 
 /* The line of the last character that is not white space (1 for blank text): libyaml puts
- * an error found at the end of the text on the line after the last newline, a line the
+ * an error found at the end of the text on the line after the last line break, a line the
  * author never wrote. */
 static int last_line(const char *text, size_t len)
 {
-    size_t end = len;
-    while (end > 0 && is_blank(text[end - 1])) {
-        end--;
+    size_t last = 0;
+    int any = 0;
+    for (size_t i = 0; i < len;) {
+        size_t b = blank_len(text, len, i);
+        if (b == 0) {
+            last = i;
+            any = 1;
+            b = 1;
+        }
+        i += b;
     }
-    return line_of_offset(text, len, end == 0 ? 0 : end - 1);
+    return any ? line_of_offset(text, len, last) : 1;
 }
 
 /* 1 when nothing but white space follows byte `off`. */
 static int at_end(const char *text, size_t len, size_t off)
 {
-    for (size_t i = off; i < len; i++) {
-        if (!is_blank(text[i])) {
+    for (size_t i = off; i < len;) {
+        size_t b = blank_len(text, len, i);
+        if (b == 0) {
             return 0;
         }
+        i += b;
     }
     return 1;
 }
@@ -381,18 +433,20 @@ static veil_err syntax_error(const struct loader *ld, const yaml_parser_t *parse
     int cline = (int)parser->context_mark.line + 1;
     int last = last_line(text, len);
     const char *noun = context_noun(context);
+    size_t pbyte = byte_of_char(text, len, parser->problem_mark.index);
+    size_t cbyte = byte_of_char(text, len, parser->context_mark.index);
 
-    if (parser->problem_mark.index < len && text[parser->problem_mark.index] == '\t') {
+    if (pbyte < len && text[pbyte] == '\t') {
         return fail(ld->st, pline, "a tab character; YAML indents with spaces only");
     }
-    if (!at_end(text, len, parser->problem_mark.index)) {
+    if (!at_end(text, len, pbyte)) {
         if (context != NULL && cline != pline && cline <= last) {
             return fail(ld->st, pline, "%s %s that starts at line %d", problem, context, cline);
         }
         return fail(ld->st, pline, "%s%s%s", problem, context != NULL ? " " : "",
                     context != NULL ? context : "");
     }
-    if (noun != NULL && !at_end(text, len, parser->context_mark.index)) {
+    if (noun != NULL && !at_end(text, len, cbyte)) {
         return fail(ld->st, cline, "the text ends inside %s that starts on this line (%s)",
                     noun, problem);
     }
@@ -424,6 +478,10 @@ veil_err vl_yaml_load(const char *text, size_t len, struct vl_ynode **out, veil_
     if (text == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "no text to parse");
         goto out;
+    }
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+        text += 3; /* a UTF-8 byte order mark, as some editors write */
+        len -= 3;
     }
     if (len > VL_YAML_MAX_BYTES) {
         rc = fail(st, 1, "the text is longer than %u bytes", VL_YAML_MAX_BYTES);

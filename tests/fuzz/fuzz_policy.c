@@ -25,9 +25,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     if (rc != VEIL_OK) {
+        /* Lines as YAML counts them: a break (CR LF, CR, LF, NEL, LS, PS) followed by more
+         * text starts one. */
         long lines = 1;
-        for (size_t i = 0; i + 1 < size; i++) {
-            lines += data[i] == '\n';
+        for (size_t i = 0; i < size;) {
+            size_t b = 0;
+            if (data[i] == '\r') {
+                b = i + 1 < size && data[i + 1] == '\n' ? 2 : 1;
+            } else if (data[i] == '\n') {
+                b = 1;
+            } else if (data[i] == 0xc2 && i + 1 < size && data[i + 1] == 0x85) {
+                b = 2;
+            } else if (data[i] == 0xe2 && i + 2 < size && data[i + 1] == 0x80 &&
+                       (data[i + 2] == 0xa8 || data[i + 2] == 0xa9)) {
+                b = 3;
+            }
+            lines += b > 0 && i + b < size;
+            i += b > 0 ? b : 1;
         }
         char *end = NULL;
         long line = strncmp(st.message, "line ", 5) == 0 ? strtol(st.message + 5, &end, 10) : 0;

@@ -736,6 +736,16 @@ static void test_syntax_error_lines(void **state)
         {"\n\n\n{\n", 4, "the text ends before the mapping"},
         {"{\"collection\": \"c\",\n \"fields\": {\"a\": {\"type\": \"string\"}\n", 2,
          "the text ends inside a flow mapping"},
+        /* libyaml counts characters where the text has bytes: "é" is two */
+        {"collection: x\nfields:\n  \xc3\xa9\xc3\xa9: [\n", 3,
+         "the text ends before the list that starts on this line is closed"},
+        {"\xef\xbb\xbf" "collection: x\nfields:\n  a\xc3\xa9: [1,\n", 3,
+         "the text ends before the list"}, /* after a byte order mark */
+        {"collection: x\nfields:\n  \xc3\xa9\xc3\xa9: @b\n", 3, "cannot start any token"},
+        /* line breaks as YAML counts them: CR LF, and CR alone */
+        {"collection: x\r\nfields:\r\n  a: [1, 2\r\n\r\n", 3, "flow sequence"},
+        {"collection: x\rfields:\r  a: [1, 2\r\r", 3, "flow sequence"},
+        {"collection: x\rfields:\r  a: b\r c: d\r", 4, "did not find expected key"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         expect_code(cases[i].text, strlen(cases[i].text), VEIL_ERR_INVALID_POLICY, cases[i].line,
@@ -765,7 +775,7 @@ static void test_truncations_and_mutations(void **state)
             /* The line named is one of the text's (the empty text's error is on line 1). */
             int named = (int)strtol(st.message + 5, NULL, 10), lines = 1;
             for (size_t i = 0; i + 1 < cut; i++) {
-                lines += buf[i] == '\n';
+                lines += buf[i] == '\n'; /* the example has LF line ends only */
             }
             if (named < 1 || named > lines) {
                 fail_msg("prefix of %zu bytes (%d lines): \"%s\"", cut, lines, st.message);
