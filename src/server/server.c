@@ -746,6 +746,18 @@ static void server_free(struct vl_server *s)
     free(s);
 }
 
+/* VEIL_LOG_LEVEL=debug|info|warn|error sets how much the server logs (default info). */
+static void log_level_from_env(void)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    const char *want = getenv("VEIL_LOG_LEVEL");
+    for (int i = 0; want != NULL && i < 4; i++) {
+        if (strcmp(want, names[i]) == 0) {
+            vl_log_set_level((enum vl_log_level)i);
+        }
+    }
+}
+
 struct vl_server *vl_server_start(veil_vault *v, const char *listen)
 {
     struct sockaddr_storage ss;
@@ -758,6 +770,7 @@ struct vl_server *vl_server_start(veil_vault *v, const char *listen)
                 listen ? listen : "");
         return NULL;
     }
+    log_level_from_env();
     s = server_new(v);
     if (s == NULL) {
         fprintf(stderr, "veil: out of memory\n");
