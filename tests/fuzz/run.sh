@@ -5,9 +5,9 @@
 #     ok 1 - fuzz_policy 20s, 123456 execs
 # and exits non-zero if any harness crashed, leaked, timed out or could not be built; the
 # input that did it is kept under $FUZZ_OUT (default build-fuzz/findings) and named.
-# Usage: tests/fuzz/run.sh [SECONDS]
+# Usage: tests/fuzz/run.sh [SECONDS]   (or FUZZ_SECONDS=N; default 20)
 set -u
-secs=${1:-20}
+secs=${1:-${FUZZ_SECONDS:-20}}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bld=${FUZZ_BUILD:-$top/build-fuzz}
 findings=${FUZZ_OUT:-$bld/findings}
