@@ -443,6 +443,8 @@ def hardening_connections_per_address(ctx):
         alive(srv, "while one address is at its limit", src="127.0.0.8")
         hwm = status_kib(pid, "VmHWM")
         diag("100 connections from one address: %d kept; VmHWM +%d KiB" % (kept, hwm - base))
+        check(hwm - base < 32 * 1024, "100 connections from one address cost %d KiB"
+              % (hwm - base))
         for s in socks:
             s.close()
         socks = []
