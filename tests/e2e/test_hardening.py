@@ -1,4 +1,4 @@
-"""test_hardening.py: the HTTP front door fails closed (SPEC guarantee 7 and the 429 row).
+"""test_hardening.py: the HTTP front door fails closed: bad input, memory, connections, time, rate.
 
 Each test attacks a running `veil server` the way an outside review did:
 - a tenant admin sends a policy with an empty or broken body (it used to abort the process
