@@ -44,6 +44,7 @@ typedef enum veil_err {
     VEIL_ERR_INTEGRITY,         /* 502 integrity_violation */
     VEIL_ERR_STORE_UNAVAILABLE, /* 503 store_unavailable */
     VEIL_ERR_INTERNAL,          /* 500 internal */
+    VEIL_ERR_RATE_LIMITED,      /* 429 rate_limited */
 } veil_err;
 
 /* What went wrong, in words. `field` is the document or policy path concerned, or "". */
@@ -85,8 +86,18 @@ typedef struct veil_limits {
     size_t max_body;
     unsigned max_depth;
     unsigned max_fields;
+    /* For servers: what many clients together may hold. */
+    size_t max_inflight_bodies;          /* bytes of request bodies held at once */
+    unsigned max_connections;            /* open connections */
+    unsigned max_connections_per_client; /* open connections from one client address */
+    unsigned request_timeout;            /* seconds for a request's headers and body */
+    unsigned idle_timeout;               /* seconds an idle connection is kept open */
 } veil_limits;
 void veil_vault_limits(const veil_vault *v, veil_limits *out);
+/* The request rate veil.yaml's `rate_limits:` allows each token of `role`: a bucket of
+ * *burst requests refilled at *per_second; *per_second is 0 when there is no limit. */
+void veil_vault_rate_limit(const veil_vault *v, const char *role, double *per_second,
+                           double *burst);
 /* The `listen:` address of veil.yaml ("127.0.0.1:8470"); owned by the vault. */
 const char *veil_vault_listen(const veil_vault *v);
 

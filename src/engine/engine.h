@@ -28,6 +28,16 @@
 #define VL_MASK_HASH_BYTES 16
 
 /* ---- configuration (veil.yaml) ---- */
+/* A token bucket's parameters: `burst` requests, refilled at `per_second` (0: no limit). */
+struct vl_rate {
+    double per_second;
+    double burst;
+};
+struct vl_rate_role {
+    char *role;
+    struct vl_rate rate;
+};
+#define VL_RATE_ROLES_MAX 256
 struct vl_config {
     char *listen;
     char *keyring_type;      /* "local" */
@@ -38,6 +48,9 @@ struct vl_config {
     char *store_urls[VL_MAX_STORES];
     size_t nstores;
     veil_limits limits;
+    struct vl_rate rate_default;
+    struct vl_rate_role *rate_roles;
+    size_t nrate_roles;
 };
 veil_err vl_config_load(const char *datadir, struct vl_config *cfg, veil_status *st) VL_WUR;
 void vl_config_free(struct vl_config *cfg);

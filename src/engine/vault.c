@@ -514,8 +514,9 @@ veil_err vl_breach(veil_vault *v, const veil_session *s, const char *coll, const
                    veil_status *st)
 {
     (void)v;
-    vl_log(VL_LOG_WARN, "breach_suspected: tenant %s, collection %s: %s",
-           s != NULL ? s->tenant : "-", coll, what);
+    vl_log_event(VL_LOG_ERROR, "breach_suspected",
+                 json_pack("{s:s?, s:s?, s:s?}", "tenant", s != NULL ? s->tenant : NULL,
+                           "collection", coll, "what", what));
     return vl_status_set(st, VEIL_ERR_INTEGRITY, NULL,
                          "a store returned data that fails its integrity checks");
 }

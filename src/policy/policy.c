@@ -840,6 +840,13 @@ veil_err vl_policy_parse(const char *text, size_t len, const char *const *stores
     struct pctx c = {.st = st, .stores = stores, .nstores = nstores, .p = NULL};
 
     rc = vl_yaml_load(text, len, &root, st);
+    if (rc == VEIL_ERR_BAD_REQUEST) {
+        /* Text that is not a YAML document is a wrong policy: same code, same "line N". */
+        rc = VEIL_ERR_INVALID_POLICY;
+        if (st != NULL) {
+            st->code = rc;
+        }
+    }
     if (rc != VEIL_OK) {
         goto out;
     }

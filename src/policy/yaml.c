@@ -312,14 +312,151 @@ out:
     return rc;
 }
 
-/* libyaml reports reader errors (bad UTF-8, control characters) by byte offset only. */
+/* The bytes of the line break at text[i] (CR LF, CR, LF, NEL, LS or PS: what YAML, and so
+ * libyaml's line numbers, count as one), 0 when there is none. */
+static size_t break_len(const char *text, size_t len, size_t i)
+{
+    const unsigned char *u = (const unsigned char *)text + i;
+    size_t left = len - i;
+    if (u[0] == '\r') {
+        return left > 1 && u[1] == '\n' ? 2 : 1;
+    }
+    if (u[0] == '\n') {
+        return 1;
+    }
+    if (u[0] == 0xc2 && left > 1 && u[1] == 0x85) {
+        return 2;
+    }
+    if (u[0] == 0xe2 && left > 2 && u[1] == 0x80 && (u[2] == 0xa8 || u[2] == 0xa9)) {
+        return 3;
+    }
+    return 0;
+}
+
+/* The 1-based line of byte `off`, counting line breaks as YAML does. libyaml reports reader
+ * errors (bad UTF-8, control characters) by byte offset only. */
 static int line_of_offset(const char *text, size_t len, size_t off)
 {
     int line = 1;
-    for (size_t i = 0; i < off && i < len; i++) {
-        line += text[i] == '\n';
+    for (size_t i = 0; i < off && i < len;) {
+        size_t b = break_len(text, len, i);
+        line += b > 0 && i + b <= off;
+        i += b > 0 ? b : 1;
     }
     return line;
+}
+
+/* libyaml's marks count characters, not bytes: the byte offset of character `index` of the
+ * UTF-8 text, or len past its end. */
+static size_t byte_of_char(const char *text, size_t len, size_t index)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)text[i] & 0xc0) != 0x80) {
+            if (index == 0) {
+                return i;
+            }
+            index--;
+        }
+    }
+    return len;
+}
+
+/* White space or a line break: what may follow the end of a document. */
+static size_t blank_len(const char *text, size_t len, size_t i)
+{
+    if (text[i] == ' ' || text[i] == '\t') {
+        return 1;
+    }
+    return break_len(text, len, i);
+}
+
+/* The line of the last character that is not white space (1 for blank text): libyaml puts
+ * an error found at the end of the text on the line after the last line break, a line the
+ * author never wrote. */
+static int last_line(const char *text, size_t len)
+{
+    size_t last = 0;
+    int any = 0;
+    for (size_t i = 0; i < len;) {
+        size_t b = blank_len(text, len, i);
+        if (b == 0) {
+            last = i;
+            any = 1;
+            b = 1;
+        }
+        i += b;
+    }
+    return any ? line_of_offset(text, len, last) : 1;
+}
+
+/* 1 when nothing but white space follows byte `off`. */
+static int at_end(const char *text, size_t len, size_t off)
+{
+    for (size_t i = off; i < len;) {
+        size_t b = blank_len(text, len, i);
+        if (b == 0) {
+            return 0;
+        }
+        i += b;
+    }
+    return 1;
+}
+
+/* "while parsing a flow mapping" -> "a flow mapping"; NULL when it is not of that form. */
+static const char *context_noun(const char *context)
+{
+    static const char *const prefixes[] = {"while parsing ", "while scanning "};
+    if (context == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+        if (strncmp(context, prefixes[i], n) == 0 && context[n] != '\0') {
+            return context + n;
+        }
+    }
+    return NULL;
+}
+
+/* A syntax error, on the line where the author can fix it. libyaml gives the mark where it
+ * noticed the problem and, often, the mark where the construct it was reading began. An
+ * error noticed inside the text is reported there, naming where the construct began when
+ * that is another line. An error noticed at the end of the text (an unclosed bracket or
+ * quote) is reported where the unclosed construct began: libyaml's context when it points
+ * into the text, else the innermost mapping or sequence still open. */
+static veil_err syntax_error(const struct loader *ld, const yaml_parser_t *parser,
+                             const char *text, size_t len)
+{
+    const char *problem = parser->problem != NULL ? parser->problem : "syntax error";
+    const char *context = parser->context;
+    int pline = (int)parser->problem_mark.line + 1;
+    int cline = (int)parser->context_mark.line + 1;
+    int last = last_line(text, len);
+    const char *noun = context_noun(context);
+    size_t pbyte = byte_of_char(text, len, parser->problem_mark.index);
+    size_t cbyte = byte_of_char(text, len, parser->context_mark.index);
+
+    if (pbyte < len && text[pbyte] == '\t') {
+        return fail(ld->st, pline, "a tab character; YAML indents with spaces only");
+    }
+    if (!at_end(text, len, pbyte)) {
+        if (context != NULL && cline != pline && cline <= last) {
+            return fail(ld->st, pline, "%s %s that starts at line %d", problem, context, cline);
+        }
+        return fail(ld->st, pline, "%s%s%s", problem, context != NULL ? " " : "",
+                    context != NULL ? context : "");
+    }
+    if (noun != NULL && !at_end(text, len, cbyte)) {
+        return fail(ld->st, cline, "the text ends inside %s that starts on this line (%s)",
+                    noun, problem);
+    }
+    if (ld->depth > 0) {
+        const struct vl_ynode *open = ld->stack[ld->depth - 1].node;
+        return fail(ld->st, open->line,
+                    "the text ends before the %s that starts on this line is closed (%s)",
+                    open->kind == VL_YAML_MAP ? "mapping" : "list", problem);
+    }
+    return fail(ld->st, last, "the text ends too early (%s)", problem);
 }
 
 veil_err vl_yaml_load(const char *text, size_t len, struct vl_ynode **out, veil_status *st)
@@ -335,6 +472,17 @@ veil_err vl_yaml_load(const char *text, size_t len, struct vl_ynode **out, veil_
 
     memset(&ld, 0, sizeof(ld));
     ld.st = st;
+    if (text == NULL && len == 0) {
+        text = ""; /* an empty body arrives as NULL; libyaml asserts on a NULL input */
+    }
+    if (text == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "no text to parse");
+        goto out;
+    }
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+        text += 3; /* a UTF-8 byte order mark, as some editors write */
+        len -= 3;
+    }
     if (len > VL_YAML_MAX_BYTES) {
         rc = fail(st, 1, "the text is longer than %u bytes", VL_YAML_MAX_BYTES);
         goto out;
@@ -355,14 +503,8 @@ veil_err vl_yaml_load(const char *text, size_t len, struct vl_ynode **out, veil_
                           "%s (the text must be UTF-8)", problem);
             } else if (parser.error == YAML_MEMORY_ERROR) {
                 rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-            } else if (parser.problem_mark.index < len &&
-                       text[parser.problem_mark.index] == '\t') {
-                rc = fail(st, (int)parser.problem_mark.line + 1,
-                          "a tab character; YAML indents with spaces only");
             } else {
-                rc = fail(st, (int)parser.problem_mark.line + 1, "%s%s%s", problem,
-                          parser.context != NULL ? " " : "",
-                          parser.context != NULL ? parser.context : "");
+                rc = syntax_error(&ld, &parser, text, len);
             }
             goto out;
         }

@@ -35,10 +35,12 @@ struct vl_ynode {
     int *key_lines;           /* mapping: line of keys[i] */
 };
 
-/* Loads one document. On success *out is the root (NULL for an empty stream or a stream
- * holding only comments), owned by the caller and freed with vl_ynode_free. On failure *out
- * is untouched and st holds "line N: ..." with VEIL_ERR_BAD_REQUEST (malformed YAML,
- * invalid UTF-8, over the limits, or a construct the loader refuses). */
+/* Loads one document. `text` may be NULL when `len` is 0 (an empty body). On success *out is
+ * the root (NULL for an empty stream or a stream holding only comments), owned by the caller
+ * and freed with vl_ynode_free. On failure *out is untouched and st holds "line N: ..." with
+ * VEIL_ERR_BAD_REQUEST (malformed YAML, invalid UTF-8, over the limits, or a construct the
+ * loader refuses); N is 1-based and a line of the text: an unclosed bracket or quote is
+ * reported where it opens. */
 veil_err vl_yaml_load(const char *text, size_t len, struct vl_ynode **out,
                       veil_status *st) VL_WUR;
 void vl_ynode_free(struct vl_ynode *n);

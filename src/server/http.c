@@ -8,6 +8,7 @@
  * UTF-8, nesting depth) run on bytes before any parser sees them, so that malformed input
  * is a 400 by construction.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ static const char *generic_message(veil_err rc)
         return "a store returned data that was altered";
     case VEIL_ERR_STORE_UNAVAILABLE:
         return "a store cannot be reached";
+    case VEIL_ERR_RATE_LIMITED:
+        return "too many requests; retry later";
     default:
         return "internal error";
     }
@@ -78,6 +81,8 @@ void vl_reply_copy(struct vl_reply *r, unsigned status, const char *ctype, const
     r->body[len] = '\0';
     r->len = len;
     r->owned = 1;
+    r->code = NULL;
+    r->message[0] = '\0';
 }
 
 void vl_reply_error_raw(struct vl_reply *r, unsigned status, const char *code,
@@ -114,7 +119,12 @@ out:
     vl_reply_free(r);
     r->status = status;
     r->ctype = VL_JSON_CTYPE;
+    r->code = code;
+    if (message != r->message) {
+        snprintf(r->message, sizeof(r->message), "%s", message != NULL ? message : "");
+    }
     if (text == NULL) {
+        r->code = "internal";
         r->body = (char *)fallback_error;
         r->len = sizeof(fallback_error) - 1;
         r->owned = 0;
@@ -162,6 +172,13 @@ enum MHD_Result vl_reply_send(struct MHD_Connection *conn, const struct vl_reply
     if (r->www_auth &&
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer") != MHD_YES) {
         goto out;
+    }
+    if (r->retry_after > 0) {
+        char secs[16];
+        snprintf(secs, sizeof(secs), "%u", r->retry_after);
+        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs) != MHD_YES) {
+            goto out;
+        }
     }
     if (closing &&
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES) {

@@ -1,12 +1,14 @@
 /*
- * internal.h: what the files of src/server/ share. server.c owns the daemon and the life of
- * a request (accumulating its body within the limit, authenticating it, logging it);
- * routes.c maps a path onto a route and a route onto one libveil call; http.c builds
- * answers (JSON errors, security headers) and checks raw input (percent-escapes, UTF-8,
- * nesting); metrics.c counts answers for /metrics.
+ * internal.h: what the files of src/server/ share. server.c owns the daemon, its
+ * connections and the life of a request (authenticating it, limiting it, accumulating its
+ * body within the limits, logging it); routes.c maps a path onto a route and a route onto
+ * one libveil call; http.c builds answers (JSON errors, security headers) and checks raw
+ * input (percent-escapes, UTF-8, nesting); metrics.c counts answers for /metrics; rate.c
+ * keeps the token buckets of the rate limits.
  *
  * Invariants: route patterns, never raw paths, reach logs and metrics (a path holds
- * document ids); no request body, token or id is ever logged.
+ * document ids); no request body, token secret or document id is ever logged (a token's
+ * public id is).
  */
 #ifndef VL_SERVER_INTERNAL_H
 #define VL_SERVER_INTERNAL_H
@@ -18,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "server/rate.h"
 #include "util/buf.h"
 #include "veil/veil.h"
 
@@ -55,6 +58,9 @@ struct vl_match {
     char id[VL_SEG_MAX + 1];   /* decoded {id}, or "" */
 };
 
+/* Bytes of an error's message kept for the log line of a refused request. */
+#define VL_REASON_MAX 320
+
 /* An answer being prepared: status, body (owned when `owned`), content type. */
 struct vl_reply {
     unsigned status;
@@ -62,8 +68,11 @@ struct vl_reply {
     size_t len;
     int owned;
     const char *ctype;
-    const char *allow; /* the Allow header of a 405, or NULL */
-    int www_auth;      /* add WWW-Authenticate: Bearer */
+    const char *allow;   /* the Allow header of a 405, or NULL */
+    int www_auth;        /* add WWW-Authenticate: Bearer */
+    unsigned retry_after; /* seconds for a Retry-After header, 0 for none */
+    const char *code;    /* an error answer's code (a constant), else NULL */
+    char message[VL_REASON_MAX]; /* an error answer's message, for the log */
 };
 
 #define VL_STATUS_SLOTS 16
@@ -75,24 +84,46 @@ struct vl_metrics {
     uint64_t dur_count[VL_ROUTE_COUNT];
 };
 
+/* One TCP connection, from libmicrohttpd's "started" notice to its "closed" one. A request
+ * must arrive whole (headers and body) within limits.request_timeout of `since`; the
+ * watchdog shuts down the socket of one that does not. */
+struct vl_conn {
+    struct vl_conn *prev, *next; /* in vl_srv.conns, under conns_mu */
+    int fd;
+    struct timespec since; /* when the connection opened or its last answer was done */
+    int receiving;         /* a request's headers or body are still awaited */
+    int cut;               /* the watchdog shut it down */
+};
+
 struct vl_srv {
     veil_vault *vault;
     veil_limits limits;
     atomic_long inflight;
     atomic_int stopping;
+    atomic_size_t body_bytes; /* bytes reserved for request bodies, all requests together */
     struct vl_metrics metrics;
+    struct vl_ratelimit *rate;
+    pthread_mutex_t conns_mu;
+    struct vl_conn *conns;
+    size_t nconns;
 };
 
 /* One request, from its first callback to its completion. */
 struct vl_req {
     struct vl_match m;
     const char *method_name; /* a constant from our own table, safe to log */
+    char token_id[17];       /* the id a bearer token claims, if well-formed, else "" */
     veil_session *sess;
     struct vl_buf body;
+    size_t reserved;         /* bytes of srv->body_bytes this request holds */
+    int has_body;            /* the request announced a body (Content-Length > 0, chunked) */
+    int close_after;         /* answer with Connection: close (the body is left unread) */
     int has_pending;         /* `pending` is the answer, whatever the body holds */
     struct vl_reply pending;
     size_t discarded;        /* bytes of body read and thrown away */
     unsigned status;         /* the status that was queued, 0 if none */
+    const char *reason_code; /* for the log: the code of an error answer, or NULL */
+    char reason[VL_REASON_MAX];
     struct timespec start;
 };
 
@@ -102,6 +133,8 @@ const char *vl_route_pattern(enum vl_route_id r);
 unsigned vl_route_methods(enum vl_route_id r);
 const char *vl_route_allow(enum vl_route_id r);
 int vl_route_needs_auth(enum vl_route_id r);
+/* 1 when `method` on route `r` reads a request body (a policy, a document, a query). */
+int vl_route_takes_body(enum vl_route_id r, unsigned method);
 /* Matches `path` (raw, still percent-encoded). VEIL_OK: m->route set and its segments
  * decoded; VEIL_ERR_NOT_FOUND: no route; VEIL_ERR_BAD_REQUEST: a route matched but a
  * segment is empty, too long, badly escaped, or holds '/', NUL or invalid UTF-8. */
@@ -142,6 +175,7 @@ void vl_metrics_destroy(struct vl_metrics *mt);
 void vl_metrics_record(struct vl_metrics *mt, enum vl_route_id r, unsigned status,
                        double seconds);
 /* The Prometheus text; malloc'd, NULL when out of memory. */
-char *vl_metrics_render(struct vl_metrics *mt, long inflight, size_t *len);
+char *vl_metrics_render(struct vl_metrics *mt, long inflight, size_t body_bytes,
+                        size_t connections, size_t *len);
 
 #endif

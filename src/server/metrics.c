@@ -14,7 +14,7 @@
 
 /* Statuses the server answers with; anything else is counted under "other". */
 static const unsigned status_slots[VL_STATUS_SLOTS] = {
-    200, 201, 400, 401, 403, 404, 405, 409, 412, 413, 500, 502, 503, 0, 0, 0,
+    200, 201, 400, 401, 403, 404, 405, 409, 412, 413, 429, 500, 502, 503, 0, 0,
 };
 #define OTHER_SLOT (VL_STATUS_SLOTS - 1)
 
@@ -71,7 +71,8 @@ static veil_err appendf(struct vl_buf *b, const char *fmt, ...)
     return vl_buf_append(b, line, (size_t)n);
 }
 
-char *vl_metrics_render(struct vl_metrics *mt, long inflight, size_t *len)
+char *vl_metrics_render(struct vl_metrics *mt, long inflight, size_t body_bytes,
+                        size_t connections, size_t *len)
 {
     struct vl_metrics snap;
     struct vl_buf b;
@@ -127,6 +128,17 @@ char *vl_metrics_render(struct vl_metrics *mt, long inflight, size_t *len)
                      "# TYPE veil_requests_in_flight gauge\n"
                      "veil_requests_in_flight %ld\n",
                      inflight);
+    }
+    if (rc == VEIL_OK) {
+        rc = appendf(&b,
+                     "# HELP veil_request_body_bytes Bytes held for request bodies being "
+                     "received.\n"
+                     "# TYPE veil_request_body_bytes gauge\n"
+                     "veil_request_body_bytes %zu\n"
+                     "# HELP veil_connections Open client connections.\n"
+                     "# TYPE veil_connections gauge\n"
+                     "veil_connections %zu\n",
+                     body_bytes, connections);
     }
     if (rc == VEIL_OK) {
         text = (char *)vl_buf_steal(&b, len);

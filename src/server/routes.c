@@ -70,6 +70,22 @@ int vl_route_needs_auth(enum vl_route_id r)
     return (unsigned)r < VL_ROUTE_COUNT ? routes[r].needs_auth : 1;
 }
 
+int vl_route_takes_body(enum vl_route_id r, unsigned method)
+{
+    switch (r) {
+    case VL_ROUTE_COLLECTION:
+    case VL_ROUTE_DOC:
+        return method == VL_M_PUT;
+    case VL_ROUTE_DOCS:
+    case VL_ROUTE_QUERY:
+    case VL_ROUTE_BULK:
+    case VL_ROUTE_AGGREGATE:
+        return method == VL_M_POST;
+    default:
+        return 0;
+    }
+}
+
 static int seg_is(const struct seg *s, const char *lit)
 {
     size_t n = strlen(lit);
@@ -280,13 +296,68 @@ static veil_err do_health(struct vl_srv *srv, struct vl_reply *out)
 static veil_err do_metrics(struct vl_srv *srv, struct vl_reply *out)
 {
     size_t len = 0;
-    char *text = vl_metrics_render(&srv->metrics, atomic_load(&srv->inflight), &len);
+    pthread_mutex_lock(&srv->conns_mu);
+    size_t nconns = srv->nconns;
+    pthread_mutex_unlock(&srv->conns_mu);
+    char *text = vl_metrics_render(&srv->metrics, atomic_load(&srv->inflight),
+                                   atomic_load(&srv->body_bytes), nconns, &len);
     if (text == NULL) {
         return VEIL_ERR_INTERNAL;
     }
     vl_reply_copy(out, 200, VL_METRICS_CTYPE, text, len);
     free(text);
     return VEIL_OK;
+}
+
+/* What jansson found wrong, in words that quote nothing of the input (its own text does). */
+static const char *json_problem(const json_error_t *e)
+{
+    switch (json_error_code(e)) {
+    case json_error_premature_end_of_input:
+        return "the text ends before the JSON value does";
+    case json_error_end_of_input_expected:
+        return "more text follows the JSON value";
+    case json_error_duplicate_key:
+        return "a key appears twice in one object";
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        return "NUL characters are not allowed";
+    case json_error_numeric_overflow:
+        return "a number is too large";
+    case json_error_stack_overflow:
+        return "nested too deeply";
+    default:
+        return "malformed JSON";
+    }
+}
+
+/* A policy sent as JSON must be JSON (libveil reads YAML, of which JSON is a part). Its
+ * mistakes are the policy's: invalid_policy, naming a line of the text (jansson may count
+ * one past the last). White space alone is left to libveil: "the policy is empty". */
+static veil_err check_policy_json(const struct vl_buf *body, veil_status *st)
+{
+    const char *text = body->data ? (const char *)body->data : "";
+    size_t n = body->len, last = 0;
+    int lines = 1, last_line = 1;
+    json_error_t jerr;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n') {
+            last = i + 1;
+            last_line = lines;
+        }
+        lines += text[i] == '\n';
+    }
+    if (last == 0) {
+        return VEIL_OK;
+    }
+    json_t *j = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
+    if (j != NULL) {
+        json_decref(j);
+        return VEIL_OK;
+    }
+    int line = jerr.line < 1 ? 1 : (jerr.line > last_line ? last_line : jerr.line);
+    return vl_status_set(st, VEIL_ERR_INVALID_POLICY, NULL, "line %d: %s", line,
+                         json_problem(&jerr));
 }
 
 static veil_err do_collection_put(struct vl_srv *srv, struct vl_req *rq,
@@ -297,15 +368,7 @@ static veil_err do_collection_put(struct vl_srv *srv, struct vl_req *rq,
     char *json = NULL;
     veil_err rc = check_body(srv, &rq->body, !ctype_is_yaml(conn), st);
     if (rc == VEIL_OK && !ctype_is_yaml(conn)) {
-        json_error_t jerr;
-        json_t *j = json_loadb(rq->body.data ? (const char *)rq->body.data : "", rq->body.len,
-                               JSON_REJECT_DUPLICATES, &jerr);
-        if (j == NULL) {
-            /* jansson's text quotes input near the error: report the position only. */
-            rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, NULL,
-                               "malformed JSON at line %d, column %d", jerr.line, jerr.column);
-        }
-        json_decref(j);
+        rc = check_policy_json(&rq->body, st);
     }
     if (rc != VEIL_OK) {
         goto out;

@@ -39,6 +39,23 @@ static veil_err grow(struct vl_buf *b, size_t need)
     return VEIL_OK;
 }
 
+veil_err vl_buf_reserve(struct vl_buf *b, size_t n)
+{
+    if (n > b->max || n == SIZE_MAX) {
+        return VEIL_ERR_TOO_LARGE;
+    }
+    if (n + 1 <= b->cap) {
+        return VEIL_OK;
+    }
+    uint8_t *p = realloc(b->data, n + 1);
+    if (p == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    b->data = p;
+    b->cap = n + 1;
+    return VEIL_OK;
+}
+
 veil_err vl_buf_append(struct vl_buf *b, const void *p, size_t n)
 {
     if (n > SIZE_MAX - b->len - 1) {

@@ -26,6 +26,10 @@ struct vl_bytes {
 
 void vl_buf_init(struct vl_buf *b, size_t max);
 veil_err vl_buf_append(struct vl_buf *b, const void *p, size_t n);
+/* Room for `n` bytes in all (and the NUL), allocating exactly that when it must grow, so
+ * that a caller who counts memory knows what is held: b->cap afterwards. TOO_LARGE past the
+ * maximum, INTERNAL when out of memory; the contents are kept either way. */
+veil_err vl_buf_reserve(struct vl_buf *b, size_t n);
 veil_err vl_buf_append_str(struct vl_buf *b, const char *s);
 veil_err vl_buf_put_u8(struct vl_buf *b, uint8_t v);
 veil_err vl_buf_put_u32(struct vl_buf *b, uint32_t v); /* big-endian */

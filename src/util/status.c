@@ -26,6 +26,7 @@ static const struct {
     [VEIL_ERR_INTEGRITY] = {"integrity_violation", 502},
     [VEIL_ERR_STORE_UNAVAILABLE] = {"store_unavailable", 503},
     [VEIL_ERR_INTERNAL] = {"internal", 500},
+    [VEIL_ERR_RATE_LIMITED] = {"rate_limited", 429},
 };
 
 const char *veil_err_name(veil_err e)

@@ -649,10 +649,12 @@ def policies_apply_conflict_invalid(ctx):
     bad2 = "collection: x%s\nfields:\n  a: { type: string, protect: [telepathy] }\n" % rnd(5)
     expect_error(ctx.req("PUT", "/v1/collections/" + bad2.split()[1], body=bad2,
                          token=ctx.admin, headers=y), 400, "invalid_policy", "unknown tactic")
-    # JSON is the default content type: YAML sent as JSON is malformed JSON.
-    expect_error(ctx.req("PUT", "/v1/collections/" + name, body=mine, token=ctx.admin,
-                         headers={"Content-Type": "application/json"}), 400, "bad_request",
-                 "YAML as JSON")
+    # JSON is the default content type: YAML sent as JSON is malformed JSON, a wrong policy
+    # like malformed YAML, on its first line.
+    e = expect_error(ctx.req("PUT", "/v1/collections/" + name, body=mine, token=ctx.admin,
+                             headers={"Content-Type": "application/json"}), 400,
+                     "invalid_policy", "YAML as JSON")
+    check(e["message"].startswith("line 1: "), "YAML as JSON: %r" % e)
     pj = {"collection": "js" + name, "fields": {"a": {"type": "string", "protect": ["eq"]}},
           "roles": {"r": {"read": ["*"]}}}
     r = ctx.req("PUT", "/v1/collections/js" + name, body=pj, token=ctx.admin)
@@ -1031,7 +1033,8 @@ def shared_server_stops_cleanly(ctx):
     ok(ctx.put("invoices", "last-" + rnd(), invoice(1)), 201, "last put")
     srv = ctx.env.stop()
     log = srv.stderr()
-    check(re.search(r"(PUT|GET) /v1/collections/\{c\}/docs/\{id\} 20[01] ", log),
+    check(re.search(r'"method":"(PUT|GET)","route":"/v1/collections/\{c\}/docs/\{id\}",'
+                    r'"status":20[01],', log),
           "no request lines in the server log:\n" + log[-1000:])
     for secret, what in [(ctx.admin, "a token"), (ctx.clerk, "a token"), ("rt-", "an id"),
                          ("iso-", "an id"), ("role-", "an id"), ("last-", "an id"),
@@ -1071,6 +1074,9 @@ TESTS.extend(test_search.TESTS)
 import test_answers  # noqa: E402
 test_answers.diag = diag
 TESTS.extend(test_answers.TESTS)
+import test_hardening  # noqa: E402
+test_hardening.diag = diag
+TESTS.extend(test_hardening.TESTS)
 
 
 def main():

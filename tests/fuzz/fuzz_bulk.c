@@ -19,7 +19,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fz_vault_init();
+    fz_vault_init(NULL);
     return 0;
 }
 

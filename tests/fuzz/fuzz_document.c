@@ -32,7 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fz_vault_init();
+    fz_vault_init(NULL);
     for (size_t i = 0; i < sizeof(seed_docs) / sizeof(seed_docs[0]); i++) {
         char id[16], *out = NULL;
         veil_status st;

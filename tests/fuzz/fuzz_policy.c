@@ -1,8 +1,9 @@
 /*
  * fuzz_policy.c: the policy parser (vl_policy_parse over the bounded YAML loader). An
  * accepted policy must have a canonical text that parses again to the same canonical text
- * (the identity that decides 200 versus 409 on registration). Crashes, leaks, and
- * VEIL_ERR_INTERNAL on input are findings.
+ * (the identity that decides 200 versus 409 on registration). A refused text must be
+ * invalid_policy with a message "line N: ..." naming one of its own lines. Crashes, leaks,
+ * and VEIL_ERR_INTERNAL on input are findings.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +25,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     if (rc != VEIL_OK) {
+        /* Lines as YAML counts them: a break (CR LF, CR, LF, NEL, LS, PS) followed by more
+         * text starts one. */
+        long lines = 1;
+        for (size_t i = 0; i < size;) {
+            size_t b = 0;
+            if (data[i] == '\r') {
+                b = i + 1 < size && data[i + 1] == '\n' ? 2 : 1;
+            } else if (data[i] == '\n') {
+                b = 1;
+            } else if (data[i] == 0xc2 && i + 1 < size && data[i + 1] == 0x85) {
+                b = 2;
+            } else if (data[i] == 0xe2 && i + 2 < size && data[i + 1] == 0x80 &&
+                       (data[i + 2] == 0xa8 || data[i + 2] == 0xa9)) {
+                b = 3;
+            }
+            lines += b > 0 && i + b < size;
+            i += b > 0 ? b : 1;
+        }
+        char *end = NULL;
+        long line = strncmp(st.message, "line ", 5) == 0 ? strtol(st.message + 5, &end, 10) : 0;
+        if (rc != VEIL_ERR_INVALID_POLICY || end == NULL || strncmp(end, ": ", 2) != 0 ||
+            line < 1 || line > lines) {
+            fprintf(stderr, "policy: refused as %s with \"%s\" (the text has %ld lines)\n",
+                    veil_err_name(rc), st.message, lines);
+            abort();
+        }
         return 0;
     }
     char *c1 = vl_policy_canonical(p);

@@ -3,7 +3,8 @@
  * (fuzz_document, fuzz_bulk). LLVMFuzzerInitialize calls fz_vault_init once: a data
  * directory under $TMPDIR made by veil_init, tenant "fuzz" with the invoices policy of
  * examples/ (embedded here, so the harness runs from any directory), and sessions of the
- * admin, clerk and auditor roles. The directory is removed at exit.
+ * admin, clerk and auditor roles. The directory is removed at exit. A harness may add lines
+ * to veil.yaml first (fuzz_http sets its limits).
  *
  * Invariant checked for every input (SPEC 3): bad input is a 4xx, never
  * VEIL_ERR_INTERNAL; fz_check aborts (a crash libFuzzer reports) when it sees one.
@@ -72,7 +73,8 @@ static void fz_die(const char *what, const veil_status *st)
     abort();
 }
 
-static void fz_vault_init(void)
+/* `extra`, when not NULL, is appended to veil.yaml before the vault is opened. */
+static void fz_vault_init(const char *extra)
 {
     veil_status st;
     const char *tmp = getenv("TMPDIR");
@@ -85,6 +87,14 @@ static void fz_vault_init(void)
     snprintf(data, sizeof(data), "%s/data", fz_dir);
     if (veil_init(data, NULL, &st) != VEIL_OK) {
         fz_die("veil_init", &st);
+    }
+    if (extra != NULL) {
+        char cfg[4300];
+        snprintf(cfg, sizeof(cfg), "%s/veil.yaml", data);
+        FILE *f = fopen(cfg, "a");
+        if (f == NULL || fputs(extra, f) < 0 || fclose(f) != 0) {
+            fz_die("veil.yaml", NULL);
+        }
     }
     if (veil_vault_open(data, &fz_v, &st) != VEIL_OK) {
         fz_die("veil_vault_open", &st);
@@ -104,7 +114,8 @@ static void fz_vault_init(void)
 
 /* Aborts when a call answered bad input with VEIL_ERR_INTERNAL, or left its status out of
  * step with its return value. */
-static void fz_check(const char *what, veil_err rc, const veil_status *st)
+static __attribute__((unused)) void fz_check(const char *what, veil_err rc,
+                                            const veil_status *st)
 {
     if (rc == VEIL_ERR_INTERNAL) {
         fprintf(stderr, "%s: internal error on input: %s\n", what, st->message);

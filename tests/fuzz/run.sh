@@ -5,13 +5,13 @@
 #     ok 1 - fuzz_policy 20s, 123456 execs
 # and exits non-zero if any harness crashed, leaked, timed out or could not be built; the
 # input that did it is kept under $FUZZ_OUT (default build-fuzz/findings) and named.
-# Usage: tests/fuzz/run.sh [SECONDS]
+# Usage: tests/fuzz/run.sh [SECONDS]   (or FUZZ_SECONDS=N; default 20)
 set -u
-secs=${1:-20}
+secs=${1:-${FUZZ_SECONDS:-20}}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bld=${FUZZ_BUILD:-$top/build-fuzz}
 findings=${FUZZ_OUT:-$bld/findings}
-harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config fuzz_words fuzz_store"
+harnesses="fuzz_policy fuzz_document fuzz_bulk fuzz_config fuzz_words fuzz_store fuzz_http"
 n=$(echo "$harnesses" | wc -w)
 echo "1..$n"
 mkdir -p "$bld"

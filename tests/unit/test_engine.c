@@ -926,7 +926,7 @@ static void test_collection_apply(void **state)
     assert_int_equal(veil_collection_apply(f->admin, NULL, bad, strlen(bad), &created, &st),
                      VEIL_ERR_INVALID_POLICY);
     assert_int_equal(veil_collection_apply(f->admin, NULL, "{", 1, &created, &st),
-                     VEIL_ERR_BAD_REQUEST);
+                     VEIL_ERR_INVALID_POLICY);
     /* Only admin registers. */
     assert_int_equal(veil_collection_apply(f->clerk, NULL, text, len, &created, &st),
                      VEIL_ERR_FORBIDDEN);

@@ -624,9 +624,10 @@ static void test_error_names_field(void **state)
 
 /* ---- hostile input ---- */
 
+/* Text the YAML loader refuses is a wrong policy too: invalid_policy, naming its line. */
 static void expect_bad(const char *text, size_t len, int line, const char *needle)
 {
-    expect_code(text, len, VEIL_ERR_BAD_REQUEST, line, needle);
+    expect_code(text, len, VEIL_ERR_INVALID_POLICY, line, needle);
 }
 
 static void test_hostile(void **state)
@@ -703,9 +704,53 @@ static void test_hostile(void **state)
     const char *complexkey = "? [a, b]\n: c\n";
     expect_bad(complexkey, strlen(complexkey), 1, "mapping keys must be plain names");
     const char *unclosed = "{\"collection\": \"c\", \"fields\": {\n";
-    expect_bad(unclosed, strlen(unclosed), 2, "");
+    expect_bad(unclosed, strlen(unclosed), 1, "the text ends before the mapping");
     const char *bom16 = "\xff\xfe" "c\0o\0";
     expect_bad(bom16, 6, 1, "");
+}
+
+/* An empty text (an empty HTTP body arrives as NULL) and syntax errors: invalid_policy, on
+ * the line the author must fix, never a line past the end of the text. */
+static void test_syntax_error_lines(void **state)
+{
+    (void)state;
+    expect_code(NULL, 0, VEIL_ERR_INVALID_POLICY, 1, "the policy is empty");
+    expect_code("", 0, VEIL_ERR_INVALID_POLICY, 1, "the policy is empty");
+    expect_code(" \n\n  \n", 6, VEIL_ERR_INVALID_POLICY, 1, "the policy is empty");
+    static const struct err_case cases[] = {
+        /* noticed inside the text: there, naming where the construct began */
+        {"collection: x\nfields:\n  a: {type: string\n  b: c\n", 4,
+         "did not find expected ',' or '}' while parsing a flow mapping that starts at line 3"},
+        {"collection: x\nfields:\n  a: b\n c: d\n", 4, "did not find expected key"},
+        {"collection: x\n  bad: indent\n", 2, "mapping values are not allowed"},
+        {"collection: x\n- item\n", 2, "did not find expected key"},
+        {"collection: x\nfields: {a: {type: string}}}\n", 2, ""},
+        {"collection: x\nfields:\n  a: @b\n", 3, "cannot start any token"},
+        /* noticed at the end of the text: where the unclosed bracket or quote opens */
+        {"collection: x\nfields:\n  a: [1, 2\n", 3,
+         "the text ends inside a flow sequence that starts on this line"},
+        {"collection: x\nfields:\n  a: \"unterminated\n  b: c\n", 3,
+         "the text ends inside a quoted scalar"},
+        {"collection: x\nfields: {\n", 2, "the text ends before the mapping"},
+        {"collection: x\nfields: [\n\n\n   \n", 2, "the text ends before the list"},
+        {"\n\n\n{\n", 4, "the text ends before the mapping"},
+        {"{\"collection\": \"c\",\n \"fields\": {\"a\": {\"type\": \"string\"}\n", 2,
+         "the text ends inside a flow mapping"},
+        /* libyaml counts characters where the text has bytes: "é" is two */
+        {"collection: x\nfields:\n  \xc3\xa9\xc3\xa9: [\n", 3,
+         "the text ends before the list that starts on this line is closed"},
+        {"\xef\xbb\xbf" "collection: x\nfields:\n  a\xc3\xa9: [1,\n", 3,
+         "the text ends before the list"}, /* after a byte order mark */
+        {"collection: x\nfields:\n  \xc3\xa9\xc3\xa9: @b\n", 3, "cannot start any token"},
+        /* line breaks as YAML counts them: CR LF, and CR alone */
+        {"collection: x\r\nfields:\r\n  a: [1, 2\r\n\r\n", 3, "flow sequence"},
+        {"collection: x\rfields:\r  a: [1, 2\r\r", 3, "flow sequence"},
+        {"collection: x\rfields:\r  a: b\r c: d\r", 4, "did not find expected key"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        expect_code(cases[i].text, strlen(cases[i].text), VEIL_ERR_INVALID_POLICY, cases[i].line,
+                    cases[i].needle);
+    }
 }
 
 /* Every prefix of the example and a few thousand random corruptions: errors or policies,
@@ -725,8 +770,16 @@ static void test_truncations_and_mutations(void **state)
         if (vl_policy_parse(buf, cut, stores, NSTORES, &p, &st) == VEIL_OK) {
             vl_policy_free(p);
         } else {
-            assert_true(st.code == VEIL_ERR_INVALID_POLICY || st.code == VEIL_ERR_BAD_REQUEST);
+            assert_int_equal(st.code, VEIL_ERR_INVALID_POLICY);
             assert_non_null(strstr(st.message, "line "));
+            /* The line named is one of the text's (the empty text's error is on line 1). */
+            int named = (int)strtol(st.message + 5, NULL, 10), lines = 1;
+            for (size_t i = 0; i + 1 < cut; i++) {
+                lines += buf[i] == '\n'; /* the example has LF line ends only */
+            }
+            if (named < 1 || named > lines) {
+                fail_msg("prefix of %zu bytes (%d lines): \"%s\"", cut, lines, st.message);
+            }
         }
     }
     for (int round = 0; round < 3000; round++) {
@@ -767,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_error_rules),
         cmocka_unit_test(test_error_names_field),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_syntax_error_lines),
         cmocka_unit_test(test_truncations_and_mutations),
     };
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
