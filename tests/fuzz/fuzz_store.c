@@ -743,7 +743,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fz_vault_init();
+    fz_vault_init(NULL);
     veil_status st;
     if (veil_session_open(fz_v, "fuzz", "analyst", &fz_analyst, &st) != VEIL_OK) {
         fz_die("analyst session", &st);
