@@ -24,6 +24,7 @@ static const struct {
     {"delete", vl_cmd_delete, "delete a document (over HTTP)"},
     {"query", vl_cmd_query, "query a collection (over HTTP)"},
     {"aggregate", vl_cmd_aggregate, "sum, average, count over encrypted data (over HTTP)"},
+    {"import", vl_cmd_import, "load NDJSON or CSV documents in batches (over HTTP)"},
     {"generate", vl_cmd_generate, "deterministic sample documents for the example policies"},
     {"demo", vl_cmd_demo, "a guided walk through the example use cases, in process"},
 };
