@@ -102,12 +102,20 @@ veil_err veil_tenant_list(veil_vault *v, char **json_out, veil_status *st);
  * unreadable from then on, by anyone. */
 veil_err veil_tenant_shred(veil_vault *v, const char *name, veil_status *st);
 
-/* A new bearer token for (tenant, role). `role` is "admin" or a role named by one of the
- * tenant's policies (checked when used, since policies may come later). The token is
- * returned once; only its hash is kept. *token_id_out names it for veil_token_revoke(). */
+/* A new bearer token for (tenant, role). `role` is "admin" or a role that one of the
+ * tenant's policies defines (VEIL_ERR_BAD_REQUEST, naming the roles there are, otherwise).
+ * The token is returned once; only its hash is kept. *token_id_out is the 16-hex id inside
+ * the token, which names it in veil_token_list() and veil_token_revoke(). */
 veil_err veil_token_create(veil_vault *v, const char *tenant, const char *role,
                            char **token_out, char **token_id_out, veil_status *st);
-veil_err veil_token_revoke(veil_vault *v, const char *token_id, veil_status *st);
+/* Revokes a token given by its id or by the token itself; VEIL_ERR_NOT_FOUND when there is
+ * no such valid token. */
+veil_err veil_token_revoke(veil_vault *v, const char *token_or_id, veil_status *st);
+/* The valid tokens, of `tenant` only when not NULL, oldest first:
+ * [{"id":..,"tenant":..,"role":..,"created":TIME,"last_used":TIME-or-null}], times in
+ * RFC 3339 (UTC). Never a token or its hash. The last use is recorded at most once a
+ * minute a token, so it may be up to a minute early. */
+veil_err veil_token_list(veil_vault *v, const char *tenant, char **json_out, veil_status *st);
 
 /* --- sessions --- */
 /* A session for a known tenant and role, as an embedding program trusts itself. */

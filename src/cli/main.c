@@ -17,7 +17,7 @@ static const struct {
     {"init", vl_cmd_init, "create a data directory: root key, configuration, trusted state"},
     {"server", vl_cmd_server, "run the proxy in the foreground"},
     {"tenant", vl_cmd_tenant, "create | list | shred tenants"},
-    {"token", vl_cmd_token, "create | revoke bearer tokens"},
+    {"token", vl_cmd_token, "create | list | revoke bearer tokens"},
     {"collection", vl_cmd_collection, "apply a collection policy (YAML or JSON)"},
     {"put", vl_cmd_put, "store a document (over HTTP)"},
     {"get", vl_cmd_get, "fetch a document (over HTTP)"},

@@ -56,6 +56,13 @@ veil_err vl_trusted_token_add(struct vl_trusted *t, const char *id, int64_t tena
 veil_err vl_trusted_token_find(struct vl_trusted *t, const char *id, int64_t *tenant,
                                char **tenant_name, char **role, uint8_t hash[32]);
 veil_err vl_trusted_token_revoke(struct vl_trusted *t, const char *id);
+/* Records `at` (seconds since the epoch) as the token's last use, unless the use recorded
+ * is less than `every` seconds older. */
+veil_err vl_trusted_token_touch(struct vl_trusted *t, const char *id, int64_t at,
+                                int64_t every);
+/* The valid tokens, of `tenant` only when not NULL, oldest first: [{"id","tenant","role",
+ * "created","last_used"}], times in seconds since the epoch, last_used null when never. */
+veil_err vl_trusted_token_list(struct vl_trusted *t, const char *tenant, json_t **out);
 
 /* ---- collections ---- */
 /* Stores a policy's canonical text: *created 1 if new, 0 if identical; VEIL_ERR_CONFLICT
