@@ -27,7 +27,7 @@ extern "C" {
 
 #define VEIL_VERSION "0.1.0"
 
-/* One error code per row of SPEC section 3; veil_err_name() gives the JSON `code`,
+/* One error code per error of the HTTP API; veil_err_name() gives the JSON `code`,
  * veil_err_http_status() the HTTP status. */
 typedef enum veil_err {
     VEIL_OK = 0,
@@ -152,11 +152,13 @@ veil_err veil_doc_put(veil_session *s, const char *coll, const char *id, const c
 veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **json_out,
                       veil_status *st);
 veil_err veil_doc_delete(veil_session *s, const char *coll, const char *id, veil_status *st);
-/* Query body and answer as SPEC section 3. */
+/* Query body and answer as the HTTP API's POST /v1/collections/{c}/query
+ * (docs/openapi.yaml). */
 veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t len,
                     char **json_out, veil_status *st);
-/* Aggregate body and answer as SPEC section 3: {"groups":[{"key":{..},METRIC:..}],
- * "suppressed":N}; with "explain": true also how the store and the proxy computed it. */
+/* Aggregate body and answer as the HTTP API's POST /v1/collections/{c}/aggregate:
+ * {"groups":[{"key":{..},METRIC:..}],"suppressed":N}; with "explain": true also how the
+ * store and the proxy computed it. */
 veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, size_t len,
                         char **json_out, veil_status *st);
 /* NDJSON in ({"id":..,"doc":{..}} a line), NDJSON out ({"line","id","status","error"?} a

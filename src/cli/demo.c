@@ -1,5 +1,5 @@
 /*
- * demo.c: `veil demo`, a guided walk through the two reference use cases of SPEC section 9
+ * demo.c: `veil demo`, a guided walk through the two reference use cases (invoices, patients)
  * for a newcomer at a terminal, in this process through libveil on the embedded store (no
  * server, no token).
  *
@@ -1135,7 +1135,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 
 static const char demo_usage[] =
     "usage: veil demo [--data DIR] [--count N]\n\n"
-    "A guided walk through the two example use cases (SPEC section 9), run in this process\n"
+    "A guided walk through the two example use cases (invoices, patients), run in this process\n"
     "through libveil on the embedded store: no server, no token. It creates an installation,\n"
     "a tenant `demo` and the example policies (built in), loads N generated invoices and\n"
     "N patients (default 2000 each), and answers the use cases' questions, showing next to\n"
@@ -1193,7 +1193,7 @@ int vl_cmd_demo(int argc, char **argv)
         d.dir = data;
     }
     d.tty = isatty(STDOUT_FILENO) != 0;
-    printf("veil demo: the two example use cases of SPEC section 9, run in this process\n"
+    printf("veil demo: the two example use cases, invoices and patients, run in this process\n"
            "through libveil on the embedded store (no server). Lines marked `store |` show\n"
            "what the untrusted database, cloud/cloud.db, holds: read straight from it.\n"
            "Data directory: %s (%s at the end).\n",

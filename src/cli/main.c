@@ -1,5 +1,5 @@
 /*
- * main.c: `veil`, one program with subcommands (SPEC section 2), dispatched from a table
+ * main.c: `veil`, one program with subcommands (man veil), dispatched from a table
  * as wireguard-tools' wg.c does. Exit status: 0 success, 1 an error, 2 a usage error.
  */
 #include <stdarg.h>

@@ -99,7 +99,7 @@ veil_err veil_init(const char *datadir, const veil_init_options *opt, veil_statu
         goto out;
     }
     fprintf(f,
-            "# veil configuration (SPEC.md section 2). Relative paths are relative to this "
+            "# veil configuration (man veil-server). Relative paths are relative to this "
             "directory.\n"
             "listen: %s\n",
             opt->listen != NULL ? opt->listen : "127.0.0.1:8470");

@@ -1,5 +1,5 @@
 /*
- * trusted.h: the trusted state (DESIGN.md "Writes, crashes and freshness"). It lives in the
+ * trusted.h: the trusted state (docs/design.md "Writes, crashes and freshness"). It lives in the
  * trusted domain, next to the keys: the key vault (wrapped tenant keys), tenants, hashed
  * bearer tokens, policies, per-collection row sequence counters, and per document its
  * current version, row sequence number and a digest of what was written for it, plus write
@@ -134,7 +134,7 @@ typedef veil_err (*vl_intent_fn)(void *ctx, int64_t tenant, const char *coll,
                                  const struct vl_intent *in);
 veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void *ctx);
 
-/* ---- search: per-word counters (DESIGN.md "text search") ----
+/* ---- search: per-word counters (docs/design.md "Text search") ----
  *
  * A word of a search field is known here only by its key, a keyed hash of field and stem.
  * Its counter is how many index entries it has been given: the store must hold entries

@@ -5,7 +5,7 @@
  * examples/ (embedded here, so the harness runs from any directory), and sessions of the
  * admin, clerk and auditor roles. The directory is removed at exit.
  *
- * Invariant checked for every input (SPEC 3): bad input is a 4xx, never
+ * Invariant checked for every input (the HTTP API): bad input is a 4xx, never
  * VEIL_ERR_INTERNAL; fz_check aborts (a crash libFuzzer reports) when it sees one.
  */
 #ifndef VL_FUZZ_VAULT_H
