@@ -1068,6 +1068,9 @@ TESTS.extend(test_faults.TESTS)
 import test_search  # noqa: E402
 test_search.diag = diag
 TESTS.extend(test_search.TESTS)
+import test_firsthour  # noqa: E402
+test_firsthour.diag = diag
+TESTS.extend(test_firsthour.TESTS)
 
 
 def main():
