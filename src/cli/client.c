@@ -1,11 +1,13 @@
 /*
- * client.c: `veil put`, `veil get`, `veil delete` and `veil query`, over HTTP with libcurl.
+ * client.c: `veil put`, `veil get`, `veil delete`, `veil query` and `veil aggregate` over
+ * HTTP with libcurl, and the connection (struct vl_client) that `veil import` shares.
  *
  * These commands hold no keys: they talk to a running `veil server` at $VEIL_ADDR (default
  * http://127.0.0.1:8470) with the bearer token in $VEIL_TOKEN, exactly as any application
  * would. Path segments are percent-encoded and sent as they are (no dot-segment folding);
  * request and response bodies are bounded. Success prints the answer on stdout, indented;
- * an error prints "veil: CODE: message" on stderr and exits 1. The token is never printed.
+ * an error prints "veil: CODE: message" on stderr and exits 1, and a server that cannot be
+ * reached is named by the address tried. The token is never printed.
  */
 #include <errno.h>
 #include <stdio.h>
