@@ -79,7 +79,8 @@ static void usage(FILE *f)
     }
     fprintf(f, "\nAdmin commands work on the data directory: --data DIR, else $VEIL_DATA, "
                "else ./veil-data.\nClient commands talk to a running server: $VEIL_ADDR "
-               "(default http://127.0.0.1:8470)\nand $VEIL_TOKEN.\n");
+               "(default http://127.0.0.1:8470)\nand $VEIL_TOKEN. The manual: man veil, "
+               "man veil-COMMAND.\n");
 }
 
 int main(int argc, char **argv)

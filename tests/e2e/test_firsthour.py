@@ -959,8 +959,6 @@ def firsthour_man_pages(ctx):
             c, sorted(helped - options(text))))
         check(documented <= helped, "veil-%s(1) names %r, which --help does not" % (
             c, sorted(documented - helped)))
-        check("SPEC" not in p.stdout and "../" not in p.stdout,
-              "veil %s --help points outside the repository" % c)
 
 
 @test
@@ -975,4 +973,3 @@ def firsthour_demo_shows_the_store(ctx):
     m = re.search(r"asked k_\w+\.\.\. for (\d+) index entries .*? and got (\d+) back", out)
     check(m and int(m.group(1)) > 0 and m.group(1) == m.group(2),
           "the search step's entries: %r" % (m.group(0) if m else out[-1500:]))
-    check("SPEC" not in out, "veil demo cites a document outside the repository")
