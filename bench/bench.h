@@ -4,7 +4,7 @@
  * bench_core runs one phase of one side at a time (veil over HTTP, plain SQLite, libveil in
  * process) so that each side lives in its own process and its memory can be measured on
  * its own; bench/run.sh runs the two sides of every phase one after the other and
- * `bench_core report` turns the collected lines into the table of SPEC section 8.
+ * `bench_core report` turns the collected lines into the benchmark table.
  *
  * A result line is "PHASE SIDE THREADS OPS SECONDS UNITS": UNITS are what the rate counts
  * (documents, queries or, for the in-process phase, field values); OPS the operations that

@@ -1,5 +1,5 @@
 /*
- * main.c: bench_core, the benchmark program that bench/run.sh drives (SPEC section 8).
+ * main.c: bench_core, the benchmark program that bench/run.sh drives.
  *
  *   bench_core http   PHASE --url U --token T --docs F --out R [--threads N] [--batch B]
  *                           [--queries Q]

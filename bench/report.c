@@ -1,5 +1,5 @@
 /*
- * report.c: `bench_core report`, the markdown of SPEC section 8 from the result lines.
+ * report.c: `bench_core report`, the markdown table from the result lines.
  *
  * One table: each row a veil figure, the baseline measured beside it in the same run, and
  * their ratio (veil / baseline throughput; for memory veil / baseline bytes). Then the

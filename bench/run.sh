@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/run.sh [BUILD_DIR] [--only search]: the benchmarks of SPEC section 8, as
+# bench/run.sh [BUILD_DIR] [--only search]: the benchmarks, as
 # `make bench` runs them.
 #
 # Makes sample data (`veil generate`), a fresh data directory with three tenants

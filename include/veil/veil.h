@@ -27,7 +27,7 @@ extern "C" {
 
 #define VEIL_VERSION "0.1.0"
 
-/* One error code per row of SPEC section 3; veil_err_name() gives the JSON `code`,
+/* One error code per error of the HTTP API; veil_err_name() gives the JSON `code`,
  * veil_err_http_status() the HTTP status. */
 typedef enum veil_err {
     VEIL_OK = 0,
@@ -113,12 +113,20 @@ veil_err veil_tenant_list(veil_vault *v, char **json_out, veil_status *st);
  * unreadable from then on, by anyone. */
 veil_err veil_tenant_shred(veil_vault *v, const char *name, veil_status *st);
 
-/* A new bearer token for (tenant, role). `role` is "admin" or a role named by one of the
- * tenant's policies (checked when used, since policies may come later). The token is
- * returned once; only its hash is kept. *token_id_out names it for veil_token_revoke(). */
+/* A new bearer token for (tenant, role). `role` is "admin" or a role that one of the
+ * tenant's policies defines (VEIL_ERR_BAD_REQUEST, naming the roles there are, otherwise).
+ * The token is returned once; only its hash is kept. *token_id_out is the 16-hex id inside
+ * the token, which names it in veil_token_list() and veil_token_revoke(). */
 veil_err veil_token_create(veil_vault *v, const char *tenant, const char *role,
                            char **token_out, char **token_id_out, veil_status *st);
-veil_err veil_token_revoke(veil_vault *v, const char *token_id, veil_status *st);
+/* Revokes a token given by its id or by the token itself; VEIL_ERR_NOT_FOUND when there is
+ * no such valid token. */
+veil_err veil_token_revoke(veil_vault *v, const char *token_or_id, veil_status *st);
+/* The valid tokens, of `tenant` only when not NULL, oldest first:
+ * [{"id":..,"tenant":..,"role":..,"created":TIME,"last_used":TIME-or-null}], times in
+ * RFC 3339 (UTC). Never a token or its hash. The last use is recorded at most once a
+ * minute a token, so it may be up to a minute early. */
+veil_err veil_token_list(veil_vault *v, const char *tenant, char **json_out, veil_status *st);
 
 /* --- sessions --- */
 /* A session for a known tenant and role, as an embedding program trusts itself. */
@@ -155,11 +163,13 @@ veil_err veil_doc_put(veil_session *s, const char *coll, const char *id, const c
 veil_err veil_doc_get(veil_session *s, const char *coll, const char *id, char **json_out,
                       veil_status *st);
 veil_err veil_doc_delete(veil_session *s, const char *coll, const char *id, veil_status *st);
-/* Query body and answer as SPEC section 3. */
+/* Query body and answer as the HTTP API's POST /v1/collections/{c}/query
+ * (docs/openapi.yaml). */
 veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t len,
                     char **json_out, veil_status *st);
-/* Aggregate body and answer as SPEC section 3: {"groups":[{"key":{..},METRIC:..}],
- * "suppressed":N}; with "explain": true also how the store and the proxy computed it. */
+/* Aggregate body and answer as the HTTP API's POST /v1/collections/{c}/aggregate:
+ * {"groups":[{"key":{..},METRIC:..}],"suppressed":N}; with "explain": true also how the
+ * store and the proxy computed it. */
 veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, size_t len,
                         char **json_out, veil_status *st);
 /* NDJSON in ({"id":..,"doc":{..}} a line), NDJSON out ({"line","id","status","error"?} a

@@ -143,9 +143,13 @@ int vl_cmd_tenant(int argc, char **argv)
 
 static const char token_usage[] =
     "usage: veil token create --tenant T --role R [--data DIR]\n"
-    "       veil token revoke TOKEN-ID [--data DIR]\n\n"
+    "       veil token list [--tenant T] [--data DIR]\n"
+    "       veil token revoke TOKEN-OR-ID [--data DIR]\n\n"
     "create prints a new bearer token once, alone on stdout, and its id on stderr; only a\n"
-    "hash of it is kept. R is `admin` or a role of the tenant's policies.\n";
+    "hash of it is kept. R is `admin` or a role that one of the tenant's policies defines.\n"
+    "list prints the valid tokens as JSON: id, tenant, role, created, last used (recorded at\n"
+    "most once a minute a token); never a token. revoke takes the token itself or its id\n"
+    "(the 16 hex digits after veil_); the server refuses it from the next request on.\n";
 
 int vl_cmd_token(int argc, char **argv)
 {
@@ -157,8 +161,10 @@ int vl_cmd_token(int argc, char **argv)
     const char *verb = optind < argc ? argv[optind] : NULL;
     bool create = verb != NULL && strcmp(verb, "create") == 0;
     bool revoke = verb != NULL && strcmp(verb, "revoke") == 0;
+    bool list = verb != NULL && strcmp(verb, "list") == 0;
     if ((create && (optind + 1 != argc || o.tenant == NULL || o.role == NULL)) ||
-        (revoke && optind + 2 != argc) || (!create && !revoke)) {
+        (revoke && (optind + 2 != argc || o.tenant != NULL || o.role != NULL)) ||
+        (list && (optind + 1 != argc || o.role != NULL)) || (!create && !revoke && !list)) {
         fputs(token_usage, stderr);
         return 2;
     }
@@ -178,9 +184,23 @@ int vl_cmd_token(int argc, char **argv)
             veil_free(token);
             veil_free(id);
         }
+    } else if (list) {
+        char *json = NULL;
+        if ((rc = veil_token_list(v, o.tenant, &json, &st)) == VEIL_OK) {
+            printf("%s\n", json);
+            veil_free(json);
+        }
     } else {
-        if ((rc = veil_token_revoke(v, argv[optind + 1], &st)) == VEIL_OK) {
-            fprintf(stderr, "veil: token %s revoked\n", argv[optind + 1]);
+        /* Name it by its id: the argument may be the token itself. */
+        const char *arg = argv[optind + 1];
+        char id[17] = "";
+        if (strncmp(arg, "veil_", 5) == 0 && strlen(arg) > 21) {
+            memcpy(id, arg + 5, 16);
+        } else {
+            snprintf(id, sizeof(id), "%s", arg);
+        }
+        if ((rc = veil_token_revoke(v, arg, &st)) == VEIL_OK) {
+            fprintf(stderr, "veil: token %s revoked\n", id);
         }
     }
     veil_vault_close(v);

@@ -6,6 +6,7 @@
 #ifndef VL_CLI_H
 #define VL_CLI_H
 
+#include "util/buf.h"
 #include "veil/veil.h"
 
 /* The data directory: `flag` if given (--data), else $VEIL_DATA, else "./veil-data". */
@@ -28,8 +29,33 @@ int vl_cmd_get(int argc, char **argv);         /* client.c */
 int vl_cmd_delete(int argc, char **argv);      /* client.c */
 int vl_cmd_query(int argc, char **argv);       /* client.c */
 int vl_cmd_aggregate(int argc, char **argv);   /* client.c */
+int vl_cmd_import(int argc, char **argv);      /* import.c: bulk loads over HTTP */
 int vl_cmd_generate(int argc, char **argv);    /* generate.c */
 int vl_cmd_demo(int argc, char **argv);        /* demo.c */
+
+/* A connection to a running server ($VEIL_ADDR, $VEIL_TOKEN), for the client commands
+ * (client.c). vl_client_open prints why on stderr and returns 1 when it cannot start (no
+ * token, bad address); vl_client_call sends one request to
+ * ADDR/v1/collections/COLL[/SUFFIX[/ID]] (segments percent-encoded) with `body` (NULL: none)
+ * of type `ctype` (NULL: application/json), and returns 0 when an answer came back, whatever
+ * its status, or 1 with a message naming the address when the server could not be reached.
+ * The connection is kept open between calls. */
+struct vl_client;
+struct vl_answer {
+    long status;
+    long retry_after;   /* seconds of a Retry-After header, or -1 */
+    struct vl_buf body; /* bounded */
+};
+void vl_answer_init(struct vl_answer *a);
+void vl_answer_free(struct vl_answer *a);
+int vl_client_open(struct vl_client **out);
+void vl_client_free(struct vl_client *c);
+const char *vl_client_addr(const struct vl_client *c);
+int vl_client_call(struct vl_client *c, const char *method, const char *coll,
+                   const char *suffix, const char *id, const char *ctype, const char *body,
+                   size_t len, long if_match, struct vl_answer *ans);
+/* "veil: CODE: message (field)" from an error answer, or its bare status; returns 1. */
+int vl_client_print_error(const struct vl_answer *a);
 
 /* Deterministic sample documents of examples/invoices.yaml and patients.yaml (generate.c).
  * vl_gen_init seeds a generator for `count` documents; vl_gen_line writes document `seq`

@@ -1,11 +1,13 @@
 /*
- * client.c: `veil put`, `veil get`, `veil delete` and `veil query`, over HTTP with libcurl.
+ * client.c: `veil put`, `veil get`, `veil delete`, `veil query` and `veil aggregate` over
+ * HTTP with libcurl, and the connection (struct vl_client) that `veil import` shares.
  *
  * These commands hold no keys: they talk to a running `veil server` at $VEIL_ADDR (default
  * http://127.0.0.1:8470) with the bearer token in $VEIL_TOKEN, exactly as any application
  * would. Path segments are percent-encoded and sent as they are (no dot-segment folding);
  * request and response bodies are bounded. Success prints the answer on stdout, indented;
- * an error prints "veil: CODE: message" on stderr and exits 1. The token is never printed.
+ * an error prints "veil: CODE: message" on stderr and exits 1, and a server that cannot be
+ * reached is named by the address tried. The token is never printed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,15 +27,6 @@
 #define REQUEST_TIMEOUT_S 300L
 #define ADDR_MAX 2048
 
-struct call {
-    const char *method;
-    const char *url;
-    const char *body;
-    size_t len;
-    long if_match;
-    long status;
-    struct vl_buf resp;
-};
 
 static const char put_usage[] =
     "usage: veil put COLLECTION ID [FILE|-] [--if-match VERSION]\n"
@@ -154,12 +147,11 @@ static void print_body(const struct vl_buf *b)
     }
 }
 
-/* "veil: CODE: message" from the server's error object, or the bare status. */
-static int print_error(const struct call *c)
+int vl_client_print_error(const struct vl_answer *a)
 {
-    const char *s = c->resp.data ? (const char *)c->resp.data : "";
+    const char *s = a->body.data ? (const char *)a->body.data : "";
     json_error_t err;
-    json_t *j = json_loadb(s, c->resp.len, 0, &err);
+    json_t *j = json_loadb(s, a->body.len, 0, &err);
     const char *code = NULL;
     const char *msg = NULL;
     const char *field = NULL;
@@ -176,7 +168,7 @@ static int print_error(const struct call *c)
             fprintf(stderr, "veil: %s: %s\n", code, msg ? msg : "");
         }
     } else {
-        fprintf(stderr, "veil: the server answered HTTP %ld\n", c->status);
+        fprintf(stderr, "veil: the server answered HTTP %ld\n", a->status);
     }
     json_decref(j);
     return 1;
@@ -237,16 +229,84 @@ out:
     return url;
 }
 
-/* Performs `c`; 0 when an answer came back (any status), else 1 with a message. */
-static int perform(CURL *h, const char *token, struct call *c)
+struct vl_client {
+    CURL *h;
+    const char *token;
+    char addr[ADDR_MAX];
+};
+
+int vl_client_open(struct vl_client **out)
+{
+    struct vl_client *c = calloc(1, sizeof(*c));
+    int rc = 1;
+    if (c == NULL) {
+        rc = vl_cli_error(1, "out of memory");
+        goto out;
+    }
+    if ((c->token = token_of()) == NULL) {
+        rc = vl_cli_error(1, "VEIL_TOKEN is not set (or holds spaces or control characters); "
+                             "create a token with `veil token create`");
+        goto out;
+    }
+    if (server_addr(c->addr, sizeof(c->addr)) == NULL) {
+        rc = vl_cli_error(1, "VEIL_ADDR is too long");
+        goto out;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        rc = vl_cli_error(1, "cannot start libcurl");
+        goto out;
+    }
+    if ((c->h = curl_easy_init()) == NULL) {
+        curl_global_cleanup();
+        rc = vl_cli_error(1, "cannot start libcurl");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc == 0) {
+        *out = c;
+    } else {
+        free(c);
+    }
+    return rc;
+}
+
+void vl_client_free(struct vl_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    curl_easy_cleanup(c->h);
+    curl_global_cleanup();
+    free(c);
+}
+
+const char *vl_client_addr(const struct vl_client *c)
+{
+    return c->addr;
+}
+
+int vl_client_call(struct vl_client *c, const char *method, const char *coll,
+                   const char *suffix, const char *id, const char *ctype, const char *body,
+                   size_t len, long if_match, struct vl_answer *ans)
 {
     struct curl_slist *hdrs = NULL;
     char auth[4096];
     char ifm[64];
+    char ct[128];
+    char *url = NULL;
     int rc = 1;
     CURLcode cc;
 
-    if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token) >=
+    ans->status = 0;
+    ans->retry_after = -1;
+    vl_buf_reset(&ans->body);
+    curl_easy_reset(c->h);
+    if ((url = build_url(c->h, c->addr, coll, suffix, id)) == NULL) {
+        rc = vl_cli_error(1, "out of memory");
+        goto out;
+    }
+    if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token) >=
         sizeof(auth)) {
         rc = vl_cli_error(1, "VEIL_TOKEN is too long");
         goto out;
@@ -254,102 +314,100 @@ static int perform(CURL *h, const char *token, struct call *c)
     hdrs = curl_slist_append(hdrs, auth);
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
     hdrs = curl_slist_append(hdrs, "Expect:");
-    if (c->body != NULL) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    if (body != NULL) {
+        snprintf(ct, sizeof(ct), "Content-Type: %s", ctype != NULL ? ctype : "application/json");
+        hdrs = curl_slist_append(hdrs, ct);
     }
-    if (c->if_match > 0) {
-        snprintf(ifm, sizeof(ifm), "If-Match: %ld", c->if_match);
+    if (if_match > 0) {
+        snprintf(ifm, sizeof(ifm), "If-Match: %ld", if_match);
         hdrs = curl_slist_append(hdrs, ifm);
     }
     if (hdrs == NULL) {
         rc = vl_cli_error(1, "out of memory");
         goto out;
     }
-    curl_easy_setopt(h, CURLOPT_URL, c->url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &c->resp);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-    if (c->body != NULL) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->len);
-    } else if (strcmp(c->method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c->h, CURLOPT_URL, url);
+    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c->h, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    curl_easy_setopt(c->h, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
+    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &ans->body);
+    curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
+    if (body != NULL) {
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    } else if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
     }
-    cc = curl_easy_perform(h);
+    cc = curl_easy_perform(c->h);
     if (cc == CURLE_WRITE_ERROR) {
         rc = vl_cli_error(1, "the answer is larger than %u bytes", RESP_MAX);
         goto out;
     }
-    if (cc != CURLE_OK) {
-        rc = vl_cli_error(1, "cannot reach the server: %s", curl_easy_strerror(cc));
+    if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+        cc == CURLE_OPERATION_TIMEDOUT) {
+        rc = vl_cli_error(1, "cannot reach the server at %s: %s (is `veil server` running "
+                             "there? $VEIL_ADDR names another address)",
+                          c->addr, curl_easy_strerror(cc));
         goto out;
     }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
+    if (cc != CURLE_OK) {
+        rc = vl_cli_error(1, "cannot reach the server at %s: %s", c->addr,
+                          curl_easy_strerror(cc));
+        goto out;
+    }
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &ans->status);
+    curl_off_t ra = -1;
+    if (curl_easy_getinfo(c->h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra >= 0) {
+        ans->retry_after = (long)ra;
+    }
     rc = 0;
 out:
     curl_slist_free_all(hdrs);
+    free(url);
     explicit_bzero(auth, sizeof(auth));
     return rc;
+}
+
+void vl_answer_init(struct vl_answer *a)
+{
+    memset(a, 0, sizeof(*a));
+    vl_buf_init(&a->body, RESP_MAX);
+}
+
+void vl_answer_free(struct vl_answer *a)
+{
+    vl_buf_free(&a->body);
 }
 
 /* Runs one call against the collection and prints its outcome; the exit status. */
 static int run(const char *method, const char *coll, const char *suffix, const char *id,
                const char *body, size_t len, long if_match)
 {
-    char addr[ADDR_MAX];
-    const char *token = token_of();
-    CURL *h = NULL;
-    struct call c;
-    int rc = 1;
+    struct vl_client *cl = NULL;
+    struct vl_answer a;
+    int rc;
 
-    memset(&c, 0, sizeof(c));
-    vl_buf_init(&c.resp, RESP_MAX);
-    if (token == NULL) {
-        rc = vl_cli_error(1, "VEIL_TOKEN is not set (or holds spaces or control characters); "
-                             "create a token with `veil token create`");
+    vl_answer_init(&a);
+    if ((rc = vl_client_open(&cl)) != 0) {
         goto out;
     }
-    if (server_addr(addr, sizeof(addr)) == NULL) {
-        rc = vl_cli_error(1, "VEIL_ADDR is too long");
+    if ((rc = vl_client_call(cl, method, coll, suffix, id, NULL, body, len, if_match, &a)) !=
+        0) {
         goto out;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (h = curl_easy_init()) == NULL) {
-        rc = vl_cli_error(1, "cannot start libcurl");
-        goto out;
-    }
-    char *url = build_url(h, addr, coll, suffix, id);
-    if (url == NULL) {
-        rc = vl_cli_error(1, "out of memory");
-        goto out;
-    }
-    c.method = method;
-    c.url = url;
-    c.body = body;
-    c.len = len;
-    c.if_match = if_match;
-    rc = perform(h, token, &c);
-    free(url);
-    if (rc != 0) {
-        goto out;
-    }
-    if (c.status >= 200 && c.status < 300) {
-        print_body(&c.resp);
+    if (a.status >= 200 && a.status < 300) {
+        print_body(&a.body);
         rc = fflush(stdout) == 0 ? 0 : vl_cli_error(1, "cannot write the answer");
     } else {
-        rc = print_error(&c);
+        rc = vl_client_print_error(&a);
     }
 out:
-    if (h != NULL) {
-        curl_easy_cleanup(h);
-        curl_global_cleanup();
-    }
-    vl_buf_free(&c.resp);
+    vl_client_free(cl);
+    vl_answer_free(&a);
     return rc;
 }
 

@@ -1,5 +1,5 @@
 /*
- * demo.c: `veil demo`, a guided walk through the two reference use cases of SPEC section 9
+ * demo.c: `veil demo`, a guided walk through the two reference use cases (invoices, patients)
  * for a newcomer at a terminal, in this process through libveil on the embedded store (no
  * server, no token).
  *
@@ -16,10 +16,17 @@
  * Without --data the demo works in a fresh temporary directory and removes it at the end;
  * with --data DIR it creates DIR (which must not hold an installation yet) and keeps it.
  * Peeks are best effort: a store layout it does not know is reported, not fatal.
+ *
+ * What the store is asked during a step is seen from the database's side too: the demo
+ * runs in the same process as the store driver, so an SQLite auto-extension hands it every
+ * connection opened on cloud/cloud.db, and a trace on those counts the statements the
+ * driver runs, the keys they ask for and the rows they return while a watch is on: what
+ * the operator of that database could log.
  */
 #include <ftw.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -127,6 +134,19 @@ static void peek(const struct demo *d, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     printf("  %sstore |%s %s\n", d->tty ? "\033[36m" : "", d->tty ? "\033[0m" : "", text);
+}
+
+/* A longer line about the untrusted store, word-wrapped. */
+static void peek_wrapped(const struct demo *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void peek_wrapped(const struct demo *d, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    wrap_cols(d->tty ? "  \033[36mstore |\033[0m " : "  store | ", 10, text);
 }
 
 /* What the store learned, in one sentence. */
@@ -342,6 +362,7 @@ static void peek_tables(const struct demo *d)
         case 'x': snprintf(what, sizeof(what), "%s: equality and range tokens", coll); break;
         case 's': snprintf(what, sizeof(what), "%s: ASHE sum cells", coll); break;
         case 'p': snprintf(what, sizeof(what), "%s: Paillier sum cells", coll); break;
+        case 'k': snprintf(what, sizeof(what), "%s: search index entries", coll); break;
         default: break;
         }
         peek(d, "  %-36s %8lld rows  %s", name, count_rows(d, name), what);
@@ -384,6 +405,10 @@ static void peek_watched(struct demo *d, const json_t *cols)
              d->watched, short_hex(tok, sqlite3_column_blob(stmt, 0),
                                    sqlite3_column_bytes(stmt, 0)),
              sqlite3_column_int64(stmt, 1), sqlite3_column_int(stmt, 2));
+        peek_wrapped(d, "(seq: the row sequence number the proxy reserved for this write, in "
+                        "blocks, in trusted state; the sum cell's key stream and the search "
+                        "entries are keyed by it. It is not the id and says nothing of the "
+                        "content.)");
     }
     sqlite3_finalize(stmt);
     if (d->watched_tok[0] == '\0') {
@@ -460,6 +485,103 @@ static void watched_token(const struct demo *d, const char *col, char out[129])
         hex(out, sqlite3_column_blob(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0));
     }
     sqlite3_finalize(stmt);
+}
+
+/* ---- watching what the store is asked ---- */
+
+/* Statements the store driver ran on cloud.db while the watch was on, by the kind of table
+ * they read: their number, the keys they were given (bound parameters) and the rows they
+ * returned. */
+struct watch_kind {
+    unsigned long stmts, keys, rows;
+};
+static struct {
+    pthread_mutex_t mu;
+    bool on;
+    bool opening_peek;          /* our own read-only connection is being opened */
+    struct watch_kind kv, rows; /* k_ (search index entries), r_ (sealed documents) */
+    char label[2 * HEX_SHOWN + 4];
+} watch = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static struct watch_kind *watch_kind_of(const char *sql)
+{
+    if (sql == NULL || strncmp(sql, "SELECT", 6) != 0) {
+        return NULL;
+    }
+    if (strstr(sql, "\"k_") != NULL) {
+        return &watch.kv;
+    }
+    if (strstr(sql, "\"r_") != NULL) {
+        return &watch.rows;
+    }
+    return NULL;
+}
+
+static int watch_trace(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)ctx;
+    (void)x;
+    sqlite3_stmt *stmt = p;
+    pthread_mutex_lock(&watch.mu);
+    struct watch_kind *k = watch.on ? watch_kind_of(sqlite3_sql(stmt)) : NULL;
+    if (k != NULL && type == SQLITE_TRACE_ROW) {
+        k->rows++;
+    } else if (k != NULL && type == SQLITE_TRACE_STMT) {
+        k->stmts++;
+        k->keys += (unsigned long)sqlite3_bind_parameter_count(stmt);
+        if (k == &watch.kv && watch.label[0] == '\0') {
+            /* The first label asked for, as the database saw it: x'...' in the SQL. */
+            char *full = sqlite3_expanded_sql(stmt);
+            const char *h = full != NULL ? strstr(full, "x'") : NULL;
+            if (full != NULL && h == NULL) {
+                h = strstr(full, "X'");
+            }
+            if (h != NULL && strlen(h + 2) > 2 * HEX_SHOWN) {
+                snprintf(watch.label, sizeof(watch.label), "%.*s...", 2 * HEX_SHOWN, h + 2);
+            }
+            sqlite3_free(full);
+        }
+    }
+    pthread_mutex_unlock(&watch.mu);
+    return 0;
+}
+
+/* Called by SQLite for every connection this process opens: traces the store driver's
+ * connections to cloud/cloud.db (not trusted.db, not the demo's own). */
+static int watch_connection(sqlite3 *db, char **err, const struct sqlite3_api_routines *api)
+{
+    (void)err;
+    (void)api;
+    const char *f = sqlite3_db_filename(db, "main");
+    const char *tail = "/cloud/cloud.db";
+    size_t n = f != NULL ? strlen(f) : 0;
+    pthread_mutex_lock(&watch.mu);
+    bool mine = watch.opening_peek;
+    pthread_mutex_unlock(&watch.mu);
+    if (!mine && n >= strlen(tail) && strcmp(f + n - strlen(tail), tail) == 0) {
+        sqlite3_trace_v2(db, SQLITE_TRACE_STMT | SQLITE_TRACE_ROW, watch_trace, NULL);
+    }
+    return SQLITE_OK;
+}
+
+static void watch_start(void)
+{
+    pthread_mutex_lock(&watch.mu);
+    memset(&watch.kv, 0, sizeof(watch.kv));
+    memset(&watch.rows, 0, sizeof(watch.rows));
+    watch.label[0] = '\0';
+    watch.on = true;
+    pthread_mutex_unlock(&watch.mu);
+}
+
+static void watch_stop(struct watch_kind *kv, struct watch_kind *rows, char *label, size_t n)
+{
+    pthread_mutex_lock(&watch.mu);
+    watch.on = false;
+    *kv = watch.kv;
+    *rows = watch.rows;
+    snprintf(label, n, "%s", watch.label);
+    pthread_mutex_unlock(&watch.mu);
 }
 
 /* ---- the steps ---- */
@@ -955,11 +1077,15 @@ static int step_search(struct demo *d)
 {
     veil_status st;
     char *text = NULL;
+    struct watch_kind kv, rows;
+    char label[2 * HEX_SHOWN + 4];
     section(d, 7, "Records whose clinical notes mention words (clinician)");
     const char *q = "{\"match\":{\"clinical_notes\":\"chest pain\"},\"select\":[\"patient_no\","
                     "\"clinical_notes\"],\"limit\":3}";
     show_call("veil_query patients", q);
+    watch_start();
     veil_err rc = veil_query(d->clinician, "patients", q, strlen(q), &text, &st);
+    watch_stop(&kv, &rows, label, sizeof(label));
     if (rc != VEIL_OK) {
         return fail("veil_query", &st);
     }
@@ -972,6 +1098,26 @@ static int step_search(struct demo *d)
         snprintf(line, sizeof(line), "%s: %s", jstr(e, "id"), jstr(e, "doc.clinical_notes"));
         wrap("    ", line);
     }
+    char ktable[70];
+    snprintf(ktable, sizeof(ktable), "k_%s", d->pat_table);
+    long long entries = count_rows(d, ktable);
+    if (kv.stmts > 0) {
+        peek_wrapped(d, "the words are stemmed (chest, pain) and each has a counter in trusted "
+                        "state; the proxy asked k_%.8s... for %lu index entries by their "
+                        "16-byte labels (%s, ...), in %lu statement%s, and got %lu back, out of "
+                        "%lld the table holds",
+                     d->pat_table, kv.keys, label[0] != '\0' ? label : "random-looking",
+                     kv.stmts, kv.stmts == 1 ? "" : "s", kv.rows, entries);
+    }
+    if (rows.stmts > 0) {
+        peek_wrapped(d, "then it asked r_%.8s... for %lu rows by document token and got %lu "
+                        "sealed documents; the proxy ranked them (BM25) from the entries' "
+                        "counts and the lengths kept in trusted state",
+                     d->pat_table, rows.keys, rows.rows);
+    }
+    learned(d, "which index entries this search read (so how often the searched words were "
+               "written, and that a repeat of the search reads the same ones) and which "
+               "documents came back; not the words, and nothing about entries written later.");
     print_leakage(d, "patients", "clinical_notes");
     json_decref(a);
     return 0;
@@ -989,7 +1135,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 
 static const char demo_usage[] =
     "usage: veil demo [--data DIR] [--count N]\n\n"
-    "A guided walk through the two example use cases (SPEC section 9), run in this process\n"
+    "A guided walk through the two example use cases (invoices, patients), run in this process\n"
     "through libveil on the embedded store: no server, no token. It creates an installation,\n"
     "a tenant `demo` and the example policies (built in), loads N generated invoices and\n"
     "N patients (default 2000 each), and answers the use cases' questions, showing next to\n"
@@ -1047,17 +1193,25 @@ int vl_cmd_demo(int argc, char **argv)
         d.dir = data;
     }
     d.tty = isatty(STDOUT_FILENO) != 0;
-    printf("veil demo: the two example use cases of SPEC section 9, run in this process\n"
+    printf("veil demo: the two example use cases, invoices and patients, run in this process\n"
            "through libveil on the embedded store (no server). Lines marked `store |` show\n"
            "what the untrusted database, cloud/cloud.db, holds: read straight from it.\n"
            "Data directory: %s (%s at the end).\n",
            d.dir, data == NULL ? "removed" : "kept");
 
+    sqlite3_auto_extension((void (*)(void))watch_connection);
     int r = step_setup(&d);
     if (r == 0) {
         char path[PATH_MAX_DEMO];
         snprintf(path, sizeof(path), "%s/cloud/cloud.db", d.dir);
-        if (sqlite3_open_v2(path, &d.cloud, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        pthread_mutex_lock(&watch.mu);
+        watch.opening_peek = true;
+        pthread_mutex_unlock(&watch.mu);
+        int orc = sqlite3_open_v2(path, &d.cloud, SQLITE_OPEN_READONLY, NULL);
+        pthread_mutex_lock(&watch.mu);
+        watch.opening_peek = false;
+        pthread_mutex_unlock(&watch.mu);
+        if (orc != SQLITE_OK) {
             fprintf(stderr, "veil: demo: cannot open %s read-only: the peeks are left out\n",
                     path);
             sqlite3_close(d.cloud);
@@ -1087,6 +1241,7 @@ int vl_cmd_demo(int argc, char **argv)
     veil_session_free(d.clinician);
     veil_session_free(d.admin);
     veil_vault_close(d.v);
+    sqlite3_cancel_auto_extension((void (*)(void))watch_connection);
     if (r == 0) {
         section(&d, 8, "Done");
     }

@@ -1,6 +1,6 @@
 /*
  * generate.c: `veil generate invoices|patients`, deterministic sample documents for the two
- * example policies (examples/invoices.yaml, examples/patients.yaml; SPEC section 9).
+ * example policies (examples/invoices.yaml, examples/patients.yaml).
  *
  * Output is NDJSON, one {"id":..,"doc":{..}} a line, ready for `veil_bulk` or POST .../bulk.
  * The same kind, count and seed give byte-identical output on every machine: the generator

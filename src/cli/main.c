@@ -1,5 +1,5 @@
 /*
- * main.c: `veil`, one program with subcommands (SPEC section 2), dispatched from a table
+ * main.c: `veil`, one program with subcommands (man veil), dispatched from a table
  * as wireguard-tools' wg.c does. Exit status: 0 success, 1 an error, 2 a usage error.
  */
 #include <stdarg.h>
@@ -17,13 +17,14 @@ static const struct {
     {"init", vl_cmd_init, "create a data directory: root key, configuration, trusted state"},
     {"server", vl_cmd_server, "run the proxy in the foreground"},
     {"tenant", vl_cmd_tenant, "create | list | shred tenants"},
-    {"token", vl_cmd_token, "create | revoke bearer tokens"},
+    {"token", vl_cmd_token, "create | list | revoke bearer tokens"},
     {"collection", vl_cmd_collection, "apply a collection policy (YAML or JSON)"},
     {"put", vl_cmd_put, "store a document (over HTTP)"},
     {"get", vl_cmd_get, "fetch a document (over HTTP)"},
     {"delete", vl_cmd_delete, "delete a document (over HTTP)"},
     {"query", vl_cmd_query, "query a collection (over HTTP)"},
     {"aggregate", vl_cmd_aggregate, "sum, average, count over encrypted data (over HTTP)"},
+    {"import", vl_cmd_import, "load NDJSON or CSV documents in batches (over HTTP)"},
     {"generate", vl_cmd_generate, "deterministic sample documents for the example policies"},
     {"demo", vl_cmd_demo, "a guided walk through the example use cases, in process"},
 };
@@ -78,7 +79,8 @@ static void usage(FILE *f)
     }
     fprintf(f, "\nAdmin commands work on the data directory: --data DIR, else $VEIL_DATA, "
                "else ./veil-data.\nClient commands talk to a running server: $VEIL_ADDR "
-               "(default http://127.0.0.1:8470)\nand $VEIL_TOKEN.\n");
+               "(default http://127.0.0.1:8470)\nand $VEIL_TOKEN. The manual: man veil, "
+               "man veil-COMMAND.\n");
 }
 
 int main(int argc, char **argv)

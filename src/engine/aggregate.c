@@ -1,6 +1,6 @@
 /*
  * aggregate.c: SUM, AVG and COUNT, grouped by equality fields, computed by the untrusted
- * store over data it cannot read (SPEC section 3, "Aggregate body").
+ * store over data it cannot read (the HTTP API's aggregate body).
  *
  * The store filters rows by tokens (as a query does), groups them by the equality tokens of
  * the group_by fields, and adds the ASHE cells of each summed field with its own SUM (or

@@ -107,6 +107,9 @@ struct vl_coll {
 veil_err vl_coll_seq_take(veil_vault *v, const struct vl_coll *c, uint64_t n,
                           uint64_t *first) VL_WUR;
 
+#define VL_TOKEN_SEEN_SLOTS 256
+#define VL_TOKEN_TOUCH_S 60 /* a token's last use is recorded at most this often */
+
 struct veil_vault {
     char *datadir;
     struct vl_config cfg;
@@ -117,6 +120,13 @@ struct veil_vault {
     pthread_mutex_t mu;            /* guards colls */
     struct vl_coll *colls;
     pthread_mutex_t stripes[VL_STRIPES]; /* per-document write locks, by token byte */
+    /* When each token's use was last written to the trusted state (vault.c): at most once
+     * a minute a token, not once a request. Slots by token id; a collision costs a write. */
+    pthread_mutex_t seen_mu;
+    struct vl_token_seen {
+        char id[16 + 1];
+        int64_t at;
+    } seen[VL_TOKEN_SEEN_SLOTS];
 };
 
 struct veil_session {

@@ -1,5 +1,5 @@
 /*
- * search.c: the `search` tactic in the engine (DESIGN.md "text search").
+ * search.c: the `search` tactic in the engine (docs/design.md "Text search").
  *
  * Writing: each search field's text becomes its distinct stems (words.c). Per stem, the
  * documents of a write batch that have it (one, for a single put; up to 128 an entry in a

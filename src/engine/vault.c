@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -98,7 +99,7 @@ veil_err veil_init(const char *datadir, const veil_init_options *opt, veil_statu
         goto out;
     }
     fprintf(f,
-            "# veil configuration (SPEC.md section 2). Relative paths are relative to this "
+            "# veil configuration (man veil-server). Relative paths are relative to this "
             "directory.\n"
             "listen: %s\n",
             opt->listen != NULL ? opt->listen : "127.0.0.1:8470");
@@ -156,6 +157,7 @@ veil_err veil_vault_open(const char *datadir, veil_vault **out, veil_status *st)
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
     pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->seen_mu, NULL);
     for (size_t i = 0; i < VL_STRIPES; i++) {
         pthread_mutex_init(&v->stripes[i], NULL);
     }
@@ -214,6 +216,7 @@ void veil_vault_close(veil_vault *v)
     vl_keyring_close(v->keyring);
     vl_config_free(&v->cfg);
     pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->seen_mu);
     for (size_t i = 0; i < VL_STRIPES; i++) {
         pthread_mutex_destroy(&v->stripes[i]);
     }
@@ -364,6 +367,48 @@ veil_err veil_tenant_shred(veil_vault *v, const char *name, veil_status *st)
 
 /* ---- tokens ---- */
 
+/* VEIL_OK when a policy of the tenant defines `role`; else VEIL_ERR_BAD_REQUEST naming the
+ * roles there are. */
+static veil_err role_defined(veil_vault *v, const struct vl_tenant_row *tr, const char *tenant,
+                             const char *role, veil_status *st)
+{
+    veil_session s = {.v = v, .tenant_id = tr->id, .tenant = (char *)tenant, .role = "admin",
+                      .admin = true};
+    char **names = NULL;
+    size_t n = 0;
+    bool found = false;
+    char known[200] = "";
+    size_t kn = 0;
+    veil_err rc = vl_trusted_collection_names(v->trusted, tr->id, &names, &n);
+    if (rc != VEIL_OK) {
+        return vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct vl_coll *c = NULL;
+        veil_status cst;
+        if (rc == VEIL_OK && (rc = vl_coll_get(&s, names[i], &c, &cst)) != VEIL_OK &&
+            st != NULL) {
+            *st = cst;
+        }
+        for (size_t k = 0; rc == VEIL_OK && k < c->policy->nroles; k++) {
+            const char *r = c->policy->roles[k].name;
+            found |= strcmp(r, role) == 0;
+            if (strstr(known, r) == NULL && kn + strlen(r) + 3 < sizeof(known)) {
+                kn += (size_t)snprintf(known + kn, sizeof(known) - kn, "%s%s", kn ? ", " : "",
+                                       r);
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (rc != VEIL_OK || found) {
+        return rc;
+    }
+    return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "role",
+                         "no policy of tenant %s defines role %s (roles: %s%sadmin)", tenant,
+                         role, known, kn ? ", " : "");
+}
+
 veil_err veil_token_create(veil_vault *v, const char *tenant, const char *role,
                            char **token_out, char **token_id_out, veil_status *st)
 {
@@ -376,6 +421,9 @@ veil_err veil_token_create(veil_vault *v, const char *tenant, const char *role,
     veil_err rc = vl_trusted_tenant_find(v->trusted, tenant, &tr);
     if (rc != VEIL_OK || tr.shredded) {
         return vl_status_set(st, VEIL_ERR_NOT_FOUND, "tenant", "no such tenant");
+    }
+    if (strcmp(role, "admin") != 0 && (rc = role_defined(v, &tr, tenant, role, st)) != VEIL_OK) {
+        return rc;
     }
     uint8_t idb[TOKEN_ID_HEX / 2], secret[TOKEN_SECRET_BYTES], hash[32];
     char id[TOKEN_ID_HEX + 1];
@@ -405,10 +453,46 @@ veil_err veil_token_create(veil_vault *v, const char *tenant, const char *role,
     return VEIL_OK;
 }
 
-veil_err veil_token_revoke(veil_vault *v, const char *token_id, veil_status *st)
+/* The id inside a bearer token "veil_<id>_<secret>", into id; -1 when `bearer` is not
+ * shaped like one. */
+static int token_id_of(const char *bearer, char id[TOKEN_ID_HEX + 1])
 {
+    size_t plen = strlen(TOKEN_PREFIX), n = strlen(bearer);
+    if (n > 256 || n < plen + TOKEN_ID_HEX + 1 || strncmp(bearer, TOKEN_PREFIX, plen) != 0 ||
+        bearer[plen + TOKEN_ID_HEX] != '_') {
+        return -1;
+    }
+    memcpy(id, bearer + plen, TOKEN_ID_HEX);
+    id[TOKEN_ID_HEX] = '\0';
+    return strspn(id, "0123456789abcdef") == TOKEN_ID_HEX ? 0 : -1;
+}
+
+veil_err veil_token_revoke(veil_vault *v, const char *token_or_id, veil_status *st)
+{
+    char id[TOKEN_ID_HEX + 1];
+    veil_err rc = VEIL_OK;
     vl_status_clear(st);
-    veil_err rc = vl_trusted_token_revoke(v->trusted, token_id);
+    if (strlen(token_or_id) == TOKEN_ID_HEX) {
+        memcpy(id, token_or_id, TOKEN_ID_HEX + 1);
+    } else if (token_id_of(token_or_id, id) == 0) {
+        /* The whole token: revoke it only if it is the one that id names. */
+        int64_t tenant = 0;
+        char *tname = NULL, *role = NULL;
+        uint8_t want[32], got[32];
+        rc = vl_trusted_token_find(v->trusted, id, &tenant, &tname, &role, want);
+        free(tname);
+        free(role);
+        vl_sha256(got, token_or_id, strlen(token_or_id));
+        if (rc == VEIL_OK && !vl_ct_equal(got, want, sizeof(got))) {
+            rc = VEIL_ERR_NOT_FOUND;
+        }
+    } else {
+        return vl_status_set(st, VEIL_ERR_BAD_REQUEST, "token",
+                             "give the token (veil_...) or its 16-hex id");
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_trusted_token_revoke(v->trusted, id);
+    }
     if (rc == VEIL_ERR_NOT_FOUND) {
         return vl_status_set(st, rc, "token", "no such token, or revoked already");
     }
@@ -416,6 +500,71 @@ veil_err veil_token_revoke(veil_vault *v, const char *token_id, veil_status *st)
         return vl_status_set(st, rc, NULL, "the trusted state is unavailable");
     }
     return VEIL_OK;
+}
+
+static void rfc3339(char out[32], int64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(out, 32, "%lld", (long long)t);
+    }
+}
+
+veil_err veil_token_list(veil_vault *v, const char *tenant, char **json_out, veil_status *st)
+{
+    json_t *arr = NULL;
+    vl_status_clear(st);
+    if (tenant != NULL) {
+        struct vl_tenant_row tr;
+        if (vl_trusted_tenant_find(v->trusted, tenant, &tr) != VEIL_OK || tr.shredded) {
+            return vl_status_set(st, VEIL_ERR_NOT_FOUND, "tenant", "no such tenant");
+        }
+    }
+    veil_err rc = vl_trusted_token_list(v->trusted, tenant, &arr);
+    if (rc != VEIL_OK) {
+        return vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e) {
+        char when[32];
+        rfc3339(when, json_integer_value(json_object_get(e, "created")));
+        json_object_set_new(e, "created", json_string(when));
+        json_t *used = json_object_get(e, "last_used");
+        if (json_is_integer(used)) {
+            rfc3339(when, json_integer_value(used));
+            json_object_set_new(e, "last_used", json_string(when));
+        }
+    }
+    *json_out = vl_json_text(arr);
+    json_decref(arr);
+    return *json_out != NULL ? VEIL_OK : vl_status_set(st, VEIL_ERR_INTERNAL, NULL,
+                                                       "out of memory");
+}
+
+/* Records a token's use in the trusted state, at most once every VL_TOKEN_TOUCH_S seconds a
+ * token: the vault remembers when it last did, so most requests write nothing. */
+static void token_touch(veil_vault *v, const char *id)
+{
+    int64_t now = (int64_t)time(NULL);
+    unsigned slot = 0;
+    for (size_t i = 0; i < TOKEN_ID_HEX; i++) {
+        slot = slot * 31u + (unsigned char)id[i];
+    }
+    slot %= VL_TOKEN_SEEN_SLOTS;
+    bool due;
+    pthread_mutex_lock(&v->seen_mu);
+    struct vl_token_seen *e = &v->seen[slot];
+    due = strcmp(e->id, id) != 0 || now - e->at >= VL_TOKEN_TOUCH_S || now < e->at;
+    if (due) {
+        memcpy(e->id, id, sizeof(e->id));
+        e->at = now;
+    }
+    pthread_mutex_unlock(&v->seen_mu);
+    if (due && vl_trusted_token_touch(v->trusted, id, now, VL_TOKEN_TOUCH_S) != VEIL_OK) {
+        vl_log(VL_LOG_WARN, "trusted state: cannot record a token's last use");
+    }
 }
 
 /* ---- sessions ---- */
@@ -459,14 +608,7 @@ veil_err veil_session_authenticate(veil_vault *v, const char *bearer, veil_sessi
     int64_t tenant_id = 0;
     char *role = NULL, *tname = NULL;
     vl_status_clear(st);
-    size_t plen = strlen(TOKEN_PREFIX);
-    if (bearer == NULL || strlen(bearer) > 256 || strncmp(bearer, TOKEN_PREFIX, plen) != 0 ||
-        strlen(bearer) < plen + TOKEN_ID_HEX + 1 || bearer[plen + TOKEN_ID_HEX] != '_') {
-        goto out;
-    }
-    memcpy(id, bearer + plen, TOKEN_ID_HEX);
-    id[TOKEN_ID_HEX] = '\0';
-    if (strspn(id, "0123456789abcdef") != TOKEN_ID_HEX) {
+    if (bearer == NULL || token_id_of(bearer, id) != 0) {
         goto out;
     }
     veil_err r = vl_trusted_token_find(v->trusted, id, &tenant_id, &tname, &role, want);
@@ -479,6 +621,9 @@ veil_err veil_session_authenticate(veil_vault *v, const char *bearer, veil_sessi
         goto out;
     }
     rc = session_new(v, tenant_id, tname, role, out) == VEIL_OK ? VEIL_OK : VEIL_ERR_INTERNAL;
+    if (rc == VEIL_OK) {
+        token_touch(v, id);
+    }
 out:
     free(role);
     free(tname);

@@ -1,5 +1,5 @@
 /*
- * view.c: a document as a role may see it (SPEC 4 "Roles"). `read` fields come back in
+ * view.c: a document as a role may see it (README "Policies"). `read` fields come back in
  * clear ("*": every field, listed or not), `masked` fields masked with the field's `mask:`
  * (redact when it has none), every other field is left out. The built-in admin role sees
  * everything. `select` then keeps only the paths asked for.

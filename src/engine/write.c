@@ -1,5 +1,5 @@
 /*
- * write.c: put, delete and bulk (DESIGN.md "Writes, crashes and freshness").
+ * write.c: put, delete and bulk (docs/design.md "Writes, crashes and freshness").
  *
  * A batch of writes to one collection goes: (1) lock the documents' stripes, read their
  * trusted state, check versions and If-Match; (2) reserve row sequence numbers and seal

@@ -1,5 +1,5 @@
 /*
- * keys.h: the key hierarchy (DESIGN.md "keys").
+ * keys.h: the key hierarchy (docs/design.md "Keys").
  *
  *   root key (keyring: a local file, or a non-extractable key in a PKCS#11 token)
  *     wraps, per tenant and key version, a random 32-byte tenant key (in trusted state)

@@ -1,5 +1,5 @@
 /*
- * policy.c: collection policies (SPEC section 4), from text to checked structs and back.
+ * policy.c: collection policies (README "Policies"), from text to checked structs and back.
  *
  * A policy is the security contract of a collection, so this file is strict: every key it
  * does not know is an error that names it, every cross-rule (a tactic that does not fit a
@@ -10,7 +10,7 @@
  * It also writes the two JSON forms of a policy: the canonical text (sorted keys, defaults
  * spelled out), which decides whether two policies are the same and parses back to the same
  * policy, and the description of GET /v1/collections/{c}, which states per field what the
- * untrusted store learns (SPEC section 4's table, in words, for the field's actual tactics).
+ * untrusted store learns (the README's table of tactics, in words, for the field's actual tactics).
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 /*
- * policy.h: collection policies (SPEC section 4) and the typed values of their fields.
+ * policy.h: collection policies (README "Policies") and the typed values of their fields.
  *
  * A policy is parsed from YAML or JSON (JSON is YAML) with libyaml, validated whole, and
  * held as plain structs. Errors are VEIL_ERR_INVALID_POLICY with a message naming the line
  * and the field ("line 4: field amount: ..."), except text that is not YAML at all
  * (malformed, not UTF-8, over the size, depth or node limits), which is
- * VEIL_ERR_BAD_REQUEST as SPEC section 3 says. Nothing here does I/O or cryptography.
+ * VEIL_ERR_BAD_REQUEST as the HTTP API says. Nothing here does I/O or cryptography.
  */
 #ifndef VL_POLICY_H
 #define VL_POLICY_H
@@ -100,7 +100,7 @@ void vl_policy_free(struct vl_policy *p);
  * their canonical texts are equal; parsing the text gives the same policy back. malloc'd. */
 char *vl_policy_canonical(const struct vl_policy *p);
 
-/* The policy as SPEC's GET /v1/collections/{c} shows it: each field with a `leakage`
+/* The policy as GET /v1/collections/{c} shows it: each field with a `leakage`
  * statement in plain words. New reference. */
 json_t *vl_policy_describe(const struct vl_policy *p);
 /* The same, with fields that name no store shown under `default_store` (the first store

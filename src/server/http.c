@@ -3,7 +3,7 @@
  *
  * Every answer leaves through vl_reply_send(), which adds the security headers
  * (X-Content-Type-Options: nosniff, Cache-Control: no-store, a CSP that forbids
- * everything); every error is the JSON object of SPEC section 3, built with jansson so
+ * everything); every error is the JSON error object of the HTTP API, built with jansson so
  * that a message can never break out of its string. The checks here (percent-escapes,
  * UTF-8, nesting depth) run on bytes before any parser sees them, so that malformed input
  * is a 400 by construction.

@@ -1,5 +1,5 @@
 /*
- * routes.c: the route table of SPEC section 3 and one libveil call per route.
+ * routes.c: the route table of the HTTP API (docs/openapi.yaml) and one libveil call per route.
  *
  * Paths arrive still percent-encoded (server.c turns MHD's unescaping off), so that an
  * escaped '/' inside a collection name or document id cannot change which route matches.

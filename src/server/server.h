@@ -1,5 +1,5 @@
 /*
- * server.h: the HTTP front door (SPEC section 3) on libmicrohttpd. It parses requests,
+ * server.h: the HTTP front door (docs/openapi.yaml) on libmicrohttpd. It parses requests,
  * authenticates bearer tokens, enforces body, memory, connection, time and rate limits and
  * maps veil_err to HTTP; the meaning of every request lives in libveil.
  */

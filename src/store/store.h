@@ -1,5 +1,5 @@
 /*
- * store.h: the opaque-table interface every untrusted store offers (DESIGN.md).
+ * store.h: the opaque-table interface every untrusted store offers (docs/design.md).
  *
  * A store holds opaque tables, each named by a keyed hash (hex) of tenant and collection.
  * A row is keyed by a document token (a keyed hash of the document id) and holds a sealed

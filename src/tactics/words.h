@@ -1,6 +1,6 @@
 /*
  * words.h: the words of a text, as the `search` tactic indexes and queries them
- * (DESIGN.md "words").
+ * (docs/design.md "Text search").
  *
  * A text is normalized with utf8proc (NFKC and full case folding: "ﬁ" becomes "fi", "Straße"
  * becomes "strasse"), split into words, and each word is stemmed with the Snowball stemmer

@@ -83,6 +83,7 @@ static const char schema_indexes[] =
 static const char *const added_columns[][2] = {
     {"docs", "slen"},
     {"intents", "slen"},
+    {"tokens", "last_used"},
 };
 
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
@@ -480,6 +481,66 @@ veil_err vl_trusted_token_revoke(struct vl_trusted *t, const char *id)
         rc = VEIL_ERR_NOT_FOUND;
     }
     return tx_end(t, rc);
+}
+
+veil_err vl_trusted_token_touch(struct vl_trusted *t, const char *id, int64_t at,
+                                int64_t every)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "UPDATE tokens SET last_used=?2 WHERE id=?1 AND revoked=0 "
+                              "AND (last_used IS NULL OR last_used <= ?2 - ?3)");
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, at);
+        sqlite3_bind_int64(s, 3, every);
+    }
+    rc = run(t, s, "token touch");
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_token_list(struct vl_trusted *t, const char *tenant, json_t **out)
+{
+    veil_err rc = VEIL_OK;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT k.id, n.name, k.role, k.created, k.last_used "
+                              "FROM tokens k JOIN tenants n ON n.id = k.tenant "
+                              "WHERE k.revoked=0 AND n.shredded=0 AND (?1 IS NULL OR n.name=?1) "
+                              "ORDER BY n.name, k.created, k.id");
+    if (s == NULL || arr == NULL) {
+        rc = db_err(t, 0, "token list");
+        goto out;
+    }
+    if (tenant != NULL) {
+        sqlite3_bind_text(s, 1, tenant, -1, SQLITE_TRANSIENT);
+    }
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        json_t *used = sqlite3_column_type(s, 4) == SQLITE_INTEGER
+                           ? json_integer(sqlite3_column_int64(s, 4))
+                           : json_null();
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:o}",
+                                             "id", (const char *)sqlite3_column_text(s, 0),
+                                             "tenant", (const char *)sqlite3_column_text(s, 1),
+                                             "role", (const char *)sqlite3_column_text(s, 2),
+                                             "created", sqlite3_column_int64(s, 3),
+                                             "last_used", used));
+    }
+    if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "token list");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    if (rc == VEIL_OK) {
+        *out = arr;
+    } else {
+        json_decref(arr);
+    }
+    return rc;
 }
 
 /* ---- collections ---- */

@@ -1,5 +1,5 @@
 /*
- * trusted.h: the trusted state (DESIGN.md "Writes, crashes and freshness"). It lives in the
+ * trusted.h: the trusted state (docs/design.md "Writes, crashes and freshness"). It lives in the
  * trusted domain, next to the keys: the key vault (wrapped tenant keys), tenants, hashed
  * bearer tokens, policies, per-collection row sequence counters, and per document its
  * current version, row sequence number and a digest of what was written for it, plus write
@@ -56,6 +56,13 @@ veil_err vl_trusted_token_add(struct vl_trusted *t, const char *id, int64_t tena
 veil_err vl_trusted_token_find(struct vl_trusted *t, const char *id, int64_t *tenant,
                                char **tenant_name, char **role, uint8_t hash[32]);
 veil_err vl_trusted_token_revoke(struct vl_trusted *t, const char *id);
+/* Records `at` (seconds since the epoch) as the token's last use, unless the use recorded
+ * is less than `every` seconds older. */
+veil_err vl_trusted_token_touch(struct vl_trusted *t, const char *id, int64_t at,
+                                int64_t every);
+/* The valid tokens, of `tenant` only when not NULL, oldest first: [{"id","tenant","role",
+ * "created","last_used"}], times in seconds since the epoch, last_used null when never. */
+veil_err vl_trusted_token_list(struct vl_trusted *t, const char *tenant, json_t **out);
 
 /* ---- collections ---- */
 /* Stores a policy's canonical text: *created 1 if new, 0 if identical; VEIL_ERR_CONFLICT
@@ -127,7 +134,7 @@ typedef veil_err (*vl_intent_fn)(void *ctx, int64_t tenant, const char *coll,
                                  const struct vl_intent *in);
 veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void *ctx);
 
-/* ---- search: per-word counters (DESIGN.md "text search") ----
+/* ---- search: per-word counters (docs/design.md "Text search") ----
  *
  * A word of a search field is known here only by its key, a keyed hash of field and stem.
  * Its counter is how many index entries it has been given: the store must hold entries

@@ -1,6 +1,6 @@
 /*
- * status.c: error codes and their SPEC names and HTTP statuses. The table is the single
- * place where veil_err meets SPEC section 3.
+ * status.c: error codes and their API names and HTTP statuses. The table is the single
+ * place where veil_err meets the HTTP API's errors.
  */
 #include <stdarg.h>
 #include <stdio.h>

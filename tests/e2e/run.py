@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""run.py: the end-to-end tests of veil (SPEC sections 3 and 5), against the real binary.
+"""run.py: the end-to-end tests of veil (the HTTP API and docs/threat-model.md), against the real binary.
 
     python3 tests/e2e/run.py --veil build/veil [-k SUBSTRING]
 
@@ -1041,7 +1041,7 @@ def shared_server_stops_cleanly(ctx):
                          ("Jansen BV", "a value"), ("late payment reminder", "a value"),
                          ("NL91ABNA", "a value")]:
         check(secret not in log, "the server log holds %s (%r)" % (what, secret))
-    # SPEC 5.6: no key in the log, in any spelling (the root key file is 32 raw bytes).
+    # Keys: no key in the log, in any spelling (the root key file is 32 raw bytes).
     with open(os.path.join(ctx.env.data, "master.key"), "rb") as f:
         root = f.read()
     check(len(root) == 32, "master.key is not a 32-byte key")
@@ -1077,6 +1077,9 @@ TESTS.extend(test_answers.TESTS)
 import test_hardening  # noqa: E402
 test_hardening.diag = diag
 TESTS.extend(test_hardening.TESTS)
+import test_firsthour  # noqa: E402
+test_firsthour.diag = diag
+TESTS.extend(test_firsthour.TESTS)
 
 
 def main():

@@ -430,7 +430,7 @@ def expect_aggregate(fields, norm, model, group_by, metrics, min_group=0):
         if matches(n, model):
             groups.setdefault(tuple(n.get(g) for g in group_by), []).append(n)
     if not group_by:
-        # SPEC 3: without group_by there is always one group, key {}, even of no rows.
+        # Without group_by there is always one group, key {}, even of no rows.
         groups.setdefault((), [])
     out, suppressed = {}, 0
     for key, rows in groups.items():
@@ -927,7 +927,7 @@ def analytics_analyst_suppression(ctx):
     compare_aggregate("analyst threshold", {"metrics": m}, r.json, want, [])
     # admin sees what the analyst may not
     # (the analyst's filters use only fields of its own lists: whether it may filter on
-    # others is not settled by the SPEC)
+    # others is not settled yet)
     one = {"qty": {"gte": INT64_MAX}}
     r = st.aggregate("ledger", {"where": one, "metrics": m})
     check(r.status == 200 and r.json == {"groups": [{"key": {}, "n": 1, "s": INT64_MAX}],

@@ -1,4 +1,4 @@
-"""test_faults.py: SPEC guarantee 8 under kill -9.
+"""test_faults.py: the faults guarantee (docs/threat-model.md) under kill -9.
 
 Writers hammer a server with puts, replaces and deletes of a small set of documents, each
 document's body naming its own generation; the server is killed with SIGKILL at random

@@ -6,7 +6,7 @@
  * admin, clerk and auditor roles. The directory is removed at exit. A harness may add lines
  * to veil.yaml first (fuzz_http sets its limits).
  *
- * Invariant checked for every input (SPEC 3): bad input is a 4xx, never
+ * Invariant checked for every input (the HTTP API): bad input is a 4xx, never
  * VEIL_ERR_INTERNAL; fz_check aborts (a crash libFuzzer reports) when it sees one.
  */
 #ifndef VL_FUZZ_VAULT_H

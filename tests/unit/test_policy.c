@@ -1,5 +1,5 @@
 /*
- * test_policy.c: policy parsing (SPEC section 4): the SPEC example, YAML and JSON forms,
+ * test_policy.c: policy parsing: the README's example, YAML and JSON forms,
  * canonical text, descriptions and leakage statements, one test per error rule (code, line
  * and name in the message), and hostile input that must give an error, never a crash.
  */
@@ -97,7 +97,7 @@ static void expect_err(const char *text, int line, const char *needle)
     expect_code(text, strlen(text), VEIL_ERR_INVALID_POLICY, line, needle);
 }
 
-/* ---- the SPEC example ---- */
+/* ---- the README's example ---- */
 
 static void test_spec_example(void **state)
 {
