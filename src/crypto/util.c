@@ -15,7 +15,6 @@
 #include <sodium.h>
 
 #include "crypto/crypto.h"
-#include "crypto/paillier.h"
 
 #define PAD_MIN 16
 #define PAD_STEP 4096
@@ -23,10 +22,6 @@
 int vl_crypto_init(void)
 {
     if (sodium_init() < 0) {
-        return -1;
-    }
-    /* Before any thread uses GMP: its memory functions are swapped for wiping ones. */
-    if (vl_paillier_init() != 0) {
         return -1;
     }
     return vl_siv_init();
