@@ -9,7 +9,7 @@ build="build-essential meson ninja-build pkg-config libsodium-dev libssl-dev lib
 libjansson-dev libyaml-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev
 libutf8proc-dev libstemmer-dev libpq-dev libhiredis-dev"
 test="$build libcmocka-dev python3 python3-snowballstemmer sqlite3 curl clang
-libclang-rt-14-dev"
+libclang-rt-14-dev gdb"
 # The full-text search benchmark: PostgreSQL (its server, run privately for the phase), the
 # kernel documentation it indexes, and zlib to read that documentation's .gz files.
 bench="$test postgresql-15 linux-doc-6.1 zlib1g-dev"
