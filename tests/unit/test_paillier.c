@@ -22,6 +22,7 @@
 #include <cmocka.h>
 #include <gmp.h>
 #include <jansson.h>
+#include <sodium.h>
 
 #define VL_PAILLIER_TEST_API
 #include "crypto/crypto.h"
@@ -608,6 +609,84 @@ static void test_sums(void **state)
     vl_paillier_free(k);
 }
 
+/* The derivation of vl_paillier_keygen, done here with GMP's own mpz_nextprime: the key's
+ * primes must be exactly these (the library searches primes in secret memory without
+ * mpz_nextprime, and must find the same ones, since no key is ever stored). */
+static void derive_primes(const uint8_t seed[32], unsigned bits, mpz_t p, mpz_t q)
+{
+    uint8_t buf[VL_PAILLIER_MAX_BITS / 16], nonce[12];
+    size_t half = bits / 16;
+    mpz_t c, g, t;
+    int have_p = 0, have_q = 0;
+
+    mpz_inits(c, g, t, NULL);
+    for (uint32_t i = 0; i < 64 && !have_q; i++) {
+        memcpy(nonce, "vlpl", 4);
+        for (int b = 0; b < 4; b++) {
+            nonce[4 + b] = (uint8_t)(bits >> (24 - 8 * b));
+            nonce[8 + b] = (uint8_t)(i >> (24 - 8 * b));
+        }
+        crypto_stream_chacha20_ietf(buf, half, nonce, seed);
+        buf[0] |= 0xc0;
+        buf[half - 1] |= 0x01;
+        mpz_import(c, half, 1, 1, 1, 0, buf);
+        mpz_nextprime(c, c);
+        if (mpz_sizeinbase(c, 2) != bits / 2) {
+            continue;
+        }
+        if (!have_p) {
+            mpz_set(p, c);
+            have_p = 1;
+            continue;
+        }
+        /* q != p and gcd(pq, (p-1)(q-1)) = 1 */
+        mpz_mul(t, p, c);
+        mpz_sub_ui(g, p, 1);
+        mpz_sub_ui(c, c, 1);
+        mpz_mul(g, g, c);
+        mpz_add_ui(c, c, 1);
+        mpz_gcd(g, g, t);
+        if (mpz_cmp(c, p) != 0 && mpz_cmp_ui(g, 1) == 0) {
+            mpz_set(q, c);
+            have_q = 1;
+        }
+    }
+    assert_true(have_q);
+    mpz_clears(c, g, t, NULL);
+}
+
+static void test_keygen_matches_nextprime(void **state)
+{
+    (void)state;
+    static const unsigned sizes[] = {512, 1024, 1536, 2048};
+    uint8_t seed[VL_PAILLIER_SEEDBYTES], got[256], want[256];
+    mpz_t p, q;
+
+    mpz_inits(p, q, NULL);
+    for (int round = 0; round < 12; round++) {
+        unsigned bits = sizes[round % 4];
+        size_t half = bits / 16;
+        struct vl_paillier *k = NULL;
+        vl_random(seed, sizeof(seed));
+        derive_primes(seed, bits, p, q);
+        assert_int_equal(vl_paillier_test_keygen(&k, seed, bits), 0);
+        assert_int_equal(vl_paillier_test_export(k, "p", got, half), 0);
+        memset(want, 0, half);
+        mpz_export(want, NULL, 1, 1, 1, 0, p);
+        if (memcmp(got, want, half) != 0) {
+            fail_msg("round %d (%u bits): p differs from mpz_nextprime's", round, bits);
+        }
+        assert_int_equal(vl_paillier_test_export(k, "q", got, half), 0);
+        memset(want, 0, half);
+        mpz_export(want, NULL, 1, 1, 1, 0, q);
+        if (memcmp(got, want, half) != 0) {
+            fail_msg("round %d (%u bits): q differs from mpz_nextprime's", round, bits);
+        }
+        vl_paillier_free(k);
+    }
+    mpz_clears(p, q, NULL);
+}
+
 static void test_keygen(void **state)
 {
     (void)state;
@@ -950,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_crt_matches_plain),
         cmocka_unit_test(test_sums),
         cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_keygen_matches_nextprime),
         cmocka_unit_test(test_bad_keys),
         cmocka_unit_test(test_bad_ciphertexts),
         cmocka_unit_test(test_no_secret_in_gmp_heap),
