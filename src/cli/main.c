@@ -46,8 +46,7 @@ int vl_cli_harden(int allow_core_dumps)
     const char *env = getenv("VEIL_ALLOW_CORE_DUMPS");
     veil_status st;
     if (allow_core_dumps || (env != NULL && strcmp(env, "1") == 0)) {
-        fputs("veil: core dumps allowed (debugging): the process stays dumpable; keys stay in "
-              "memory excluded from core dumps, documents and tokens do not\n",
+        fputs("veil: core dumps allowed: keys stay out of them, documents and tokens do not\n",
               stderr);
         return 0;
     }

@@ -19,7 +19,8 @@ ptrace). As root both work on a non-dumpable process; otherwise the server is st
 VEIL_ALLOW_CORE_DUMPS=1.
 
 coredump_server_not_dumpable: the server makes itself non-dumpable and sets RLIMIT_CORE
-to 0; --allow-core-dumps and VEIL_ALLOW_CORE_DUMPS=1 leave it dumpable. A non-dumpable
+to 0, and so does another command (a client); --allow-core-dumps and
+VEIL_ALLOW_CORE_DUMPS=1 leave the server dumpable. A non-dumpable
 process's /proc/PID files belong to root whatever its uid, so the server runs under
 another uid (setpriv, as root) or as the unprivileged test user.
 Imported by run.py (tests named coredump_*).
@@ -32,6 +33,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import tempfile
@@ -467,6 +469,30 @@ def coredump_server_not_dumpable(ctx):
                   "RLIMIT_CORE is %r, not 0 0" % (core_limits(p.pid),))
         finally:
             stop(p, lines)
+
+        # A command other than the server (here a client waiting for an answer that never
+        # comes) hardens its process the same way.
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        e = dict(base, VEIL_ADDR="http://127.0.0.1:%d" % silent.getsockname()[1],
+                 VEIL_TOKEN="veil_0000000000000000_x")
+        pre = [] if uid is None else ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
+                                      "--clear-groups"]
+        c = subprocess.Popen(pre + [ctx.veil, "get", "invoices", "X"], env=e,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            conn, _ = silent.accept()  # the client is connected: past start-up
+            owner, puid = proc_owner(c.pid)
+            check(puid == me and owner == 0,
+                  "veil get is dumpable (/proc/PID/status belongs to uid %d)" % owner)
+            check(core_limits(c.pid) == ["0", "0"], "veil get: RLIMIT_CORE is not 0 0")
+            conn.close()
+        finally:
+            c.kill()
+            c.wait()
+            silent.close()
 
         for how, extra, env_add in (("--allow-core-dumps", ["--allow-core-dumps"], {}),
                                     ("VEIL_ALLOW_CORE_DUMPS=1", [], {"VEIL_ALLOW_CORE_DUMPS": "1"})):
