@@ -10,7 +10,7 @@ build="build-essential meson ninja-build pkg-config libsodium-dev libssl-dev lib
 libjansson-dev libyaml-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev
 libutf8proc-dev libstemmer-dev libpq-dev libhiredis-dev curl sqlite3"
 test="$build libcmocka-dev python3 python3-snowballstemmer clang
-libclang-rt-14-dev groff-base python3-yaml python3-jsonschema openapi-specification"
+libclang-rt-14-dev groff-base python3-yaml python3-jsonschema openapi-specification gdb"
 # The full-text search benchmark: PostgreSQL (its server, run privately for the phase), the
 # kernel documentation it indexes, and zlib to read that documentation's .gz files.
 bench="$test postgresql-15 linux-doc-6.1 zlib1g-dev"

@@ -179,6 +179,18 @@ veil_err veil_bulk(veil_session *s, const char *coll, const char *ndjson, size_t
 
 void veil_free(void *p);
 
+/* --- process hardening --- */
+/* Keeps the calling process's memory from leaving it: makes the process non-dumpable
+ * (prctl PR_SET_DUMPABLE 0: the kernel writes no core file, and processes of the same
+ * user can no longer attach a debugger or read its memory through /proc) and sets its core
+ * file size limit (RLIMIT_CORE) to 0, soft and hard, for it and its children. It cannot be
+ * undone. libveil never does this on its own, since it changes the whole process: call it
+ * once at start-up, before veil_vault_open(), in a program that holds a vault (veil server
+ * and the veil commands do). Keys themselves are kept in locked memory that is excluded
+ * from core dumps (MADV_DONTDUMP) whether or not this is called; this also keeps out
+ * everything else a core would show (documents, tokens, freed buffers). Linux only. */
+veil_err veil_harden_process(veil_status *st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,10 @@ int vl_cli_fail(const veil_status *st);
 int vl_cli_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True when argv holds -h or --help. */
 int vl_cli_wants_help(int argc, char **argv);
+/* Makes the process non-dumpable with no core files (veil_harden_process), unless
+ * allow_core_dumps or VEIL_ALLOW_CORE_DUMPS=1, which a line on stderr then notes. 0, or 1
+ * after printing why it failed. */
+int vl_cli_harden(int allow_core_dumps);
 
 /* Command groups; argv[0] is the command name ("server", "put", ...). */
 int vl_cmd_init(int argc, char **argv);        /* admin.c */

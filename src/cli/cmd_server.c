@@ -4,6 +4,8 @@
  * Opens the vault of the data directory, serves it over HTTP until SIGTERM or SIGINT, then
  * lets the requests in flight finish and closes the vault, so that nothing is lost. The
  * signal handlers only set a flag; all the work of stopping happens in vl_server_run().
+ * Before the vault (and so any key) is opened, the process makes itself non-dumpable with
+ * no core files, unless --allow-core-dumps or VEIL_ALLOW_CORE_DUMPS=1 asks otherwise.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -21,13 +23,18 @@ static void on_signal(int sig)
 }
 
 static const char usage[] =
-    "usage: veil server [--data DIR] [--listen HOST:PORT]\n"
+    "usage: veil server [--data DIR] [--listen HOST:PORT] [--allow-core-dumps]\n"
     "\n"
     "Runs the proxy in the foreground. The data directory is --data, else $VEIL_DATA, else\n"
     "./veil-data; the address is --listen, else the `listen:` of veil.yaml\n"
     "(127.0.0.1:8470 by default). Port 0 picks a free port. Once listening, prints\n"
     "\"veil: listening on http://HOST:PORT\" on stderr. SIGTERM and SIGINT stop it\n"
-    "gracefully: requests in flight finish first.\n";
+    "gracefully: requests in flight finish first.\n"
+    "\n"
+    "The server makes itself non-dumpable (no core file, no debugger attaching as the same\n"
+    "user) and sets its core file size limit to 0. --allow-core-dumps, or\n"
+    "VEIL_ALLOW_CORE_DUMPS=1, leaves it dumpable, for debugging; keys stay in locked\n"
+    "memory excluded from core dumps either way.\n";
 
 /* Takes "--name VALUE" or "--name=VALUE" at argv[*i]; 1 when it matched. */
 static int opt_value(int argc, char **argv, int *i, const char *name, const char **out)
@@ -72,6 +79,7 @@ int vl_cmd_server(int argc, char **argv)
 {
     const char *data = NULL;
     const char *listen = NULL;
+    int allow_core_dumps = 0;
     veil_vault *v = NULL;
     veil_status st;
     int rc = 0;
@@ -82,6 +90,10 @@ int vl_cmd_server(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++) {
         const char *val = NULL;
+        if (strcmp(argv[i], "--allow-core-dumps") == 0) {
+            allow_core_dumps = 1;
+            continue;
+        }
         if (opt_value(argc, argv, &i, "--data", &val)) {
             data = val;
         } else if (opt_value(argc, argv, &i, "--listen", &val)) {
@@ -96,6 +108,9 @@ int vl_cmd_server(int argc, char **argv)
         }
     }
 
+    if (vl_cli_harden(allow_core_dumps) != 0) {
+        return 1;
+    }
     memset(&st, 0, sizeof(st));
     if (veil_vault_open(vl_cli_datadir(data), &v, &st) != VEIL_OK) {
         rc = vl_cli_fail(&st);

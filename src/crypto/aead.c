@@ -7,7 +7,8 @@
  * version, key version) and is not stored by this layer.
  *
  * Invariants: nonces come from randombytes only (192 bits, so random nonces do not
- * collide); a failed open returns -1 and leaves the whole plaintext buffer zeroed.
+ * collide); a failed open returns -1 and leaves the whole plaintext buffer zeroed; what
+ * the cipher left of the key on the stack is wiped before returning.
  */
 #include <string.h>
 
@@ -21,8 +22,10 @@ int vl_aead_seal(uint8_t *c, const uint8_t *m, size_t mlen, const uint8_t *ad, s
     if (mlen > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX) {
         return -1;
     }
-    return crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, mlen, ad, adlen, NULL, nonce,
-                                                      key);
+    int rc = crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, mlen, ad, adlen, NULL,
+                                                        nonce, key);
+    vl_scrub();
+    return rc;
 }
 
 int vl_aead_open(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad, size_t adlen,
@@ -31,8 +34,10 @@ int vl_aead_open(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad, s
     if (clen < VL_AEAD_ABYTES) {
         return -1;
     }
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(m, NULL, NULL, c, clen, ad, adlen, nonce,
-                                                   key) != 0) {
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(m, NULL, NULL, c, clen, ad, adlen, nonce,
+                                                        key);
+    vl_scrub();
+    if (rc != 0) {
         sodium_memzero(m, clen - VL_AEAD_ABYTES);
         return -1;
     }

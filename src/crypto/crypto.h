@@ -108,6 +108,14 @@ void vl_random(void *buf, size_t n);
  * which wipes. NULL on failure. */
 void *vl_secret_alloc(size_t n);
 void vl_secret_free(void *p);
+/* Clears what a primitive leaves of its key once it returns: the SIMD registers (xmm, ymm,
+ * zmm; a core file or a debugger shows each thread's registers) and VL_SCRUB_BYTES of the
+ * stack just below the caller's frame, where the primitive and its callees kept their
+ * locals and spills (libsodium's ChaCha20 keeps its key rows in vector registers, which the
+ * dynamic linker's lazy binding, among others, saves to the stack). A function that called
+ * a primitive with a key calls this before it returns. Costs well under a microsecond. */
+#define VL_SCRUB_BYTES 8192
+void vl_scrub(void);
 /* Constant-time equality of two n-byte strings: 1 if equal. */
 int vl_ct_equal(const void *a, const void *b, size_t n);
 

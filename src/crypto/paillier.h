@@ -16,8 +16,10 @@
  * ciphertext or plaintext is never partially written). A key is immutable once made, so
  * one key may be used from several threads at once.
  *
- * Secrets (p, q, the CRT values, plaintexts and r) are GMP integers. vl_paillier_init
- * makes GMP wipe every block it frees or moves, for the whole process: see there.
+ * Secrets (p, q, the CRT values, plaintexts and r) never enter GMP's allocator: they are
+ * limb arrays in vl_secret_alloc memory (locked, excluded from core dumps, wiped on free),
+ * computed on with GMP's mpn_sec_* functions. Public numbers (n, n^2, ciphertexts) are
+ * ordinary GMP integers. GMP's process-wide memory functions are left as they are.
  */
 #ifndef VL_PAILLIER_H
 #define VL_PAILLIER_H
@@ -37,21 +39,6 @@
 struct vl_paillier;
 
 /*
- * Installs GMP memory functions that wipe every block before it is freed or moved by a
- * realloc, so that no copy of p, q or a plaintext is left in freed heap memory. This is
- * PROCESS-WIDE: it applies to every GMP user in the process (e.g. nettle under GnuTLS).
- * The functions are plain malloc/realloc/free underneath and wipe malloc_usable_size()
- * bytes, so blocks GMP allocated before the switch are still freed correctly. Like GMP's
- * defaults they abort the process when malloc fails. GMP's stack temporaries (alloca) are
- * not covered.
- *
- * Done once per process (pthread_once); every constructor below calls it, but call it at
- * start-up, before other threads may be inside GMP. Returns -1 if some other code has since
- * replaced the memory functions; every constructor then fails too.
- */
-int vl_paillier_init(void) VL_WUR;
-
-/*
  * A private key of `bits` bits (VL_PAILLIER_MIN_BITS..VL_PAILLIER_MAX_BITS, a multiple of
  * 1024) derived from a 32-byte seed: the same seed and size always give the same key, so a
  * key need never be stored. The derivation is a stored format (changing it makes existing
@@ -63,6 +50,9 @@ int vl_paillier_init(void) VL_WUR;
  *   whose prime has grown past bits/2 bits is skipped. p is the first candidate, q the next
  *   one with q != p and gcd(pq, (p-1)(q-1)) = 1. So n has exactly `bits` bits.
  *
+ * "Prime" is a probable prime by Miller-Rabin (base 2, then 24 random bases), which finds
+ * the same primes as mpz_nextprime but keeps every candidate in secret memory.
+ *
  * On success *out owns a new key (free with vl_paillier_free); on failure *out is NULL.
  * Takes tens to hundreds of milliseconds.
  */
@@ -71,9 +61,10 @@ int vl_paillier_keygen(struct vl_paillier **out, const uint8_t seed[VL_PAILLIER_
 
 /*
  * A private key from its primes (big-endian). Checks that p and q are distinct odd
- * probable primes (BPSW plus Miller-Rabin), that gcd(pq, (p-1)(q-1)) = 1 and that n = pq
- * has VL_PAILLIER_MIN_BITS - 1 to VL_PAILLIER_MAX_BITS bits (a product of two 1024-bit
- * primes may have 2047). The caller keeps p and q; *out owns a new key, NULL on failure.
+ * probable primes (trial division, then 25 Miller-Rabin rounds), that
+ * gcd(pq, (p-1)(q-1)) = 1 and that n = pq has VL_PAILLIER_MIN_BITS - 1 to
+ * VL_PAILLIER_MAX_BITS bits (a product of two 1024-bit primes may have 2047). The caller
+ * keeps p and q; *out owns a new key, NULL on failure.
  */
 int vl_paillier_new_from_primes(struct vl_paillier **out, const uint8_t *p, size_t plen,
                                 const uint8_t *q, size_t qlen) VL_WUR;

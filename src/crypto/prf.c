@@ -4,7 +4,7 @@
  * HMAC keys index labels and blind tokens; HKDF derives every per-tenant, per-field and
  * per-tactic key from a root key, so a stored label reveals nothing about other fields.
  * HKDF is built here on libsodium's HMAC (1.0.18 has no HKDF). Intermediate keys (PRK,
- * T(i), HMAC states) are wiped before return.
+ * T(i), HMAC states), and what SHA-256 left on the stack, are wiped before return.
  */
 #include <string.h>
 
@@ -25,6 +25,7 @@ void vl_hmac_sha256(uint8_t out[VL_PRF_BYTES], const uint8_t *key, size_t keylen
     crypto_auth_hmacsha256_update(&st, m, mlen);
     crypto_auth_hmacsha256_final(&st, out);
     sodium_memzero(&st, sizeof(st));
+    vl_scrub();
 }
 
 void vl_sha256(uint8_t out[VL_SHA256_BYTES], const void *m, size_t mlen)
@@ -87,5 +88,6 @@ int vl_hkdf_sha256(uint8_t *okm, size_t okmlen, const uint8_t *ikm, size_t ikmle
     sodium_memzero(&st, sizeof(st));
     sodium_memzero(prk, sizeof(prk));
     sodium_memzero(t, sizeof(t));
+    vl_scrub();
     return 0;
 }

@@ -15,6 +15,8 @@
  * - Fetching is slow, so the three ciphers and the CMAC are fetched once (pthread_once) and
  *   kept for the life of the process.
  * - On a failed decryption the plaintext buffer is zeroed and one error is returned.
+ * - Nothing keyed outlives a call: each call makes its own cipher context and frees it
+ *   (OpenSSL cleanses the key schedule on free), and wipes the stack OpenSSL used.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -212,6 +214,7 @@ int vl_siv_encrypt(uint8_t *out, const uint8_t *key, size_t keylen,
     rc = 0;
 out:
     EVP_CIPHER_CTX_free(ctx); /* cleanses the key schedule */
+    vl_scrub();
     return rc;
 }
 
@@ -253,5 +256,6 @@ out:
     }
     sodium_memzero(v, sizeof(v));
     EVP_CIPHER_CTX_free(ctx);
+    vl_scrub();
     return rc;
 }

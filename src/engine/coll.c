@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "crypto/crypto.h"
 #include "engine/engine.h"
 
@@ -97,6 +99,7 @@ static veil_err fctx_init(struct vl_fctx *fc, const veil_vault *v, const struct 
                        NAMING_KEY_VERSION);
         memcpy(cols[i], col, VL_COL_BYTES);
     }
+    sodium_memzero(col, sizeof(col));
     if (rc != VEIL_OK) {
         return rc;
     }
@@ -200,6 +203,7 @@ static veil_err coll_build(veil_session *s, const char *name, const char *canoni
         goto out;
     }
     vl_hex(c->table, table, 16);
+    sodium_memzero(table, sizeof(table));
     c->doc_key = vl_secret_alloc(32);
     c->cursor_key = vl_secret_alloc(VL_AEAD_KEYBYTES);
     c->fields = calloc(c->policy->nfields ? c->policy->nfields : 1, sizeof(*c->fields));

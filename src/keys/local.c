@@ -5,7 +5,8 @@
  *     "VEILKEY1" || u8 1 || salt (16) || box(nonce || ciphertext || tag)
  *
  * The root key stays in locked memory for the life of the keyring and only ever wraps and
- * unwraps tenant keys (XChaCha20-Poly1305, with the tenant and key version as AAD).
+ * unwraps tenant keys (XChaCha20-Poly1305, with the tenant and key version as AAD). Every
+ * buffer that holds it, or the key file's contents, is vl_secret_alloc'd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -174,6 +175,7 @@ veil_err vl_keyring_local_create(const char *path, const char *passphrase_env,
 out:
     vl_secret_free(root);
     vl_secret_free(kek);
+    vl_scrub();
     return rc;
 }
 
@@ -245,6 +247,7 @@ veil_err vl_keyring_local_open(const char *path, const char *passphrase_env,
 out:
     vl_secret_free(kek);
     vl_secret_free(file);
+    vl_scrub(); /* the copies of the root key made above went through vector registers */
     if (rc == VEIL_OK) {
         *out = &lk->base;
     } else if (lk != NULL) {

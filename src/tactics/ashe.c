@@ -5,7 +5,8 @@
  * which is uniformly random to anyone without the key, so a ciphertext alone says nothing;
  * what telescopes away in a sum of consecutive rows is known only to the key holder. Row
  * sequence numbers are never reused (each write gets a new one), so no two values share a
- * mask.
+ * mask. ChaCha20 leaves its key in vector registers and on the stack: every call is
+ * followed by vl_scrub.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ vl_u128 vl_ashe_f(const uint8_t key[32], uint64_t i)
     static const uint8_t zero[64], nonce[crypto_stream_chacha20_NONCEBYTES];
     uint8_t block[64];
     crypto_stream_chacha20_xor_ic(block, zero, sizeof(block), nonce, i / F_PER_BLOCK, key);
+    vl_scrub();
     vl_u128 f = load_u128(block + 16 * (i % F_PER_BLOCK));
     sodium_memzero(block, sizeof(block));
     return f;
@@ -52,6 +54,7 @@ int vl_ashe_table_fill(struct vl_ashe_table *t, const uint8_t key[32], uint64_t 
         return -1;
     }
     crypto_stream_chacha20_xor_ic(ks, ks, blocks * 64, nonce, first / F_PER_BLOCK, key);
+    vl_scrub();
     t->f = malloc(blocks * F_PER_BLOCK * sizeof(*t->f));
     if (t->f != NULL) {
         for (uint64_t k = 0; k < blocks * F_PER_BLOCK; k++) {

@@ -30,6 +30,7 @@ void vl_search_wkey(uint8_t out[VL_SEARCH_WKEY_BYTES], const uint8_t key[VL_SEAR
     crypto_generichash_blake2b_update(&h, (const uint8_t *)stem, len);
     crypto_generichash_blake2b_final(&h, out, VL_SEARCH_WKEY_BYTES);
     sodium_memzero(&h, sizeof(h));
+    vl_scrub(); /* the primitives here leave their keys in registers and on the stack */
 }
 
 void vl_search_word(struct vl_search_word *out, const uint8_t key[VL_SEARCH_KEY_BYTES],
@@ -47,6 +48,7 @@ void vl_search_word(struct vl_search_word *out, const uint8_t key[VL_SEARCH_KEY_
     memcpy(out->value_key, mac + 32, 32);
     sodium_memzero(mac, sizeof(mac));
     sodium_memzero(&h, sizeof(h));
+    vl_scrub();
 }
 
 void vl_search_word_wipe(struct vl_search_word *w)
@@ -71,6 +73,7 @@ void vl_search_labels(const struct vl_search_word *w, uint64_t first, size_t n, 
         }
         memset(block, 0, nblocks * 64);
         crypto_stream_chacha20_xor_ic(block, block, nblocks * 64, nonce, b0, w->label_key);
+        vl_scrub();
         size_t avail = nblocks * LABELS_PER_BLOCK - skip;
         size_t take = avail < n - done ? avail : n - done;
         memcpy(out + done * VL_SEARCH_LABEL_BYTES, block + skip * VL_SEARCH_LABEL_BYTES,
@@ -140,6 +143,7 @@ int vl_search_seal(const struct vl_search_word *w, uint64_t c, const struct vl_s
                                               w->value_key);
     *outlen = padded + crypto_aead_chacha20poly1305_ietf_ABYTES;
     sodium_memzero(m, sizeof(m));
+    vl_scrub();
     return 0;
 }
 
@@ -177,5 +181,6 @@ int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *va
     }
 out:
     sodium_memzero(m, sizeof(m));
+    vl_scrub();
     return rc;
 }

@@ -1080,6 +1080,9 @@ TESTS.extend(test_hardening.TESTS)
 import test_firsthour  # noqa: E402
 test_firsthour.diag = diag
 TESTS.extend(test_firsthour.TESTS)
+import test_coredump  # noqa: E402
+test_coredump.diag = diag
+TESTS.extend(test_coredump.TESTS)
 
 
 def main():

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 #include <gmp.h>
 #include <jansson.h>
+#include <sodium.h>
 
 #define VL_PAILLIER_TEST_API
 #include "crypto/crypto.h"
@@ -608,6 +609,84 @@ static void test_sums(void **state)
     vl_paillier_free(k);
 }
 
+/* The derivation of vl_paillier_keygen, done here with GMP's own mpz_nextprime: the key's
+ * primes must be exactly these (the library searches primes in secret memory without
+ * mpz_nextprime, and must find the same ones, since no key is ever stored). */
+static void derive_primes(const uint8_t seed[32], unsigned bits, mpz_t p, mpz_t q)
+{
+    uint8_t buf[VL_PAILLIER_MAX_BITS / 16], nonce[12];
+    size_t half = bits / 16;
+    mpz_t c, g, t;
+    int have_p = 0, have_q = 0;
+
+    mpz_inits(c, g, t, NULL);
+    for (uint32_t i = 0; i < 64 && !have_q; i++) {
+        memcpy(nonce, "vlpl", 4);
+        for (int b = 0; b < 4; b++) {
+            nonce[4 + b] = (uint8_t)(bits >> (24 - 8 * b));
+            nonce[8 + b] = (uint8_t)(i >> (24 - 8 * b));
+        }
+        crypto_stream_chacha20_ietf(buf, half, nonce, seed);
+        buf[0] |= 0xc0;
+        buf[half - 1] |= 0x01;
+        mpz_import(c, half, 1, 1, 1, 0, buf);
+        mpz_nextprime(c, c);
+        if (mpz_sizeinbase(c, 2) != bits / 2) {
+            continue;
+        }
+        if (!have_p) {
+            mpz_set(p, c);
+            have_p = 1;
+            continue;
+        }
+        /* q != p and gcd(pq, (p-1)(q-1)) = 1 */
+        mpz_mul(t, p, c);
+        mpz_sub_ui(g, p, 1);
+        mpz_sub_ui(c, c, 1);
+        mpz_mul(g, g, c);
+        mpz_add_ui(c, c, 1);
+        mpz_gcd(g, g, t);
+        if (mpz_cmp(c, p) != 0 && mpz_cmp_ui(g, 1) == 0) {
+            mpz_set(q, c);
+            have_q = 1;
+        }
+    }
+    assert_true(have_q);
+    mpz_clears(c, g, t, NULL);
+}
+
+static void test_keygen_matches_nextprime(void **state)
+{
+    (void)state;
+    static const unsigned sizes[] = {512, 1024, 1536, 2048};
+    uint8_t seed[VL_PAILLIER_SEEDBYTES], got[256], want[256];
+    mpz_t p, q;
+
+    mpz_inits(p, q, NULL);
+    for (int round = 0; round < 12; round++) {
+        unsigned bits = sizes[round % 4];
+        size_t half = bits / 16;
+        struct vl_paillier *k = NULL;
+        vl_random(seed, sizeof(seed));
+        derive_primes(seed, bits, p, q);
+        assert_int_equal(vl_paillier_test_keygen(&k, seed, bits), 0);
+        assert_int_equal(vl_paillier_test_export(k, "p", got, half), 0);
+        memset(want, 0, half);
+        mpz_export(want, NULL, 1, 1, 1, 0, p);
+        if (memcmp(got, want, half) != 0) {
+            fail_msg("round %d (%u bits): p differs from mpz_nextprime's", round, bits);
+        }
+        assert_int_equal(vl_paillier_test_export(k, "q", got, half), 0);
+        memset(want, 0, half);
+        mpz_export(want, NULL, 1, 1, 1, 0, q);
+        if (memcmp(got, want, half) != 0) {
+            fail_msg("round %d (%u bits): q differs from mpz_nextprime's", round, bits);
+        }
+        vl_paillier_free(k);
+    }
+    mpz_clears(p, q, NULL);
+}
+
 static void test_keygen(void **state)
 {
     (void)state;
@@ -804,33 +883,137 @@ static void test_bad_ciphertexts(void **state)
     json_decref(root);
 }
 
-/* If other code replaces GMP's memory functions, keys are refused (no wiping on free). */
-static void test_init_guard(void **state)
+/* ---- no secret in GMP's heap ---- */
+
+/* GMP memory functions that keep every block they hand out (a freed block is kept, not
+ * freed, so that what was in it can still be looked at). Blocks they did not allocate are
+ * passed to free(). */
+#define SPY_MAX 65536
+static struct {
+    void *p;
+    size_t n;
+    int freed;
+} spy[SPY_MAX];
+static size_t nspy;
+
+static void *spy_alloc(size_t n)
+{
+    void *p = malloc(n != 0 ? n : 1);
+    assert_non_null(p);
+    assert_true(nspy < SPY_MAX);
+    spy[nspy].p = p;
+    spy[nspy].n = n;
+    spy[nspy].freed = 0;
+    nspy++;
+    return p;
+}
+
+static void spy_free(void *p, size_t n)
+{
+    (void)n;
+    for (size_t i = 0; i < nspy; i++) {
+        if (spy[i].p == p && !spy[i].freed) {
+            spy[i].freed = 1;
+            return;
+        }
+    }
+    free(p);
+}
+
+static void *spy_realloc(void *old, size_t oldn, size_t newn)
+{
+    void *p = spy_alloc(newn);
+    memcpy(p, old, oldn < newn ? oldn : newn);
+    spy_free(old, oldn);
+    return p;
+}
+
+/* Does any block GMP was given hold a 16-byte window (every 8 bytes) of x (big-endian
+ * x[0..len)), as bytes or as GMP limbs (bytes reversed)? */
+static int spy_holds(const uint8_t *x, size_t len)
+{
+    uint8_t rev[CMAX];
+    assert_true(len <= sizeof(rev) && len >= 16);
+    for (size_t i = 0; i < len; i++) {
+        rev[i] = x[len - 1 - i];
+    }
+    for (size_t b = 0; b < nspy; b++) {
+        const uint8_t *m = spy[b].p;
+        for (size_t at = 0; at + 16 <= spy[b].n; at++) {
+            for (size_t w = 0; w + 16 <= len; w += 8) {
+                if (memcmp(m + at, x + w, 16) == 0 || memcmp(m + at, rev + w, 16) == 0) {
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Keys made from primes or from a seed, encryption (by CRT) and decryption never put p or
+ * q, or anything that holds them, into memory from GMP's allocator; n is there (it is
+ * public), which shows the look is real. */
+static void test_no_secret_in_gmp_heap(void **state)
 {
     (void)state;
     void *(*a)(size_t);
     void *(*r)(void *, size_t, size_t);
     void (*f)(void *, size_t);
-    struct vl_paillier *k = (struct vl_paillier *)1;
-    uint8_t n[VL_PAILLIER_MAX_NBYTES];
+    json_t *root = tu_load_json(KAT_FILE), *kat = json_object_get(root, "full_kat_2048");
+    size_t plen, qlen, cb, nb;
+    uint8_t *p = hexfield(kat, "p", &plen), *q = hexfield(kat, "q", &qlen);
+    uint8_t seed[VL_PAILLIER_SEEDBYTES], c[CMAX], m[VL_PAILLIER_MAX_NBYTES];
+    uint8_t n[VL_PAILLIER_MAX_NBYTES], gp[64], gq[64], gn[128];
+    struct vl_paillier *k = NULL, *g = NULL;
+    __int128 v = 0;
 
-    memset(n, 0xff, sizeof(n));
-    assert_int_equal(vl_paillier_init(), 0);
+    memset(seed, 0x5a, sizeof(seed));
     mp_get_memory_functions(&a, &r, &f);
-    mp_set_memory_functions(NULL, NULL, NULL); /* GMP's defaults; no GMP object is live */
-    assert_int_not_equal(vl_paillier_init(), 0);
-    assert_int_not_equal(vl_paillier_new_public(&k, n, sizeof(n)), 0);
-    assert_null(k);
-    mp_set_memory_functions(a, r, f);
-    assert_int_equal(vl_paillier_init(), 0);
-    assert_int_equal(vl_paillier_new_public(&k, n, sizeof(n)), 0);
+    mp_set_memory_functions(spy_alloc, spy_realloc, spy_free);
+
+    assert_int_equal(vl_paillier_new_from_primes(&k, p, plen, q, qlen), 0);
+    cb = vl_paillier_ciphertext_bytes(k);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(vl_paillier_encrypt(k, c, cb, -12345 * i), 0);
+        assert_int_equal(vl_paillier_decrypt(k, &v, c, cb), 0);
+        assert_true(v == -12345 * i);
+    }
+    assert_int_equal(vl_paillier_test_decrypt_raw(k, m, vl_paillier_n_bytes(k), c, cb), 0);
+    nb = vl_paillier_n_bytes(k);
+    assert_int_equal(vl_paillier_n_export(k, n, nb), 0);
+    assert_int_equal(vl_paillier_test_keygen(&g, seed, 1024), 0);
+    assert_int_equal(vl_paillier_encrypt(g, c, vl_paillier_ciphertext_bytes(g), 77), 0);
+    assert_int_equal(vl_paillier_decrypt(g, &v, c, vl_paillier_ciphertext_bytes(g)), 0);
+    assert_true(v == 77);
+    assert_int_equal(vl_paillier_test_export(g, "p", gp, sizeof(gp)), 0);
+    assert_int_equal(vl_paillier_test_export(g, "q", gq, sizeof(gq)), 0);
+    assert_int_equal(vl_paillier_n_export(g, gn, sizeof(gn)), 0);
+    vl_paillier_free(g);
     vl_paillier_free(k);
+    mp_set_memory_functions(a, r, f);
+
+    assert_true(nspy > 0);
+    assert_true(spy_holds(n, nb));
+    assert_true(spy_holds(gn, sizeof(gn)));
+    if (spy_holds(p, plen) || spy_holds(q, qlen)) {
+        fail_msg("a prime of the key made from primes went through GMP's allocator");
+    }
+    if (spy_holds(gp, sizeof(gp)) || spy_holds(gq, sizeof(gq))) {
+        fail_msg("a prime of the key made from a seed went through GMP's allocator");
+    }
+    for (size_t i = 0; i < nspy; i++) {
+        free(spy[i].freed ? spy[i].p : NULL); /* live ones belong to GMP objects */
+    }
+    nspy = 0;
+    free(p);
+    free(q);
+    json_decref(root);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    return vl_crypto_init() == 0 && vl_paillier_init() == 0 && vl_paillier_init() == 0 ? 0 : -1;
+    return vl_crypto_init() == 0 ? 0 : -1;
 }
 
 int main(void)
@@ -846,9 +1029,10 @@ int main(void)
         cmocka_unit_test(test_crt_matches_plain),
         cmocka_unit_test(test_sums),
         cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_keygen_matches_nextprime),
         cmocka_unit_test(test_bad_keys),
         cmocka_unit_test(test_bad_ciphertexts),
-        cmocka_unit_test(test_init_guard),
+        cmocka_unit_test(test_no_secret_in_gmp_heap),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
