@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -253,8 +254,13 @@ veil_err veil_health(veil_vault *v, char **json_out)
     return rc;
 }
 
+/* Outputs may hold tokens or decrypted documents: wiped before the memory goes back to the
+ * allocator, where a later page buffer of a database file could pick it up unwritten. */
 void veil_free(void *p)
 {
+    if (p != NULL) {
+        sodium_memzero(p, malloc_usable_size(p));
+    }
     free(p);
 }
 

@@ -1,4 +1,4 @@
-"""test_coredump.py: SPEC guarantee 6, keys never in core files.
+"""test_coredump.py: keys never in core files (README, "Keys and core dumps").
 
 coredump_no_key_in_core: a server works with every kind of key (equality, range, ASHE
 and Paillier sums, search, masks, cursors), then a core of the running process is taken

@@ -1243,6 +1243,9 @@ static void test_tokens(void **state)
     free(bad);
     assert_true(asprintf(&bad, "veil_%s%s", tid, strrchr(tok2, '_')) > 0);
     assert_int_equal(veil_session_authenticate(f->v, bad, &s, &st), VEIL_ERR_UNAUTHENTICATED);
+    /* It holds tok2's secret: wiped, so that freed heap the trusted state's page buffers
+     * may reuse cannot carry it into trusted.db, which is checked below. */
+    explicit_bzero(bad, strlen(bad));
     free(bad);
     char *longer = NULL;
     assert_true(asprintf(&longer, "%sA", tok) > 0);
