@@ -19,6 +19,7 @@ static const struct {
     {"tenant", vl_cmd_tenant, "create | list | shred tenants"},
     {"token", vl_cmd_token, "create | revoke bearer tokens"},
     {"collection", vl_cmd_collection, "apply a collection policy (YAML or JSON)"},
+    {"trusted", vl_cmd_trusted, "accept-rollback: accept that trusted.db lost writes"},
     {"put", vl_cmd_put, "store a document (over HTTP)"},
     {"get", vl_cmd_get, "fetch a document (over HTTP)"},
     {"delete", vl_cmd_delete, "delete a document (over HTTP)"},
