@@ -1068,6 +1068,9 @@ TESTS.extend(test_faults.TESTS)
 import test_search  # noqa: E402
 test_search.diag = diag
 TESTS.extend(test_search.TESTS)
+import test_rollback  # noqa: E402
+test_rollback.diag = diag
+TESTS.extend(test_rollback.TESTS)
 
 
 def main():
