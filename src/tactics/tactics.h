@@ -59,16 +59,25 @@ vl_u128 vl_ashe_encrypt(const uint8_t key[32], uint64_t i, int64_t m);
 void vl_ashe_limbs(vl_u128 c, int64_t limbs[VL_ASHE_LIMBS]);
 vl_u128 vl_ashe_join(const int64_t sums[VL_ASHE_LIMBS]);
 
-/* F over a span of rows, computed in one pass: worth it when many runs fall in the span. */
+/* F over a span of rows, computed in one pass: worth it when many runs fall in the span.
+ * A table holds one span (first, n, f), or several (seg, sorted by first, not
+ * overlapping): row numbers come in blocks at random places, far apart. */
 #define VL_ASHE_TABLE_MAX ((uint64_t)1 << 26) /* values: 1 GiB of key stream at most */
 struct vl_ashe_table {
     uint64_t first;
     size_t n;
     vl_u128 *f;
+    struct vl_ashe_table *seg;
+    size_t nseg;
 };
 /* Fills F(lo..hi) (a little more, to block boundaries); -1 if the span is too large. */
 int vl_ashe_table_fill(struct vl_ashe_table *t, const uint8_t key[32], uint64_t lo,
                        uint64_t hi);
+/* Fills F over each cluster of runs[0..n) (in any order; runs closer than 4096 rows form
+ * one) where one pass beats two F per run, within VL_ASHE_TABLE_MAX values in all. The
+ * table may end up empty (then every F is computed per run); -1 only when out of memory. */
+int vl_ashe_table_fill_runs(struct vl_ashe_table *t, const uint8_t key[32],
+                            const struct vl_seq_run *runs, size_t n);
 void vl_ashe_table_free(struct vl_ashe_table *t);
 /* The plaintext sum of the rows in runs, from the sum of their ciphertexts; t (may be
  * NULL) serves the F values it holds. */

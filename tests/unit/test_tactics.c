@@ -141,6 +141,54 @@ static void test_ashe_sums(void **state)
         }
         vl_ashe_table_free(&t);
     }
+    /* Rows in blocks at random places far apart (how row numbers are handed out): a table
+     * of one segment per block gives the same sums as F per run. */
+    {
+        const uint64_t base[3] = {((uint64_t)1 << 61) + 5, ((uint64_t)1 << 40) + 1,
+                                  ((uint64_t)3 << 50) + 2};
+        enum { PER = 600 };
+        static struct vl_seq_run runs[9 * PER];
+        static uint64_t rows[9 * PER];
+        static int64_t vals[9 * PER];
+        int64_t sums[VL_ASHE_LIMBS] = {0};
+        vl_i128 want = 0;
+        size_t nruns = 0, nrows = 0;
+        for (int b = 0; b < 3; b++) {
+            for (uint64_t i = 0; i < 3 * PER; i++) {
+                if (rnd() % 3 != 0) {
+                    continue; /* another group's row */
+                }
+                rows[nrows] = base[b] + i;
+                vals[nrows] = (int64_t)(rnd() % 100000) - 50000;
+                int64_t limbs[VL_ASHE_LIMBS];
+                vl_ashe_limbs(vl_ashe_encrypt(key, rows[nrows], vals[nrows]), limbs);
+                for (int k = 0; k < VL_ASHE_LIMBS; k++) {
+                    sums[k] += limbs[k];
+                }
+                want += vals[nrows];
+                if (nruns > 0 && runs[nruns - 1].last == rows[nrows] - 1) {
+                    runs[nruns - 1].last = rows[nrows];
+                } else {
+                    runs[nruns].first = runs[nruns].last = rows[nrows];
+                    nruns++;
+                }
+                nrows++;
+            }
+        }
+        struct vl_ashe_table t;
+        assert_int_equal(vl_ashe_table_fill_runs(&t, key, runs, nruns), 0);
+        assert_int_equal(t.nseg, 3);
+        for (size_t k = 1; k < t.nseg; k++) {
+            assert_true(t.seg[k - 1].first + t.seg[k - 1].n <= t.seg[k].first);
+        }
+        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns, NULL) == want);
+        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns, &t) == want);
+        vl_ashe_table_free(&t);
+        /* Few runs: no pass is worth it, and the answer is the same. */
+        assert_int_equal(vl_ashe_table_fill_runs(&t, key, runs, 10), 0);
+        assert_int_equal(t.nseg, 0);
+        vl_ashe_table_free(&t);
+    }
     /* Extremes do not wrap in the 128-bit ring. */
     vl_u128 a = vl_ashe_encrypt(key, 1, INT64_MAX), b = vl_ashe_encrypt(key, 2, INT64_MAX);
     struct vl_seq_run r = {1, 2};
