@@ -285,7 +285,7 @@ veil_err vl_mark_check(veil_vault *v, veil_status *st)
     if (bad >= 0) {
         vl_log(VL_LOG_ERROR, "breach_suspected: store %s holds a rollback mark that fails "
                              "its integrity check", v->cfg.store_names[bad]);
-        return vl_status_set(st, VEIL_ERR_INTEGRITY, "trusted",
+        return vl_status_set(st, VEIL_ERR_INTEGRITY, NULL,
                              "store %s holds a rollback mark that fails its integrity check: "
                              "the store altered it. If you trust this trusted.db, "
                              "veil trusted accept-rollback rewrites the marks",
@@ -299,7 +299,7 @@ veil_err vl_mark_check(veil_vault *v, veil_status *st)
                "the newest trusted.db if it exists, or accept the loss with "
                "`veil trusted accept-rollback`",
                v->cfg.store_names[store], (unsigned long long)max, (unsigned long long)mine);
-        return vl_status_set(st, VEIL_ERR_CONFLICT, "trusted",
+        return vl_status_set(st, VEIL_ERR_CONFLICT, NULL,
                              "trusted.db is behind store %s: restored from a backup or it lost "
                              "its last transactions, so writes the store holds are unknown to "
                              "it. Put back the newest trusted.db if you have it, or accept "
@@ -500,7 +500,7 @@ veil_err veil_trusted_accept_rollback(const char *datadir, char **json_out, veil
         vl_status_set(st, rc, NULL, "the trusted state is unavailable");
     }
     if (rc == VEIL_OK && max <= mine && bad < 0) {
-        rc = vl_status_set(st, VEIL_ERR_CONFLICT, "trusted",
+        rc = vl_status_set(st, VEIL_ERR_CONFLICT, NULL,
                            "the trusted state is not behind any store: nothing to accept");
     }
     /* From here on the loss is accepted: the trusted state's mark moves past the stores',
