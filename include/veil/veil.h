@@ -85,7 +85,9 @@ void veil_vault_close(veil_vault *v);
  * lost): records the acceptance, moves its counters past what the stores saw, finishes the
  * writes it had in flight, removes the rows it never heard of and forgets the documents
  * whose last known version no store holds any more. *json_out (veil_free) reports what was
- * done. VEIL_ERR_CONFLICT when the trusted state is not behind. No server may run meanwhile. */
+ * done. When the trusted state is not behind: VEIL_ERR_CONFLICT, unless a rollback was
+ * accepted before (then the settling is done again, in case it was cut short). No server
+ * may run meanwhile. */
 veil_err veil_trusted_accept_rollback(const char *datadir, char **json_out, veil_status *st);
 
 /* Limits from veil.yaml (`limits:`), for front doors that read request bodies. */

@@ -249,7 +249,8 @@ static const char trusted_usage[] =
     "state's counters past what the stores saw (so nothing they used is used again),\n"
     "finishes the writes it had in flight, removes from the stores the rows of documents it\n"
     "never heard of, and forgets (as deleted) the documents whose last version it knows is\n"
-    "no longer in any store. Prints a JSON report on stdout. Stop the server first.\n";
+    "no longer in any store. Prints a JSON report on stdout. Stop the server first.\n"
+    "Run again after an acceptance that was cut short, it settles the stores again.\n";
 
 int vl_cmd_trusted(int argc, char **argv)
 {
@@ -268,8 +269,10 @@ int vl_cmd_trusted(int argc, char **argv)
         return vl_cli_fail(&st);
     }
     printf("%s\n", report);
+    bool accepted = strstr(report, "\"accepted\":true") != NULL;
     veil_free(report);
-    fprintf(stderr, "veil: rollback accepted: the writes the trusted state did not know of "
-                    "are lost; veil starts again\n");
+    fprintf(stderr, accepted ? "veil: rollback accepted: the writes the trusted state did not "
+                               "know of are lost; veil starts again\n"
+                             : "veil: an earlier acceptance settled again\n");
     return 0;
 }

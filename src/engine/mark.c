@@ -499,16 +499,23 @@ veil_err veil_trusted_accept_rollback(const char *datadir, char **json_out, veil
     if (rc == VEIL_OK && (rc = vl_trusted_mark(v->trusted, &mine)) != VEIL_OK) {
         vl_status_set(st, rc, NULL, "the trusted state is unavailable");
     }
-    if (rc == VEIL_OK && max <= mine && bad < 0) {
+    /* Not behind: nothing to accept, unless an earlier acceptance was cut short (then what
+     * follows is done again: it changes nothing that is already settled). */
+    bool again = rc == VEIL_OK && max <= mine && bad < 0;
+    if (again && !v->rollback_accepted) {
         rc = vl_status_set(st, VEIL_ERR_CONFLICT, NULL,
                            "the trusted state is not behind any store: nothing to accept");
     }
+    memset(&rb, 0, sizeof(rb));
+    rb.trusted_mark = rb.mark = mine;
+    rb.store_mark = max;
     /* From here on the loss is accepted: the trusted state's mark moves past the stores',
      * then the marks there are rewritten, so the next open finds them level. */
-    if (rc == VEIL_OK && (rc = vl_trusted_rollback_accept(v->trusted, max, &rb)) != VEIL_OK) {
+    if (rc == VEIL_OK && !again &&
+        (rc = vl_trusted_rollback_accept(v->trusted, max, &rb)) != VEIL_OK) {
         vl_status_set(st, rc, NULL, "the trusted state is unavailable");
     }
-    if (rc == VEIL_OK) {
+    if (rc == VEIL_OK && !again) {
         v->rollback_accepted = true;
         if ((rc = marks_rewrite(v, &t, rb.mark)) != VEIL_OK) {
             vl_status_set(st, rc, NULL, "a store is unavailable; run the command again");
@@ -542,10 +549,9 @@ veil_err veil_trusted_accept_rollback(const char *datadir, char **json_out, veil
         }
     }
     if (rc == VEIL_OK) {
-        report = json_pack("{s:I, s:I, s:I, s:I, s:O}", "trusted_mark",
+        report = json_pack("{s:b, s:I, s:I, s:I, s:O}", "accepted", !again, "trusted_mark",
                            (json_int_t)rb.trusted_mark, "store_mark", (json_int_t)rb.store_mark,
-                           "mark", (json_int_t)rb.mark, "search_epoch", (json_int_t)rb.epoch,
-                           "collections", colls);
+                           "mark", (json_int_t)rb.mark, "collections", colls);
         if (report == NULL || (*json_out = vl_json_text(report)) == NULL) {
             rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         }

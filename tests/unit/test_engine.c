@@ -1897,9 +1897,12 @@ static void test_rollback_detected(void **state)
 {
     struct fx *f = *state;
     veil_status st;
+    char *report = NULL;
     put(f->clerk, "inv-1", DOC1, 1);
     put(f->clerk, "inv-2", DOC2, 1);
     vault_close(f);
+    /* Nothing behind, no rollback ever: nothing to accept. */
+    assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_ERR_CONFLICT);
     char *db = path_in(f->data, "trusted.db"), *saved = path_in(f->dir, "saved.db");
     file_copy(db, saved);
 
@@ -1914,15 +1917,23 @@ static void test_rollback_detected(void **state)
     assert_null(f->v);
     assert_non_null(strstr(st.message, "backup"));
     assert_non_null(strstr(st.message, "accept-rollback"));
-    char *report = NULL;
     assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_OK);
     json_t *r = parse(report);
     json_t *c = json_array_get(json_object_get(r, "collections"), 0);
     assert_int_equal(json_integer_value(json_object_get(c, "rows_removed")), 1);
     assert_int_equal(json_integer_value(json_object_get(c, "documents_lost")), 1);
+    assert_true(json_is_true(json_object_get(r, "accepted")));
     json_decref(r);
     veil_free(report);
-    assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_ERR_CONFLICT);
+    /* Again: the settling is done again, and finds nothing left. */
+    assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_OK);
+    r = parse(report);
+    c = json_array_get(json_object_get(r, "collections"), 0);
+    assert_true(json_is_false(json_object_get(r, "accepted")));
+    assert_int_equal(json_integer_value(json_object_get(c, "rows_removed")), 0);
+    assert_int_equal(json_integer_value(json_object_get(c, "documents_lost")), 0);
+    json_decref(r);
+    veil_free(report);
 
     assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_OK);
     sessions_open(f);
