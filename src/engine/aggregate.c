@@ -404,10 +404,13 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
                                      : NULL;
         for (size_t g = 0, at = 0; all != NULL && g < res.n; g++) {
             const struct vl_agg_value *av = &res.groups[g].values[k];
-            memcpy(all + at, av->runs, av->nruns * sizeof(*all));
-            at += av->nruns;
+            if (av->nruns > 0) {
+                memcpy(all + at, av->runs, av->nruns * sizeof(*all));
+                at += av->nruns;
+            }
         }
-        if (all != NULL && vl_ashe_table_fill_runs(&tables[k], a.cols[k]->sum_key, all, runs) != 0) {
+        if (all != NULL &&
+            vl_ashe_table_fill_runs(&tables[k], a.cols[k]->sum_key, all, runs) != 0) {
             memset(&tables[k], 0, sizeof(tables[k])); /* out of memory: per run, then */
         }
         free(all);

@@ -1,6 +1,5 @@
 /*
- * mark.c: noticing a trusted state that is behind its stores, and accepting it (DESIGN.md
- * "Counters, nonces and rollback").
+ * mark.c: noticing a trusted state that is behind its stores, and accepting it.
  *
  * The trusted state's mark grows with every block reservation and every write batch
  * (trusted.h). Each store keeps sealed copies of it (engine.h): per collection table, one

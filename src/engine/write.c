@@ -3,11 +3,12 @@
  *
  * A batch of writes to one collection goes: (1) lock the documents' stripes, read their
  * trusted state, check versions and If-Match; (2) reserve row sequence numbers and seal
- * every document; (3) record intents (one trusted transaction); (4) apply the payloads to
- * the stores, batched per store; (5) finish the intents (one trusted transaction). A crash
- * after (3) is finished by start-up recovery from the intents; a store that fails in (4)
- * has written nothing (each driver call is atomic), so the intents are dropped and the
- * client gets 503 with nothing half-written.
+ * every document; (3) record intents (one trusted transaction, synced to disk, which also
+ * moves the trusted state's mark on); (4) apply the payloads to the stores, batched per
+ * store, each store's call carrying the batch's mark (mark.c); (5) finish the intents (one
+ * trusted transaction). A crash after (3) is finished by start-up recovery from the
+ * intents; a store that fails in (4) has written nothing (each driver call is atomic), so
+ * the intents are dropped and the client gets 503 with nothing half-written.
  */
 #include <stdlib.h>
 #include <string.h>

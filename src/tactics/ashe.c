@@ -4,8 +4,9 @@
  * F(i) is 128 bits of a ChaCha20 key stream at position i. A value is hidden by F(i) - F(i-1),
  * which is uniformly random to anyone without the key, so a ciphertext alone says nothing;
  * what telescopes away in a sum of consecutive rows is known only to the key holder. Row
- * sequence numbers are never reused (each write gets a new one), so no two values share a
- * mask.
+ * sequence numbers are never reused (each write gets a new one; they come in blocks at
+ * random places, so even a trusted state restored from a backup reuses one only with
+ * negligible probability), so no two values share a mask.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,9 @@ int vl_ashe_table_fill_runs(struct vl_ashe_table *t, const uint8_t key[32],
     if (r == NULL) {
         return -1;
     }
-    memcpy(r, runs, n * sizeof(*r));
+    if (n > 0) {
+        memcpy(r, runs, n * sizeof(*r));
+    }
     qsort(r, n, sizeof(*r), run_cmp);
     uint64_t budget = VL_ASHE_TABLE_MAX;
     int rc = 0;

@@ -1,4 +1,5 @@
-"""test_rollback.py: SPEC guarantee 6 when the trusted state goes back in time.
+"""test_rollback.py: no nonce and no row number used twice when the trusted state goes back
+in time, and the operator told.
 
 trusted.db is backed up (SQLite's online backup, the server running), more is written, the
 backup is put back, and more is written again after the operator accepts the rollback. The
