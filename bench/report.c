@@ -493,9 +493,10 @@ static int search_rows(const struct results *rs)
         fmt_int(stems, n2, sizeof(n2));
         int at = snprintf(gap, sizeof(gap),
                           "size, lower is better. veil: key-value table %s B (%.0f B an "
-                          "entry: a 16-byte label and a sealed value of 32 to 528 bytes, its "
-                          "documents' sequence numbers and counts varint-coded and padded to a "
-                          "power of two; %.1f B a (document, stem) pair), trusted "
+                          "entry: a 16-byte label and a sealed value of 56 to 552 bytes, a "
+                          "random nonce and its documents' sequence numbers and counts "
+                          "varint-coded and padded to a power of two; %.1f B a (document, stem) "
+                          "pair), trusted "
                           "words %s B (a counter per distinct stem: %s stems in the corpus), "
                           "reservations of writes in flight %s B; in all the store file grew by %s "
                           "B a document (sealed "

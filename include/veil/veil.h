@@ -77,9 +77,19 @@ typedef struct veil_init_options {
 veil_err veil_init(const char *datadir, const veil_init_options *opt, veil_status *st);
 
 /* Opens the vault of an initialised data directory: reads veil.yaml, unlocks the root key,
- * opens trusted state and every store, and finishes writes a crash left half-done. */
+ * opens trusted state and every store, and finishes writes a crash left half-done. Refuses
+ * (VEIL_ERR_CONFLICT, the message saying what to do) when a store holds writes the trusted
+ * state does not know of: trusted.db was restored from a backup or lost transactions. */
 veil_err veil_vault_open(const char *datadir, veil_vault **out, veil_status *st);
 void veil_vault_close(veil_vault *v);
+/* Accepts that the trusted state is behind the stores (the writes it does not know of are
+ * lost): records the acceptance, moves its counters past what the stores saw, finishes the
+ * writes it had in flight, removes the rows it never heard of and forgets the documents
+ * whose last known version no store holds any more. *json_out (veil_free) reports what was
+ * done. When the trusted state is not behind: VEIL_ERR_CONFLICT, unless a rollback was
+ * accepted before (then the settling is done again, in case it was cut short). No server
+ * may run meanwhile. */
+veil_err veil_trusted_accept_rollback(const char *datadir, char **json_out, veil_status *st);
 
 /* Limits from veil.yaml (`limits:`), for front doors that read request bodies. */
 typedef struct veil_limits {

@@ -259,3 +259,40 @@ int vl_cmd_collection(int argc, char **argv)
     free(text);
     return rc == VEIL_OK ? 0 : vl_cli_fail(&st);
 }
+
+static const char trusted_usage[] =
+    "usage: veil trusted accept-rollback [--data DIR]\n\n"
+    "For when veil refuses to start because trusted.db is behind the stores: it was\n"
+    "restored from a backup, or lost its last transactions, and the stores hold writes it\n"
+    "does not know of. If a newer trusted.db exists, put it back instead. Otherwise this\n"
+    "accepts the loss of those writes: it records the acceptance, moves the trusted\n"
+    "state's counters past what the stores saw (so nothing they used is used again),\n"
+    "finishes the writes it had in flight, removes from the stores the rows of documents it\n"
+    "never heard of, and forgets (as deleted) the documents whose last version it knows is\n"
+    "no longer in any store. Prints a JSON report on stdout. Stop the server first.\n"
+    "Run again after an acceptance that was cut short, it settles the stores again.\n";
+
+int vl_cmd_trusted(int argc, char **argv)
+{
+    struct opts o;
+    int r = parse(argc, argv, &o, trusted_usage);
+    if (r >= 0) {
+        return r;
+    }
+    if (optind + 1 != argc || strcmp(argv[optind], "accept-rollback") != 0) {
+        fputs(trusted_usage, stderr);
+        return 2;
+    }
+    veil_status st;
+    char *report = NULL;
+    if (veil_trusted_accept_rollback(vl_cli_datadir(o.data), &report, &st) != VEIL_OK) {
+        return vl_cli_fail(&st);
+    }
+    printf("%s\n", report);
+    bool accepted = strstr(report, "\"accepted\":true") != NULL;
+    veil_free(report);
+    fprintf(stderr, accepted ? "veil: rollback accepted: the writes the trusted state did not "
+                               "know of are lost; veil starts again\n"
+                             : "veil: an earlier acceptance settled again\n");
+    return 0;
+}

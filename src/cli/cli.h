@@ -27,6 +27,7 @@ int vl_cmd_init(int argc, char **argv);        /* admin.c */
 int vl_cmd_tenant(int argc, char **argv);      /* admin.c */
 int vl_cmd_token(int argc, char **argv);       /* admin.c */
 int vl_cmd_collection(int argc, char **argv);  /* admin.c */
+int vl_cmd_trusted(int argc, char **argv);     /* admin.c */
 int vl_cmd_server(int argc, char **argv);      /* cmd_server.c */
 int vl_cmd_put(int argc, char **argv);         /* client.c: over HTTP, VEIL_ADDR/VEIL_TOKEN */
 int vl_cmd_get(int argc, char **argv);         /* client.c */

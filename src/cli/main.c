@@ -29,6 +29,8 @@ static const struct {
     {"tenant", vl_cmd_tenant, "create | list | shred tenants", HARDEN_YES},
     {"token", vl_cmd_token, "create | list | revoke bearer tokens", HARDEN_YES},
     {"collection", vl_cmd_collection, "apply a collection policy (YAML or JSON)", HARDEN_YES},
+    {"trusted", vl_cmd_trusted, "accept-rollback: accept that trusted.db lost writes",
+     HARDEN_YES},
     {"put", vl_cmd_put, "store a document (over HTTP)", HARDEN_YES},
     {"get", vl_cmd_get, "fetch a document (over HTTP)", HARDEN_YES},
     {"delete", vl_cmd_delete, "delete a document (over HTTP)", HARDEN_YES},

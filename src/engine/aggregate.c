@@ -543,21 +543,28 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         }
     }
     /* When the runs are many (rows of a group scattered among others), compute F over the
-     * whole span of row numbers in one pass of the cipher instead of per run. */
+     * spans of row numbers they fall in (one per block of numbers) in one pass of the
+     * cipher each, instead of per run. */
     for (size_t k = 0; k < a.ncols; k++) {
-        uint64_t lo = UINT64_MAX, hi = 0, runs = 0;
+        size_t runs = 0;
         for (size_t g = 0; g < res.n; g++) {
+            runs += res.groups[g].values[k].nruns;
+        }
+        struct vl_seq_run *all = a.cols[k]->sum_key != NULL && runs > 64
+                                     ? malloc(runs * sizeof(*all))
+                                     : NULL;
+        for (size_t g = 0, at = 0; all != NULL && g < res.n; g++) {
             const struct vl_agg_value *av = &res.groups[g].values[k];
-            for (size_t r = 0; r < av->nruns; r++) {
-                lo = av->runs[r].first - 1 < lo ? av->runs[r].first - 1 : lo;
-                hi = av->runs[r].last > hi ? av->runs[r].last : hi;
+            if (av->nruns > 0) {
+                memcpy(all + at, av->runs, av->nruns * sizeof(*all));
+                at += av->nruns;
             }
-            runs += av->nruns;
         }
-        if (a.cols[k]->sum_key != NULL && runs > 64 && hi >= lo && (hi - lo) / 4 < 2 * runs &&
-            vl_ashe_table_fill(&tables[k], a.cols[k]->sum_key, lo, hi) != 0) {
-            tables[k].f = NULL; /* too large a span: per run, then */
+        if (all != NULL &&
+            vl_ashe_table_fill_runs(&tables[k], a.cols[k]->sum_key, all, runs) != 0) {
+            memset(&tables[k], 0, sizeof(tables[k])); /* out of memory: per run, then */
         }
+        free(all);
     }
     res_view = res.groups;
     nview = res.n;

@@ -160,6 +160,35 @@ static veil_err fctx_init(struct vl_fctx *fc, const veil_vault *v, const struct 
     return rc;
 }
 
+/* The opaque table name of a collection, from the tenant's naming key. */
+static veil_err table_name(const uint8_t *naming, const char *tenant, const char *coll,
+                           char out[2 * 16 + 1])
+{
+    uint8_t table[32];
+    veil_err rc = vl_subkey(table, sizeof(table), naming, tenant, coll, "", "table",
+                            NAMING_KEY_VERSION);
+    if (rc == VEIL_OK) {
+        vl_hex(out, table, 16);
+    }
+    sodium_memzero(table, sizeof(table));
+    return rc;
+}
+
+veil_err vl_coll_table(veil_vault *v, int64_t tenant_id, const char *tenant, const char *coll,
+                       char out[2 * 16 + 1], veil_status *st)
+{
+    uint8_t *naming = vl_secret_alloc(VL_TENANT_KEYBYTES);
+    if (naming == NULL) {
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
+    veil_err rc = vl_tenant_key_load(v, tenant_id, tenant, NAMING_KEY_VERSION, naming, st);
+    if (rc == VEIL_OK && (rc = table_name(naming, tenant, coll, out)) != VEIL_OK) {
+        vl_status_set(st, rc, NULL, "cannot derive a table name");
+    }
+    vl_secret_free(naming);
+    return rc;
+}
+
 static veil_err coll_build(veil_session *s, const char *name, const char *canonical,
                            struct vl_coll **out, veil_status *st)
 {
@@ -197,13 +226,9 @@ static veil_err coll_build(veil_session *s, const char *name, const char *canoni
             VEIL_OK) {
         goto out;
     }
-    uint8_t table[32];
-    if ((rc = vl_subkey(table, sizeof(table), naming, c->tenant, c->name, "", "table",
-                        NAMING_KEY_VERSION)) != VEIL_OK) {
+    if ((rc = table_name(naming, c->tenant, c->name, c->table)) != VEIL_OK) {
         goto out;
     }
-    vl_hex(c->table, table, 16);
-    sodium_memzero(table, sizeof(table));
     c->doc_key = vl_secret_alloc(32);
     c->cursor_key = vl_secret_alloc(VL_AEAD_KEYBYTES);
     c->fields = calloc(c->policy->nfields ? c->policy->nfields : 1, sizeof(*c->fields));
@@ -305,8 +330,13 @@ veil_err vl_coll_seq_take(veil_vault *v, const struct vl_coll *c, uint64_t n,
     struct vl_seqblock *b = c->seq;
     pthread_mutex_lock(&b->mu);
     if (b->end - b->next < n) {
-        uint64_t want = n > VL_SEQ_BLOCK ? n : VL_SEQ_BLOCK, start = 0;
-        rc = vl_trusted_seq_reserve(v->trusted, c->tenant_id, c->name, want, &start);
+        uint64_t want = n > VL_SEQ_BLOCK ? n : VL_SEQ_BLOCK, start = 0, mark = 0;
+        rc = vl_trusted_seq_reserve(v->trusted, c->tenant_id, c->name, want, &start, &mark);
+        /* The stores learn of the block before any row of it: a trusted state that later
+         * forgets the block (restored from a backup) finds their mark above its own. */
+        if (rc == VEIL_OK) {
+            rc = vl_mark_global(v, mark);
+        }
         if (rc == VEIL_OK) {
             b->next = start;
             b->end = start + want;
@@ -363,12 +393,32 @@ veil_err veil_collection_apply(veil_session *s, const char *name, const char *te
         vl_policy_free(p);
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
-    rc = vl_trusted_collection_put(v->trusted, s->tenant_id, p->collection, canonical, created);
-    if (rc == VEIL_ERR_CONFLICT) {
-        vl_status_set(st, rc, "collection",
-                      "a different policy is registered under this collection name");
-    } else if (rc != VEIL_OK) {
-        vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+    char *old = NULL;
+    if (v->rollback_accepted &&
+        vl_trusted_collection_get(v->trusted, s->tenant_id, p->collection, &old) ==
+            VEIL_ERR_NOT_FOUND) {
+        /* A collection registered after the trusted state lost it (a backup restored) may
+         * have rows of the lost writes in its table; a new collection has no documents,
+         * so whatever its table holds is theirs. */
+        char table[2 * 16 + 1];
+        rc = vl_coll_table(v, s->tenant_id, s->tenant, p->collection, table, st);
+        for (size_t i = 0; rc == VEIL_OK && i < v->nstores; i++) {
+            rc = v->stores[i]->ops->drop_table(v->stores[i], table);
+            if (rc != VEIL_OK) {
+                vl_status_set(st, rc, NULL, "store %s is unavailable", v->cfg.store_names[i]);
+            }
+        }
+    }
+    free(old);
+    if (rc == VEIL_OK) {
+        rc = vl_trusted_collection_put(v->trusted, s->tenant_id, p->collection, canonical,
+                                       created);
+        if (rc == VEIL_ERR_CONFLICT) {
+            vl_status_set(st, rc, "collection",
+                          "a different policy is registered under this collection name");
+        } else if (rc != VEIL_OK) {
+            vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+        }
     }
     free(canonical);
     vl_policy_free(p);

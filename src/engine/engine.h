@@ -77,7 +77,8 @@ struct vl_fctx {
 };
 
 /* Row sequence numbers handed out from blocks reserved in trusted state, so that a write
- * need not reserve its own in a transaction. A restart leaves a gap, which is harmless. */
+ * need not reserve its own in a transaction. Each block starts at a random place; numbers
+ * grow within a block only. A restart abandons the rest of a block, which is harmless. */
 struct vl_seqblock {
     pthread_mutex_t mu;
     uint64_t next;
@@ -103,7 +104,8 @@ struct vl_coll {
     struct vl_seqblock *seq;
 };
 
-/* Takes n consecutive row sequence numbers for c; *first is the first. */
+/* Takes n consecutive row sequence numbers for c; *first is the first. A new block is
+ * announced to the stores (vl_mark_global) before any of its numbers is handed out. */
 veil_err vl_coll_seq_take(veil_vault *v, const struct vl_coll *c, uint64_t n,
                           uint64_t *first) VL_WUR;
 
@@ -127,6 +129,9 @@ struct veil_vault {
         char id[16 + 1];
         int64_t at;
     } seen[VL_TOKEN_SEEN_SLOTS];
+    uint8_t *mark_keys;            /* secret: label key || sealing key of marks (mark.c) */
+    char mark_table[2 * 16 + 1];   /* the opaque table of the installation's marks */
+    bool rollback_accepted;        /* an operator accepted a rollback of the trusted state */
 };
 
 struct veil_session {
@@ -344,6 +349,48 @@ struct vl_bytes vl_paillier_modulus(const struct vl_fctx *fc);
 /* Decrypts a product of cells into the sum it hides. */
 veil_err vl_paillier_sum(const struct vl_fctx *fc, const struct vl_bytes *product,
                          vl_i128 *out) VL_WUR;
+
+/* ---- marks: noticing a trusted state that is behind the stores (mark.c) ----
+ *
+ * Every store keeps sealed copies of the trusted state's mark (trusted.h): in the key-value
+ * space of each collection's table, one written with every write batch, in the same store
+ * call as its rows; and in an installation table of its own, one written whenever a block
+ * of row sequence numbers is reserved, before any row of it. A copy sits in slot
+ * mark % VL_MARK_SLOTS, so that writes finishing out of order cannot hide a higher mark
+ * behind a lower one. Label: BLAKE2b-128 keyed by the label key of lp(table) || slot;
+ * value: XChaCha20-Poly1305 box of the mark (u64) under the sealing key, with AAD naming
+ * table and slot: 48 bytes, a length no search entry has. */
+#define VL_MARK_SLOTS 16
+#define VL_MARK_VALUE_BYTES (24 + 8 + 16)
+struct vl_mark_entry {
+    uint8_t label[VL_KV_KEY_BYTES];
+    uint8_t value[VL_MARK_VALUE_BYTES];
+    struct vl_kv kv;               /* views of label and value */
+};
+/* Loads the installation's mark keys (making them, wrapped by the root key, the first
+ * time) and whether a rollback was ever accepted. */
+veil_err vl_mark_init(veil_vault *v, veil_status *st) VL_WUR;
+/* The entry that holds `mark` in `table`. */
+void vl_mark_entry(const veil_vault *v, const char *table, uint64_t mark,
+                   struct vl_mark_entry *e);
+/* Writes `mark` to the installation table of every store. */
+veil_err vl_mark_global(veil_vault *v, uint64_t mark) VL_WUR;
+/* At open: VEIL_ERR_CONFLICT, with a message saying what happened and what to do, when a
+ * store holds a mark above the trusted state's; VEIL_ERR_INTEGRITY when a mark does not
+ * open (a store altered it). */
+veil_err vl_mark_check(veil_vault *v, veil_status *st) VL_WUR;
+/* Opens a vault without the check and without finishing writes in flight: only for
+ * accepting a rollback, which does both itself once the loss is accepted. */
+veil_err vl_vault_open_behind(const char *datadir, veil_vault **out, veil_status *st) VL_WUR;
+/* The opaque table name of a collection (what vl_coll_get puts in c->table). */
+veil_err vl_coll_table(veil_vault *v, int64_t tenant_id, const char *tenant, const char *coll,
+                       char out[2 * 16 + 1], veil_status *st) VL_WUR;
+/* Marks documents (by token) deleted in the trusted state and removes their rows from the
+ * stores, through intents like any delete: what accepting a rollback does with documents
+ * whose last version the stores no longer hold. *done: how many were. */
+veil_err vl_write_forget(veil_session *s, const struct vl_coll *c,
+                         const uint8_t (*docs)[VL_DOCTOKEN_BYTES], size_t n,
+                         size_t *done) VL_WUR;
 
 /* ---- errors worth an audit event ---- */
 /* Records that a store returned data that failed a check; returns VEIL_ERR_INTEGRITY with

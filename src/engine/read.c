@@ -155,6 +155,9 @@ static veil_err check_open(const veil_vault *v, const struct vl_coll *c,
 {
     struct vl_bytes parts[VL_MAX_STORES] = {{0}};
     bool any_row = false;
+    if (!ds->exists && !ds->pending && v->rollback_accepted) {
+        return VEIL_ERR_NOT_FOUND; /* a write the trusted state lost in an accepted rollback */
+    }
     for (size_t i = 0; i < v->nstores; i++) {
         const struct vl_row *r = rows[i];
         parts[i].p = r != NULL ? r->blob.p : NULL;

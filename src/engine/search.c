@@ -215,6 +215,7 @@ veil_err vl_search_batch(veil_vault *v, const struct vl_coll *c,
     rc = vl_trusted_words_reserve(v->trusted, c->tenant_id, c->name, sorted, ne);
     for (size_t e = 0; rc == VEIL_OK && e < ne; e++) {
         res[order[e]].counter = sorted[e].counter;
+        res[order[e]].epoch = sorted[e].epoch;
     }
     free(order);
     free(sorted);
@@ -235,7 +236,7 @@ veil_err vl_search_batch(veil_vault *v, const struct vl_coll *c,
         uint8_t *label = out->arena + e * (VL_SEARCH_LABEL_BYTES + VL_SEARCH_VALUE_MAX);
         uint8_t *value = label + VL_SEARCH_LABEL_BYTES;
         size_t vlen = 0;
-        vl_search_word(&sw, w->fc->search_key, w->stem, w->len, 0);
+        vl_search_word(&sw, w->fc->search_key, w->stem, w->len, res[e].epoch);
         vl_search_labels(&sw, res[e].counter, 1, label);
         int r = vl_search_seal(&sw, res[e].counter, items + start[e], len[e], value, &vlen);
         vl_search_word_wipe(&sw);
@@ -457,7 +458,10 @@ struct run {
     const struct vl_coll *c;
     const struct vl_match *m;
     struct vl_tsnap *snap;          /* what the trusted state said when the search began */
-    struct vl_search_word *sw;      /* secret: per word */
+    struct vl_search_word *sw;      /* secret: per word, per key epoch of its entries */
+    struct vl_wordrange *ranges[VL_MATCH_MAX_WORDS]; /* per word, its key epochs */
+    size_t nranges[VL_MATCH_MAX_WORDS];
+    size_t first[VL_MATCH_MAX_WORDS]; /* per word, its first keys in sw */
     uint8_t wkeys[VL_MATCH_MAX_WORDS][VL_WKEY_BYTES];
     const struct vl_mterm *term[VL_MATCH_MAX_WORDS]; /* per word, its term */
     uint64_t count[VL_MATCH_MAX_WORDS];
@@ -465,6 +469,19 @@ struct run {
     size_t ne;
     size_t cap;
 };
+
+/* The keys of word w's entry c (the key epoch it was written in); *until: the first
+ * counter after c that has other keys. */
+static const struct vl_search_word *word_keys(const struct run *r, size_t w, uint64_t c,
+                                              uint64_t *until)
+{
+    size_t k = 0;
+    while (k + 1 < r->nranges[w] && r->ranges[w][k + 1].first <= c) {
+        k++;
+    }
+    *until = k + 1 < r->nranges[w] ? r->ranges[w][k + 1].first : UINT64_MAX;
+    return &r->sw[r->first[w] + k];
+}
 
 /* Opens what a store returned for labels of word w at counters[0..n); appends the
  * documents of opened entries; collects the counters that were absent into *missing. -1
@@ -480,7 +497,9 @@ static int open_values(struct run *r, size_t w, const uint64_t *counters,
             missing[(*nmissing)++] = counters[i];
             continue;
         }
-        if (vl_search_open(&r->sw[w], counters[i], vals[i].p, vals[i].n, items, &k) != 0) {
+        uint64_t until;
+        if (vl_search_open(word_keys(r, w, counters[i], &until), counters[i], vals[i].p,
+                           vals[i].n, items, &k) != 0) {
             return -1;
         }
         if (r->ne + k > r->cap) {
@@ -517,13 +536,15 @@ static veil_err fetch_word(struct run *r, size_t w, const uint64_t *counters, si
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    /* Runs of consecutive counters are one pass of the key stream each. */
+    /* Runs of consecutive counters (of one key epoch) are one pass of the key stream each. */
     for (size_t i = 0; i < n;) {
+        uint64_t until;
+        const struct vl_search_word *sw = word_keys(r, w, counters[i], &until);
         size_t j = i + 1;
-        while (j < n && counters[j] == counters[j - 1] + 1) {
+        while (j < n && counters[j] == counters[j - 1] + 1 && counters[j] < until) {
             j++;
         }
-        vl_search_labels(&r->sw[w], counters[i], j - i, labels + i * VL_SEARCH_LABEL_BYTES);
+        vl_search_labels(sw, counters[i], j - i, labels + i * VL_SEARCH_LABEL_BYTES);
         i = j;
     }
     for (size_t i = 0; i < n; i++) {
@@ -727,16 +748,11 @@ veil_err vl_match_run(veil_session *s, const struct vl_coll *c, const struct vl_
     r.s = s;
     r.c = c;
     r.m = m;
-    r.sw = vl_secret_alloc(VL_MATCH_MAX_WORDS * sizeof(*r.sw));
-    if (r.sw == NULL) {
-        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-    }
     for (size_t t = 0; t < m->n; t++) {
         for (size_t k = 0; k < m->t[t].words.n; k++) {
             size_t w = m->t[t].first + k;
             const struct vl_word *word = &m->t[t].words.w[k];
             r.term[w] = &m->t[t];
-            vl_search_word(&r.sw[w], m->t[t].fc->search_key, word->stem, word->len, 0);
             vl_search_wkey(r.wkeys[w], m->t[t].fc->search_key, word->stem, word->len);
         }
     }
@@ -756,9 +772,34 @@ veil_err vl_match_run(veil_session *s, const struct vl_coll *c, const struct vl_
                                          m->t[t].fc->ordinal, &snap->ndocs[t],
                                          &snap->total[t]);
         }
-        if (rc != VEIL_OK) {
-            rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
-            goto out;
+    }
+    /* Each word's key epochs (one, unless a rollback was accepted since it was first
+     * written), then its keys for each. */
+    size_t nkeys = 0;
+    for (size_t w = 0; rc == VEIL_OK && w < m->nwords; w++) {
+        if (r.count[w] > 0) {
+            rc = vl_trusted_words_ranges(v->trusted, r.snap, c->tenant_id, c->name, r.wkeys[w],
+                                         &r.ranges[w], &r.nranges[w]);
+        }
+        r.first[w] = nkeys;
+        nkeys += r.nranges[w] > 0 ? r.nranges[w] : 1;
+    }
+    if (rc != VEIL_OK) {
+        rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+        goto out;
+    }
+    if ((r.sw = vl_secret_alloc(nkeys * sizeof(*r.sw))) == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t t = 0; t < m->n; t++) {
+        for (size_t k = 0; k < m->t[t].words.n; k++) {
+            size_t w = m->t[t].first + k;
+            const struct vl_word *word = &m->t[t].words.w[k];
+            for (size_t e = 0; e < (r.nranges[w] > 0 ? r.nranges[w] : 1); e++) {
+                vl_search_word(&r.sw[r.first[w] + e], m->t[t].fc->search_key, word->stem,
+                               word->len, r.nranges[w] > 0 ? r.ranges[w][e].epoch : 0);
+            }
         }
     }
     size_t total = 0;
@@ -792,5 +833,8 @@ out:
     vl_trusted_snap_end(r.snap);
     free(r.e);
     vl_secret_free(r.sw);
+    for (size_t w = 0; w < VL_MATCH_MAX_WORDS; w++) {
+        free(r.ranges[w]);
+    }
     return rc;
 }

@@ -1,6 +1,7 @@
 /*
  * vault.c: a data directory brought to life: veil init, opening and closing a vault,
- * start-up recovery of unfinished writes, health, tenants, tokens and sessions.
+ * the start-up check that the trusted state is not behind the stores (mark.c), start-up
+ * recovery of unfinished writes, health, tenants, tokens and sessions.
  *
  * Bearer tokens are "veil_" || id (16 hex) || "_" || secret (43 base64url chars, 256
  * bits). Only SHA-256 of the whole token is kept; a presented token is hashed and compared
@@ -144,7 +145,9 @@ static veil_err recover_one(void *ctx, int64_t tenant, const char *coll,
     return vl_intent_recover(ctx, tenant, coll, in);
 }
 
-veil_err veil_vault_open(const char *datadir, veil_vault **out, veil_status *st)
+/* behind: skip the check that the trusted state is level with the stores, and recovery. */
+static veil_err vault_open(const char *datadir, bool behind, veil_vault **out,
+                           veil_status *st)
 {
     veil_err rc = VEIL_OK;
     char *keypath = NULL;
@@ -184,6 +187,14 @@ veil_err veil_vault_open(const char *datadir, veil_vault **out, veil_status *st)
         }
         v->nstores = i + 1;
     }
+    if ((rc = vl_mark_init(v, st)) != VEIL_OK) {
+        goto out;
+    }
+    /* Before anything is written: finishing the intents of a trusted state that is behind
+     * would write its stale view over what the stores hold. */
+    if (behind || (rc = vl_mark_check(v, st)) != VEIL_OK) {
+        goto out;
+    }
     rc = vl_trusted_intents_pending(v->trusted, recover_one, v);
     if (rc != VEIL_OK) {
         rc = vl_status_set(st, rc, NULL,
@@ -200,6 +211,16 @@ out:
     return rc;
 }
 
+veil_err veil_vault_open(const char *datadir, veil_vault **out, veil_status *st)
+{
+    return vault_open(datadir, false, out, st);
+}
+
+veil_err vl_vault_open_behind(const char *datadir, veil_vault **out, veil_status *st)
+{
+    return vault_open(datadir, true, out, st);
+}
+
 void veil_vault_close(veil_vault *v)
 {
     if (v == NULL) {
@@ -214,6 +235,7 @@ void veil_vault_close(veil_vault *v)
         vl_store_close(v->stores[i]);
     }
     vl_trusted_close(v->trusted);
+    vl_secret_free(v->mark_keys);
     vl_keyring_close(v->keyring);
     vl_config_free(&v->cfg);
     pthread_mutex_destroy(&v->mu);

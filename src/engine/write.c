@@ -3,11 +3,12 @@
  *
  * A batch of writes to one collection goes: (1) lock the documents' stripes, read their
  * trusted state, check versions and If-Match; (2) reserve row sequence numbers and seal
- * every document; (3) record intents (one trusted transaction); (4) apply the payloads to
- * the stores, batched per store; (5) finish the intents (one trusted transaction). A crash
- * after (3) is finished by start-up recovery from the intents; a store that fails in (4)
- * has written nothing (each driver call is atomic), so the intents are dropped and the
- * client gets 503 with nothing half-written.
+ * every document; (3) record intents (one trusted transaction, synced to disk, which also
+ * moves the trusted state's mark on); (4) apply the payloads to the stores, batched per
+ * store, each store's call carrying the batch's mark (mark.c); (5) finish the intents (one
+ * trusted transaction). A crash after (3) is finished by start-up recovery from the
+ * intents; a store that fails in (4) has written nothing (each driver call is atomic), so
+ * the intents are dropped and the client gets 503 with nothing half-written.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -143,7 +144,7 @@ veil_err vl_intent_recover(veil_vault *v, int64_t tenant, const char *coll,
         return VEIL_ERR_INTERNAL;
     }
     if (fmt == PAYLOAD_FORMAT || fmt == PAYLOAD_FORMAT_V1) {
-        veil_err rc = vl_payload_apply(v, &in->payload, 1);
+        veil_err rc = vl_payload_apply(v, &in->payload, 1, 0);
         return rc != VEIL_OK ? rc : vl_trusted_intents_finish(v->trusted, tenant, coll, in, 1);
     }
     if (fmt != PAYLOAD_BRIEF || v->nstores != 1 || vl_read_lp(&r, &table, &tablelen) != 0 ||
@@ -316,8 +317,10 @@ bad:
     return -1;
 }
 
-veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t n)
+veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t n,
+                          uint64_t mark)
 {
+    struct vl_mark_entry me;
     veil_err rc = VEIL_OK;
     struct parsed *ps = calloc(n ? n : 1, sizeof(*ps));
     struct vl_row *rows = calloc(n ? n : 1, sizeof(*rows));
@@ -350,26 +353,16 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
         for (size_t k = 0; k < n; k++) {
             nkv += ps[k].s[i].op == OP_PUT ? ps[k].s[i].nkv : 0;
         }
-        if (nkv > 0) {
-            free(kv);
-            if ((kv = malloc(nkv * sizeof(*kv))) == NULL) {
-                rc = VEIL_ERR_INTERNAL;
-                break;
-            }
-            nkv = 0;
-            for (size_t k = 0; k < n; k++) {
-                for (uint32_t e = 0; ps[k].s[i].op == OP_PUT && e < ps[k].s[i].nkv; e++) {
-                    kv[nkv++] = ps[k].s[i].kv[e];
-                }
-            }
-        }
-        /* The entries go in first, or in the same transaction: a row that is there means
-         * its entries are too (what recovery of a single store relies on). */
-        if (nkv > 0 && s->ops->put == NULL &&
-            (rc = s->ops->kv_put(s, table, kv, nkv)) != VEIL_OK) {
-            vl_log(VL_LOG_WARN, "store %s failed a write", v->cfg.store_names[i]);
-            rc = VEIL_ERR_STORE_UNAVAILABLE;
+        free(kv);
+        if ((kv = malloc((nkv + 1) * sizeof(*kv))) == NULL) {
+            rc = VEIL_ERR_INTERNAL;
             break;
+        }
+        nkv = 0;
+        for (size_t k = 0; k < n; k++) {
+            for (uint32_t e = 0; ps[k].s[i].op == OP_PUT && e < ps[k].s[i].nkv; e++) {
+                kv[nkv++] = ps[k].s[i].kv[e];
+            }
         }
         for (size_t k = 0; k < n; k++) {
             if (ps[k].s[i].op == OP_PUT) {
@@ -390,7 +383,20 @@ veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t
                 ndels++;
             }
         }
-        if (s->ops->put != NULL && (nrows > 0 || nkv > 0)) {
+        /* The batch's mark goes with its entries: in the store before, or with, its rows. */
+        if (mark != 0) {
+            vl_mark_entry(v, table, mark, &me);
+            kv[nkv++] = me.kv;
+        }
+        /* The entries go in first, or in the same transaction: a row that is there means
+         * its entries are too (what recovery of a single store relies on). */
+        if (nkv > 0 && (s->ops->put == NULL || nrows == 0) &&
+            (rc = s->ops->kv_put(s, table, kv, nkv)) != VEIL_OK) {
+            vl_log(VL_LOG_WARN, "store %s failed a write", v->cfg.store_names[i]);
+            rc = VEIL_ERR_STORE_UNAVAILABLE;
+            break;
+        }
+        if (s->ops->put != NULL && nrows > 0) {
             rc = s->ops->put(s, table, rows, nrows, kv, nkv);
         } else if (nrows > 0) {
             rc = s->ops->put_rows(s, table, rows, nrows);
@@ -476,7 +482,9 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
         goto out_free;
     }
     for (size_t i = 0; i < n; i++) {
-        vl_doc_token(c, items[i].id, items[i].token);
+        if (items[i].id != NULL) { /* else a delete by token (vl_write_forget) */
+            vl_doc_token(c, items[i].id, items[i].token);
+        }
         toks[i].p = items[i].token;
         toks[i].n = VL_DOCTOKEN_BYTES;
     }
@@ -579,7 +587,7 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
     }
     rc = vl_trusted_intents_begin(v->trusted, c->tenant_id, c->name, intents, nin);
     if (rc == VEIL_OK) {
-        rc = vl_payload_apply(v, payloads, nin);
+        rc = vl_payload_apply(v, payloads, nin, intents[0].mark);
         if (rc != VEIL_OK) {
             if (vl_trusted_intents_abort(v->trusted, intents, nin) != VEIL_OK) {
                 vl_log(VL_LOG_ERROR, "could not drop failed intents; recovery will finish "
@@ -620,6 +628,34 @@ static void item_clear(struct item *it)
     vl_buf_free(&it->brief);
     free(it->id);
     it->id = NULL;
+}
+
+veil_err vl_write_forget(veil_session *s, const struct vl_coll *c,
+                         const uint8_t (*docs)[VL_DOCTOKEN_BYTES], size_t n, size_t *done)
+{
+    veil_err rc = VEIL_OK;
+    *done = 0;
+    for (size_t at = 0; at < n && rc == VEIL_OK; at += BULK_BATCH) {
+        size_t k = n - at < BULK_BATCH ? n - at : BULK_BATCH;
+        struct item *items = calloc(k, sizeof(*items));
+        if (items == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        for (size_t i = 0; i < k; i++) {
+            memcpy(items[i].token, docs[at + i], VL_DOCTOKEN_BYTES);
+        }
+        write_batch(s, c, items, k);
+        for (size_t i = 0; i < k; i++) {
+            if (items[i].rc == VEIL_OK) {
+                (*done)++;
+            } else if (items[i].rc != VEIL_ERR_NOT_FOUND && rc == VEIL_OK) {
+                rc = items[i].rc; /* not found: deleted meanwhile, nothing to forget */
+            }
+            item_clear(&items[i]);
+        }
+        free(items);
+    }
+    return rc;
 }
 
 /* ---- checks shared by the entry points ---- */

@@ -14,8 +14,10 @@
 
 #include "engine/engine.h"
 
-/* Applies payloads to the stores, batching rows per store and table. */
-veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t n) VL_WUR;
+/* Applies payloads to the stores, batching rows per store and table. mark (0: none) is the
+ * batch's mark (vl_trusted_intents_begin), written with it to every store it touches. */
+veil_err vl_payload_apply(veil_vault *v, const struct vl_bytes *payloads, size_t n,
+                          uint64_t mark) VL_WUR;
 
 /* Finishes an unfinished intent found at start-up: rolls a full payload forward, or settles
  * a brief one by what the store holds. */

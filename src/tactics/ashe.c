@@ -4,9 +4,10 @@
  * F(i) is 128 bits of a ChaCha20 key stream at position i. A value is hidden by F(i) - F(i-1),
  * which is uniformly random to anyone without the key, so a ciphertext alone says nothing;
  * what telescopes away in a sum of consecutive rows is known only to the key holder. Row
- * sequence numbers are never reused (each write gets a new one), so no two values share a
- * mask. ChaCha20 leaves its key in vector registers and on the stack: every call is
- * followed by vl_scrub.
+ * sequence numbers are never reused (each write gets a new one; they come in blocks at
+ * random places, so even a trusted state restored from a backup reuses one only with
+ * negligible probability), so no two values share a mask. ChaCha20 leaves its key in
+ * vector registers and on the stack: every call is followed by vl_scrub.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ int vl_ashe_table_fill(struct vl_ashe_table *t, const uint8_t key[32], uint64_t 
     uint64_t blocks = (hi - first) / F_PER_BLOCK + 1;
     t->f = NULL;
     t->n = 0;
+    t->seg = NULL;
+    t->nseg = 0;
     if (hi < lo || blocks > VL_ASHE_TABLE_MAX / F_PER_BLOCK) {
         return -1;
     }
@@ -74,14 +77,91 @@ void vl_ashe_table_free(struct vl_ashe_table *t)
         sodium_memzero(t->f, t->n * sizeof(*t->f));
         free(t->f);
     }
+    for (size_t k = 0; k < t->nseg; k++) {
+        vl_ashe_table_free(&t->seg[k]);
+    }
+    free(t->seg);
+    t->seg = NULL;
+    t->nseg = 0;
     t->f = NULL;
     t->n = 0;
 }
 
+#define CLUSTER_GAP 4096 /* rows between two runs of one cluster, at most */
+
+static int run_cmp(const void *a, const void *b)
+{
+    const struct vl_seq_run *x = a, *y = b;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+int vl_ashe_table_fill_runs(struct vl_ashe_table *t, const uint8_t key[32],
+                            const struct vl_seq_run *runs, size_t n)
+{
+    memset(t, 0, sizeof(*t));
+    struct vl_seq_run *r = malloc((n ? n : 1) * sizeof(*r));
+    if (r == NULL) {
+        return -1;
+    }
+    if (n > 0) {
+        memcpy(r, runs, n * sizeof(*r));
+    }
+    qsort(r, n, sizeof(*r), run_cmp);
+    uint64_t budget = VL_ASHE_TABLE_MAX;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;) {
+        uint64_t lo = r[i].first - 1, hi = r[i].last;
+        size_t j = i + 1;
+        while (j < n && r[j].first - 1 <= hi + CLUSTER_GAP) {
+            hi = r[j].last > hi ? r[j].last : hi;
+            j++;
+        }
+        /* Worth a pass when the span holds fewer than 8 values a run (2 F a run). */
+        uint64_t span = hi - lo + 1;
+        if (j - i > 64 && span / 4 < 2 * (uint64_t)(j - i) && span + 8 <= budget) {
+            struct vl_ashe_table *ns = realloc(t->seg, (t->nseg + 1) * sizeof(*ns));
+            if (ns == NULL) {
+                rc = -1;
+                break;
+            }
+            t->seg = ns;
+            memset(&t->seg[t->nseg], 0, sizeof(t->seg[t->nseg]));
+            if (vl_ashe_table_fill(&t->seg[t->nseg], key, lo, hi) != 0) {
+                rc = -1;
+                break;
+            }
+            budget -= t->seg[t->nseg].n;
+            t->nseg++;
+        }
+        i = j;
+    }
+    free(r);
+    if (rc != 0) {
+        vl_ashe_table_free(t);
+    }
+    return rc;
+}
+
 static vl_u128 f_at(const uint8_t key[32], const struct vl_ashe_table *t, uint64_t i)
 {
-    if (t != NULL && i >= t->first && i - t->first < t->n) {
+    if (t != NULL && t->f != NULL && i >= t->first && i - t->first < t->n) {
         return t->f[i - t->first];
+    }
+    if (t != NULL && t->nseg > 0) {
+        /* The last segment starting at or before i. */
+        size_t lo = 0, hi = t->nseg;
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (t->seg[mid].first <= i) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        const struct vl_ashe_table *s = &t->seg[lo];
+        if (i >= s->first && i - s->first < s->n) {
+            return s->f[i - s->first];
+        }
     }
     return vl_ashe_f(key, i);
 }

@@ -4,11 +4,14 @@
  * Keys come from keyed BLAKE2b (a PRF, and half the compressions of HMAC-SHA-512): the
  * word's name in trusted state from 0 || stem, its two entry keys from 1 || epoch || stem.
  * Labels come from the ChaCha20 key stream of the word's label key, four to a 64-byte block,
- * so the labels of a whole word are one pass of the stream. Values are ChaCha20-Poly1305
- * (IETF) under the word's value key with the entry's counter as nonce: each (key, nonce)
- * seals exactly one entry, since counters only grow and a new epoch brings new keys. A
- * value holds the documents of one write batch that have the word: varint-coded deltas of
- * their sequence numbers and their counts, padded (ISO/IEC 7816-4) to a power of two.
+ * so the labels of a whole word are one pass of the stream. Values are XChaCha20-Poly1305
+ * under the word's value key with a random 192-bit nonce, stored in front of the ciphertext,
+ * and the entry's position (its label and counter) as associated data. No counter value is
+ * ever a nonce, so a counter handed out twice (a trusted state restored from a backup) can
+ * never make two values share a (key, nonce) pair; and a value opens only at the position
+ * it was sealed for. A value holds the documents of one write batch that have the word:
+ * varint-coded deltas of their sequence numbers and their counts, padded (ISO/IEC 7816-4)
+ * to a power of two.
  */
 #include <string.h>
 
@@ -84,10 +87,13 @@ void vl_search_labels(const struct vl_search_word *w, uint64_t first, size_t n, 
     sodium_memzero(block, sizeof(block));
 }
 
-static void nonce_of(uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES], uint64_t c)
+#define AD_BYTES (VL_SEARCH_LABEL_BYTES + 8)
+
+/* The associated data of entry c: its label, then c. */
+static void position_ad(const struct vl_search_word *w, uint64_t c, uint8_t ad[AD_BYTES])
 {
-    memset(nonce, 0, crypto_aead_chacha20poly1305_ietf_NPUBBYTES);
-    vl_store_u64(nonce, c);
+    vl_search_labels(w, c, 1, ad);
+    vl_store_u64(ad + VL_SEARCH_LABEL_BYTES, c);
 }
 
 /* Bytes of the encoding of items[0..n): their number, then per item the difference of
@@ -122,7 +128,7 @@ size_t vl_search_fit(const struct vl_search_item *items, size_t n)
 int vl_search_seal(const struct vl_search_word *w, uint64_t c, const struct vl_search_item *items,
                    size_t n, uint8_t *out, size_t *outlen)
 {
-    uint8_t m[VL_SEARCH_PLAIN_MAX], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
+    uint8_t m[VL_SEARCH_PLAIN_MAX], ad[AD_BYTES];
     if (n == 0 || n > VL_SEARCH_ITEMS_MAX || encoded_len(items, n) >= VL_SEARCH_PLAIN_MAX) {
         return -1;
     }
@@ -130,6 +136,7 @@ int vl_search_seal(const struct vl_search_word *w, uint64_t c, const struct vl_s
     uint64_t prev = 0;
     for (size_t i = 0; i < n; i++) {
         if ((i > 0 && items[i].seq <= prev) || items[i].tf == 0) {
+            sodium_memzero(m, sizeof(m));
             return -1;
         }
         len += vl_varint_put(m + len, items[i].seq - prev);
@@ -138,31 +145,27 @@ int vl_search_seal(const struct vl_search_word *w, uint64_t c, const struct vl_s
     }
     size_t padded = vl_pad_len(len);
     vl_pad(m, len);
-    nonce_of(nonce, c);
-    crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, m, padded, NULL, 0, NULL, nonce,
-                                              w->value_key);
-    *outlen = padded + crypto_aead_chacha20poly1305_ietf_ABYTES;
+    position_ad(w, c, ad);
+    int rc = vl_aead_box_seal(out, m, padded, ad, sizeof(ad), w->value_key);
+    *outlen = vl_aead_box_len(padded);
     sodium_memzero(m, sizeof(m));
-    vl_scrub();
-    return 0;
+    return rc == 0 ? 0 : -1;
 }
 
 int vl_search_open(const struct vl_search_word *w, uint64_t c, const uint8_t *val, size_t len,
                    struct vl_search_item *out, size_t *n)
 {
-    uint8_t m[VL_SEARCH_PLAIN_MAX], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
-    size_t mlen = 0, at = 0;
+    uint8_t m[VL_SEARCH_PLAIN_MAX], ad[AD_BYTES];
+    size_t mlen = 0, plen = 0, at = 0;
     uint64_t count = 0, prev = 0;
     int rc = -1;
-    if (len < crypto_aead_chacha20poly1305_ietf_ABYTES + 16 ||
-        len > VL_SEARCH_PLAIN_MAX + crypto_aead_chacha20poly1305_ietf_ABYTES) {
+    if (len < vl_aead_box_len(16) || len > VL_SEARCH_VALUE_MAX) {
         return -1;
     }
-    nonce_of(nonce, c);
-    if (crypto_aead_chacha20poly1305_ietf_decrypt(m, NULL, NULL, val, len, NULL, 0, nonce,
-                                                  w->value_key) != 0 ||
-        vl_unpad(m, len - crypto_aead_chacha20poly1305_ietf_ABYTES, &mlen) != 0 ||
-        vl_varint_get(m, mlen, &at, &count) != 0 || count == 0 || count > VL_SEARCH_ITEMS_MAX) {
+    position_ad(w, c, ad);
+    if (vl_aead_box_open(m, &plen, val, len, ad, sizeof(ad), w->value_key) != 0 ||
+        vl_unpad(m, plen, &mlen) != 0 || vl_varint_get(m, mlen, &at, &count) != 0 ||
+        count == 0 || count > VL_SEARCH_ITEMS_MAX) {
         goto out;
     }
     for (size_t i = 0; i < count; i++) {

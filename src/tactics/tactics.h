@@ -59,16 +59,25 @@ vl_u128 vl_ashe_encrypt(const uint8_t key[32], uint64_t i, int64_t m);
 void vl_ashe_limbs(vl_u128 c, int64_t limbs[VL_ASHE_LIMBS]);
 vl_u128 vl_ashe_join(const int64_t sums[VL_ASHE_LIMBS]);
 
-/* F over a span of rows, computed in one pass: worth it when many runs fall in the span. */
+/* F over a span of rows, computed in one pass: worth it when many runs fall in the span.
+ * A table holds one span (first, n, f), or several (seg, sorted by first, not
+ * overlapping): row numbers come in blocks at random places, far apart. */
 #define VL_ASHE_TABLE_MAX ((uint64_t)1 << 26) /* values: 1 GiB of key stream at most */
 struct vl_ashe_table {
     uint64_t first;
     size_t n;
     vl_u128 *f;
+    struct vl_ashe_table *seg;
+    size_t nseg;
 };
 /* Fills F(lo..hi) (a little more, to block boundaries); -1 if the span is too large. */
 int vl_ashe_table_fill(struct vl_ashe_table *t, const uint8_t key[32], uint64_t lo,
                        uint64_t hi);
+/* Fills F over each cluster of runs[0..n) (in any order; runs closer than 4096 rows form
+ * one) where one pass beats two F per run, within VL_ASHE_TABLE_MAX values in all. The
+ * table may end up empty (then every F is computed per run); -1 only when out of memory. */
+int vl_ashe_table_fill_runs(struct vl_ashe_table *t, const uint8_t key[32],
+                            const struct vl_seq_run *runs, size_t n);
 void vl_ashe_table_free(struct vl_ashe_table *t);
 /* The plaintext sum of the rows in runs, from the sum of their ciphertexts; t (may be
  * NULL) serves the F values it holds. */
@@ -80,19 +89,21 @@ vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq
  * Per field a search key K. A stem w is named in trusted state by BLAKE2b-128 keyed by K of
  * 0 || w, and has, per epoch e, two secret keys: (K_label, K_value) = BLAKE2b-512 keyed by K
  * of 1 || e || w. The c-th entry of w lives under label L_c = bytes 16c..16c+15 of the
- * ChaCha20 key stream of K_label (a PRF of c), and holds ChaCha20-Poly1305(K_value, nonce c)
+ * ChaCha20 key stream of K_label (a PRF of c), and holds, sealed under K_value, the list
  * of the documents of one write batch that hold the word: per document the row sequence
  * number of its write and the word's count in it, padded to a power of two. Without
  * K_label, labels are random strings: the store cannot tell which entries belong to one
  * word, nor link an entry written after a search to it (the search revealed L_0..L_{n-1}
- * only). The nonce binds an entry to its position, the key to its word: a value moved to
- * another label fails to open. */
+ * only). The value is XChaCha20-Poly1305(K_value, random nonce, AD = L_c || c), stored as
+ * nonce || ciphertext || tag: the associated data binds an entry to its position, the key
+ * to its word, so a value moved to another label fails to open; and since the nonce is
+ * random, a counter handed out twice never reuses a (key, nonce) pair. */
 #define VL_SEARCH_KEY_BYTES 32
 #define VL_SEARCH_WKEY_BYTES 16
 #define VL_SEARCH_LABEL_BYTES 16
 #define VL_SEARCH_ITEMS_MAX 128 /* documents in one entry */
 #define VL_SEARCH_PLAIN_MAX 512 /* bytes of an entry's padded plaintext */
-#define VL_SEARCH_VALUE_MAX (VL_SEARCH_PLAIN_MAX + 16)
+#define VL_SEARCH_VALUE_MAX (VL_SEARCH_PLAIN_MAX + 24 + 16) /* nonce, plaintext, tag */
 
 struct vl_search_word {
     uint8_t label_key[32];              /* secret */

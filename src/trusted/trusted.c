@@ -4,10 +4,24 @@
  * free pages). One connection guarded by a mutex: every function below is one short
  * transaction, so serialising them costs little and keeps the invariants simple.
  *
+ * Two kinds of transaction commit with synchronous=FULL instead (the WAL is synced before
+ * the commit returns, so a power loss cannot take them back): the reservation of a block of
+ * row sequence numbers, and the recording of write intents. Nothing reaches a store before
+ * the intents of its write are recorded, and every counter a write uses (its block, its
+ * search counters) was reserved before that, in the same WAL: so whatever a store holds,
+ * the trusted state still knows after a power loss, and a number it handed out to a write
+ * that reached a store is never handed out again. A trusted state restored from a backup is
+ * another matter: its counters go back. Row sequence numbers then stay unique because each
+ * block starts at a random place in a 2^62-wide space (a number reused after a restore
+ * needs a new block to land on a lost one); search entries because their nonces are random
+ * and each accepted rollback moves words to a new key epoch; and the `mark`, a counter
+ * every reservation and every write batch increments and the stores keep a sealed copy of,
+ * lets the engine notice at start that the stores have seen more than this state has.
+ *
  * Invariants: a document's row in `docs` changes only in vl_trusted_intents_finish, from
  * an intent recorded by vl_trusted_intents_begin; at most one intent per document is
  * unfinished at a time; versions only grow, also across deletes, so an old ciphertext can
- * never become current again.
+ * never become current again; the blocks of a collection never overlap.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -18,6 +32,7 @@
 
 #include <sqlite3.h>
 
+#include "crypto/crypto.h"
 #include "trusted/trusted.h"
 #include "util/log.h"
 
@@ -70,7 +85,17 @@ static const char schema[] =
     "  field INTEGER NOT NULL, ndocs INTEGER NOT NULL, total INTEGER NOT NULL,"
     "  PRIMARY KEY(tenant, coll, field)) WITHOUT ROWID;"
 
-    "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);";
+    /* Blocks of row sequence numbers handed out, and the rollbacks an operator accepted. */
+    "CREATE TABLE IF NOT EXISTS blocks(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  start INTEGER NOT NULL, n INTEGER NOT NULL, mark INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL, PRIMARY KEY(tenant, coll, start)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS rollbacks(id INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
+    "  trusted_mark INTEGER NOT NULL, store_mark INTEGER NOT NULL,"
+    "  search_epoch INTEGER NOT NULL);"
+
+    "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);"
+    "INSERT OR IGNORE INTO meta(k, v) VALUES('mark', 0);"
+    "INSERT OR IGNORE INTO meta(k, v) VALUES('search_epoch', 0);";
 
 /* After the columns are there: documents by row sequence number, covering what a search
  * needs of them (a WITHOUT ROWID table's index holds its primary key, doc, too). */
@@ -84,6 +109,8 @@ static const char *const added_columns[][2] = {
     {"docs", "slen"},
     {"intents", "slen"},
     {"tokens", "last_used"},
+    {"words", "since"}, /* the first counter of the word's current key epoch (NULL: 0) */
+    {"words", "hist"},  /* its earlier epochs: "epoch:first " per epoch, oldest first */
 };
 
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
@@ -240,6 +267,49 @@ static veil_err tx_end(struct vl_trusted *t, veil_err rc)
     return rc;
 }
 
+/* As tx_begin, for a transaction that must survive a power loss once committed: its commit
+ * syncs the WAL (synchronous=FULL for this transaction alone). End with tx_end_durable. */
+static veil_err tx_begin_durable(struct vl_trusted *t)
+{
+    pthread_mutex_lock(&t->mu);
+    if (exec(t, "PRAGMA synchronous=FULL") != SQLITE_OK || exec(t, "BEGIN IMMEDIATE") != SQLITE_OK) {
+        veil_err rc = db_err(t, 0, "begin");
+        exec(t, "PRAGMA synchronous=NORMAL");
+        pthread_mutex_unlock(&t->mu);
+        return rc;
+    }
+    return VEIL_OK;
+}
+
+static veil_err tx_end_durable(struct vl_trusted *t, veil_err rc)
+{
+    if (rc == VEIL_OK && exec(t, "COMMIT") != SQLITE_OK) {
+        rc = db_err(t, 0, "commit");
+    }
+    if (rc != VEIL_OK) {
+        exec(t, "ROLLBACK");
+    }
+    exec(t, "PRAGMA synchronous=NORMAL");
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+/* Adds one to the mark (inside a transaction); *mark is the new value. */
+static veil_err mark_bump(struct vl_trusted *t, uint64_t *mark)
+{
+    sqlite3_stmt *s = prep(t, "UPDATE meta SET v = v + 1 WHERE k='mark' RETURNING v");
+    veil_err rc = VEIL_OK;
+    if (s == NULL || sqlite3_step(s) != SQLITE_ROW) {
+        rc = db_err(t, 0, "mark");
+    } else {
+        *mark = (uint64_t)sqlite3_column_int64(s, 0);
+        while (sqlite3_step(s) == SQLITE_ROW) {
+        }
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
 /* Steps a statement expected to finish (INSERT, UPDATE, DELETE) and finalizes it. */
 static veil_err run(struct vl_trusted *t, sqlite3_stmt *s, const char *what)
 {
@@ -387,6 +457,7 @@ veil_err vl_trusted_tenant_shred(struct vl_trusted *t, int64_t tenant)
         "DELETE FROM words WHERE tenant=?1",
         "DELETE FROM reserved WHERE tenant=?1",
         "DELETE FROM sstats WHERE tenant=?1",
+        "DELETE FROM blocks WHERE tenant=?1",
         "UPDATE tenants SET shredded=1 WHERE id=?1",
     };
     veil_err rc = tx_begin(t);
@@ -649,30 +720,277 @@ out:
     return rc;
 }
 
+/* Blocks start in [SEQ_LO, SEQ_HI - n]: above every number handed out before blocks were
+ * random (those counted up from 1), and low enough that a sequence number, and one past
+ * it, are positive SQLite integers. */
+#define SEQ_LO ((uint64_t)1 << 32)
+#define SEQ_HI ((uint64_t)1 << 62)
+#define SEQ_TRIES 64
+
 veil_err vl_trusted_seq_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
-                                uint64_t n, uint64_t *first)
+                                uint64_t n, uint64_t *first, uint64_t *mark)
 {
-    veil_err rc = tx_begin(t);
+    if (n == 0 || n > SEQ_HI / 4) {
+        return VEIL_ERR_INTERNAL;
+    }
+    veil_err rc = tx_begin_durable(t);
     if (rc != VEIL_OK) {
         return rc;
     }
-    sqlite3_stmt *s = prep(t, "UPDATE collections SET next_seq = next_seq + ?3 "
-                              "WHERE tenant=?1 AND name=?2 RETURNING next_seq - ?3");
-    if (s == NULL) {
-        return tx_end(t, db_err(t, 0, "seq reserve"));
+    uint64_t lo = SEQ_LO, start = 0, m = 0;
+    sqlite3_stmt *c = prep(t, "SELECT next_seq FROM collections WHERE tenant=? AND name=?");
+    sqlite3_stmt *prev = prep(t, "SELECT start + n FROM blocks WHERE tenant=? AND coll=? "
+                                 "AND start < ? ORDER BY start DESC LIMIT 1");
+    sqlite3_stmt *ins = prep(t, "INSERT INTO blocks(tenant, coll, start, n, mark, created) "
+                                "VALUES(?,?,?,?,?,?)");
+    if (c == NULL || prev == NULL || ins == NULL) {
+        rc = db_err(t, 0, "seq reserve");
+        goto out;
     }
-    sqlite3_bind_int64(s, 1, tenant);
-    sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 3, (int64_t)n);
-    int r = sqlite3_step(s);
-    if (r == SQLITE_ROW) {
-        *first = (uint64_t)sqlite3_column_int64(s, 0);
-        r = sqlite3_step(s);
-    } else {
+    sqlite3_bind_int64(c, 1, tenant);
+    sqlite3_bind_text(c, 2, coll, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(c);
+    if (r != SQLITE_ROW) {
         rc = r == SQLITE_DONE ? VEIL_ERR_NOT_FOUND : db_err(t, r, "seq reserve");
+        goto out;
+    }
+    if ((uint64_t)sqlite3_column_int64(c, 0) > lo) {
+        lo = (uint64_t)sqlite3_column_int64(c, 0); /* numbers counted up from 1 before */
+    }
+    /* A uniformly random start that overlaps no block this state knows of. Blocks do not
+     * overlap each other, so the one starting last before our end is the only candidate. */
+    bool free_spot = false;
+    for (int i = 0; i < SEQ_TRIES && !free_spot && lo < SEQ_HI - n; i++) {
+        uint64_t x = 0;
+        vl_random(&x, sizeof(x));
+        start = x & (SEQ_HI - 1);
+        if (start < lo || start > SEQ_HI - n) {
+            continue;
+        }
+        sqlite3_reset(prev);
+        sqlite3_bind_int64(prev, 1, tenant);
+        sqlite3_bind_text(prev, 2, coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(prev, 3, (int64_t)(start + n));
+        r = sqlite3_step(prev);
+        if (r == SQLITE_DONE) {
+            free_spot = true;
+        } else if (r == SQLITE_ROW) {
+            free_spot = (uint64_t)sqlite3_column_int64(prev, 0) <= start;
+        } else {
+            rc = db_err(t, r, "seq reserve");
+            goto out;
+        }
+    }
+    if (!free_spot) {
+        vl_log(VL_LOG_ERROR, "trusted state: no free block of row sequence numbers");
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    if ((rc = mark_bump(t, &m)) != VEIL_OK) {
+        goto out;
+    }
+    sqlite3_bind_int64(ins, 1, tenant);
+    sqlite3_bind_text(ins, 2, coll, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(ins, 3, (int64_t)start);
+    sqlite3_bind_int64(ins, 4, (int64_t)n);
+    sqlite3_bind_int64(ins, 5, (int64_t)m);
+    sqlite3_bind_int64(ins, 6, now());
+    if ((r = sqlite3_step(ins)) != SQLITE_DONE) {
+        rc = db_err(t, r, "seq reserve");
+    }
+out:
+    sqlite3_finalize(c);
+    sqlite3_finalize(prev);
+    sqlite3_finalize(ins);
+    rc = tx_end_durable(t, rc);
+    if (rc == VEIL_OK) {
+        *first = start;
+        if (mark != NULL) {
+            *mark = m;
+        }
+    }
+    return rc;
+}
+
+/* ---- the mark, the mark key, rollbacks ---- */
+
+veil_err vl_trusted_mark(struct vl_trusted *t, uint64_t *mark)
+{
+    veil_err rc = VEIL_OK;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT v FROM meta WHERE k='mark'");
+    int r = s != NULL ? sqlite3_step(s) : SQLITE_ERROR;
+    if (r == SQLITE_ROW) {
+        *mark = (uint64_t)sqlite3_column_int64(s, 0);
+    } else {
+        rc = db_err(t, r, "mark");
     }
     sqlite3_finalize(s);
-    return tx_end(t, rc);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+veil_err vl_trusted_meta_get(struct vl_trusted *t, const char *k, struct vl_buf *out)
+{
+    veil_err rc = VEIL_ERR_NOT_FOUND;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT v FROM meta WHERE k=? AND typeof(v)='blob'");
+    if (s == NULL) {
+        rc = db_err(t, 0, "meta get");
+    } else {
+        sqlite3_bind_text(s, 1, k, -1, SQLITE_TRANSIENT);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            rc = vl_buf_append(out, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+        } else if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "meta get");
+        }
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+veil_err vl_trusted_meta_put_new(struct vl_trusted *t, const char *k, const struct vl_bytes *v)
+{
+    veil_err rc = tx_begin_durable(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "INSERT OR IGNORE INTO meta(k, v) VALUES(?, ?)");
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, k, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 2, v->p, v->n);
+    }
+    return tx_end_durable(t, run(t, s, "meta put"));
+}
+
+veil_err vl_trusted_rollback_accept(struct vl_trusted *t, uint64_t store_mark,
+                                    struct vl_rollback *out)
+{
+    static const char *const epochs[] = {
+        /* Each word's entries so far keep the keys they were sealed with; the counters
+         * from its count on, which the lost writes may have used too, get new ones. */
+        "UPDATE words SET hist = coalesce(hist, '') || epoch || ':' || coalesce(since, 0) "
+        "|| ' ', since = count, epoch = ?1 WHERE count > coalesce(since, 0) AND epoch != ?1",
+        "UPDATE words SET epoch = ?1 WHERE epoch != ?1",
+    };
+    struct vl_rollback rb;
+    memset(&rb, 0, sizeof(rb));
+    rb.store_mark = store_mark;
+    veil_err rc = tx_begin_durable(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "SELECT (SELECT v FROM meta WHERE k='mark'), "
+                              "(SELECT v FROM meta WHERE k='search_epoch')");
+    if (s == NULL || sqlite3_step(s) != SQLITE_ROW) {
+        rc = db_err(t, 0, "rollback");
+    } else {
+        rb.trusted_mark = (uint64_t)sqlite3_column_int64(s, 0);
+        rb.epoch = (uint32_t)sqlite3_column_int64(s, 1) + 1;
+    }
+    sqlite3_finalize(s);
+    rb.mark = (rb.trusted_mark > store_mark ? rb.trusted_mark : store_mark) + 1;
+    if (rc == VEIL_OK && (s = prep(t, "UPDATE meta SET v = ? WHERE k='mark'")) != NULL) {
+        sqlite3_bind_int64(s, 1, (int64_t)rb.mark);
+    }
+    if (rc == VEIL_OK) {
+        rc = run(t, s, "rollback");
+    }
+    if (rc == VEIL_OK && (s = prep(t, "UPDATE meta SET v = ? WHERE k='search_epoch'")) != NULL) {
+        sqlite3_bind_int64(s, 1, rb.epoch);
+    }
+    if (rc == VEIL_OK) {
+        rc = run(t, s, "rollback");
+    }
+    for (size_t i = 0; rc == VEIL_OK && i < sizeof(epochs) / sizeof(epochs[0]); i++) {
+        if ((s = prep(t, epochs[i])) != NULL) {
+            sqlite3_bind_int64(s, 1, rb.epoch);
+        }
+        rc = run(t, s, "rollback");
+    }
+    if (rc == VEIL_OK && (s = prep(t, "INSERT INTO rollbacks(time, trusted_mark, store_mark, "
+                                      "search_epoch) VALUES(?,?,?,?)")) != NULL) {
+        sqlite3_bind_int64(s, 1, now());
+        sqlite3_bind_int64(s, 2, (int64_t)rb.trusted_mark);
+        sqlite3_bind_int64(s, 3, (int64_t)store_mark);
+        sqlite3_bind_int64(s, 4, rb.epoch);
+    }
+    if (rc == VEIL_OK) {
+        rc = run(t, s, "rollback");
+    }
+    rc = tx_end_durable(t, rc);
+    if (rc == VEIL_OK && out != NULL) {
+        *out = rb;
+    }
+    return rc;
+}
+
+veil_err vl_trusted_rollbacks(struct vl_trusted *t, uint64_t *n)
+{
+    veil_err rc = VEIL_OK;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT count(*) FROM rollbacks");
+    int r = s != NULL ? sqlite3_step(s) : SQLITE_ERROR;
+    if (r == SQLITE_ROW) {
+        *n = (uint64_t)sqlite3_column_int64(s, 0);
+    } else {
+        rc = db_err(t, r, "rollbacks");
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+void vl_collrefs_free(struct vl_collref *c, size_t n)
+{
+    for (size_t i = 0; c != NULL && i < n; i++) {
+        free(c[i].tenant_name);
+        free(c[i].name);
+    }
+    free(c);
+}
+
+veil_err vl_trusted_collections_all(struct vl_trusted *t, struct vl_collref **out, size_t *n)
+{
+    veil_err rc = VEIL_OK;
+    struct vl_collref *v = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT n.id, n.name, c.name FROM collections c "
+                              "JOIN tenants n ON n.id = c.tenant WHERE n.shredded = 0 "
+                              "ORDER BY n.id, c.name");
+    int r = SQLITE_DONE;
+    if (s == NULL) {
+        rc = db_err(t, 0, "collections");
+    }
+    while (rc == VEIL_OK && (r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct vl_collref *nv = realloc(v, (len + 1) * sizeof(*v));
+        if (nv == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            break;
+        }
+        v = nv;
+        v[len].tenant = sqlite3_column_int64(s, 0);
+        v[len].tenant_name = strdup((const char *)sqlite3_column_text(s, 1));
+        v[len].name = strdup((const char *)sqlite3_column_text(s, 2));
+        if (v[len++].tenant_name == NULL || v[len - 1].name == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+        }
+    }
+    if (rc == VEIL_OK && r != SQLITE_DONE) {
+        rc = db_err(t, r, "collections");
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    if (rc == VEIL_OK) {
+        *out = v;
+        *n = len;
+    } else {
+        vl_collrefs_free(v, len);
+    }
+    return rc;
 }
 
 /* ---- documents ---- */
@@ -761,10 +1079,46 @@ out:
     return rc;
 }
 
+veil_err vl_trusted_docs_page(struct vl_trusted *t, int64_t tenant, const char *coll,
+                              const uint8_t *after, size_t limit,
+                              uint8_t (*docs)[VL_DOCTOKEN_BYTES], size_t *n)
+{
+    veil_err rc = VEIL_OK;
+    size_t k = 0;
+    static const uint8_t none[1];
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT doc FROM docs WHERE tenant=? AND coll=? AND live=1 "
+                              "AND doc > ? ORDER BY doc LIMIT ?");
+    int r = SQLITE_DONE;
+    if (s == NULL) {
+        rc = db_err(t, 0, "docs page");
+    } else {
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        /* Every token sorts after the empty blob. */
+        sqlite3_bind_blob(s, 3, after != NULL ? after : none, after != NULL ? VL_DOCTOKEN_BYTES : 0,
+                          SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 4, (int64_t)limit);
+    }
+    while (rc == VEIL_OK && (r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 0) == VL_DOCTOKEN_BYTES && k < limit) {
+            memcpy(docs[k++], sqlite3_column_blob(s, 0), VL_DOCTOKEN_BYTES);
+        }
+    }
+    if (rc == VEIL_OK && r != SQLITE_DONE) {
+        rc = db_err(t, r, "docs page");
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    *n = rc == VEIL_OK ? k : 0;
+    return rc;
+}
+
 veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const char *coll,
                                   struct vl_intent *in, size_t n)
 {
-    veil_err rc = tx_begin(t);
+    uint64_t mark = 0;
+    veil_err rc = tx_begin_durable(t);
     if (rc != VEIL_OK) {
         return rc;
     }
@@ -814,10 +1168,17 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
             in[i].id = sqlite3_last_insert_rowid(t->db);
         }
     }
+    if (rc == VEIL_OK) {
+        rc = mark_bump(t, &mark);
+    }
 out:
     sqlite3_finalize(cur);
     sqlite3_finalize(ins);
-    return tx_end(t, rc);
+    rc = tx_end_durable(t, rc);
+    for (size_t i = 0; rc == VEIL_OK && i < n; i++) {
+        in[i].mark = mark;
+    }
+    return rc;
 }
 
 /* Adds sign * each (field, length) of a search-length record to the per-field totals. */
@@ -1151,9 +1512,10 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
         free(rec);
         return rc;
     }
-    sqlite3_stmt *up = prep(t, "INSERT INTO words(tenant, coll, wkey, count) VALUES(?1,?2,?3,?4) "
+    sqlite3_stmt *up = prep(t, "INSERT INTO words(tenant, coll, wkey, count, epoch) "
+                               "VALUES(?1,?2,?3,?4,(SELECT v FROM meta WHERE k='search_epoch')) "
                                "ON CONFLICT DO UPDATE SET count = count + ?4 "
-                               "RETURNING count - ?4");
+                               "RETURNING count - ?4, epoch");
     sqlite3_stmt *ins = prep(t, "INSERT INTO reserved(tenant, coll, res, words) "
                                 "VALUES(?,?,?,?)");
     if (up == NULL || ins == NULL) {
@@ -1176,10 +1538,12 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
             break;
         }
         uint64_t first = (uint64_t)sqlite3_column_int64(up, 0);
+        uint32_t epoch = (uint32_t)sqlite3_column_int64(up, 1);
         while (sqlite3_step(up) == SQLITE_ROW) {
         }
         for (size_t k = i; k < j; k++) {
             ord[k]->counter = first + (k - i);
+            ord[k]->epoch = epoch;
         }
         i = j;
     }
@@ -1236,6 +1600,77 @@ veil_err vl_trusted_words_count(struct vl_trusted *t, struct vl_tsnap *sn, int64
     }
     sqlite3_finalize(s);
     read_done(t, sn);
+    return rc;
+}
+
+/* Parses a word's history ("epoch:first " per earlier epoch) into r[0..); returns the
+ * number of ranges, or -1 when it is malformed. */
+static long hist_parse(const char *h, struct vl_wordrange *r, size_t max)
+{
+    size_t k = 0;
+    while (h != NULL && *h != '\0') {
+        char *end = NULL;
+        unsigned long long e = strtoull(h, &end, 10), f;
+        if (end == h || *end != ':' || k == max) {
+            return -1;
+        }
+        h = end + 1;
+        f = strtoull(h, &end, 10);
+        if (end == h || *end != ' ' || (k > 0 && f < r[k - 1].first) || e > UINT32_MAX) {
+            return -1;
+        }
+        r[k].epoch = (uint32_t)e;
+        r[k].first = f;
+        k++;
+        h = end + 1;
+    }
+    return (long)k;
+}
+
+veil_err vl_trusted_words_ranges(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                 const char *coll, const uint8_t wkey[VL_WKEY_BYTES],
+                                 struct vl_wordrange **out, size_t *n)
+{
+    veil_err rc = VEIL_OK;
+    struct vl_wordrange *r = NULL;
+    size_t len = 0;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT epoch, coalesce(since, 0), coalesce(hist, '') "
+                                  "FROM words WHERE tenant=? AND coll=? AND wkey=?");
+    if (s == NULL) {
+        rc = read_err(db, "word epochs");
+    } else {
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 3, wkey, VL_WKEY_BYTES);
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            const char *h = (const char *)sqlite3_column_text(s, 2);
+            size_t max = 1;
+            for (const char *p = h; p != NULL && *p != '\0'; p++) {
+                max += *p == ' ';
+            }
+            long k = (r = calloc(max, sizeof(*r))) != NULL ? hist_parse(h, r, max - 1) : -2;
+            uint64_t since = (uint64_t)sqlite3_column_int64(s, 1);
+            if (k < 0 || (k > 0 && since < r[k - 1].first)) {
+                rc = k == -2 ? VEIL_ERR_INTERNAL : read_err(db, "word epochs (malformed)");
+            } else {
+                r[k].epoch = (uint32_t)sqlite3_column_int64(s, 0);
+                r[k].first = since;
+                len = (size_t)k + 1;
+            }
+        } else if (step != SQLITE_DONE) {
+            rc = read_err(db, "word epochs");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    if (rc == VEIL_OK) {
+        *out = r;
+        *n = len;
+    } else {
+        free(r);
+    }
     return rc;
 }
 
@@ -1311,6 +1746,10 @@ static veil_err seq_merge(sqlite3 *db, sqlite3_stmt *s, struct vl_seqdoc *d, siz
     return r == SQLITE_ROW || r == SQLITE_DONE ? VEIL_OK : read_err(db, "docs by seq");
 }
 
+/* Sequence numbers farther apart than this start a new cluster: they come in blocks at
+ * random places, so numbers of one block are close and those of two blocks far apart. */
+#define SEQ_CLUSTER_GAP 4096
+
 veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
                                 const char *coll, struct vl_seqdoc *d, size_t n)
 {
@@ -1325,34 +1764,44 @@ veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64
     if (n == 0) {
         return VEIL_OK;
     }
-    /* Many numbers close together: one walk of the index over their span (at most 8 rows
-     * a number asked for, since numbers are unique) beats a lookup each. */
-    bool walk = sorted && n >= 64 && d[n - 1].seq - d[0].seq < 8 * (uint64_t)n;
     sqlite3 *db = read_db(t, sn);
     /* INDEXED BY: without statistics the planner would take the primary key's (tenant,
      * coll) prefix and scan the whole collection. The index covers the columns read. */
-    sqlite3_stmt *s = prep_on(db, walk ? "SELECT seq, doc, version, slen FROM docs INDEXED BY "
-                                         "docs_live WHERE tenant=? AND coll=? AND live=1 AND "
-                                         "seq BETWEEN ? AND ? ORDER BY seq"
-                                       : "SELECT seq, doc, version, slen FROM docs INDEXED BY "
-                                         "docs_live WHERE tenant=? AND coll=? AND live=1 AND "
-                                         "seq=?");
-    if (s == NULL) {
+    sqlite3_stmt *w = prep_on(db, "SELECT seq, doc, version, slen FROM docs INDEXED BY "
+                                  "docs_live WHERE tenant=? AND coll=? AND live=1 AND "
+                                  "seq BETWEEN ? AND ? ORDER BY seq");
+    sqlite3_stmt *s = prep_on(db, "SELECT seq, doc, version, slen FROM docs INDEXED BY "
+                                  "docs_live WHERE tenant=? AND coll=? AND live=1 AND seq=?");
+    if (w == NULL || s == NULL) {
         rc = read_err(db, "docs by seq");
-    } else if (walk) {
-        sqlite3_bind_int64(s, 1, tenant);
-        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 3, (int64_t)d[0].seq);
-        sqlite3_bind_int64(s, 4, (int64_t)d[n - 1].seq);
-        rc = seq_merge(db, s, d, n);
     }
-    for (size_t i = 0; !walk && i < n && rc == VEIL_OK; i++) {
-        sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, tenant);
-        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 3, (int64_t)d[i].seq);
-        rc = seq_merge(db, s, &d[i], 1);
+    for (size_t i = 0; rc == VEIL_OK && i < n;) {
+        /* A cluster d[i..j): many numbers close together are one walk of the index over
+         * their span (at most 8 rows a number asked for, since numbers are unique), which
+         * beats a lookup each. */
+        size_t j = i + 1;
+        while (sorted && j < n && d[j].seq - d[j - 1].seq <= SEQ_CLUSTER_GAP) {
+            j++;
+        }
+        if (sorted && j - i >= 64 && d[j - 1].seq - d[i].seq < 8 * (uint64_t)(j - i)) {
+            sqlite3_reset(w);
+            sqlite3_bind_int64(w, 1, tenant);
+            sqlite3_bind_text(w, 2, coll, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(w, 3, (int64_t)d[i].seq);
+            sqlite3_bind_int64(w, 4, (int64_t)d[j - 1].seq);
+            rc = seq_merge(db, w, d + i, j - i);
+        } else {
+            for (size_t k = i; k < j && rc == VEIL_OK; k++) {
+                sqlite3_reset(s);
+                sqlite3_bind_int64(s, 1, tenant);
+                sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+                sqlite3_bind_int64(s, 3, (int64_t)d[k].seq);
+                rc = seq_merge(db, s, &d[k], 1);
+            }
+        }
+        i = j;
     }
+    sqlite3_finalize(w);
     sqlite3_finalize(s);
     read_done(t, sn);
     if (rc != VEIL_OK) {

@@ -4,7 +4,8 @@
  * bearer tokens, policies, per-collection row sequence counters, and per document its
  * current version, row sequence number and a digest of what was written for it, plus write
  * intents. Reads check what a store returns against this state; writes go through intents
- * so that a crash at any moment is finished at the next start-up.
+ * so that a crash at any moment is finished at the next start-up. Reservations and intents
+ * are durable (synced before they return), the rest survives a crash of the process.
  *
  * SQLite in WAL mode by default. Every function is one transaction and may be called from
  * several threads.
@@ -75,9 +76,52 @@ veil_err vl_trusted_collection_get(struct vl_trusted *t, int64_t tenant, const c
 /* A malloc'd array of malloc'd names, sorted. */
 veil_err vl_trusted_collection_names(struct vl_trusted *t, int64_t tenant, char ***names,
                                      size_t *n);
-/* Reserves n consecutive row sequence numbers of a collection; *first is the first. */
+/* Reserves a block of n consecutive row sequence numbers of a collection, durably (the
+ * transaction syncs before it returns); *first is the first. The block starts at a
+ * uniformly random place in [2^32, 2^62 - n] where it overlaps no block this state knows
+ * of, so a state restored from a backup, which no longer knows the blocks reserved since,
+ * reuses a number only if a new block lands on a lost one. *mark (may be NULL) receives
+ * the mark the reservation moved to. VEIL_ERR_NOT_FOUND for an unknown collection. */
 veil_err vl_trusted_seq_reserve(struct vl_trusted *t, int64_t tenant, const char *coll,
-                                uint64_t n, uint64_t *first);
+                                uint64_t n, uint64_t *first, uint64_t *mark) VL_WUR;
+
+/* ---- the mark, and rollbacks ----
+ *
+ * The mark is a counter that grows by one with every block reservation and every write
+ * batch's intents, in their own (durable) transactions. The engine writes it, sealed,
+ * into the stores with each write, so a store that holds a higher mark than this state has
+ * seen writes this state does not know of: the state was restored from a backup, or lost
+ * its last transactions. */
+veil_err vl_trusted_mark(struct vl_trusted *t, uint64_t *mark) VL_WUR;
+/* A blob kept in `meta` under k, appended to out; VEIL_ERR_NOT_FOUND when absent. */
+veil_err vl_trusted_meta_get(struct vl_trusted *t, const char *k, struct vl_buf *out) VL_WUR;
+/* Stores v under k unless k exists (then nothing changes), durably. Read it back with
+ * vl_trusted_meta_get: of two processes racing, the first wins. */
+veil_err vl_trusted_meta_put_new(struct vl_trusted *t, const char *k,
+                                 const struct vl_bytes *v) VL_WUR;
+struct vl_rollback {
+    uint64_t trusted_mark;  /* the mark before */
+    uint64_t store_mark;    /* the highest mark the stores held */
+    uint64_t mark;          /* the mark after: past both */
+    uint32_t epoch;         /* the new search key epoch */
+};
+/* Records an operator's acceptance of a rollback, in one durable transaction: the mark
+ * moves past store_mark (and its own value), and the search key epoch grows by one, so
+ * every word's counters from its current count on get new label and value keys (its
+ * earlier entries keep theirs); the lost writes may have used those counters. */
+veil_err vl_trusted_rollback_accept(struct vl_trusted *t, uint64_t store_mark,
+                                    struct vl_rollback *out) VL_WUR;
+/* How many rollbacks were accepted. */
+veil_err vl_trusted_rollbacks(struct vl_trusted *t, uint64_t *n) VL_WUR;
+/* Every collection of every tenant not shredded. */
+struct vl_collref {
+    int64_t tenant;
+    char *tenant_name;
+    char *name;
+};
+veil_err vl_trusted_collections_all(struct vl_trusted *t, struct vl_collref **out,
+                                    size_t *n) VL_WUR;
+void vl_collrefs_free(struct vl_collref *c, size_t n);
 
 /* ---- documents ---- */
 #define VL_DIGEST_BYTES 32
@@ -103,6 +147,11 @@ veil_err vl_trusted_docs_get(struct vl_trusted *t, int64_t tenant, const char *c
                              const struct vl_bytes *docs, size_t n,
                              struct vl_docstate *states);
 void vl_docstates_free(struct vl_docstate *states, size_t n);
+/* Up to `limit` tokens of live documents of a collection, in byte order, after `after`
+ * (NULL: from the first); *n of them. */
+veil_err vl_trusted_docs_page(struct vl_trusted *t, int64_t tenant, const char *coll,
+                              const uint8_t *after, size_t limit,
+                              uint8_t (*docs)[VL_DOCTOKEN_BYTES], size_t *n) VL_WUR;
 
 enum vl_intent_op { VL_INTENT_PUT = 1, VL_INTENT_DELETE = 2 };
 struct vl_intent {
@@ -117,9 +166,11 @@ struct vl_intent {
     struct vl_bytes trusted_part; /* the fields kept in trusted state */
     struct vl_bytes slen;       /* search: the new document's word counts per field, as
                                    (u32 field, u32 words) big-endian pairs; n = 0: none */
+    uint64_t mark;              /* set by begin: the mark of the batch */
 };
-/* In one transaction: checks each document is still at old_version with no write in flight
- * (VEIL_ERR_CONFLICT otherwise, and nothing is recorded), then records the intents. */
+/* In one durable transaction: checks each document is still at old_version with no write
+ * in flight (VEIL_ERR_CONFLICT otherwise, and nothing is recorded), then records the
+ * intents and moves the mark on by one (in[i].mark, the same for the whole batch). */
 veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const char *coll,
                                   struct vl_intent *in, size_t n);
 /* In one transaction: applies the intents to the document state (new version, seq,
@@ -151,6 +202,7 @@ struct vl_wordres {
     uint8_t wkey[VL_WKEY_BYTES]; /* in */
     uint64_t res;                /* in: the row sequence number of the write */
     uint64_t counter;            /* out: the reserved counter */
+    uint32_t epoch;              /* out: the key epoch to seal its entry in */
 };
 /* In one transaction: reserves a counter for each item (items of the same word get
  * consecutive ones, in order) and records them as holes of their write (items of one
@@ -171,6 +223,16 @@ void vl_trusted_snap_end(struct vl_tsnap *sn);
 veil_err vl_trusted_words_count(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
                                 const char *coll, const uint8_t (*wkeys)[VL_WKEY_BYTES],
                                 size_t n, uint64_t *counts) VL_WUR;
+/* The key epochs of a word's entries: r[i] covers counters r[i].first up to r[i+1].first
+ * (the last, up from its first), r[0].first is 0. One range but after accepted rollbacks.
+ * *out is malloc'd; *n = 0 (and *out NULL) for a word never written. */
+struct vl_wordrange {
+    uint64_t first;
+    uint32_t epoch;
+};
+veil_err vl_trusted_words_ranges(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                                 const char *coll, const uint8_t wkey[VL_WKEY_BYTES],
+                                 struct vl_wordrange **out, size_t *n) VL_WUR;
 /* hole[i]: is (wkey, counters[i]) a hole? */
 veil_err vl_trusted_holes(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
                           const char *coll, const uint8_t wkey[VL_WKEY_BYTES],

@@ -1083,6 +1083,9 @@ TESTS.extend(test_firsthour.TESTS)
 import test_coredump  # noqa: E402
 test_coredump.diag = diag
 TESTS.extend(test_coredump.TESTS)
+import test_rollback  # noqa: E402
+test_rollback.diag = diag
+TESTS.extend(test_rollback.TESTS)
 
 
 def main():

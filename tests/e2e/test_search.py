@@ -346,8 +346,9 @@ def kv_tables(env):
             "ESCAPE '\\'")]
         out = {}
         for t in names:
+            # Rollback marks (48-byte values, rewritten by every write) are not entries.
             out[t] = {bytes(k): bytes(v) for k, v in con.execute('SELECT key, val FROM "%s"'
-                                                                  % t)}
+                                                                  % t) if len(v) != 48}
         return out
     finally:
         con.close()

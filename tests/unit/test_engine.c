@@ -15,7 +15,8 @@
  * malformed or impossible answers are breaches (VEIL_ERR_INTEGRITY with vl_breach's
  * message), only an unreachable store is VEIL_ERR_STORE_UNAVAILABLE; a store that ignores
  * the cursor is caught. Cursors bound to tenant, role, collection, where and match; search
- * paging over bulk-loaded documents; averages rounded half to even at scale + 2.
+ * paging over bulk-loaded documents; averages rounded half to even at scale + 2. And a trusted state
+ * put back from a copy, which must refuse to open until the loss is accepted.
  *
  * Nothing here prints a key: the wrapped tenant key is only compared, never shown.
  */
@@ -1009,9 +1010,10 @@ static void test_tenant_isolation(void **state)
     a = get(f->clerk, "inv-1");
     assert_json_text(json_object_get(a, "doc"), DOC1);
     json_decref(a);
-    /* Separate opaque tables in the store. */
+    /* Separate opaque tables in the store (and the installation's table of rollback
+     * marks). */
     char *cloud = path_in(f->data, "cloud/cloud.db");
-    assert_int_equal(count_tables(cloud, "r_"), 2);
+    assert_int_equal(count_tables(cloud, "r_"), 2 + 1);
     free(cloud);
     /* A token of beta reaches beta only. */
     char *tok = NULL, *tid = NULL;
@@ -1144,9 +1146,10 @@ static void test_tenant_shred(void **state)
     /* The wrapped key is in none of the trusted state's files; beta's key still is. */
     assert_key_gone(f, key, n);
     assert_true(file_holds(trusted, bkey, bn) || file_holds(wal, bkey, bn));
-    /* acme's tables are gone from the store; beta's stays. */
+    /* acme's tables are gone from the store; beta's stays, and the installation's table
+     * of rollback marks. */
     char *cloud = path_in(f->data, "cloud/cloud.db");
-    assert_int_equal(count_tables(cloud, "r_"), 1);
+    assert_int_equal(count_tables(cloud, "r_"), 1 + 1);
     free(cloud);
     /* beta is untouched. */
     json_t *a = get(badmin, "b-1");
@@ -2489,6 +2492,117 @@ static void test_health_and_limits(void **state)
     assert_string_equal(veil_vault_listen(f->v), "127.0.0.1:8470");
 }
 
+
+/* ---- a trusted state behind its stores ---- */
+
+static void file_copy(const char *from, const char *to)
+{
+    size_t n = 0;
+    char *b = tu_read_file(from, &n);
+    assert_non_null(b);
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(b, 1, n, out), n);
+    assert_int_equal(fclose(out), 0);
+    free(b);
+}
+
+static void vault_close(struct fx *f)
+{
+    sessions_close(f);
+    veil_vault_close(f->v);
+    f->v = NULL;
+}
+
+/* trusted.db copied aside, more written, the copy put back: the vault refuses to open
+ * (and says what to do) until the loss is accepted; then documents the trusted state
+ * never heard of are absent, one changed since is forgotten, and the rest reads back. A
+ * rollback mark a store altered refuses the open too, until accept-rollback rewrites it. */
+static void test_rollback_detected(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    char *report = NULL;
+    put(f->clerk, "inv-1", DOC1, 1);
+    put(f->clerk, "inv-2", DOC2, 1);
+    vault_close(f);
+    /* Nothing behind, no rollback ever: nothing to accept. */
+    assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_ERR_CONFLICT);
+    char *db = path_in(f->data, "trusted.db"), *saved = path_in(f->dir, "saved.db");
+    file_copy(db, saved);
+
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_OK);
+    sessions_open(f);
+    put(f->clerk, "inv-3", DOC2, 1);
+    put(f->clerk, "inv-1", DOC2, 0);
+    vault_close(f);
+    file_copy(saved, db);
+
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_ERR_CONFLICT);
+    assert_null(f->v);
+    assert_non_null(strstr(st.message, "backup"));
+    assert_non_null(strstr(st.message, "accept-rollback"));
+    assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_OK);
+    json_t *r = parse(report);
+    json_t *c = json_array_get(json_object_get(r, "collections"), 0);
+    assert_int_equal(json_integer_value(json_object_get(c, "rows_removed")), 1);
+    assert_int_equal(json_integer_value(json_object_get(c, "documents_lost")), 1);
+    assert_true(json_is_true(json_object_get(r, "accepted")));
+    json_decref(r);
+    veil_free(report);
+    /* Again: the settling is done again, and finds nothing left. */
+    assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_OK);
+    r = parse(report);
+    c = json_array_get(json_object_get(r, "collections"), 0);
+    assert_true(json_is_false(json_object_get(r, "accepted")));
+    assert_int_equal(json_integer_value(json_object_get(c, "rows_removed")), 0);
+    assert_int_equal(json_integer_value(json_object_get(c, "documents_lost")), 0);
+    json_decref(r);
+    veil_free(report);
+
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_OK);
+    sessions_open(f);
+    assert_int_equal(get_rc(f->clerk, "inv-3"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(get_rc(f->clerk, "inv-1"), VEIL_ERR_NOT_FOUND);
+    json_t *a = get(f->clerk, "inv-2");
+    assert_json_text(json_object_get(a, "doc"), DOC2);
+    json_decref(a);
+    put(f->clerk, "inv-3", DOC1, 1);
+    vault_close(f);
+
+    /* A store alters a mark: a breach, not a rollback. */
+    char *cloud = path_in(f->data, "cloud/cloud.db");
+    sqlite3 *cdb = NULL;
+    assert_int_equal(sqlite3_open(cloud, &cdb), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(cdb, "SELECT name FROM sqlite_master WHERE type='table' "
+                                              "AND name LIKE 'k!_%' ESCAPE '!'", -1, &q, NULL),
+                     SQLITE_OK);
+    int altered = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        char sql[256];
+        snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET val = CAST(substr(val, 1, 30) || "
+                 "x'ff' || substr(val, 32) AS BLOB) WHERE length(val) = %d",
+                 sqlite3_column_text(q, 0), VL_MARK_VALUE_BYTES);
+        assert_int_equal(sqlite3_exec(cdb, sql, NULL, NULL, NULL), SQLITE_OK);
+        altered += sqlite3_changes(cdb);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(cdb);
+    assert_true(altered > 0);
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_ERR_INTEGRITY);
+    assert_int_equal(veil_trusted_accept_rollback(f->data, &report, &st), VEIL_OK);
+    veil_free(report);
+    assert_int_equal(veil_vault_open(f->data, &f->v, &st), VEIL_OK);
+    sessions_open(f);
+    a = get(f->clerk, "inv-3");
+    assert_json_text(json_object_get(a, "doc"), DOC1);
+    json_decref(a);
+    free(cloud);
+    free(db);
+    free(saved);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -2528,6 +2642,7 @@ int main(void)
         T(test_open_failures),
         T(test_passphrase),
         T(test_health_and_limits),
+        T(test_rollback_detected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,6 +141,54 @@ static void test_ashe_sums(void **state)
         }
         vl_ashe_table_free(&t);
     }
+    /* Rows in blocks at random places far apart (how row numbers are handed out): a table
+     * of one segment per block gives the same sums as F per run. */
+    {
+        const uint64_t base[3] = {((uint64_t)1 << 61) + 5, ((uint64_t)1 << 40) + 1,
+                                  ((uint64_t)3 << 50) + 2};
+        enum { PER = 600 };
+        static struct vl_seq_run runs[9 * PER];
+        static uint64_t rows[9 * PER];
+        static int64_t vals[9 * PER];
+        int64_t sums[VL_ASHE_LIMBS] = {0};
+        vl_i128 want = 0;
+        size_t nruns = 0, nrows = 0;
+        for (int b = 0; b < 3; b++) {
+            for (uint64_t i = 0; i < 3 * PER; i++) {
+                if (rnd() % 3 != 0) {
+                    continue; /* another group's row */
+                }
+                rows[nrows] = base[b] + i;
+                vals[nrows] = (int64_t)(rnd() % 100000) - 50000;
+                int64_t limbs[VL_ASHE_LIMBS];
+                vl_ashe_limbs(vl_ashe_encrypt(key, rows[nrows], vals[nrows]), limbs);
+                for (int k = 0; k < VL_ASHE_LIMBS; k++) {
+                    sums[k] += limbs[k];
+                }
+                want += vals[nrows];
+                if (nruns > 0 && runs[nruns - 1].last == rows[nrows] - 1) {
+                    runs[nruns - 1].last = rows[nrows];
+                } else {
+                    runs[nruns].first = runs[nruns].last = rows[nrows];
+                    nruns++;
+                }
+                nrows++;
+            }
+        }
+        struct vl_ashe_table t;
+        assert_int_equal(vl_ashe_table_fill_runs(&t, key, runs, nruns), 0);
+        assert_int_equal(t.nseg, 3);
+        for (size_t k = 1; k < t.nseg; k++) {
+            assert_true(t.seg[k - 1].first + t.seg[k - 1].n <= t.seg[k].first);
+        }
+        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns, NULL) == want);
+        assert_true(vl_ashe_decrypt(key, vl_ashe_join(sums), runs, nruns, &t) == want);
+        vl_ashe_table_free(&t);
+        /* Few runs: no pass is worth it, and the answer is the same. */
+        assert_int_equal(vl_ashe_table_fill_runs(&t, key, runs, 10), 0);
+        assert_int_equal(t.nseg, 0);
+        vl_ashe_table_free(&t);
+    }
     /* Extremes do not wrap in the 128-bit ring. */
     vl_u128 a = vl_ashe_encrypt(key, 1, INT64_MAX), b = vl_ashe_encrypt(key, 2, INT64_MAX);
     struct vl_seq_run r = {1, 2};
@@ -222,7 +270,7 @@ static void test_search_entries(void **state)
     uint8_t val[VL_SEARCH_VALUE_MAX], val2[VL_SEARCH_VALUE_MAX];
     size_t vlen = 0, vlen2 = 0, k = 0;
     assert_int_equal(vl_search_seal(&w, 42, in, 3, val, &vlen), 0);
-    assert_int_equal(vlen, 16 + 16); /* 10 bytes of items, padded to 16, and the tag */
+    assert_int_equal(vlen, 24 + 16 + 16); /* nonce, 10 bytes of items padded to 16, tag */
     assert_int_equal(vl_search_open(&w, 42, val, vlen, out, &k), 0);
     assert_int_equal(k, 3);
     for (size_t i = 0; i < 3; i++) {
@@ -238,11 +286,33 @@ static void test_search_entries(void **state)
         val2[i] ^= 0x01;
         assert_int_equal(vl_search_open(&w, 42, val2, vlen, out, &k), -1);
     }
-    /* Same (word, counter, content): the same bytes, so writing an entry again (recovery)
-     * changes nothing. */
-    assert_int_equal(vl_search_seal(&w, 42, in, 3, val2, &vlen2), 0);
+    /* The same (word, counter) sealed again, as after a trusted state restored from a
+     * backup hands the counter out a second time: a fresh nonce, so no (key, nonce) pair
+     * seals two values (with a counter as nonce, the two key streams were equal and the
+     * XOR of the ciphertexts gave the XOR of the plaintexts). Both open at their place. */
+    struct vl_search_item in2[3] = {{5, 2}, {6, 300}, {123456789, 17}};
+    assert_int_equal(vl_search_seal(&w, 42, in2, 3, val2, &vlen2), 0);
     assert_int_equal(vlen2, vlen);
-    assert_memory_equal(val, val2, vlen);
+    assert_memory_not_equal(val, val2, 24);
+    uint8_t x[VL_SEARCH_VALUE_MAX];
+    for (size_t i = 0; i < vlen; i++) {
+        x[i] = val[i] ^ val2[i];
+    }
+    /* The plaintexts differ in one byte (the first count): equal key streams would leave
+     * every other byte of the ciphertexts equal. */
+    size_t same = 0;
+    for (size_t i = 24; i < vlen - 16; i++) {
+        same += x[i] == 0;
+    }
+    assert_true(same < 8);
+    assert_int_equal(vl_search_open(&w, 42, val2, vlen2, out, &k), 0);
+    assert_int_equal(out[0].tf, 2);
+    for (int rep = 0; rep < 64; rep++) {
+        uint8_t v3[VL_SEARCH_VALUE_MAX];
+        size_t l3 = 0;
+        assert_int_equal(vl_search_seal(&w, 42, in, 3, v3, &l3), 0);
+        assert_memory_not_equal(v3, val, 24);
+    }
     /* Items must be in increasing order of sequence number, with counts. */
     struct vl_search_item bad[2] = {{6, 1}, {6, 1}};
     assert_int_equal(vl_search_seal(&w, 1, bad, 2, val2, &vlen2), -1);
@@ -264,7 +334,7 @@ static void test_search_entries(void **state)
         assert_true(fit >= 1 && fit <= VL_SEARCH_ITEMS_MAX);
         assert_int_equal(vl_search_seal(&w, 7 + entries, many + at, fit, val, &vlen), 0);
         assert_true(vlen <= VL_SEARCH_VALUE_MAX);
-        assert_int_equal((vlen - 16) & (vlen - 17), 0);
+        assert_int_equal((vlen - 40) & (vlen - 41), 0);
         assert_int_equal(vl_search_open(&w, 7 + entries, val, vlen, out, &k), 0);
         assert_int_equal(k, fit);
         assert_int_equal(out[fit - 1].seq, many[at + fit - 1].seq);
