@@ -174,9 +174,12 @@ def answers_malformed_store_data_is_a_breach(ctx):
         load(env, srv, tok, 30, 6, 808)
         for i in range(6):
             put(srv, tok, "ledger", "l%d" % i, {"org": "o%d" % (i % 2), "units": 10 * i - 7})
-        rtables = table_of(env, "r_")
-        check(len(rtables) == 2, "two collections, two row tables: %r" % rtables)
         st = Store(env)
+        # The installation's rollback marks live in an opaque table of their own, with no
+        # rows: the collections' tables are the ones holding rows.
+        rtables = [r for r in table_of(env, "r_")
+                   if st.rows('SELECT count(*) FROM "%s"' % r)[0][0] > 0]
+        check(len(rtables) == 2, "two collections, two row tables: %r" % rtables)
         tables = {}   # the ledger's table is the one with Paillier cells
         for r in rtables:
             n = st.rows('SELECT count(*) FROM "p_%s"' % r[2:])[0][0]
