@@ -820,12 +820,11 @@ struct vl_server *vl_server_start(veil_vault *v, const char *listen)
     if (inet_ntop(ss.ss_family, a, shown, sizeof(shown)) == NULL) {
         snprintf(shown, sizeof(shown), "?");
     }
-    /* The plain line that scripts and `veil server --help` promise, then the log's own. */
-    fprintf(stderr, "veil: listening on http://%s%s%s:%u\n", v6 ? "[" : "", shown,
-            v6 ? "]" : "", port);
-    fflush(stderr);
     char url[INET6_ADDRSTRLEN + 16];
     snprintf(url, sizeof(url), "http://%s%s%s:%u", v6 ? "[" : "", shown, v6 ? "]" : "", port);
+    /* The plain line that scripts and `veil server --help` promise, then the log's own. */
+    fprintf(stderr, "veil: listening on %s\n", url);
+    fflush(stderr);
     vl_log_event(VL_LOG_INFO, "start",
                  json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "listen", url,
                            "version", VEIL_VERSION, "max_body",

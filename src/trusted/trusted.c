@@ -242,12 +242,18 @@ static int exec(struct vl_trusted *t, const char *sql)
     return sqlite3_exec(t->db, sql, NULL, NULL, NULL);
 }
 
-/* Takes the lock and opens a write transaction. */
-static veil_err tx_begin(struct vl_trusted *t)
+/* Takes the lock and opens a write transaction; `durable`: one whose commit syncs the WAL
+ * (synchronous=FULL for this transaction alone), so it survives a power loss once
+ * committed. */
+static veil_err tx_open(struct vl_trusted *t, bool durable)
 {
     pthread_mutex_lock(&t->mu);
-    if (exec(t, "BEGIN IMMEDIATE") != SQLITE_OK) {
+    if ((durable && exec(t, "PRAGMA synchronous=FULL") != SQLITE_OK) ||
+        exec(t, "BEGIN IMMEDIATE") != SQLITE_OK) {
         veil_err rc = db_err(t, 0, "begin");
+        if (durable) {
+            exec(t, "PRAGMA synchronous=NORMAL");
+        }
         pthread_mutex_unlock(&t->mu);
         return rc;
     }
@@ -255,7 +261,7 @@ static veil_err tx_begin(struct vl_trusted *t)
 }
 
 /* Commits when rc is VEIL_OK, else rolls back; releases the lock. */
-static veil_err tx_end(struct vl_trusted *t, veil_err rc)
+static veil_err tx_close(struct vl_trusted *t, veil_err rc, bool durable)
 {
     if (rc == VEIL_OK && exec(t, "COMMIT") != SQLITE_OK) {
         rc = db_err(t, 0, "commit");
@@ -263,35 +269,32 @@ static veil_err tx_end(struct vl_trusted *t, veil_err rc)
     if (rc != VEIL_OK) {
         exec(t, "ROLLBACK");
     }
+    if (durable) {
+        exec(t, "PRAGMA synchronous=NORMAL");
+    }
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
 
-/* As tx_begin, for a transaction that must survive a power loss once committed: its commit
- * syncs the WAL (synchronous=FULL for this transaction alone). End with tx_end_durable. */
+static veil_err tx_begin(struct vl_trusted *t)
+{
+    return tx_open(t, false);
+}
+
+static veil_err tx_end(struct vl_trusted *t, veil_err rc)
+{
+    return tx_close(t, rc, false);
+}
+
+/* End with tx_end_durable. */
 static veil_err tx_begin_durable(struct vl_trusted *t)
 {
-    pthread_mutex_lock(&t->mu);
-    if (exec(t, "PRAGMA synchronous=FULL") != SQLITE_OK || exec(t, "BEGIN IMMEDIATE") != SQLITE_OK) {
-        veil_err rc = db_err(t, 0, "begin");
-        exec(t, "PRAGMA synchronous=NORMAL");
-        pthread_mutex_unlock(&t->mu);
-        return rc;
-    }
-    return VEIL_OK;
+    return tx_open(t, true);
 }
 
 static veil_err tx_end_durable(struct vl_trusted *t, veil_err rc)
 {
-    if (rc == VEIL_OK && exec(t, "COMMIT") != SQLITE_OK) {
-        rc = db_err(t, 0, "commit");
-    }
-    if (rc != VEIL_OK) {
-        exec(t, "ROLLBACK");
-    }
-    exec(t, "PRAGMA synchronous=NORMAL");
-    pthread_mutex_unlock(&t->mu);
-    return rc;
+    return tx_close(t, rc, true);
 }
 
 /* Adds one to the mark (inside a transaction); *mark is the new value. */
@@ -814,20 +817,26 @@ out:
 
 /* ---- the mark, the mark key, rollbacks ---- */
 
-veil_err vl_trusted_mark(struct vl_trusted *t, uint64_t *mark)
+/* The one integer a single-row query answers, read under the lock. */
+static veil_err one_u64(struct vl_trusted *t, const char *sql, const char *what, uint64_t *out)
 {
     veil_err rc = VEIL_OK;
     pthread_mutex_lock(&t->mu);
-    sqlite3_stmt *s = prep(t, "SELECT v FROM meta WHERE k='mark'");
+    sqlite3_stmt *s = prep(t, sql);
     int r = s != NULL ? sqlite3_step(s) : SQLITE_ERROR;
     if (r == SQLITE_ROW) {
-        *mark = (uint64_t)sqlite3_column_int64(s, 0);
+        *out = (uint64_t)sqlite3_column_int64(s, 0);
     } else {
-        rc = db_err(t, r, "mark");
+        rc = db_err(t, r, what);
     }
     sqlite3_finalize(s);
     pthread_mutex_unlock(&t->mu);
     return rc;
+}
+
+veil_err vl_trusted_mark(struct vl_trusted *t, uint64_t *mark)
+{
+    return one_u64(t, "SELECT v FROM meta WHERE k='mark'", "mark", mark);
 }
 
 veil_err vl_trusted_meta_get(struct vl_trusted *t, const char *k, struct vl_buf *out)
@@ -929,18 +938,7 @@ veil_err vl_trusted_rollback_accept(struct vl_trusted *t, uint64_t store_mark,
 
 veil_err vl_trusted_rollbacks(struct vl_trusted *t, uint64_t *n)
 {
-    veil_err rc = VEIL_OK;
-    pthread_mutex_lock(&t->mu);
-    sqlite3_stmt *s = prep(t, "SELECT count(*) FROM rollbacks");
-    int r = s != NULL ? sqlite3_step(s) : SQLITE_ERROR;
-    if (r == SQLITE_ROW) {
-        *n = (uint64_t)sqlite3_column_int64(s, 0);
-    } else {
-        rc = db_err(t, r, "rollbacks");
-    }
-    sqlite3_finalize(s);
-    pthread_mutex_unlock(&t->mu);
-    return rc;
+    return one_u64(t, "SELECT count(*) FROM rollbacks", "rollbacks", n);
 }
 
 void vl_collrefs_free(struct vl_collref *c, size_t n)
