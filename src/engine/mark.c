@@ -250,7 +250,9 @@ static veil_err marks_scan(veil_vault *v, const struct tables *t, uint64_t *max,
             bool b = false;
             if (marks_read(v, i, t->names[k], &m, &b) != VEIL_OK) {
                 return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL,
-                                     "store %s is unavailable", v->cfg.store_names[i]);
+                                     "store %s is unavailable: cannot check that it holds "
+                                     "no writes the trusted state does not know of",
+                                     v->cfg.store_names[i]);
             }
             if (m > *max) {
                 *max = m;
