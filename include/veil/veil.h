@@ -131,6 +131,11 @@ veil_err veil_token_create(veil_vault *v, const char *tenant, const char *role,
                            char **token_out, char **token_id_out, veil_status *st);
 /* Revokes a token given by its id or by the token itself; VEIL_ERR_NOT_FOUND when there is
  * no such valid token. */
+/* The id a bearer token claims ("veil_<16 hex>_<secret>" gives the 16 hex digits), for
+ * logs and per-token accounting: 0 and out set when the token is well-formed, else -1 and
+ * out = "". Reads none of the secret and says nothing about whether the token is valid. */
+#define VEIL_TOKEN_ID_LEN 16
+int veil_token_id(const char *bearer, char out[VEIL_TOKEN_ID_LEN + 1]);
 veil_err veil_token_revoke(veil_vault *v, const char *token_or_id, veil_status *st);
 /* The valid tokens, of `tenant` only when not NULL, oldest first:
  * [{"id":..,"tenant":..,"role":..,"created":TIME,"last_used":TIME-or-null}], times in

@@ -26,7 +26,7 @@
 #include "util/log.h"
 
 #define TOKEN_PREFIX "veil_"
-#define TOKEN_ID_HEX 16
+#define TOKEN_ID_HEX VEIL_TOKEN_ID_LEN
 #define TOKEN_SECRET_BYTES 32
 
 static char *path_join(const char *dir, const char *rel)
@@ -492,7 +492,17 @@ static int token_id_of(const char *bearer, char id[TOKEN_ID_HEX + 1])
     }
     memcpy(id, bearer + plen, TOKEN_ID_HEX);
     id[TOKEN_ID_HEX] = '\0';
-    return strspn(id, "0123456789abcdef") == TOKEN_ID_HEX ? 0 : -1;
+    if (strspn(id, "0123456789abcdef") != TOKEN_ID_HEX) {
+        id[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+int veil_token_id(const char *bearer, char out[VEIL_TOKEN_ID_LEN + 1])
+{
+    out[0] = '\0';
+    return bearer != NULL ? token_id_of(bearer, out) : -1;
 }
 
 veil_err veil_token_revoke(veil_vault *v, const char *token_or_id, veil_status *st)

@@ -67,8 +67,7 @@
 #define CHUNK_FIRST (64u * 1024u)     /* first reservation of a body of unknown size */
 #define RATE_BUCKETS_MAX 65536        /* tokens whose rate is tracked at once */
 #define BUSY_RETRY_S 1                /* Retry-After when the body reserve is spent */
-#define TOKEN_PREFIX "veil_"          /* bearer tokens are veil_<16 hex id>_<secret> */
-#define TOKEN_ID_HEX 16
+#define TOKEN_ID_HEX VEIL_TOKEN_ID_LEN
 
 struct vl_server {
     struct vl_srv srv;
@@ -304,23 +303,6 @@ static void set_busy(struct vl_req *rq, unsigned retry, const char *message)
     rq->has_pending = 1;
 }
 
-/* The id a bearer token claims ("veil_<16 hex>_..."), when it is well-formed; never any of
- * the secret. */
-static void token_id_of(const char *bearer, char out[TOKEN_ID_HEX + 1])
-{
-    size_t plen = strlen(TOKEN_PREFIX);
-    out[0] = '\0';
-    if (bearer == NULL || strncmp(bearer, TOKEN_PREFIX, plen) != 0) {
-        return;
-    }
-    const char *id = bearer + plen;
-    if (strspn(id, "0123456789abcdef") < TOKEN_ID_HEX || id[TOKEN_ID_HEX] != '_') {
-        return;
-    }
-    memcpy(out, id, TOKEN_ID_HEX);
-    out[TOKEN_ID_HEX] = '\0';
-}
-
 static uint64_t token_key(const char *id)
 {
     uint64_t k = 0;
@@ -353,7 +335,7 @@ static veil_err authenticate(struct vl_srv *srv, struct MHD_Connection *conn,
     while (*h == ' ') {
         h++;
     }
-    token_id_of(h, rq->token_id);
+    veil_token_id(h, rq->token_id);
     rc = veil_session_authenticate(srv->vault, h, &s, st);
     if (rc != VEIL_OK && rc != VEIL_ERR_STORE_UNAVAILABLE && rc != VEIL_ERR_INTERNAL) {
         /* One answer for every unknown, revoked or malformed token. */

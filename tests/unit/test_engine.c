@@ -1190,6 +1190,18 @@ static void test_tokens(void **state)
     assert_non_null(tok);
     assert_non_null(tid);
     assert_non_null(strstr(tok, tid)); /* the id names the token */
+    /* The id a token claims, as logs and rate limits read it; none for a malformed one. */
+    char claimed[VEIL_TOKEN_ID_LEN + 1];
+    assert_int_equal(veil_token_id(tok, claimed), 0);
+    assert_string_equal(claimed, tid);
+    static const char *const not_tokens[] = {"", "veil_", "veil_0123456789ABCDEF_x",
+                                             "veil_0123456789abcde_x", "Bearer veil_x",
+                                             "veil_0123456789abcdefx"};
+    for (size_t i = 0; i < sizeof(not_tokens) / sizeof(not_tokens[0]); i++) {
+        assert_int_equal(veil_token_id(not_tokens[i], claimed), -1);
+        assert_string_equal(claimed, "");
+    }
+    assert_int_equal(veil_token_id(NULL, claimed), -1);
     char *tok2 = NULL, *tid2 = NULL;
     assert_int_equal(veil_token_create(f->v, "acme", "clerk", &tok2, &tid2, &st), VEIL_OK);
     assert_string_not_equal(tok, tok2);
