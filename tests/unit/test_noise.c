@@ -348,15 +348,15 @@ static void test_dlaplace_pmf(void **state)
 {
     (void)state;
     struct vl_rng *r = vl_rng_new();
-    dlaplace_fit(r, "dlaplace b=1/2", 1, 2, 60000);
-    dlaplace_fit(r, "dlaplace b=1", 1, 1, 60000);
-    dlaplace_fit(r, "dlaplace b=3", 3, 1, 60000);
-    dlaplace_fit(r, "dlaplace b=10/3", 10, 3, 60000);
-    dlaplace_fit(r, "dlaplace b=100", 100, 1, 60000);
+    dlaplace_fit(r, "dlaplace b=1/2", 1, 2, 200000);
+    dlaplace_fit(r, "dlaplace b=1", 1, 1, 200000);
+    dlaplace_fit(r, "dlaplace b=3", 3, 1, 200000);
+    dlaplace_fit(r, "dlaplace b=10/3", 10, 3, 200000);
+    dlaplace_fit(r, "dlaplace b=100", 100, 1, 200000);
     /* the same scales as wide rationals (the products in the loops use all 128 bits) */
-    dlaplace_fit(r, "dlaplace b=3e6/1e6", 3000000, 1000000, 60000);
-    dlaplace_fit(r, "dlaplace b=10*2^90/(3*2^90)", (vl_u128)10 << 90, (vl_u128)3 << 90, 60000);
-    dlaplace_fit(r, "dlaplace b=1/3", 1, 3, 60000);
+    dlaplace_fit(r, "dlaplace b=3e6/1e6", 3000000, 1000000, 200000);
+    dlaplace_fit(r, "dlaplace b=10*2^90/(3*2^90)", (vl_u128)10 << 90, (vl_u128)3 << 90, 200000);
+    dlaplace_fit(r, "dlaplace b=1/3", 1, 3, 200000);
     vl_rng_free(r);
 }
 
@@ -450,14 +450,14 @@ static void test_dgauss_pmf(void **state)
 {
     (void)state;
     struct vl_rng *r = vl_rng_new();
-    dgauss_fit(r, "dgauss s2=1", 1, 1, 30000);
-    dgauss_fit(r, "dgauss s2=4", 4, 1, 30000);
-    dgauss_fit(r, "dgauss s2=10", 10, 1, 30000);
-    dgauss_fit(r, "dgauss s2=5/2", 5, 2, 30000);
-    dgauss_fit(r, "dgauss s2=1/4", 1, 4, 30000);
+    dgauss_fit(r, "dgauss s2=1", 1, 1, 100000);
+    dgauss_fit(r, "dgauss s2=4", 4, 1, 100000);
+    dgauss_fit(r, "dgauss s2=10", 10, 1, 100000);
+    dgauss_fit(r, "dgauss s2=5/2", 5, 2, 100000);
+    dgauss_fit(r, "dgauss s2=1/4", 1, 4, 100000);
     /* wide rationals: 10 * 2^40 / 2^40, and about 2^20 (sigma about 1024) */
-    dgauss_fit(r, "dgauss s2=10*2^40/2^40", (vl_u128)10 << 40, (vl_u128)1 << 40, 30000);
-    dgauss_fit(r, "dgauss s2=(2^40+1)/2^20", ((vl_u128)1 << 40) + 1, (vl_u128)1 << 20, 30000);
+    dgauss_fit(r, "dgauss s2=10*2^40/2^40", (vl_u128)10 << 40, (vl_u128)1 << 40, 100000);
+    dgauss_fit(r, "dgauss s2=(2^40+1)/2^20", ((vl_u128)1 << 40) + 1, (vl_u128)1 << 20, 100000);
     vl_rng_free(r);
 }
 
