@@ -831,6 +831,26 @@ def firsthour_openapi(ctx):
                    "n": {"count": "*"}, "a": {"avg": "amount"}}, "explain": True}, token=ana)
         call("POST", "/v1/collections/invoices/aggregate",
              body={"metrics": {"t": {"sum": "amount"}}}, token=aud)
+        call("POST", "/v1/collections/invoices/aggregate",
+             body={"metrics": {"n": {"count": "*"}}, "refresh": True}, token=ana)
+        call("POST", "/v1/collections/invoices/aggregate",
+             body={"group_by": ["org_id"], "metrics": {"t": {"sum": "amount"}}}, token=adm)
+        call("GET", "/v1/collections/invoices/privacy", token=ana)
+        call("GET", "/v1/collections/invoices/privacy", token=adm)
+        call("GET", "/v1/collections/invoices/privacy", token=clerk)
+        call("POST", "/v1/collections/invoices/privacy/reset", body={"role": "analyst"},
+             token=adm)
+        call("POST", "/v1/collections/invoices/privacy/reset", body={"role": "analyst"},
+             token=ana)
+        call("POST", "/v1/collections/invoices/privacy/reset", body={"roles": "x"},
+             token=adm)
+        for _ in range(20):  # until the budget is spent: a 429 privacy_budget_exhausted
+            r = call("POST", "/v1/collections/invoices/aggregate",
+                     body={"metrics": {"n": {"count": "*"}}, "refresh": True}, token=ana)
+            if r.status == 429:
+                break
+        check(r.status == 429 and r.json["error"]["code"] == "privacy_budget_exhausted" and
+              int(r.header("Retry-After") or 0) > 0, "the analyst's budget never ran out: %r" % r)
         bulk = "\n".join([json.dumps({"id": "OA-B1", "doc": inv}), "not json",
                           json.dumps({"doc": inv})]) + "\n"
         call("POST", "/v1/collections/invoices/bulk", body=bulk, token=clerk,

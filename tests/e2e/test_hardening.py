@@ -214,7 +214,8 @@ def hardening_empty_and_broken_policies(ctx):
 ROUTES = ["/healthz", "/metrics", "/v1/collections", "/v1/collections/invoices",
           "/v1/collections/invoices/docs", "/v1/collections/invoices/docs/hx-1",
           "/v1/collections/invoices/query", "/v1/collections/invoices/aggregate",
-          "/v1/collections/invoices/bulk", "/nope", "/v1/collections/%zz/docs/x"]
+          "/v1/collections/invoices/bulk", "/v1/collections/invoices/privacy",
+          "/v1/collections/invoices/privacy/reset", "/nope", "/v1/collections/%zz/docs/x"]
 METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 BODIES = [None, b"", b"{", b'{"where": {"org_id": ', b"\x00\xff\xfe\x80garbage\x01",
           b"[" * 5000, b"collection: [\n", b'{"id": "a", "doc": {}}\n{"id":\n']

@@ -2328,6 +2328,124 @@ static void test_search_paging_bulk(void **state)
 }
 
 /* avg: the exact sum over the count, rounded half to even to the field's scale + 2. */
+/* The analyst of the shipped policy is answered under differential privacy: every answer
+ * is paid for, a repeat gets the kept answer for free, the budget runs out with 429 and a
+ * Retry-After, explain and errors carry no exact number from the data, and an admin sees
+ * and resets budgets. */
+#define RESET_ANALYST "{\"role\":\"analyst\"}"
+static void test_dp_answers(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < 60; i++) {
+        char id[16], doc[128];
+        snprintf(id, sizeof(id), "dp-%d", i);
+        snprintf(doc, sizeof(doc), "{\"org_id\":\"%s\",\"status\":\"open\",\"amount\":\"%d.50\"}",
+                 i < 50 ? "BIG" : "SMALL", 100 + i);
+        put(f->clerk, id, doc, 1);
+    }
+    const char *body = "{\"group_by\":[\"org_id\"],\"metrics\":{\"n\":{\"count\":\"*\"},"
+                       "\"t\":{\"sum\":\"amount\"}},\"explain\":true}";
+    char *out = NULL;
+    veil_status st;
+    assert_int_equal(agg_rc(f->analyst, body, &out, &st), VEIL_OK);
+    json_t *a = parse(out);
+    assert_true(json_is_null(json_object_get(a, "suppressed")));
+    json_t *p = json_object_get(a, "privacy");
+    assert_false(json_is_true(json_object_get(p, "cached")));
+    assert_true(json_number_value(json_object_get(json_object_get(p, "spent"), "epsilon")) == 1.0);
+    assert_true(json_number_value(json_object_get(json_object_get(p, "left"), "token")) == 9.0);
+    /* count + sum: 2 quantities, scale 2; a group of 10 (SMALL) never reaches 28 */
+    assert_int_equal(json_integer_value(json_object_get(p, "threshold")), 28);
+    assert_true(json_number_value(json_object_get(json_object_get(json_object_get(p, "noise"), "n"),
+                                                  "scale")) == 2.0);
+    json_t *groups = json_object_get(a, "groups");
+    for (size_t g = 0; g < json_array_size(groups); g++) {
+        json_t *k = json_object_get(json_object_get(json_array_get(groups, g), "key"), "org_id");
+        assert_string_not_equal(json_string_value(k), "SMALL");
+    }
+    /* explain names no count, run or group number: only the threshold and the quantities */
+    char *x = json_dumps(json_object_get(a, "explain"), JSON_COMPACT);
+    assert_null(strstr(x, "decrypted 2"));
+    assert_null(strstr(x, "key stream over"));
+    assert_non_null(strstr(x, "added discrete Laplace noise to 2 quantities"));
+    free(x);
+    /* The same query, keys in another order and without explain: the kept answer, free. */
+    char *again = NULL;
+    const char *body2 = "{\"metrics\":{\"t\":{\"sum\":\"amount\"},\"n\":{\"count\":\"*\"}},"
+                        "\"group_by\":[\"org_id\"]}";
+    assert_int_equal(agg_rc(f->analyst, body2, &again, &st), VEIL_OK);
+    json_t *b = parse(again);
+    assert_true(json_equal(json_object_get(a, "groups"), json_object_get(b, "groups")));
+    assert_true(json_is_true(json_object_get(json_object_get(b, "privacy"), "cached")));
+    assert_true(json_number_value(json_object_get(json_object_get(json_object_get(b, "privacy"),
+                                                                  "left"), "token")) == 9.0);
+    json_decref(b);
+    veil_free(again);
+    /* An int64-overflowing sum is no error for a DP role (errors must not depend on data);
+     * amounts are bounded anyway. Nine more answers, then the budget is spent. */
+    for (int i = 0; i < 9; i++) {
+        char q[160];
+        snprintf(q, sizeof(q), "{\"where\":{\"status\":\"s%d\"},\"metrics\":{\"n\":{\"count\":\"*\"}}}", i);
+        char *o = NULL;
+        assert_int_equal(agg_rc(f->analyst, q, &o, &st), VEIL_OK);
+        veil_free(o);
+    }
+    char *o = NULL;
+    assert_int_equal(agg_rc(f->analyst, "{\"metrics\":{\"n\":{\"count\":\"*\"}}}", &o, &st),
+                     VEIL_ERR_PRIVACY_BUDGET);
+    assert_null(o);
+    assert_true(st.retry_after > 0 && st.retry_after <= 86400);
+    assert_non_null(strstr(st.message, "is spent for this day"));
+    assert_int_equal(veil_err_http_status(VEIL_ERR_PRIVACY_BUDGET), 429);
+    assert_string_equal(veil_err_name(VEIL_ERR_PRIVACY_BUDGET), "privacy_budget_exhausted");
+    /* a kept answer is still given */
+    assert_int_equal(agg_rc(f->analyst, body, &o, &st), VEIL_OK);
+    veil_free(o);
+    /* bad requests cost nothing and say what is wrong */
+    assert_int_equal(agg_rc(f->analyst, "{\"metrics\":{},\"refresh\":1}", &o, &st),
+                     VEIL_ERR_BAD_REQUEST);
+    /* the status: spent 10 of 10 for this token ("-": a library session) */
+    assert_int_equal(veil_privacy_status(f->analyst, COLL, &o, &st), VEIL_OK);
+    json_t *ps = parse(o);
+    json_t *tok = json_object_get(json_object_get(ps, "budgets"), "token");
+    assert_true(json_number_value(json_object_get(tok, "spent")) == 10.0);
+    assert_int_equal(json_integer_value(json_object_get(tok, "answers")), 10);
+    json_decref(ps);
+    veil_free(o);
+    assert_int_equal(veil_privacy_status(f->clerk, COLL, &o, &st), VEIL_ERR_FORBIDDEN);
+    assert_int_equal(veil_privacy_reset(f->analyst, COLL, RESET_ANALYST, strlen(RESET_ANALYST), &o, &st),
+                     VEIL_ERR_FORBIDDEN);
+    assert_int_equal(veil_privacy_reset(f->admin, COLL, "{\"role\":\"clerk\"}", 16, &o, &st),
+                     VEIL_ERR_BAD_REQUEST);
+    assert_int_equal(veil_privacy_reset(f->admin, COLL, RESET_ANALYST, strlen(RESET_ANALYST), &o, &st),
+                     VEIL_OK);
+    veil_free(o);
+    assert_int_equal(veil_privacy_status(f->admin, COLL, &o, &st), VEIL_OK);
+    ps = parse(o);
+    json_t *r0 = json_array_get(json_object_get(ps, "roles"), 0);
+    assert_string_equal(json_string_value(json_object_get(r0, "role")), "analyst");
+    assert_true(json_number_value(json_object_get(r0, "spent")) == 0.0);
+    json_decref(ps);
+    veil_free(o);
+    /* refresh pays for a new answer */
+    const char *body3 = "{\"group_by\":[\"org_id\"],\"metrics\":{\"n\":{\"count\":\"*\"},"
+                        "\"t\":{\"sum\":\"amount\"}},\"refresh\":true}";
+    assert_int_equal(agg_rc(f->analyst, body3, &o, &st), VEIL_OK);
+    b = parse(o);
+    assert_false(json_is_true(json_object_get(json_object_get(b, "privacy"), "cached")));
+    json_decref(b);
+    veil_free(o);
+    /* the admin's answers stay exact */
+    assert_int_equal(agg_rc(f->admin, body2, &o, &st), VEIL_OK);
+    b = parse(o);
+    assert_null(json_object_get(b, "privacy"));
+    assert_int_equal(json_integer_value(json_object_get(b, "suppressed")), 0);
+    json_decref(b);
+    veil_free(o);
+    json_decref(a);
+    veil_free(out);
+}
+
 /* The policy's bounds on amount ([-50000, 50000], reject) hold for every way in: a value
  * outside is refused naming the field and the bounds, never the value, and nothing is
  * written; the bounds themselves are fine. */
@@ -2691,6 +2809,7 @@ int main(void)
         T(test_search_paging_bulk),
         T(test_avg_precision),
         T(test_bounds_at_write),
+        T(test_dp_answers),
         T(test_open_failures),
         T(test_passphrase),
         T(test_health_and_limits),
