@@ -9,8 +9,9 @@
  * streams, each written into one end of a socketpair whose other end is handed to the
  * server, and the event loop is turned until nothing moves; then the client side is
  * half-closed, and finally closed, and the loop turned until every connection is gone.
- * In the streams, $A, $C, $U, $N and $R stand for bearer tokens of the admin, clerk,
- * auditor and analyst roles and a revoked token, so that the fuzzer reaches authenticated
+ * In the streams, $A, $C, $U, $N, $R and $S stand for bearer tokens of the admin, clerk,
+ * auditor and analyst roles, a revoked token, and a role answered under differential
+ * privacy (statistician), so that the fuzzer reaches authenticated
  * code without guessing secrets. veil.yaml is set small (64 KiB bodies, a 128 KiB reserve,
  * the auditor limited to 5 requests a second) so that every limit is reached.
  *
@@ -51,14 +52,15 @@ static const char fz_http_yaml[] =
     "rate_limits: { default: off, roles: { auditor: { rate: 5/s, burst: 3 } } }\n";
 
 static struct vl_server *fz_srv;
-static char *fz_tok[5]; /* $A $C $U $N $R */
-static const char fz_tok_names[5] = {'A', 'C', 'U', 'N', 'R'};
+#define FZ_NTOK 6
+static char *fz_tok[FZ_NTOK]; /* $A $C $U $N $R $S */
+static const char fz_tok_names[FZ_NTOK] = {'A', 'C', 'U', 'N', 'R', 'S'};
 
 static void fz_http_fini(void)
 {
     vl_server_stop(fz_srv);
     fz_srv = NULL;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < FZ_NTOK; i++) {
         veil_free(fz_tok[i]);
         fz_tok[i] = NULL;
     }
@@ -114,8 +116,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (veil_vault_open(data, &fz_v, &st) != VEIL_OK) {
         fz_die("reopen", &st);
     }
-    static const char *const roles[] = {"admin", "clerk", "auditor", "analyst", "clerk"};
-    for (int i = 0; i < 5; i++) {
+    /* $S: a role answered under differential privacy */
+    static const char *const roles[FZ_NTOK] = {"admin",   "clerk", "auditor",
+                                                "analyst", "clerk", "statistician"};
+    for (int i = 0; i < FZ_NTOK; i++) {
         char *id = NULL;
         if (veil_token_create(fz_v, "fuzz", roles[i], &fz_tok[i], &id, &st) != VEIL_OK) {
             fz_die("token", &st);
@@ -150,7 +154,7 @@ static char *expand(const uint8_t *p, size_t n, size_t *len)
     for (size_t i = 0; i < n; i++) {
         const char *tok = NULL;
         if (p[i] == '$' && i + 1 < n) {
-            for (int k = 0; k < 5; k++) {
+            for (int k = 0; k < FZ_NTOK; k++) {
                 if (p[i + 1] == (uint8_t)fz_tok_names[k]) {
                     tok = fz_tok[k];
                 }

@@ -41,7 +41,9 @@ static const char fz_policy[] =
     "roles:\n"
     "  clerk:   { read: [\"*\"], write: true }\n"
     "  auditor: { read: [invoice_no, status, amount], masked: [customer.iban, code] }\n"
-    "  analyst: { aggregate: [amount], group_by: [org_id, status], min_group_size: 5 }\n";
+    "  analyst: { aggregate: [amount], group_by: [org_id, status], min_group_size: 5,\n"
+    "             privacy: exact }\n"
+    "  statistician: { aggregate: [amount], group_by: [status], privacy: {budget: 1000} }\n";
 
 static char fz_dir[4096];
 static veil_vault *fz_v;
