@@ -985,7 +985,7 @@ static int step_totals(struct demo *d)
     section(d, 4, "Totals and averages per status (analyst: statistics, never one invoice)");
     const char *q = "{\"group_by\":[\"status\"],\"metrics\":{\"total\":{\"sum\":"
                     "\"amount\"},\"avg\":{\"avg\":\"amount\"},\"n\":{\"count\":\"*\"}},"
-                    "\"explain\":true}";
+                    "\"explain\":true,\"epsilon\":1}";
     show_call("veil_aggregate invoices", q);
     if (aggregate(d->analyst, "invoices", q, &a, &st) != VEIL_OK) {
         return fail("veil_aggregate", &st);
@@ -995,7 +995,8 @@ static int step_totals(struct demo *d)
         return fail("veil_aggregate", &st);
     }
     const json_t *groups = json_object_get(a, "groups");
-    say("%zu groups, each with noise (differential privacy); the admin's exact figures "
+    say("%zu groups, each with noise (differential privacy; this answer spends the token's "
+        "whole budget for the day, epsilon 1, for sharper figures); the admin's exact figures "
         "beside them:",
         json_array_size(groups));
     printf("    %-8s %6s %6s %14s %14s %10s %10s\n", "status", "n", "exact", "total", "exact",

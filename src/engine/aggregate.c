@@ -108,7 +108,8 @@ static int field_scale(const struct vl_field *f)
     return f->type == VL_T_DECIMAL ? f->scale : 0;
 }
 
-static void dp_plan(const struct agg *a, const struct vl_role *role, struct dpq *d)
+static void dp_plan(const struct agg *a, const struct vl_role *role, uint64_t eps_micro,
+                    struct dpq *d)
 {
     memset(d, 0, sizeof(*d));
     d->on = true;
@@ -132,8 +133,8 @@ static void dp_plan(const struct agg *a, const struct vl_role *role, struct dpq 
     }
     vl_u128 kk = (vl_u128)d->k * VL_DP_EPS_UNIT;
     d->c_num = kk;
-    d->c_den = role->privacy.eps;
-    double eps = (double)role->privacy.eps / VL_DP_EPS_UNIT;
+    d->c_den = eps_micro;
+    double eps = (double)eps_micro / VL_DP_EPS_UNIT;
     d->b_c = (double)d->k / eps;
     for (size_t k = 0; k < a->ncols; k++) {
         const struct vl_field *f = a->cols[k]->f;
@@ -647,9 +648,8 @@ static void dp_metric(const struct dpq *d, const struct metric *mt, vl_i128 nois
         return;
     }
     vl_i128 cnt = noisy_c[mt->col];
-    if (cnt <= 0) {
-        snprintf(out, 64, "null");
-        return;
+    if (cnt < 1) { /* noise took the count below one: divide by one, the answer stays a number */
+        cnt = 1;
     }
     if (cnt > ((vl_i128)1 << 62)) {
         cnt = (vl_i128)1 << 62;
@@ -810,10 +810,11 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     json_t *val;
     json_object_foreach(q, key, val) {
         if (strcmp(key, "where") && strcmp(key, "match") && strcmp(key, "group_by") &&
-            strcmp(key, "metrics") && strcmp(key, "explain") && strcmp(key, "refresh")) {
+            strcmp(key, "metrics") && strcmp(key, "explain") && strcmp(key, "refresh") &&
+            strcmp(key, "epsilon")) {
             rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, key,
                                "unknown key (known: where, match, group_by, metrics, "
-                               "explain, refresh)");
+                               "explain, refresh, epsilon)");
             goto out;
         }
     }
@@ -837,9 +838,23 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     }
     /* Under differential privacy the answer is paid for (or found kept) before any data is
      * touched; a kept one is the answer. */
+    json_t *je = json_object_get(q, "epsilon");
+    int64_t eps_q = 0;
+    if (role == NULL || !role->dp) {
+        je = NULL; /* like refresh: only for a role answered under differential privacy */
+    }
+    if (je != NULL && (vl_decimal_parse(je, 6, &eps_q) != 0 || eps_q <= 0 ||
+                       (uint64_t)eps_q > role->privacy.budget)) {
+        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "epsilon",
+                           "epsilon is a number above 0 with at most 6 digits after the point, "
+                           "at most the token's budget (%.6g)",
+                           (double)role->privacy.budget / VL_DP_EPS_UNIT);
+        goto out;
+    }
     if (role != NULL && role->dp) {
-        dp_plan(&a, role, &dp);
-        if ((rc = vl_dp_begin(s, c, role, q, json_is_true(jr), &dpa, st)) != VEIL_OK) {
+        uint64_t eps = je != NULL ? (uint64_t)eps_q : role->privacy.eps;
+        dp_plan(&a, role, eps, &dp);
+        if ((rc = vl_dp_begin(s, c, role, q, eps, json_is_true(jr), &dpa, st)) != VEIL_OK) {
             goto out;
         }
         if (dpa.kept != NULL) {

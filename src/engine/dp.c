@@ -86,18 +86,20 @@ veil_err vl_dp_query_key(const json_t *q, uint8_t out[32])
 }
 
 veil_err vl_dp_begin(veil_session *s, const struct vl_coll *c, const struct vl_role *r,
-                     const json_t *q, bool refresh, struct vl_dp_answer *out, veil_status *st)
+                     const json_t *q, uint64_t eps, bool refresh, struct vl_dp_answer *out,
+                     veil_status *st)
 {
     const struct vl_dp *d = &r->privacy;
     struct vl_dp_ask ask;
     struct vl_dp_reply rep;
     memset(out, 0, sizeof(*out));
     memset(&ask, 0, sizeof(ask));
+    out->eps = eps;
     ask.tenant = s->tenant_id;
     ask.coll = c->name;
     ask.role = r->name;
     ask.token = s->principal;
-    ask.eps = d->eps;
+    ask.eps = eps;
     ask.delta = d->delta;
     ask.token_budget = d->budget;
     ask.role_budget = d->role_budget;
@@ -135,7 +137,7 @@ veil_err vl_dp_begin(veil_session *s, const struct vl_coll *c, const struct vl_r
                           "the privacy budget of %s %s for %s is spent for this %s (an answer "
                           "costs epsilon %.6g; spent %.6g of %.6g); it starts again at %s",
                           rep.token_exhausted ? "this token of role" : "role", r->name,
-                          c->name, vl_period_name(d->period), (double)d->eps / VL_DP_EPS_UNIT,
+                          c->name, vl_period_name(d->period), (double)eps / VL_DP_EPS_UNIT,
                           (double)(rep.token_exhausted ? rep.token_spent : rep.role_spent) /
                               VL_DP_EPS_UNIT,
                           (double)(rep.token_exhausted ? d->budget : d->role_budget) /
@@ -184,10 +186,10 @@ json_t *vl_dp_privacy_json(const struct vl_role *r, const struct vl_dp_answer *a
     const struct vl_dp *d = &r->privacy;
     json_t *o = json_object();
     json_object_set_new(o, "mechanism", json_string("discrete Laplace"));
-    json_object_set_new(o, "epsilon", eps_json(d->eps));
+    json_object_set_new(o, "epsilon", eps_json(a->eps));
     json_object_set_new(o, "delta", delta_json(d->delta));
     json_object_set_new(o, "cached", json_boolean(cached));
-    json_object_set_new(o, "spent", json_pack("{s:o, s:o}", "epsilon", eps_json(cached ? 0 : d->eps),
+    json_object_set_new(o, "spent", json_pack("{s:o, s:o}", "epsilon", eps_json(cached ? 0 : a->eps),
                                               "delta", delta_json(cached ? 0 : d->delta)));
     json_object_set_new(o, "left",
                         json_pack("{s:o, s:o}", "token", eps_json(left_of(d->budget, a->token_spent)),

@@ -399,6 +399,8 @@ veil_err vl_write_forget(veil_session *s, const struct vl_coll *c,
  * st filled. Never says which check failed. */
 /* ---- differential privacy (dp.c) ---- */
 struct vl_dp_answer {
+    uint64_t eps;          /* what this answer costs (micro-epsilon): the query's or the
+                              role's epsilon */
     bool spent;            /* the budget was paid for a new answer: end it with vl_dp_end */
     int64_t ticket;
     char *kept;            /* or the answer kept from earlier in the period (malloc'd) */
@@ -412,7 +414,7 @@ veil_err vl_dp_query_key(const json_t *q, uint8_t out[32]) VL_WUR;
  * computed). VEIL_ERR_PRIVACY_BUDGET, with st->retry_after, when the token's or the role's
  * budget cannot pay. */
 veil_err vl_dp_begin(veil_session *s, const struct vl_coll *c, const struct vl_role *r,
-                     const json_t *q, bool refresh, struct vl_dp_answer *out,
+                     const json_t *q, uint64_t eps, bool refresh, struct vl_dp_answer *out,
                      veil_status *st) VL_WUR;
 /* Keeps the answer (kept: its text) or, kept NULL, gives the epsilon back: nothing was
  * released. Does nothing unless a->spent. */

@@ -34,12 +34,12 @@
 #define VL_TAC_AEAD_SEEN (1u << 8) /* local: `aead` listed, to catch duplicates */
 
 /* Differential privacy: the defaults and what a policy may ask for. */
-#define DP_EPS_DEFAULT (1 * VL_DP_EPS_UNIT)
+#define DP_EPS_DEFAULT (VL_DP_EPS_UNIT / 4) /* 0.25: four answers a day */
 #define DP_EPS_MAX (10 * VL_DP_EPS_UNIT)
 #define DP_DELTA_DEFAULT 1000000000000ull /* 1e-6 */
 #define DP_DELTA_MIN 1000ull              /* 1e-15 */
 #define DP_DELTA_MAX 1000000000000000ull  /* 1e-3 */
-#define DP_BUDGET_DEFAULT (10 * VL_DP_EPS_UNIT)
+#define DP_BUDGET_DEFAULT (1 * VL_DP_EPS_UNIT)
 #define DP_BUDGET_MAX (1000000 * VL_DP_EPS_UNIT)
 #define DP_ROLE_BUDGET_FACTOR 2 /* role_budget defaults to twice the token's */
 
@@ -1364,9 +1364,9 @@ void vl_role_privacy_statement(const struct vl_role *r, char *out, size_t n)
              "Laplace, from exact integer samplers seeded by the system's random generator), "
              "sized so that one document's presence or value changes what an answer shows "
              "only a little; a group appears only when its noisy count clears a threshold. "
-             "Each answer spends epsilon %s of the token's budget of %s and the role's of %s "
-             "per %s; the same query asked again in the period gets the same answer and "
-             "spends nothing. Statistics of large groups come out close to the truth; no "
+             "Each answer spends epsilon %s (or what the query asks for, up to the budget) "
+             "of the token's budget of %s and the role's of %s per %s; the same query asked "
+             "again in the period gets the same answer and spends nothing. Statistics of large groups come out close to the truth; no "
              "sequence of answers within the budget pins down one document's value. Over "
              "many %ss the budgets add up: what is spent is not given back.",
              eps, budget, role_budget, vl_period_name(r->privacy.period),

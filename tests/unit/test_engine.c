@@ -2343,8 +2343,9 @@ static void test_dp_answers(void **state)
                  i < 50 ? "BIG" : "SMALL", 100 + i);
         put(f->clerk, id, doc, 1);
     }
+    /* the whole day's budget (1) on one answer */
     const char *body = "{\"group_by\":[\"org_id\"],\"metrics\":{\"n\":{\"count\":\"*\"},"
-                       "\"t\":{\"sum\":\"amount\"}},\"explain\":true}";
+                       "\"t\":{\"sum\":\"amount\"}},\"explain\":true,\"epsilon\":1}";
     char *out = NULL;
     veil_status st;
     assert_int_equal(agg_rc(f->analyst, body, &out, &st), VEIL_OK);
@@ -2352,8 +2353,10 @@ static void test_dp_answers(void **state)
     assert_true(json_is_null(json_object_get(a, "suppressed")));
     json_t *p = json_object_get(a, "privacy");
     assert_false(json_is_true(json_object_get(p, "cached")));
+    assert_true(json_number_value(json_object_get(p, "epsilon")) == 1.0);
     assert_true(json_number_value(json_object_get(json_object_get(p, "spent"), "epsilon")) == 1.0);
-    assert_true(json_number_value(json_object_get(json_object_get(p, "left"), "token")) == 9.0);
+    assert_true(json_number_value(json_object_get(json_object_get(p, "left"), "token")) == 0.0);
+    assert_true(json_number_value(json_object_get(json_object_get(p, "left"), "role")) == 1.0);
     /* count + sum: 2 quantities, scale 2; a group of 10 (SMALL) never reaches 28 */
     assert_int_equal(json_integer_value(json_object_get(p, "threshold")), 28);
     assert_true(json_number_value(json_object_get(json_object_get(json_object_get(p, "noise"), "n"),
@@ -2371,25 +2374,17 @@ static void test_dp_answers(void **state)
     free(x);
     /* The same query, keys in another order and without explain: the kept answer, free. */
     char *again = NULL;
-    const char *body2 = "{\"metrics\":{\"t\":{\"sum\":\"amount\"},\"n\":{\"count\":\"*\"}},"
-                        "\"group_by\":[\"org_id\"]}";
+    const char *body2 = "{\"epsilon\":1,\"metrics\":{\"t\":{\"sum\":\"amount\"},"
+                        "\"n\":{\"count\":\"*\"}},\"group_by\":[\"org_id\"]}";
     assert_int_equal(agg_rc(f->analyst, body2, &again, &st), VEIL_OK);
     json_t *b = parse(again);
     assert_true(json_equal(json_object_get(a, "groups"), json_object_get(b, "groups")));
     assert_true(json_is_true(json_object_get(json_object_get(b, "privacy"), "cached")));
     assert_true(json_number_value(json_object_get(json_object_get(json_object_get(b, "privacy"),
-                                                                  "left"), "token")) == 9.0);
+                                                                  "spent"), "epsilon")) == 0.0);
     json_decref(b);
     veil_free(again);
-    /* An int64-overflowing sum is no error for a DP role (errors must not depend on data);
-     * amounts are bounded anyway. Nine more answers, then the budget is spent. */
-    for (int i = 0; i < 9; i++) {
-        char q[160];
-        snprintf(q, sizeof(q), "{\"where\":{\"status\":\"s%d\"},\"metrics\":{\"n\":{\"count\":\"*\"}}}", i);
-        char *o = NULL;
-        assert_int_equal(agg_rc(f->analyst, q, &o, &st), VEIL_OK);
-        veil_free(o);
-    }
+    /* The budget is spent: a new query is refused until the next day. */
     char *o = NULL;
     assert_int_equal(agg_rc(f->analyst, "{\"metrics\":{\"n\":{\"count\":\"*\"}}}", &o, &st),
                      VEIL_ERR_PRIVACY_BUDGET);
@@ -2402,14 +2397,26 @@ static void test_dp_answers(void **state)
     assert_int_equal(agg_rc(f->analyst, body, &o, &st), VEIL_OK);
     veil_free(o);
     /* bad requests cost nothing and say what is wrong */
-    assert_int_equal(agg_rc(f->analyst, "{\"metrics\":{},\"refresh\":1}", &o, &st),
-                     VEIL_ERR_BAD_REQUEST);
-    /* the status: spent 10 of 10 for this token ("-": a library session) */
+    static const char *const bad[] = {
+        "{\"metrics\":{},\"refresh\":1}",
+        "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":0}",
+        "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":1.5}",  /* over the budget */
+        "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":-1}",
+        "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":\"a\"}",
+        "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":0.0000001}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(agg_rc(f->analyst, bad[i], &o, &st), VEIL_ERR_BAD_REQUEST);
+    }
+    assert_int_equal(agg_rc(f->admin, bad[1], &o, &st), VEIL_OK); /* exact: no epsilon */
+    veil_free(o);
+    /* the status: spent 1 of 1 for this token ("-": a library session) */
     assert_int_equal(veil_privacy_status(f->analyst, COLL, &o, &st), VEIL_OK);
     json_t *ps = parse(o);
     json_t *tok = json_object_get(json_object_get(ps, "budgets"), "token");
-    assert_true(json_number_value(json_object_get(tok, "spent")) == 10.0);
-    assert_int_equal(json_integer_value(json_object_get(tok, "answers")), 10);
+    assert_true(json_number_value(json_object_get(tok, "spent")) == 1.0);
+    assert_int_equal(json_integer_value(json_object_get(tok, "answers")), 1);
+    assert_string_equal(json_string_value(json_object_get(tok, "id")), "-");
     json_decref(ps);
     veil_free(o);
     assert_int_equal(veil_privacy_status(f->clerk, COLL, &o, &st), VEIL_ERR_FORBIDDEN);
@@ -2427,16 +2434,24 @@ static void test_dp_answers(void **state)
     assert_true(json_number_value(json_object_get(r0, "spent")) == 0.0);
     json_decref(ps);
     veil_free(o);
-    /* refresh pays for a new answer */
+    /* refresh pays for a new answer, at the policy's epsilon (0.25) */
     const char *body3 = "{\"group_by\":[\"org_id\"],\"metrics\":{\"n\":{\"count\":\"*\"},"
-                        "\"t\":{\"sum\":\"amount\"}},\"refresh\":true}";
+                        "\"m\":{\"avg\":\"amount\"}},\"refresh\":true}";
     assert_int_equal(agg_rc(f->analyst, body3, &o, &st), VEIL_OK);
     b = parse(o);
-    assert_false(json_is_true(json_object_get(json_object_get(b, "privacy"), "cached")));
+    p = json_object_get(b, "privacy");
+    assert_false(json_is_true(json_object_get(p, "cached")));
+    assert_true(json_number_value(json_object_get(p, "epsilon")) == 0.25);
+    /* an average is a number even when noise takes its count below one */
+    groups = json_object_get(b, "groups");
+    for (size_t g = 0; g < json_array_size(groups); g++) {
+        assert_true(json_is_number(json_object_get(json_array_get(groups, g), "m")));
+    }
     json_decref(b);
     veil_free(o);
     /* the admin's answers stay exact */
-    assert_int_equal(agg_rc(f->admin, body2, &o, &st), VEIL_OK);
+    assert_int_equal(agg_rc(f->admin, "{\"group_by\":[\"org_id\"],\"metrics\":{\"n\":{\"count\":\"*\"}}}",
+                            &o, &st), VEIL_OK);
     b = parse(o);
     assert_null(json_object_get(b, "privacy"));
     assert_int_equal(json_integer_value(json_object_get(b, "suppressed")), 0);

@@ -275,8 +275,8 @@ static void test_yaml_json_same(void **state)
     struct vl_policy *c = parse_ok("roles:\n"
                                    "  analyst:\n"
                                    "    min_group_size: 5\n"
-                                   "    privacy: {period: day, epsilon: 1.000, delta: 0.000001, "
-                                   "budget: 10, role_budget: 20}\n"
+                                   "    privacy: {period: day, epsilon: 0.250, delta: 0.000001, "
+                                   "budget: 1, role_budget: 2}\n"
                                    "    group_by:\n"
                                    "      - status\n"
                                    "      - org_id\n"
@@ -679,10 +679,10 @@ static void test_privacy_policy(void **state)
     struct vl_policy *p = parse_ok(text);
     const struct vl_role *r = vl_policy_role(p, "dflt");
     assert_true(r->dp);
-    assert_int_equal(r->privacy.eps, 1000000);
+    assert_int_equal(r->privacy.eps, 250000);
     assert_int_equal(r->privacy.delta, 1000000000000ull);
-    assert_int_equal(r->privacy.budget, 10000000);
-    assert_int_equal(r->privacy.role_budget, 20000000);
+    assert_int_equal(r->privacy.budget, 1000000);
+    assert_int_equal(r->privacy.role_budget, 2000000);
     assert_int_equal(r->privacy.period, VL_PERIOD_DAY);
     assert_true(vl_policy_role(p, "counts")->dp); /* counting alone is aggregating */
     r = vl_policy_role(p, "tuned");
@@ -718,7 +718,7 @@ static void test_privacy_policy(void **state)
     const char *ex_says = json_string_value(
         json_object_get(json_object_get(roles, "exact"), "statement"));
     assert_non_null(strstr(dp_says, "Differential privacy"));
-    assert_non_null(strstr(dp_says, "epsilon 1 of the token's budget of 10"));
+    assert_non_null(strstr(dp_says, "epsilon 0.25 (or what the query asks for, up to the budget) of the token's budget of 1 "));
     assert_non_null(strstr(ex_says, "Individual values can be recovered"));
     assert_null(json_object_get(json_object_get(roles, "writer"), "statement"));
     const char *lk = json_string_value(
