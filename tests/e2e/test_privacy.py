@@ -127,8 +127,15 @@ def exact_copy(text, role):
 
 class State:
     def __init__(self, veil):
-        self.veil = veil
-        self.env = e = Env(veil)
+        self.env = Env(veil)
+        try:
+            self._fill(veil)
+        except BaseException:
+            self.env.close()
+            raise
+
+    def _fill(self, veil):
+        e = self.env
         inv = open(INVOICES_YAML, encoding="utf-8").read()
         pat = open(PATIENTS_YAML, encoding="utf-8").read()
         e.apply("acme", pat, name="patients.yaml")
@@ -516,3 +523,382 @@ def privacy_attacks_fail_under_dp(ctx):
                     bad.append("%s: %s came out within 1%% twice (%r for %r)" %
                                (name, what[i], est[i], true[i]))
     check(not bad, "victims recovered under differential privacy:\n" + "\n".join(bad))
+
+
+# ---------------------------------------------------------------------------------------
+# 2. utility: noisy answers about groups of hundreds of documents are near the truth
+
+
+def agg(srv, token, coll, body):
+    return srv.request("POST", "/v1/collections/%s/aggregate" % seg(coll), body=body,
+                       token=token)
+
+
+def answer(r, what):
+    check(r.status == 200, "%s: %r" % (what, r))
+    j = r.json
+    check(isinstance(j.get("groups"), list), "%s: answer %r" % (what, j))
+    return j
+
+
+def privacy_of(j, what):
+    p = j.get("privacy")
+    check(isinstance(p, dict), "%s: a noisy answer without its privacy object: %r" % (what, j))
+    check(j.get("suppressed", 0) is None, "%s: suppressed is %r, not null" %
+          (what, j.get("suppressed")))
+    return p
+
+
+@test
+def privacy_noisy_answers_are_useful(ctx):
+    st = state(ctx)
+    adm, an = st.admin["acme"], st.analyst["acme"]
+    metrics = {"n": {"count": "*"}, "total": {"sum": "amount"}, "mean": {"avg": "amount"}}
+    truth = answer(agg(st.srv, adm, "invoices", {"group_by": ["org_id"], "metrics": metrics}),
+                   "admin totals")
+    big = [g for g in truth["groups"] if 400 <= g["n"] <= 600]
+    check(big, "no organisation of 400 to 600 invoices: %r" % [g["n"] for g in truth["groups"]])
+    g0 = big[0]
+    n_true, t_true, m_true = g0["n"], Decimal(g0["total"]), Decimal(str(g0["mean"]))
+    body = {"where": {"org_id": g0["key"]["org_id"]}, "metrics": metrics, "refresh": True}
+    errs = {"n": [], "total": [], "mean": []}
+    inside = {"n": 0, "total": 0, "mean": 0}
+    e95 = {}
+    for i in range(100):
+        if i % 10 == 0:
+            st.reset("invoices", "analyst")
+        j = answer(agg(st.srv, an, "invoices", body), "noisy answer %d" % i)
+        p = privacy_of(j, "noisy answer %d" % i)
+        check(p.get("cached") is False, "answer %d with refresh is a kept one: %r" % (i, p))
+        check(len(j["groups"]) == 1, "answer %d: %r" % (i, j["groups"]))
+        g = j["groups"][0]
+        noise = p.get("noise", {})
+        e95 = {k: float(noise[k]["error95"]) for k in ("n", "total", "mean")}
+        e95["mean"] = e95["mean"] * float(p["threshold"]) / n_true
+        got = {"n": g["n"] - n_true, "total": float(Decimal(str(g["total"])) - t_true),
+               "mean": float(Decimal(str(g["mean"])) - m_true)}
+        for k, e in got.items():
+            errs[k].append(e)
+            if abs(e) <= e95[k]:
+                inside[k] += 1
+    bad = []
+    for k in ("n", "total", "mean"):
+        mean_err = sum(errs[k]) / len(errs[k])
+        diag("%s: %d of 100 within the stated error95 %.6g, mean error %+.4g (%.1f%% of it)"
+             % (k, inside[k], e95[k], mean_err, 100 * mean_err / e95[k] if e95[k] else 0))
+        if inside[k] < 85:
+            bad.append("%s: only %d of 100 answers within the stated error95" % (k, inside[k]))
+        if abs(mean_err) > 0.25 * e95[k]:
+            bad.append("%s: mean error %+.6g against error95 %.6g (biased)" %
+                       (k, mean_err, e95[k]))
+        if e95[k] <= 0:
+            bad.append("%s: error95 %r" % (k, e95[k]))
+    check(not bad, "noisy answers on %d invoices:\n%s" % (n_true, "\n".join(bad)))
+
+
+# ---------------------------------------------------------------------------------------
+# 3. the budget (its own data directory and a test policy)
+
+LEDGER = """collection: ledger
+fields:
+  org:    { type: string,  protect: [eq] }
+  amount: { type: integer, protect: [sum, range], bounds: [0, 1000] }
+roles:
+  clerk: { read: ["*"], write: true }
+  analyst:
+    aggregate: [amount]
+    group_by: [org]
+    min_group_size: 5
+    privacy: { epsilon: 1, budget: 10, role_budget: 100 }
+  pair:
+    aggregate: [amount]
+    group_by: [org]
+    privacy: { epsilon: 1, budget: 10, role_budget: 15 }
+"""
+
+BIG = """collection: big
+fields:
+  k: { type: string,  protect: [eq] }
+  n: { type: integer, protect: [sum, range], bounds: [0, 4611686018427387904] }
+roles:
+  counter: { aggregate: [n], group_by: [k] }
+"""
+
+LEDGER_ORGS = {"a": 37, "b": 53, "c": 7, "d": 61, "e": 42}
+
+
+class BudgetState:
+    def __init__(self, veil):
+        self.env = Env(veil, LEDGER)
+        try:
+            self._fill()
+        except BaseException:
+            self.env.close()
+            raise
+
+    def _fill(self):
+        e = self.env
+        e.apply("acme", BIG, name="big.yaml")
+        self.admin = e.tokens[("acme", "admin")]
+        self.srv = e.start()
+        docs, n = [], 0
+        for org, count in sorted(LEDGER_ORGS.items()):
+            for i in range(count):
+                n += 1
+                docs.append(("L%04d" % n, {"org": org, "amount": (n * 37) % 1001}))
+        bulk(self.srv, self.admin, "ledger", docs)
+        big = [("B%d" % i, {"k": "over", "n": 4611686018427387904}) for i in range(3)]
+        big += [("F%d" % i, {"k": "fine", "n": 1000 + i}) for i in range(3)]
+        bulk(self.srv, self.admin, "big", big)
+
+    def alive(self):
+        if self.env.server is not None and self.env.server.proc.poll() is not None:
+            self.env.server = None
+        if self.env.server is None:
+            self.srv = self.env.start()
+
+    def token(self, role):
+        return self.env.token("acme", role)
+
+    def agg(self, token, body, coll="ledger"):
+        return agg(self.srv, token, coll, body)
+
+    def privacy(self, token, coll="ledger"):
+        r = self.srv.request("GET", "/v1/collections/%s/privacy" % seg(coll), token=token)
+        check(r.status == 200, "GET privacy: %r" % r)
+        return r.json
+
+    def reset(self, role, coll="ledger"):
+        return reset_role(self.srv, self.admin, coll, role)
+
+
+_bstate = None
+
+
+def bstate(ctx):
+    global _bstate
+    if _bstate is None:
+        _bstate = BudgetState(ctx.veil)
+        atexit.register(_bstate.env.close)
+    _bstate.alive()
+    return _bstate
+
+
+def count_body(i):
+    """A different query for each i."""
+    return {"where": {"amount": {"gte": i}}, "metrics": {"n": {"count": "*"}}}
+
+
+def concurrently(fns):
+    out = [None] * len(fns)
+    go = threading.Barrier(len(fns))
+
+    def run(k):
+        go.wait()
+        try:
+            out[k] = fns[k]()
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            out[k] = e
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(len(fns))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    for k, o in enumerate(out):
+        check(not isinstance(o, Exception) and o is not None, "request %d: %r" % (k, o))
+    return out
+
+
+def period_end(p):
+    end = p["period"]["end"]
+    return calendar.timegm(datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").timetuple())
+
+
+def expect_exhausted(r, what, end=None):
+    expect_error(r, 429, "privacy_budget_exhausted", what)
+    ra = r.header("Retry-After")
+    check(ra is not None and ra.isdigit() and int(ra) > 0, "%s: Retry-After %r" % (what, ra))
+    if end is not None:
+        left = end - time.time()
+        check(abs(int(ra) - left) <= 120,
+              "%s: Retry-After %s, the period ends in %d s" % (what, ra, left))
+
+
+def budgets(j, what):
+    b = j.get("budgets")
+    check(isinstance(b, dict) and isinstance(b.get("token"), dict) and
+          isinstance(b.get("role"), dict), "%s: GET privacy %r" % (what, j))
+    return b["token"], b["role"]
+
+
+@test
+def privacy_budget_holds_under_concurrency(ctx):
+    bs = bstate(ctx)
+    bs.reset("analyst")
+    a = bs.token("analyst")
+    end = period_end(bs.privacy(a))
+    rs = concurrently([lambda i=i: bs.agg(a, count_body(i)) for i in range(40)])
+    fresh = [r for r in rs if r.status == 200 and r.json.get("privacy", {}).get("cached") is False]
+    other = [r for r in rs if r.status == 200 and r not in fresh]
+    refused = [r for r in rs if r.status == 429]
+    diag("40 different queries at once, budget for 10: %d answered, %d refused, %d other"
+         % (len(fresh), len(refused), len(rs) - len(fresh) - len(refused)))
+    check(not other, "kept answers to queries never asked: %r" % other[:2])
+    check(len(fresh) == 10 and len(refused) == 30,
+          "want 10 answers and 30 refusals, got %d and %d: %r" %
+          (len(fresh), len(refused), [r for r in rs if r.status not in (200, 429)][:3]))
+    for r in refused:
+        expect_exhausted(r, "a query over the budget", end)
+    tok, role = budgets(bs.privacy(a), "after 40 queries")
+    check(tok.get("spent") == 10 and tok.get("answers") == 10 and tok.get("left") == 0,
+          "the token's budget after 10 answers: %r" % tok)
+    check(role.get("spent") == 10 and role.get("left") == 90, "the role's budget: %r" % role)
+    # 20 identical new queries at once, from another token: answered once, spent once
+    b = bs.token("analyst")
+    q = {"where": {"org": "a"}, "group_by": ["org"],
+         "metrics": {"n": {"count": "*"}, "s": {"sum": "amount"}}}
+    rs = concurrently([lambda: bs.agg(b, q) for _ in range(20)])
+    check(all(r.status == 200 for r in rs), "identical queries: %r" %
+          [r for r in rs if r.status != 200][:3])
+    groups = {json.dumps(r.json["groups"], sort_keys=True) for r in rs}
+    check(len(groups) == 1, "20 identical queries got %d different answers" % len(groups))
+    cached = sorted(r.json["privacy"].get("cached") for r in rs)
+    check(cached.count(False) == 1, "identical queries at once: cached flags %r" % cached)
+    tok, role = budgets(bs.privacy(b), "after 20 identical queries")
+    check(tok.get("spent") == 1 and tok.get("answers") == 1,
+          "20 identical queries spent %r" % tok)
+    check(role.get("spent") == 11, "the role after 11 answers: %r" % role)
+
+
+@test
+def privacy_budget_survives_restart(ctx):
+    bs = bstate(ctx)
+    bs.reset("analyst")
+    t = bs.token("analyst")
+    kept = {}
+    for i in range(100, 110):
+        kept[i] = answer(bs.agg(t, count_body(i)), "answer %d" % i)
+    end = period_end(bs.privacy(t))
+    expect_exhausted(bs.agg(t, count_body(110)), "the 11th answer", end)
+    bs.env.stop()
+    bs.srv = bs.env.start()
+    tok, _ = budgets(bs.privacy(t), "after a restart")
+    check(tok.get("spent") == 10 and tok.get("left") == 0,
+          "a restart gave budget back: %r" % tok)
+    j = answer(bs.agg(t, count_body(103)), "a kept answer after the restart")
+    check(j["groups"] == kept[103]["groups"], "the kept answer changed over a restart: %r vs %r"
+          % (j["groups"], kept[103]["groups"]))
+    check(j["privacy"].get("cached") is True, "a kept answer not marked cached: %r"
+          % j["privacy"])
+    expect_exhausted(bs.agg(t, count_body(111)), "a new query after the restart", end)
+
+
+@test
+def privacy_budget_shared_by_role_and_reset(ctx):
+    bs = bstate(ctx)
+    bs.reset("pair")
+    p1, p2 = bs.token("pair"), bs.token("pair")
+    for i in range(10):
+        answer(bs.agg(p1, count_body(200 + i)), "first token, answer %d" % i)
+    expect_exhausted(bs.agg(p1, count_body(210)), "first token over its budget")
+    for i in range(5):
+        answer(bs.agg(p2, count_body(220 + i)), "second token, answer %d" % i)
+    expect_exhausted(bs.agg(p2, count_body(225)), "second token over the role's budget")
+    tok, role = budgets(bs.privacy(p2), "pair")
+    check(tok.get("spent") == 5 and role.get("spent") == 15 and role.get("left") == 0,
+          "two tokens of one role: token %r, role %r" % (tok, role))
+    j = bs.privacy(bs.admin)
+    roles = {r.get("role"): r for r in j.get("roles", [])}
+    check("pair" in roles and roles["pair"].get("spent") == 15 and
+          sorted(x.get("spent") for x in roles["pair"].get("tokens", [])) == [5, 10],
+          "admin's view of the budgets: %r" % j)
+    # only admin resets; a role not under differential privacy has no budget to show
+    for who, tok_ in (("a pair token", p1), ("an analyst token", bs.token("analyst")),
+                      ("a clerk token", bs.token("clerk"))):
+        r = bs.srv.request("POST", "/v1/collections/ledger/privacy/reset", token=tok_,
+                           body={"role": "pair"})
+        expect_error(r, 403, "forbidden", "reset by %s" % who)
+    expect_error(bs.srv.request("GET", "/v1/collections/ledger/privacy",
+                                token=bs.token("clerk")), 403, "forbidden", "clerk's budget")
+    expect_exhausted(bs.agg(p1, count_body(226)), "after refused resets")
+    j = bs.reset("pair")
+    check(j["reset"].get("tokens", 0) >= 2, "reset of the role: %r" % j)
+    answer(bs.agg(p1, count_body(227)), "first token after the reset")
+    answer(bs.agg(p2, count_body(228)), "second token after the reset")
+    tok, role = budgets(bs.privacy(p1), "after the reset")
+    check(tok.get("spent") == 1 and role.get("spent") == 2, "after the reset: %r %r"
+          % (tok, role))
+    r = bs.srv.request("POST", "/v1/collections/ledger/privacy/reset", token=bs.admin,
+                       body={"token": tok.get("id")})
+    check(r.status == 200, "reset of one token: %r" % r)
+    tok, role = budgets(bs.privacy(p1), "after the token's reset")
+    check(tok.get("spent") == 0, "a token reset left %r" % tok)
+
+
+@test
+def privacy_repeated_query_same_answer(ctx):
+    bs = bstate(ctx)
+    bs.reset("analyst")
+    f1, f2 = bs.token("analyst"), bs.token("analyst")
+    q = {"where": {"org": {"in": ["a", "b", "d"]}, "amount": {"gte": 10, "lte": 990}},
+         "group_by": ["org"],
+         "metrics": {"n": {"count": "*"}, "s": {"sum": "amount"}, "m": {"avg": "amount"}}}
+    q2 = {"metrics": {"m": {"avg": "amount"}, "s": {"sum": "amount"}, "n": {"count": "*"}},
+          "group_by": ["org"],
+          "where": {"amount": {"lte": 990, "gte": 10}, "org": {"in": ["a", "b", "d"]}}}
+    first = answer(bs.agg(f1, q), "first")
+    check(first["privacy"].get("cached") is False, "a new query came cached: %r" % first)
+    for who, tok, body in (("again", f1, q), ("keys in another order", f2, q2),
+                           ("with explain", f2, dict(q, explain=True))):
+        j = answer(bs.agg(tok, body), who)
+        check(j["groups"] == first["groups"],
+              "%s: a repeated query got another answer (noise can be averaged away): "
+              "%r vs %r" % (who, j["groups"], first["groups"]))
+        p = j["privacy"]
+        check(p.get("cached") is True and p.get("spent", {}).get("epsilon") == 0,
+              "%s: %r" % (who, p))
+    tok, _ = budgets(bs.privacy(f1), "f1")
+    check(tok.get("spent") == 1, "the first token spent %r for one answer" % tok)
+    tok, _ = budgets(bs.privacy(f2), "f2")
+    check(tok.get("spent") == 0, "kept answers spent budget: %r" % tok)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. what surrounds a noisy answer
+
+
+@test
+def privacy_no_leaks_around_the_answer(ctx):
+    bs = bstate(ctx)
+    bs.reset("analyst")
+    bs.reset("counter", coll="big")
+    t = bs.token("analyst")
+    base = {"group_by": ["org"], "metrics": {"n": {"count": "*"}, "s": {"sum": "amount"}},
+            "explain": True}
+    # the same query shape on data of other sizes: 2 groups and 90 documents, 1 and 7
+    e1 = answer(bs.agg(t, dict(base, where={"org": {"in": ["a", "b"]}})), "explain 1")
+    e2 = answer(bs.agg(t, dict(base, where={"org": {"in": ["c", "nobody"]}})), "explain 2")
+    for j, what in ((e1, "explain 1"), (e2, "explain 2")):
+        privacy_of(j, what)
+        check(isinstance(j.get("explain"), dict), "%s: no explain object: %r" % (what, j))
+    x1 = json.dumps(e1["explain"], sort_keys=True)
+    x2 = json.dumps(e2["explain"], sort_keys=True)
+    check(not re.search(r"(?<![\w.])90(?![\w.])", x1),
+          "explain carries the number of documents (90): %s" % x1)
+    check(x1 == x2, "explain differs with the data behind the answer (numbers of groups, "
+          "runs or documents):\n%s\n%s" % (x1, x2))
+    # errors do not depend on the data: a sum past 64 bits is no error for a noisy role
+    r = bs.agg(bs.admin, {"where": {"k": "over"}, "metrics": {"s": {"sum": "n"}}}, coll="big")
+    check(r.status == 400, "the exact sum of 'over' should not fit 64 bits: %r" % r)
+    c = bs.token("counter")
+    for body, what in (({"where": {"k": "over"}, "metrics": {"s": {"sum": "n"}}}, "over"),
+                       ({"where": {"k": "fine"}, "metrics": {"s": {"sum": "n"}}}, "fine"),
+                       ({"group_by": ["k"], "metrics": {"s": {"sum": "n"}}}, "grouped"),
+                       ({"where": {"k": "over"}, "metrics": {"m": {"avg": "n"}}}, "avg"),
+                       ({"where": {"k": "nobody"}, "metrics": {"s": {"sum": "n"}}}, "none")):
+        j = answer(bs.agg(c, body, coll="big"), "a noisy sum (%s)" % what)
+        privacy_of(j, what)
+        if "where" in body:
+            check(len(j["groups"]) == 1, "%s: without group_by one group is released: %r"
+                  % (what, j))
