@@ -60,7 +60,7 @@ A10_CENTS = [12345, 48790, 97713, 153322, 286415, 412980, 731199, 1184450, 23799
 A1_GROUP = {"org_id": "ORG-0004", "status": "refunded"}
 A1_CENTS = 1736482
 # b. a (city, diagnosis.code, smoker) group of two patients: (bmi, weight_kg, height_cm)
-B_GROUP = {"city": "Texel", "diagnosis.code": "E66", "smoker": True}
+B_GROUP = {"city": "Texel", "diagnosis.code": "J45", "smoker": True}
 B_PATIENTS = [(217, 613, 168), (291, 976, 183)]   # bmi and weight in tenths
 # c. a hidden (organisation, status) cell of one invoice, and one of three
 C1_CELL = {"org_id": "ORG-0006", "status": "cancelled"}
@@ -97,15 +97,16 @@ def planted_patients():
             "birth_date": "1961-0%d-14" % n, "city": B_GROUP["city"], "ward": "internal medicine",
             "admitted_at": "2025-01-1%dT08:30:00+01:00" % n, "weight_kg": fmt_units(weight, 1),
             "height_cm": height, "bmi": fmt_units(bmi, 1),
-            "diagnosis": {"code": B_GROUP["diagnosis.code"], "name": "Obesity"},
-            "clinical_notes": "Advised weight loss and increased physical activity.",
+            "diagnosis": {"code": B_GROUP["diagnosis.code"], "name": "Asthma"},
+            "clinical_notes": "Patient reports shortness of breath on exertion.",
             "smoker": B_GROUP["smoker"]}))
     return out
 
 
 def exact_copy(text, role):
     """The example policy text with `privacy: exact` added to ROLE (flow or block style)."""
-    check("privacy" not in text, "the example policy already says something about privacy")
+    check(not re.search(r"^[^#]*\bprivacy:", text, re.M),
+          "the example policy already has a privacy setting")
     lines = text.splitlines()
     for i, ln in enumerate(lines):
         m = re.match(r"^(\s+)%s:\s*(\{.*\})?\s*$" % re.escape(role), ln)
@@ -504,6 +505,7 @@ def privacy_attacks_fail_under_dp(ctx):
         true, what = want[name]
         diag(describe(name, est, att, true))
         check(att.noisy is True, "%s: the shipped policy gave exact answers" % name)
+        check(att.queries <= 10, "%s: %d answers on a budget of 10" % (name, att.queries))
         check(len(est) == len(true), "%s: %d estimates for %d victims" % (name, len(est),
                                                                       len(true)))
         hits = [i for i, (e, t) in enumerate(zip(est, true)) if within(e, t, 0.01)]
@@ -574,7 +576,10 @@ def privacy_noisy_answers_are_useful(ctx):
         g = j["groups"][0]
         noise = p.get("noise", {})
         e95 = {k: float(noise[k]["error95"]) for k in ("n", "total", "mean")}
-        e95["mean"] = e95["mean"] * float(p["threshold"]) / n_true
+        # an average's bound is stated for a group of `threshold` documents (one without
+        # group_by) and shrinks as the group grows
+        t = p.get("threshold")
+        e95["mean"] = e95["mean"] * (t if isinstance(t, int) and t > 0 else 1) / n_true
         got = {"n": g["n"] - n_true, "total": float(Decimal(str(g["total"])) - t_true),
                "mean": float(Decimal(str(g["mean"])) - m_true)}
         for k, e in got.items():
@@ -811,7 +816,8 @@ def privacy_budget_shared_by_role_and_reset(ctx):
     j = bs.privacy(bs.admin)
     roles = {r.get("role"): r for r in j.get("roles", [])}
     check("pair" in roles and roles["pair"].get("spent") == 15 and
-          sorted(x.get("spent") for x in roles["pair"].get("tokens", [])) == [5, 10],
+          sorted(x.get("spent") for x in roles["pair"].get("tokens", [])
+                 if x.get("spent")) == [5, 10],
           "admin's view of the budgets: %r" % j)
     # only admin resets; a role not under differential privacy has no budget to show
     for who, tok_ in (("a pair token", p1), ("an analyst token", bs.token("analyst")),
