@@ -68,6 +68,12 @@ C1_CENTS = [2468013]
 C3_CELL = {"org_id": "ORG-0007", "status": "cancelled"}
 C3_CENTS = [311250, 87499, 1502377]
 
+# How many times an attack that came within 1% of a victim is run again, independently,
+# before that counts as recovery. With the default budget a bisection spending all its 10
+# answers on one patient's BMI lands within 1% in about 16% of runs (a single amount: 9%), so
+# one rerun fails a correct implementation in about 4% of runs (two: about 0.5%).
+RERUNS = 1
+
 N_INVOICES = 5000     # ten organisations of about 500 invoices each
 N_PATIENTS = 600
 
@@ -511,19 +517,23 @@ def privacy_attacks_fail_under_dp(ctx):
         hits = [i for i, (e, t) in enumerate(zip(est, true)) if within(e, t, 0.01)]
         if hits:
             near[name] = hits
-    bad = []
-    if near:
-        diag("within 1%% on the first run: %s; running those attacks again" %
-             ", ".join("%s %s" % (n, [want[n][1][i] for i in h]) for n, h in near.items()))
+    for run in range(RERUNS):
+        if not near:
+            break
+        diag("within 1%% on run %d: %s; running those attacks again" % (run + 1, ", ".join(
+            "%s %s" % (n, [want[n][1][i] for i in h]) for n, h in sorted(near.items()))))
         again = run_attacks(st, "acme", refresh=True, only=set(near))
-        for name, hits in near.items():
+        still = {}
+        for name, hits in sorted(near.items()):
             est, att = again[name]
             true, what = want[name]
             diag("again " + describe(name, est, att, true))
-            for i in hits:
-                if within(est[i], true[i], 0.01):
-                    bad.append("%s: %s came out within 1%% twice (%r for %r)" %
-                               (name, what[i], est[i], true[i]))
+            hits = [i for i in hits if within(est[i], true[i], 0.01)]
+            if hits:
+                still[name] = hits
+        near = still
+    bad = ["%s: %s came out within 1%% on every one of %d runs" % (n, want[n][1][i], RERUNS + 1)
+           for n, h in sorted(near.items()) for i in h]
     check(not bad, "victims recovered under differential privacy:\n" + "\n".join(bad))
 
 
