@@ -918,3 +918,15 @@ def privacy_no_leaks_around_the_answer(ctx):
         if "where" in body:
             check(len(j["groups"]) == 1, "%s: without group_by one group is released: %r"
                   % (what, j))
+    # an empty selection looks like any other: every metric a number, never null
+    shapes = {}
+    body = {"metrics": {"n": {"count": "*"}, "c": {"count": "n"}, "s": {"sum": "n"},
+                        "m": {"avg": "n"}}}
+    for k in ("fine", "nobody"):
+        j = answer(bs.agg(c, dict(body, where={"k": k}), coll="big"), "metrics of %s" % k)
+        g = j["groups"][0]
+        shapes[k] = sorted(g)
+        check(all(g[m] is not None for m in body["metrics"]),
+              "%s: a metric is null, which only an empty selection gives: %r" % (k, g))
+        check(g["n"] >= 0 and g["c"] >= 0, "%s: a negative noisy count: %r" % (k, g))
+    check(shapes["fine"] == shapes["nobody"], "the answer's shape shows emptiness: %r" % shapes)
