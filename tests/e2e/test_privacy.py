@@ -930,3 +930,14 @@ def privacy_no_leaks_around_the_answer(ctx):
               "%s: a metric is null, which only an empty selection gives: %r" % (k, g))
         check(g["n"] >= 0 and g["c"] >= 0, "%s: a negative noisy count: %r" % (k, g))
     check(shapes["fine"] == shapes["nobody"], "the answer's shape shows emptiness: %r" % shapes)
+
+
+@test
+def privacy_servers_stop_cleanly(ctx):
+    """The servers of these tests exit 0 with no sanitizer report after all of the above."""
+    stopped = 0
+    for s in (_state, _bstate):
+        if s is not None and s.env.server is not None:
+            s.env.stop()
+            stopped += 1
+    diag("%d server(s) stopped cleanly" % stopped)
