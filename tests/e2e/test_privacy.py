@@ -927,7 +927,8 @@ def privacy_no_leaks_around_the_answer(ctx):
         g = j["groups"][0]
         shapes[k] = sorted(g)
         check(all(g[m] is not None for m in body["metrics"]),
-              "%s: a metric is null, which only an empty selection gives: %r" % (k, g))
+              "%s: a metric is null (an average is mid + A / max(C, 1), clamped to the "
+              "bounds, always a number): %r" % (k, g))
         check(g["n"] >= 0 and g["c"] >= 0, "%s: a negative noisy count: %r" % (k, g))
     check(shapes["fine"] == shapes["nobody"], "the answer's shape shows emptiness: %r" % shapes)
 
