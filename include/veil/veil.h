@@ -45,6 +45,7 @@ typedef enum veil_err {
     VEIL_ERR_STORE_UNAVAILABLE, /* 503 store_unavailable */
     VEIL_ERR_INTERNAL,          /* 500 internal */
     VEIL_ERR_RATE_LIMITED,      /* 429 rate_limited */
+    VEIL_ERR_PRIVACY_BUDGET,    /* 429 privacy_budget_exhausted */
 } veil_err;
 
 /* What went wrong, in words. `field` is the document or policy path concerned, or "". */
@@ -52,6 +53,7 @@ typedef struct veil_status {
     veil_err code;
     char message[320];
     char field[160];
+    long retry_after; /* seconds until it is worth asking again (a 429), 0 when not said */
 } veil_status;
 
 const char *veil_err_name(veil_err e);
@@ -187,6 +189,16 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
  * store and the proxy computed it. */
 veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, size_t len,
                         char **json_out, veil_status *st);
+/* A differentially private role's budget in collection `coll` for the current period
+ * (GET /v1/collections/{c}/privacy): its own token's and its role's; for an admin, every
+ * such role's and each of their tokens'. VEIL_ERR_FORBIDDEN for a role not under
+ * differential privacy. */
+veil_err veil_privacy_status(veil_session *s, const char *coll, char **json_out,
+                             veil_status *st);
+/* Admin: the current period's spending back to 0, body {"role": NAME} (the role's total
+ * and all its tokens) or {"token": TOKEN-ID}. Answers kept stay kept. */
+veil_err veil_privacy_reset(veil_session *s, const char *coll, const char *body, size_t len,
+                            char **json_out, veil_status *st);
 /* NDJSON in ({"id":..,"doc":{..}} a line), NDJSON out ({"line","id","status","error"?} a
  * line per input line). Bad lines are reported, good ones stored. */
 veil_err veil_bulk(veil_session *s, const char *coll, const char *ndjson, size_t len,

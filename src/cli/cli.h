@@ -34,6 +34,7 @@ int vl_cmd_get(int argc, char **argv);         /* client.c */
 int vl_cmd_delete(int argc, char **argv);      /* client.c */
 int vl_cmd_query(int argc, char **argv);       /* client.c */
 int vl_cmd_aggregate(int argc, char **argv);   /* client.c */
+int vl_cmd_privacy(int argc, char **argv);     /* client.c */
 int vl_cmd_import(int argc, char **argv);      /* import.c: bulk loads over HTTP */
 int vl_cmd_generate(int argc, char **argv);    /* generate.c */
 int vl_cmd_demo(int argc, char **argv);        /* demo.c */

@@ -54,7 +54,21 @@ static const char aggregate_usage[] =
     "Totals, averages and counts computed over encrypted data, e.g.\n"
     "'{\"group_by\":[\"org_id\"],\"metrics\":{\"total\":{\"sum\":\"amount\"},\"n\":{\"count\":\"*\"}}}'\n"
     "prints {\"groups\":[{\"key\":{...},...}],\"suppressed\":N}. Add \"explain\": true to see\n"
-    "what the store computed and what the proxy did.\n";
+    "what the store computed and what the proxy did.\n"
+    "A role that may aggregate but not read gets noisy answers (differential privacy):\n"
+    "\"suppressed\" is null and \"privacy\" says what the answer spent and what is left.\n"
+    "The same query asked again in the period gets the same answer for free; add\n"
+    "\"refresh\": true to pay for a new one (see veil privacy).\n";
+static const char privacy_usage[] =
+    "usage: veil privacy show COLLECTION\n"
+    "       veil privacy reset COLLECTION (--role ROLE | --token TOKEN-ID)\n"
+    "\n"
+    "A role that may aggregate but not read is answered under differential privacy: each\n"
+    "answer spends epsilon from the token's budget and the role's, per period.\n"
+    "show   prints what this token and its role have spent and have left in the current\n"
+    "       period; with an admin token, every such role's and each of its tokens'.\n"
+    "reset  (admin) sets the current period's spending of a role (all its tokens too) or\n"
+    "       of one token back to 0. Answers already given stay as they were.\n";
 static const char env_help[] =
     "\n"
     "The server is $VEIL_ADDR (default " DEFAULT_ADDR "); the bearer token is $VEIL_TOKEN.\n";
@@ -555,4 +569,28 @@ int vl_cmd_query(int argc, char **argv)
 int vl_cmd_aggregate(int argc, char **argv)
 {
     return post_json(argc, argv, aggregate_usage, "aggregate");
+}
+
+int vl_cmd_privacy(int argc, char **argv)
+{
+    if (vl_cli_wants_help(argc, argv)) {
+        return show_help(privacy_usage);
+    }
+    if (argc == 3 && strcmp(argv[1], "show") == 0 && argv[2][0] != '\0') {
+        return run("GET", argv[2], "privacy", NULL, NULL, 0, 0);
+    }
+    if (argc != 5 || strcmp(argv[1], "reset") != 0 || argv[2][0] == '\0' ||
+        (strcmp(argv[3], "--role") != 0 && strcmp(argv[3], "--token") != 0)) {
+        return usage_error(privacy_usage, "privacy: show COLLECTION, or reset COLLECTION "
+                                          "--role ROLE | --token TOKEN-ID");
+    }
+    json_t *b = json_pack("{s:s}", argv[3] + 2, argv[4]);
+    char *text = b != NULL ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    if (text == NULL) {
+        return vl_cli_error(1, "out of memory");
+    }
+    int rc = run("POST", argv[2], "privacy/reset", NULL, text, strlen(text), 0);
+    free(text);
+    return rc;
 }

@@ -68,6 +68,7 @@ static void section(const struct demo *d, int n, const char *title)
 {
     char head[DEMO_WIDTH + 1];
     int k = snprintf(head, sizeof(head), "== %d. %s ", n, title);
+    k = k < 0 ? 0 : k > DEMO_WIDTH ? DEMO_WIDTH : k; /* a long title is cut */
     while (k < DEMO_WIDTH) {
         head[k++] = '=';
     }
@@ -942,42 +943,96 @@ static void print_explain(const json_t *answer)
     }
 }
 
+/* What a differentially private answer spent and what its noise is, in a line or two. */
+static void print_privacy(const json_t *a, const char *metric_unit)
+{
+    const json_t *p = json_object_get(a, "privacy");
+    char line[512];
+    if (p == NULL) {
+        return;
+    }
+    snprintf(line, sizeof(line),
+             "privacy: %s; spent epsilon %g, left %g for this token and %g for the role "
+             "this %s; a group shows only when its noisy count reaches %lld",
+             json_is_true(json_object_get(p, "cached")) ? "the answer kept from before"
+                                                         : "a new answer",
+             json_number_value(json_object_get(json_object_get(p, "spent"), "epsilon")),
+             json_number_value(json_object_get(json_object_get(p, "left"), "token")),
+             json_number_value(json_object_get(json_object_get(p, "left"), "role")),
+             jstr(p, "period.unit"),
+             (long long)json_integer_value(json_object_get(p, "threshold")));
+    wrap("    ", line);
+    const json_t *n = json_object_get(p, "noise");
+    const char *k;
+    const json_t *v;
+    size_t at = (size_t)snprintf(line, sizeof(line), "noise (95%% of answers within):");
+    json_object_foreach((json_t *)n, k, v) {
+        if (at < sizeof(line)) {
+            const json_t *per = json_object_get(v, "error95_per_count");
+            at += (size_t)snprintf(line + at, sizeof(line) - at, " %s +-%.6g%s", k,
+                                   json_number_value(per != NULL ? per
+                                                                 : json_object_get(v, "error95")),
+                                   per != NULL ? metric_unit : "");
+        }
+    }
+    wrap("    ", line);
+}
+
 static int step_totals(struct demo *d)
 {
     veil_status st;
-    json_t *a = NULL;
-    section(d, 4, "Totals and averages of invoice amounts per organisation and status (analyst)");
-    const char *q = "{\"group_by\":[\"org_id\",\"status\"],\"metrics\":{\"total\":{\"sum\":"
+    json_t *a = NULL, *exact = NULL, *again = NULL;
+    section(d, 4, "Totals and averages per status (analyst: statistics, never one invoice)");
+    const char *q = "{\"group_by\":[\"status\"],\"metrics\":{\"total\":{\"sum\":"
                     "\"amount\"},\"avg\":{\"avg\":\"amount\"},\"n\":{\"count\":\"*\"}},"
                     "\"explain\":true}";
     show_call("veil_aggregate invoices", q);
     if (aggregate(d->analyst, "invoices", q, &a, &st) != VEIL_OK) {
         return fail("veil_aggregate", &st);
     }
+    if (aggregate(d->admin, "invoices", q, &exact, &st) != VEIL_OK) {
+        json_decref(a);
+        return fail("veil_aggregate", &st);
+    }
     const json_t *groups = json_object_get(a, "groups");
-    size_t ngroups = json_array_size(groups);
-    say("%zu groups, %lld suppressed%s", ngroups,
-        (long long)json_integer_value(json_object_get(a, "suppressed")),
-        ngroups > 8 ? "; the first 8:" : ngroups > 0 ? ":" : ".");
-    if (ngroups > 0) {
-        printf("    %-10s %-8s %6s %14s %12s\n", "org_id", "status", "n", "total", "avg");
-    }
-    size_t i;
-    const json_t *e;
+    say("%zu groups, each with noise (differential privacy); the admin's exact figures "
+        "beside them:",
+        json_array_size(groups));
+    printf("    %-8s %6s %6s %14s %14s %10s %10s\n", "status", "n", "exact", "total", "exact",
+           "avg", "exact");
+    size_t i, j;
+    const json_t *e, *x;
     json_array_foreach(groups, i, e) {
-        if (i == 8) {
-            break;
+        const json_t *match = NULL;
+        json_array_foreach(json_object_get(exact, "groups"), j, x) {
+            if (strcmp(jstr(x, "key.status"), jstr(e, "key.status")) == 0) {
+                match = x;
+            }
         }
-        printf("    %-10s %-8s %6lld %14s %12.2f\n", jstr(e, "key.org_id"), jstr(e, "key.status"),
-               (long long)json_integer_value(json_object_get(e, "n")), jstr(e, "total"),
-               json_number_value(json_object_get(e, "avg")));
+        printf("    %-8s %6lld %6lld %14s %14s %10.2f %10.2f\n", jstr(e, "key.status"),
+               (long long)json_integer_value(json_object_get(e, "n")),
+               (long long)json_integer_value(json_object_get(match, "n")), jstr(e, "total"),
+               jstr(match, "total"), json_number_value(json_object_get(e, "avg")),
+               json_number_value(json_object_get(match, "avg")));
     }
+    print_privacy(a, " / n invoices");
+    if (aggregate(d->analyst, "invoices", q, &again, &st) != VEIL_OK) {
+        json_decref(a);
+        json_decref(exact);
+        return fail("veil_aggregate", &st);
+    }
+    say("Asked again, the same query gets the same answer and spends nothing, so asking "
+        "many times cannot average the noise away:");
+    print_privacy(again, " / n invoices");
     print_explain(a);
     peek_sums(d, d->inv_table, explain_column(a, "aggregated", "amount"), "amount", NULL);
-    learned(d, "which rows fall in the same (org_id, status) group, and how many each group "
-               "has; it added cells it cannot read, so its sums are noise until the proxy "
-               "removes the key stream. Not one amount.");
+    learned(d, "which rows fall in the same status group, and how many each group has; it "
+               "added cells it cannot read, so its sums are noise until the proxy removes the "
+               "key stream. Not one amount. The analyst learned noisy statistics, spent from a "
+               "budget, and no invoice's amount.");
     json_decref(a);
+    json_decref(exact);
+    json_decref(again);
     return 0;
 }
 
@@ -1041,9 +1096,11 @@ static int step_bmi(struct demo *d)
         return fail("veil_aggregate", &st);
     }
     const json_t *groups = json_object_get(a, "groups");
-    long long sup = (long long)json_integer_value(json_object_get(a, "suppressed"));
-    say("%zu cities; %lld suppressed (fewer patients than the role's min_group_size, 5):",
-        json_array_size(groups), sup);
+    say("%zu cities shown, with noise (a city shows only when its noisy count of patients "
+        "reaches %lld; how many do not is not said):",
+        json_array_size(groups),
+        (long long)json_integer_value(json_object_get(json_object_get(a, "privacy"),
+                                                      "threshold")));
     size_t i;
     const json_t *e;
     json_array_foreach(groups, i, e) {
@@ -1054,6 +1111,7 @@ static int step_bmi(struct demo *d)
                json_number_value(json_object_get(e, "bmi")),
                i % 3 == 2 || i + 1 == json_array_size(groups) ? "\n" : "  |");
     }
+    print_privacy(a, " / n patients");
     print_explain(a);
     const char *q2 = "{\"group_by\":[\"city\",\"diagnosis.code\"],\"metrics\":{\"bmi\":"
                      "{\"avg\":\"bmi\"},\"n\":{\"count\":\"*\"}}}";
@@ -1061,10 +1119,9 @@ static int step_bmi(struct demo *d)
         json_decref(a);
         return fail("veil_aggregate", &st);
     }
-    say("Finer: group_by [city, diagnosis.code] answers %zu groups and suppresses %lld "
-        "smaller than 5.",
-        json_array_size(json_object_get(b, "groups")),
-        (long long)json_integer_value(json_object_get(b, "suppressed")));
+    say("Finer: group_by [city, diagnosis.code] shows %zu groups: small groups stay hidden, "
+        "and no sequence of such answers within the budget pins down one patient.",
+        json_array_size(json_object_get(b, "groups")));
     peek_sums(d, d->pat_table, explain_column(a, "aggregated", "bmi"), "bmi", NULL);
     learned(d, "which records share a city token and how many each city has; no BMI, no "
                "city name, and no record left the proxy: the researcher got averages only.");

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "crypto/noise.h"
 #include "engine/engine.h"
 #include "tactics/tactics.h"
 
@@ -57,6 +58,151 @@ struct agg {
     size_t ncols;
     bool explain;
 };
+
+/* Differential privacy of one answer (a role with r->dp). Each noisy quantity (a
+ * "component") gets epsilon / k of the answer's epsilon, k the number of components: the
+ * group count C always; per summed column, S (its sum) when only sum is asked, or A2 (twice
+ * its sum minus (lo + hi) times its count, centred so that one document moves it by at most
+ * hi - lo) and Cf (its count of values) when avg is asked (sum then comes from A2 and Cf);
+ * Cf alone for count(field). Noise of scale sensitivity * k / epsilon on each makes the
+ * whole answer epsilon-differentially private for adding or removing one document, which
+ * falls in one group. A group is shown only when its noisy count reaches the threshold,
+ * chosen so that a group of one document appears with probability at most delta. */
+struct dpq {
+    bool on;
+    unsigned k;
+    bool need_s[MAX_METRICS], need_a[MAX_METRICS], need_c[MAX_METRICS];
+    vl_u128 c_num, c_den;               /* scale of C and Cf: k * 10^6 / eps */
+    vl_u128 s_num[MAX_METRICS];         /* scale of S: max(|lo|,|hi|) * k * 10^6 / eps */
+    vl_u128 a_num[MAX_METRICS];         /* scale of A2: (hi - lo) * k * 10^6 / eps */
+    double b_c;                         /* the same scales as numbers, for statements */
+    double b_s[MAX_METRICS], b_a[MAX_METRICS];
+    uint64_t threshold;                 /* 0 without group_by: the one group always shows */
+    struct vl_rng *rng;
+};
+
+/* Noise never moves a value past +-2^100 units: out there it is only arithmetic risk. */
+#define DP_CAP ((vl_i128)1 << 100)
+
+static vl_i128 dp_cap(vl_i128 x)
+{
+    return x > DP_CAP ? DP_CAP : x < -DP_CAP ? -DP_CAP : x;
+}
+
+static vl_u128 u128_abs64(int64_t x)
+{
+    return x < 0 ? (vl_u128)0 - (vl_u128)(vl_i128)x : (vl_u128)x;
+}
+
+static double pow10d(int n)
+{
+    double p = 1;
+    while (n-- > 0) {
+        p *= 10;
+    }
+    return p;
+}
+
+static int field_scale(const struct vl_field *f)
+{
+    return f->type == VL_T_DECIMAL ? f->scale : 0;
+}
+
+static void dp_plan(const struct agg *a, const struct vl_role *role, struct dpq *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->on = true;
+    d->k = 1;
+    for (size_t m = 0; m < a->nmetrics; m++) {
+        const struct metric *mt = &a->metrics[m];
+        if (mt->fc == NULL) {
+            continue;
+        }
+        if (mt->kind == M_AVG) {
+            d->need_a[mt->col] = d->need_c[mt->col] = true;
+        } else if (mt->kind == M_COUNT) {
+            d->need_c[mt->col] = true;
+        } else {
+            d->need_s[mt->col] = true;
+        }
+    }
+    for (size_t k = 0; k < a->ncols; k++) {
+        d->need_s[k] = d->need_s[k] && !d->need_a[k];
+        d->k += (unsigned)d->need_s[k] + (unsigned)d->need_a[k] + (unsigned)d->need_c[k];
+    }
+    vl_u128 kk = (vl_u128)d->k * VL_DP_EPS_UNIT;
+    d->c_num = kk;
+    d->c_den = role->privacy.eps;
+    double eps = (double)role->privacy.eps / VL_DP_EPS_UNIT;
+    d->b_c = (double)d->k / eps;
+    for (size_t k = 0; k < a->ncols; k++) {
+        const struct vl_field *f = a->cols[k]->f;
+        vl_u128 lo = u128_abs64(f->lo), hi = u128_abs64(f->hi);
+        vl_u128 width = (vl_u128)((vl_i128)f->hi - (vl_i128)f->lo);
+        d->s_num[k] = (lo > hi ? lo : hi) * kk;
+        d->a_num[k] = width * kk;
+        d->b_s[k] = (double)(lo > hi ? lo : hi) * d->k / eps;
+        d->b_a[k] = (double)width * d->k / eps;
+    }
+    if (a->ngroup > 0) {
+        d->threshold = vl_dlaplace_threshold(d->b_c, (double)role->privacy.delta /
+                                                         (double)VL_DP_DELTA_UNIT);
+        if (d->threshold < role->min_group_size) {
+            d->threshold = role->min_group_size;
+        }
+    }
+}
+
+/* x + discrete Laplace noise of scale num / den, kept within DP_CAP. */
+static vl_i128 dp_noisy(struct dpq *d, vl_i128 x, vl_u128 num, vl_u128 den)
+{
+    return dp_cap(x + vl_dlaplace(d->rng, num, den));
+}
+
+/* round(x / 2), half to even. */
+static vl_i128 half_even(vl_i128 x)
+{
+    vl_i128 q = x / 2, r = x % 2;
+    if (r != 0 && (q & 1) != 0) {
+        q += x > 0 ? 1 : -1;
+    }
+    return q;
+}
+
+/* What the answer says of each metric's noise: its scale and a 95% error bound in the
+ * metric's units (for an average: at a group of `threshold` documents, and per count). */
+static json_t *dp_noise_json(const struct agg *a, const struct dpq *d)
+{
+    json_t *o = json_object();
+    double hc = (double)vl_dlaplace_halfwidth(d->b_c, 0.05);
+    double hc2 = (double)vl_dlaplace_halfwidth(d->b_c, 0.025);
+    for (size_t m = 0; m < a->nmetrics; m++) {
+        const struct metric *mt = &a->metrics[m];
+        json_t *x = NULL;
+        if (mt->kind == M_COUNT) {
+            x = json_pack("{s:f, s:f}", "scale", d->b_c, "error95", hc);
+        } else {
+            const struct vl_field *f = mt->fc->f;
+            double unit = pow10d(field_scale(f));
+            double mid = ((double)f->lo + (double)f->hi) / 2 / unit;
+            double ha = (double)vl_dlaplace_halfwidth(d->b_a[mt->col] / 2, 0.025) / unit;
+            if (mt->kind == M_SUM && !d->need_a[mt->col]) {
+                x = json_pack("{s:f, s:f}", "scale", d->b_s[mt->col] / unit, "error95",
+                              (double)vl_dlaplace_halfwidth(d->b_s[mt->col], 0.05) / unit);
+            } else if (mt->kind == M_SUM) {
+                x = json_pack("{s:f, s:f}", "scale", d->b_a[mt->col] / 2 / unit, "error95",
+                              ha + (mid < 0 ? -mid : mid) * hc2);
+            } else {
+                double per = ha + ((double)f->hi - (double)f->lo) / 2 / unit * hc2;
+                double n = d->threshold > 0 ? (double)d->threshold : 1;
+                x = json_pack("{s:f, s:f, s:f}", "scale", d->b_a[mt->col] / 2 / unit,
+                              "error95", per / n, "error95_per_count", per);
+            }
+        }
+        json_object_set_new(o, mt->name, x);
+    }
+    return o;
+}
 
 static bool role_lists(char *const *list, size_t n, const char *path)
 {
@@ -322,7 +468,8 @@ static int agg_honest(const struct vl_agg_request *req, const struct vl_agg_resu
 
 static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
                             const struct vl_plan *plan, const struct vl_agg_result *res,
-                            const struct vl_match *match, const struct vl_hits *hits)
+                            const struct vl_match *match, const struct vl_hits *hits,
+                            const struct dpq *dp)
 {
     char hex[2 * VL_COL_BYTES + 1];
     json_t *terms = json_array(), *groups = json_array(), *cols = json_array();
@@ -356,17 +503,30 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
                                 "runs of row sequence numbers"));
     }
     json_t *proxy = json_array();
-    char line[256];
-    snprintf(line, sizeof(line), "decrypted %zu group keys (AES-SIV)", res->n * a->ngroup);
-    json_array_append_new(proxy, json_string(line));
-    snprintf(line, sizeof(line),
-             "removed the ASHE key stream over %zu runs of rows (2 values of F per run)", runs);
-    json_array_append_new(proxy, json_string(line));
-    json_array_append_new(proxy, json_string("turned units into decimals, divided sums by "
-                                             "counts for averages, suppressed small groups"));
+    char line[320];
+    if (dp->on) { /* no number that depends on the data: they are not noisy */
+        json_array_append_new(proxy, json_string("decrypted the group keys (AES-SIV) and "
+                                                 "removed the ASHE key stream run by run"));
+        snprintf(line, sizeof(line),
+                 "added discrete Laplace noise to %u quantities per group (epsilon / %u "
+                 "each), kept groups whose noisy count reached %" PRIu64
+                 ", derived sums and averages from the noisy quantities",
+                 dp->k, dp->k, dp->threshold);
+        json_array_append_new(proxy, json_string(line));
+    } else {
+        snprintf(line, sizeof(line), "decrypted %zu group keys (AES-SIV)", res->n * a->ngroup);
+        json_array_append_new(proxy, json_string(line));
+        snprintf(line, sizeof(line),
+                 "removed the ASHE key stream over %zu runs of rows (2 values of F per run)",
+                 runs);
+        json_array_append_new(proxy, json_string(line));
+        json_array_append_new(proxy, json_string("turned units into decimals, divided sums "
+                                                 "by counts for averages, suppressed small "
+                                                 "groups"));
+    }
     for (size_t m = 0; m < a->nmetrics; m++) {
         const struct metric *mt = &a->metrics[m];
-        if (mt->kind != M_AVG) {
+        if (mt->kind != M_AVG || dp->on) {
             continue;
         }
         int scale = mt->fc->f->type == VL_T_DECIMAL ? mt->fc->f->scale : 0;
@@ -382,7 +542,14 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
                   "sums and counts come from the store and are not yet checked "
                   "against trusted state; answers no honest store gives (impossible "
                   "counts, runs of rows, limb sums, repeated groups) are refused");
-    if (match->n > 0) {
+    if (match->n > 0 && dp->on) {
+        json_object_set_new(
+            x, "match",
+            json_pack("{s:I, s:s}", "words", (json_int_t)match->nwords, "how",
+                      "the proxy read and checked every index entry of the words, kept the "
+                      "live documents, and sent their tokens to the store, which aggregates "
+                      "only those rows"));
+    } else if (match->n > 0) {
         json_object_set_new(
             x, "match",
             json_pack("{s:I, s:I, s:s}", "words", (json_int_t)match->nwords, "documents",
@@ -414,6 +581,179 @@ static int cmp_answers(const void *x, const void *y)
     return strcmp(((const struct answer *)x)->key, ((const struct answer *)y)->key);
 }
 
+/* ---- the answer under differential privacy ---- */
+
+/* A group's noisy quantities (see struct dpq): noisy_c[k] its count of values of column k,
+ * noisy_s[k] its sum S or its centred A2. Decrypts only what is asked. */
+static veil_err dp_group(veil_vault *v, veil_session *s, const struct vl_coll *c,
+                         const struct agg *a, struct dpq *d, const struct vl_agg_group *grp,
+                         struct vl_ashe_table *tables, vl_i128 *noisy_c, vl_i128 *noisy_s,
+                         veil_status *st)
+{
+    for (size_t k = 0; k < a->ncols; k++) {
+        const struct vl_agg_value *av = &grp->values[k];
+        const struct vl_fctx *fc = a->cols[k];
+        noisy_c[k] = noisy_s[k] = 0;
+        if (d->need_c[k]) {
+            noisy_c[k] = dp_noisy(d, (vl_i128)av->count, d->c_num, d->c_den);
+        }
+        if (!d->need_s[k] && !d->need_a[k]) {
+            continue;
+        }
+        vl_i128 sum = 0;
+        if (fc->f->sum_scheme == VL_SUM_PAILLIER) {
+            if (av->count > 0 && vl_paillier_sum(fc, &av->product, &sum) != VEIL_OK) {
+                return vl_breach(v, s, c->name, "a Paillier product failed to decrypt", st);
+            }
+        } else {
+            sum = vl_ashe_decrypt(fc->sum_key, vl_ashe_join(av->limbs), av->runs, av->nruns,
+                                  &tables[k]);
+        }
+        if (!sum_plausible(sum, av->count)) {
+            return vl_breach(v, s, c->name, "a sum is more than its cells can add up to", st);
+        }
+        if (d->need_s[k]) {
+            noisy_s[k] = dp_noisy(d, sum, d->s_num[k], d->c_den);
+        } else {
+            vl_i128 a2 = 2 * sum - ((vl_i128)fc->f->lo + fc->f->hi) * (vl_i128)av->count;
+            noisy_s[k] = dp_noisy(d, a2, d->a_num[k], d->c_den);
+        }
+    }
+    return VEIL_OK;
+}
+
+/* The JSON text of one metric from the group's noisy quantities. */
+static void dp_metric(const struct dpq *d, const struct metric *mt, vl_i128 noisy_count,
+                      const vl_i128 *noisy_c, const vl_i128 *noisy_s, char out[64])
+{
+    char num[48];
+    if (mt->kind == M_COUNT) {
+        vl_i128 n = mt->fc == NULL ? noisy_count : noisy_c[mt->col];
+        vl_i128_to_decimal(n < 0 ? 0 : n, 0, out);
+        return;
+    }
+    const struct vl_field *f = mt->fc->f;
+    vl_i128 mid2 = (vl_i128)f->lo + f->hi; /* twice the middle of the bounds */
+    if (mt->kind == M_SUM) {
+        vl_i128 sum = d->need_a[mt->col] ? half_even(noisy_s[mt->col] + mid2 * noisy_c[mt->col])
+                                         : noisy_s[mt->col];
+        if (f->type == VL_T_INTEGER) {
+            sum = sum > INT64_MAX ? INT64_MAX : sum < INT64_MIN ? INT64_MIN : sum;
+            vl_i128_to_decimal(sum, 0, out);
+        } else {
+            vl_i128_to_decimal(sum, f->scale, num);
+            snprintf(out, 64, "\"%s\"", num);
+        }
+        return;
+    }
+    vl_i128 cnt = noisy_c[mt->col];
+    if (cnt <= 0) {
+        snprintf(out, 64, "null");
+        return;
+    }
+    if (cnt > ((vl_i128)1 << 62)) {
+        cnt = (vl_i128)1 << 62;
+    }
+    vl_i128 units = avg_units(noisy_s[mt->col] + mid2 * cnt, (uint64_t)(2 * cnt));
+    vl_i128 lo = (vl_i128)f->lo * AVG_EXTRA_POW, hi = (vl_i128)f->hi * AVG_EXTRA_POW;
+    avg_text(f, units < lo ? lo : units > hi ? hi : units, out);
+}
+
+/* The answer of a DP role from a kept text (its meta line, then its groups): the groups,
+ * what it spent and has left, the noise, and how it was computed when asked. */
+static veil_err dp_reply(const struct vl_coll *c, const struct vl_role *role,
+                         const struct agg *a, const struct vl_plan *plan,
+                         const struct vl_agg_result *res, const struct vl_match *match,
+                         const struct vl_hits *hits, const struct dpq *d,
+                         const struct vl_dp_answer *dpa, const char *kept, bool cached,
+                         char **json_out, veil_status *st)
+{
+    const char *nl = strchr(kept, '\n');
+    json_error_t err;
+    json_t *meta = nl != NULL ? json_loadb(kept, (size_t)(nl - kept), 0, &err) : NULL;
+    json_t *priv = vl_dp_privacy_json(role, dpa, cached);
+    struct vl_buf b;
+    vl_buf_init(&b, SIZE_MAX);
+    veil_err rc = meta != NULL && priv != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
+    if (rc == VEIL_OK) {
+        json_object_update(priv, meta);
+        rc = vl_buf_append_str(&b, "{\"groups\":");
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(&b, nl + 1);
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(&b, ",\"suppressed\":null,\"privacy\":");
+    }
+    char *pt = priv != NULL ? json_dumps(priv, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    if (rc == VEIL_OK) {
+        rc = pt != NULL ? vl_buf_append_str(&b, pt) : VEIL_ERR_INTERNAL;
+    }
+    free(pt);
+    if (rc == VEIL_OK && a->explain) {
+        json_t *x = explain_json(c, a, plan, res, match, hits, d);
+        if ((rc = vl_buf_append_str(&b, ",\"explain\":")) == VEIL_OK) {
+            rc = append_json(&b, x);
+        }
+        json_decref(x);
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(&b, "}");
+    }
+    *json_out = rc == VEIL_OK ? (char *)vl_buf_steal(&b, NULL) : NULL;
+    vl_buf_free(&b);
+    json_decref(meta);
+    json_decref(priv);
+    if (*json_out == NULL) {
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "the kept answer could not be read");
+    }
+    return VEIL_OK;
+}
+
+/* Keeps the new answer in trusted state (the same query gets it again in the period) and
+ * replies with it. */
+static veil_err dp_keep(const struct vl_coll *c, const struct vl_role *role,
+                        const struct agg *a, const struct vl_plan *plan,
+                        const struct vl_agg_result *res, const struct vl_match *match,
+                        const struct vl_hits *hits, const struct dpq *d,
+                        struct vl_dp_answer *dpa, const struct answer *ans, size_t nans,
+                        veil_session *s, char **json_out, veil_status *st)
+{
+    json_t *meta = json_object();
+    json_object_set_new(meta, "threshold", a->ngroup > 0 ? json_integer((json_int_t)d->threshold)
+                                                         : json_null());
+    json_object_set_new(meta, "noise", dp_noise_json(a, d));
+    char *mt = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(meta);
+    struct vl_buf b;
+    vl_buf_init(&b, SIZE_MAX);
+    veil_err rc = mt != NULL ? vl_buf_append_str(&b, mt) : VEIL_ERR_INTERNAL;
+    free(mt);
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(&b, "\n[");
+    }
+    for (size_t i = 0; i < nans && rc == VEIL_OK; i++) {
+        if (i > 0) {
+            rc = vl_buf_append_str(&b, ",");
+        }
+        if (rc == VEIL_OK) {
+            rc = vl_buf_append_str(&b, ans[i].text);
+        }
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_buf_append_str(&b, "]");
+    }
+    char *kept = rc == VEIL_OK ? (char *)vl_buf_steal(&b, NULL) : NULL;
+    vl_buf_free(&b);
+    if (kept == NULL) {
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
+    vl_dp_end(s, dpa, kept); /* from here on the answer counts as released */
+    rc = dp_reply(c, role, a, plan, res, match, hits, d, dpa, kept, false, json_out, st);
+    free(kept);
+    return rc;
+}
+
 veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, size_t len,
                         char **json_out, veil_status *st)
 {
@@ -438,6 +778,10 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     struct vl_match_snap snap;
     struct vl_hits hits = {0};
     struct vl_bytes *hit_toks = NULL;
+    struct dpq dp;
+    struct vl_dp_answer dpa;
+    memset(&dp, 0, sizeof(dp));
+    memset(&dpa, 0, sizeof(dpa));
     memset(&match, 0, sizeof(match));
     memset(&snap, 0, sizeof(snap));
     memset(tables, 0, sizeof(tables));
@@ -466,16 +810,18 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     json_t *val;
     json_object_foreach(q, key, val) {
         if (strcmp(key, "where") && strcmp(key, "match") && strcmp(key, "group_by") &&
-            strcmp(key, "metrics") && strcmp(key, "explain")) {
+            strcmp(key, "metrics") && strcmp(key, "explain") && strcmp(key, "refresh")) {
             rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, key,
                                "unknown key (known: where, match, group_by, metrics, "
-                               "explain)");
+                               "explain, refresh)");
             goto out;
         }
     }
-    json_t *jx = json_object_get(q, "explain");
-    if (jx != NULL && !json_is_boolean(jx)) {
-        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "explain", "explain is true or false");
+    json_t *jx = json_object_get(q, "explain"), *jr = json_object_get(q, "refresh");
+    if ((jx != NULL && !json_is_boolean(jx)) || (jr != NULL && !json_is_boolean(jr))) {
+        rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, jx != NULL && !json_is_boolean(jx)
+                                                         ? "explain" : "refresh",
+                           "explain and refresh are true or false");
         goto out;
     }
     a.explain = json_is_true(jx);
@@ -485,11 +831,30 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             VEIL_OK) {
         goto out;
     }
+    if (json_object_get(q, "match") != NULL &&
+        (rc = vl_match_plan(c, role, true, json_object_get(q, "match"), &match, st)) != VEIL_OK) {
+        goto out;
+    }
+    /* Under differential privacy the answer is paid for (or found kept) before any data is
+     * touched; a kept one is the answer. */
+    if (role != NULL && role->dp) {
+        dp_plan(&a, role, &dp);
+        if ((rc = vl_dp_begin(s, c, role, q, json_is_true(jr), &dpa, st)) != VEIL_OK) {
+            goto out;
+        }
+        if (dpa.kept != NULL) {
+            rc = dp_reply(c, role, &a, &plan, &res, &match, &hits, &dp, &dpa, dpa.kept, true,
+                          json_out, st);
+            goto out;
+        }
+        if ((dp.rng = vl_rng_new()) == NULL) {
+            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+    }
     /* A match narrows the rows to the documents it finds: the store aggregates those. */
-    if (json_object_get(q, "match") != NULL) {
-        if ((rc = vl_match_plan(c, role, true, json_object_get(q, "match"), &match, st)) !=
-                VEIL_OK ||
-            (rc = vl_match_run(s, c, &match, &snap, &hits, st)) != VEIL_OK) {
+    if (match.n > 0) {
+        if ((rc = vl_match_run(s, c, &match, &snap, &hits, st)) != VEIL_OK) {
             goto out;
         }
         if ((hit_toks = calloc(hits.n + 1, sizeof(*hit_toks))) == NULL) {
@@ -585,7 +950,17 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     }
     for (size_t g = 0; g < nview; g++) {
         const struct vl_agg_group *grp = &res_view[g];
-        if (grp->count < min_group) {
+        vl_i128 noisy_count = 0, noisy_c[MAX_METRICS], noisy_s[MAX_METRICS];
+        if (dp.on) {
+            noisy_count = dp_noisy(&dp, (vl_i128)grp->count, dp.c_num, dp.c_den);
+            if (a.ngroup > 0 && noisy_count < (vl_i128)dp.threshold) {
+                continue; /* partition selection: its existence is not shown */
+            }
+            rc = dp_group(v, s, c, &a, &dp, grp, tables, noisy_c, noisy_s, st);
+            if (rc != VEIL_OK) {
+                goto out;
+            }
+        } else if (grp->count < min_group) {
             suppressed++;
             continue;
         }
@@ -609,7 +984,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         for (size_t m = 0; m < a.nmetrics && brc == VEIL_OK; m++) {
             const struct metric *mt = &a.metrics[m];
             json_t *name = json_string(mt->name);
-            char num[48];
+            char num[64];
             brc = vl_buf_append_str(&gb, ",");
             if (brc == VEIL_OK) {
                 brc = append_json(&gb, name);
@@ -620,6 +995,11 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             }
             if (brc != VEIL_OK) {
                 break;
+            }
+            if (dp.on) {
+                dp_metric(&dp, mt, noisy_count, noisy_c, noisy_s, num);
+                brc = vl_buf_append_str(&gb, num);
+                continue;
             }
             if (mt->kind == M_COUNT) {
                 uint64_t n = mt->fc == NULL ? grp->count : grp->values[mt->col].count;
@@ -680,6 +1060,11 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         nans++;
     }
     qsort(ans, nans, sizeof(*ans), cmp_answers);
+    if (dp.on) {
+        rc = dp_keep(c, role, &a, &plan, &res, &match, &hits, &dp, &dpa, ans, nans, s, json_out,
+                     st);
+        goto out;
+    }
     struct vl_buf ab;
     char tail[64];
     vl_buf_init(&ab, SIZE_MAX);
@@ -697,7 +1082,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         brc = vl_buf_append_str(&ab, tail);
     }
     if (brc == VEIL_OK && a.explain) {
-        json_t *x = explain_json(c, &a, &plan, &res, &match, &hits);
+        json_t *x = explain_json(c, &a, &plan, &res, &match, &hits, &dp);
         if ((brc = vl_buf_append_str(&ab, ",\"explain\":")) == VEIL_OK) {
             brc = append_json(&ab, x);
         }
@@ -712,6 +1097,9 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
 out:
+    vl_dp_end(s, &dpa, NULL); /* not kept: nothing was released, the epsilon goes back */
+    vl_dp_answer_free(&dpa);
+    vl_rng_free(dp.rng);
     for (size_t i = 0; i < nans; i++) {
         free(ans[i].key);
         free(ans[i].text);

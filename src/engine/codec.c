@@ -226,6 +226,23 @@ static veil_err sum_units(const struct vl_field *f, const json_t *val, int64_t *
     return vl_decimal_parse(val, f->scale, m) == 0 ? VEIL_OK : VEIL_ERR_INVALID_DOCUMENT;
 }
 
+/* A bounded field with out_of_bounds: reject refuses a value outside its bounds. The
+ * message names the bounds, never the value. */
+static veil_err check_bounds(const struct vl_field *f, const json_t *val, veil_status *st)
+{
+    int64_t m;
+    if (!f->bounded || f->clamp || json_is_null(val) || sum_units(f, val, &m) != VEIL_OK ||
+        (m >= f->lo && m <= f->hi)) {
+        return VEIL_OK;
+    }
+    char lo[48], hi[48];
+    vl_i128_to_decimal(f->lo, f->type == VL_T_DECIMAL ? f->scale : 0, lo);
+    vl_i128_to_decimal(f->hi, f->type == VL_T_DECIMAL ? f->scale : 0, hi);
+    return vl_status_set(st, VEIL_ERR_INVALID_DOCUMENT, f->path,
+                         "%s is outside its bounds [%s, %s] (the policy refuses such values)",
+                         f->path, lo, hi);
+}
+
 static veil_err add_sum_cell(struct vl_sealed *s, const struct vl_fctx *fc, const json_t *val,
                              uint64_t seq)
 {
@@ -233,6 +250,9 @@ static veil_err add_sum_cell(struct vl_sealed *s, const struct vl_fctx *fc, cons
     veil_err rc = sum_units(fc->f, val, &m);
     if (rc != VEIL_OK) {
         return rc;
+    }
+    if (fc->f->bounded) { /* out_of_bounds: clamp (reject was refused before) */
+        m = m < fc->f->lo ? fc->f->lo : m > fc->f->hi ? fc->f->hi : m;
     }
     if (fc->f->sum_scheme == VL_SUM_PAILLIER) {
         return vl_paillier_cell(s, fc, m);
@@ -359,7 +379,8 @@ veil_err vl_doc_seal(const veil_vault *v, const struct vl_coll *c, const char *i
         if (val == NULL) {
             continue;
         }
-        if ((rc = vl_value_check(f, val, st)) != VEIL_OK) {
+        if ((rc = vl_value_check(f, val, st)) != VEIL_OK ||
+            (rc = check_bounds(f, val, st)) != VEIL_OK) {
             goto out;
         }
         size_t slot = fc->store < 0 ? nparts - 1 : (size_t)fc->store;

@@ -140,6 +140,8 @@ struct veil_session {
     char *tenant;
     char *role;
     bool admin;
+    char principal[VEIL_TOKEN_ID_LEN + 1]; /* the token's id; "-" for a session an
+                                              embedding program opened without one */
 };
 
 /* Unwraps the tenant's key of `version` into out (secret memory, VL_TENANT_KEYBYTES). */
@@ -395,6 +397,30 @@ veil_err vl_write_forget(veil_session *s, const struct vl_coll *c,
 /* ---- errors worth an audit event ---- */
 /* Records that a store returned data that failed a check; returns VEIL_ERR_INTEGRITY with
  * st filled. Never says which check failed. */
+/* ---- differential privacy (dp.c) ---- */
+struct vl_dp_answer {
+    bool spent;            /* the budget was paid for a new answer: end it with vl_dp_end */
+    int64_t ticket;
+    char *kept;            /* or the answer kept from earlier in the period (malloc'd) */
+    uint64_t token_spent;  /* micro-epsilon spent in the period, after this answer */
+    uint64_t role_spent;
+    int64_t period;        /* the period's start */
+};
+/* The key of a query: BLAKE2b-256 of its body, keys sorted, without explain and refresh. */
+veil_err vl_dp_query_key(const json_t *q, uint8_t out[32]) VL_WUR;
+/* Pays for an answer of role r to query q (or finds it kept; waits for one being
+ * computed). VEIL_ERR_PRIVACY_BUDGET, with st->retry_after, when the token's or the role's
+ * budget cannot pay. */
+veil_err vl_dp_begin(veil_session *s, const struct vl_coll *c, const struct vl_role *r,
+                     const json_t *q, bool refresh, struct vl_dp_answer *out,
+                     veil_status *st) VL_WUR;
+/* Keeps the answer (kept: its text) or, kept NULL, gives the epsilon back: nothing was
+ * released. Does nothing unless a->spent. */
+void vl_dp_end(veil_session *s, struct vl_dp_answer *a, const char *kept);
+void vl_dp_answer_free(struct vl_dp_answer *a);
+/* The "privacy" object of an answer, without threshold and noise (the caller adds them). */
+json_t *vl_dp_privacy_json(const struct vl_role *r, const struct vl_dp_answer *a, bool cached);
+
 veil_err vl_breach(veil_vault *v, const veil_session *s, const char *coll, const char *what,
                    veil_status *st);
 

@@ -634,6 +634,7 @@ veil_err veil_session_open(veil_vault *v, const char *tenant, const char *role,
     if (session_new(v, tr.id, tenant, role, out) != VEIL_OK) {
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
+    snprintf((*out)->principal, sizeof((*out)->principal), "-");
     return VEIL_OK;
 }
 
@@ -660,6 +661,7 @@ veil_err veil_session_authenticate(veil_vault *v, const char *bearer, veil_sessi
     }
     rc = session_new(v, tenant_id, tname, role, out) == VEIL_OK ? VEIL_OK : VEIL_ERR_INTERNAL;
     if (rc == VEIL_OK) {
+        snprintf((*out)->principal, sizeof((*out)->principal), "%s", id);
         token_touch(v, id);
     }
 out:

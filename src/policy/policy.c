@@ -12,10 +12,12 @@
  * policy, and the description of GET /v1/collections/{c}, which states per field what the
  * untrusted store learns (the README's table of tactics, in words, for the field's actual tactics).
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "policy/policy.h"
 #include "policy/yaml.h"
@@ -30,6 +32,16 @@
 #define VL_SUM_BITS_DEFAULT 2048
 #define VL_SCALE_MAX 18
 #define VL_TAC_AEAD_SEEN (1u << 8) /* local: `aead` listed, to catch duplicates */
+
+/* Differential privacy: the defaults and what a policy may ask for. */
+#define DP_EPS_DEFAULT (1 * VL_DP_EPS_UNIT)
+#define DP_EPS_MAX (10 * VL_DP_EPS_UNIT)
+#define DP_DELTA_DEFAULT 1000000000000ull /* 1e-6 */
+#define DP_DELTA_MIN 1000ull              /* 1e-15 */
+#define DP_DELTA_MAX 1000000000000000ull  /* 1e-3 */
+#define DP_BUDGET_DEFAULT (10 * VL_DP_EPS_UNIT)
+#define DP_BUDGET_MAX (1000000 * VL_DP_EPS_UNIT)
+#define DP_ROLE_BUDGET_FACTOR 2 /* role_budget defaults to twice the token's */
 
 static const char *const type_names[] = {
     [VL_T_STRING] = "string",   [VL_T_TEXT] = "text",         [VL_T_INTEGER] = "integer",
@@ -346,8 +358,43 @@ out:
 
 /* Where each key of a field spec was, for cross-checks that point at the right line. */
 struct field_lines {
-    int type, scale, protect, plain, mask, store, language, sum;
+    int type, scale, protect, plain, mask, store, language, sum, oob;
+    const struct vl_ynode *bounds;
 };
+
+/* A bound, in the field's units: a decimal with at most `scale` digits after the point
+ * (an integer field: none), within VL_BOUND_MAX. */
+static int read_bound(const struct vl_field *f, const struct vl_ynode *n, int64_t *out)
+{
+    if (!is_scalar(n) || n->len == 0 || strlen(n->str) != n->len) {
+        return -1;
+    }
+    json_t *j = json_string(n->str);
+    int64_t u = 0;
+    int rc = j != NULL ? vl_decimal_parse(j, f->type == VL_T_DECIMAL ? f->scale : 0, &u) : -1;
+    json_decref(j);
+    if (rc != 0 || u > VL_BOUND_MAX || u < -VL_BOUND_MAX) {
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+static veil_err parse_bounds(struct pctx *c, struct vl_field *f, const struct vl_ynode *n)
+{
+    if (n->kind != VL_YAML_SEQ || n->n != 2 || read_bound(f, n->kids[0], &f->lo) != 0 ||
+        read_bound(f, n->kids[1], &f->hi) != 0) {
+        return fail(c->st, n->line, "field", f->path,
+                    "bounds must be [lo, hi], two numbers of the field's type (at most %d "
+                    "digits after the point, magnitude below 2^62 units)",
+                    f->type == VL_T_DECIMAL ? f->scale : 0);
+    }
+    if (f->lo >= f->hi) {
+        return fail(c->st, n->line, "field", f->path, "bounds: lo must be below hi");
+    }
+    f->bounded = true;
+    return VEIL_OK;
+}
 
 static veil_err check_field(struct pctx *c, struct vl_field *f, const struct field_lines *ln)
 {
@@ -393,6 +440,18 @@ static veil_err check_field(struct pctx *c, struct vl_field *f, const struct fie
     }
     if (ln->sum != 0 && !(f->tactics & VL_TAC_SUM)) {
         rc = fail(c->st, ln->sum, "field", f->path, "sum applies only with protect: [sum]");
+        goto out;
+    }
+    if (ln->bounds != NULL && !(f->tactics & VL_TAC_SUM)) {
+        rc = fail(c->st, ln->bounds->line, "field", f->path,
+                  "bounds apply only with protect: [sum] (they bound what sums add up)");
+        goto out;
+    }
+    if (ln->bounds != NULL && (rc = parse_bounds(c, f, ln->bounds)) != VEIL_OK) {
+        goto out;
+    }
+    if (ln->oob != 0 && ln->bounds == NULL) {
+        rc = fail(c->st, ln->oob, "field", f->path, "out_of_bounds applies only with bounds");
         goto out;
     }
     if ((f->tactics & VL_TAC_SEARCH) && f->language == NULL) {
@@ -508,10 +567,19 @@ static veil_err parse_field(struct pctx *c, const char *path, int line,
                 goto out;
             }
             ln.sum = kl;
+        } else if (strcmp(k, "bounds") == 0) {
+            ln.bounds = v; /* read once type and scale are known */
+        } else if (strcmp(k, "out_of_bounds") == 0) {
+            if (!is_scalar(v) || (strcmp(v->str, "reject") != 0 && strcmp(v->str, "clamp") != 0)) {
+                rc = fail(c->st, v->line, "field", path, "out_of_bounds must be reject or clamp");
+                goto out;
+            }
+            f->clamp = strcmp(v->str, "clamp") == 0;
+            ln.oob = kl;
         } else {
             rc = fail(c->st, kl, "field", path,
                       "unknown key '%.64s' (known: type, scale, protect, plain, mask, store, "
-                      "language, sum)",
+                      "language, sum, bounds, out_of_bounds)",
                       k);
             goto out;
         }
@@ -664,11 +732,152 @@ out:
     return rc;
 }
 
+static const char *const period_names[] = {
+    [VL_PERIOD_HOUR] = "hour", [VL_PERIOD_DAY] = "day", [VL_PERIOD_WEEK] = "week",
+    [VL_PERIOD_MONTH] = "month",
+};
+#define NPERIODS (sizeof(period_names) / sizeof(period_names[0]))
+
+/* An epsilon or a budget: a positive decimal with at most 6 digits after the point, in
+ * micro-units, up to max. */
+static int read_micro(const struct vl_ynode *n, uint64_t max, uint64_t *out)
+{
+    if (!is_scalar(n) || n->len == 0 || strlen(n->str) != n->len) {
+        return -1;
+    }
+    json_t *j = json_string(n->str);
+    int64_t u = 0;
+    int rc = j != NULL ? vl_decimal_parse(j, 6, &u) : -1;
+    json_decref(j);
+    if (rc != 0 || u <= 0 || (uint64_t)u > max) {
+        return -1;
+    }
+    *out = (uint64_t)u;
+    return 0;
+}
+
+/* A delta: a number such as 1e-6 or 0.000001, in units of 1e-18. */
+static int read_delta(const struct vl_ynode *n, uint64_t *out)
+{
+    if (!is_scalar(n) || n->len == 0 || n->len > 32 || strlen(n->str) != n->len ||
+        !((n->str[0] >= '0' && n->str[0] <= '9') || n->str[0] == '.')) {
+        return -1;
+    }
+    char *end = NULL;
+    double d = strtod(n->str, &end);
+    if (end == NULL || *end != '\0' || !isfinite(d)) {
+        return -1;
+    }
+    double u = nearbyint(d * (double)VL_DP_DELTA_UNIT);
+    if (!(u >= (double)DP_DELTA_MIN && u <= (double)DP_DELTA_MAX)) {
+        return -1;
+    }
+    *out = (uint64_t)u;
+    return 0;
+}
+
+/* `privacy: exact`, or `privacy: {epsilon, delta, budget, role_budget, period}`. */
+static veil_err parse_privacy(struct pctx *c, const char *name, const struct vl_ynode *n,
+                              struct vl_role *r, bool *given_role_budget)
+{
+    struct vl_dp *d = &r->privacy;
+    if (is_scalar(n) && strcmp(n->str, "exact") == 0) {
+        r->exact = true;
+        return VEIL_OK;
+    }
+    if (n->kind != VL_YAML_MAP) {
+        return fail(c->st, n->line, "role", name,
+                    "privacy must be exact, or a mapping such as {epsilon: 1, budget: 10, "
+                    "period: day}");
+    }
+    r->dp = true;
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->keys[i];
+        const struct vl_ynode *v = n->kids[i];
+        if (strcmp(k, "epsilon") == 0) {
+            if (read_micro(v, DP_EPS_MAX, &d->eps) != 0) {
+                return fail(c->st, v->line, "role", name,
+                            "privacy.epsilon must be a number above 0 and at most 10, with at "
+                            "most 6 digits after the point");
+            }
+        } else if (strcmp(k, "delta") == 0) {
+            if (read_delta(v, &d->delta) != 0) {
+                return fail(c->st, v->line, "role", name,
+                            "privacy.delta must be a number from 1e-15 to 1e-3");
+            }
+        } else if (strcmp(k, "budget") == 0 || strcmp(k, "role_budget") == 0) {
+            uint64_t *b = strcmp(k, "budget") == 0 ? &d->budget : &d->role_budget;
+            if (read_micro(v, DP_BUDGET_MAX, b) != 0) {
+                return fail(c->st, v->line, "role", name,
+                            "privacy.%s must be a number above 0 and at most 1000000, with "
+                            "at most 6 digits after the point",
+                            k);
+            }
+            *given_role_budget |= b == &d->role_budget;
+        } else if (strcmp(k, "period") == 0) {
+            int pi = is_scalar(v) ? lookup(period_names, NPERIODS, v->str) : -1;
+            if (pi < 0) {
+                return fail(c->st, v->line, "role", name,
+                            "privacy.period must be hour, day, week or month");
+            }
+            d->period = (enum vl_period)pi;
+        } else {
+            return fail(c->st, n->key_lines[i], "role", name,
+                        "privacy: unknown key '%.64s' (known: epsilon, delta, budget, "
+                        "role_budget, period)",
+                        k);
+        }
+    }
+    return VEIL_OK;
+}
+
+/* Settles whether the role is answered under differential privacy, fills in the defaults,
+ * and checks that every field it sums is bounded. */
+static veil_err settle_privacy(struct pctx *c, struct vl_role *r, int line, int privacy_line,
+                               int aggregate_line, bool given_role_budget)
+{
+    bool aggregates = r->naggregate > 0 || r->ngroup_by > 0;
+    struct vl_dp *d = &r->privacy;
+    if (privacy_line != 0 && !aggregates) {
+        return fail(c->st, privacy_line, "role", r->name,
+                    "privacy applies only to a role that may aggregate");
+    }
+    if (!r->exact && aggregates && !r->read_all) {
+        r->dp = true;
+    }
+    if (!r->dp) {
+        return VEIL_OK;
+    }
+    d->eps = d->eps != 0 ? d->eps : DP_EPS_DEFAULT;
+    d->delta = d->delta != 0 ? d->delta : DP_DELTA_DEFAULT;
+    d->budget = d->budget != 0 ? d->budget : DP_BUDGET_DEFAULT;
+    if (!given_role_budget) {
+        d->role_budget = d->budget * DP_ROLE_BUDGET_FACTOR;
+    }
+    if (d->budget < d->eps || d->role_budget < d->budget) {
+        return fail(c->st, privacy_line != 0 ? privacy_line : line, "role", r->name,
+                    "privacy: epsilon <= budget <= role_budget must hold (an answer spends "
+                    "epsilon from both)");
+    }
+    for (size_t i = 0; i < r->naggregate; i++) {
+        const struct vl_field *f = vl_policy_field(c->p, r->aggregate[i]);
+        if (!f->bounded) {
+            return fail(c->st, aggregate_line, "role", r->name,
+                        "aggregate: field '%.128s' needs bounds: [lo, hi] (the role is answered "
+                        "under differential privacy, which bounds what one document adds; or "
+                        "say privacy: exact)",
+                        f->path);
+        }
+    }
+    return VEIL_OK;
+}
+
 static veil_err parse_role(struct pctx *c, const char *name, int line,
                            const struct vl_ynode *spec, struct vl_role *r)
 {
     veil_err rc = VEIL_OK;
-    int masked_line = 0;
+    int masked_line = 0, privacy_line = 0, aggregate_line = line;
+    bool given_role_budget = false;
 
     memset(r, 0, sizeof(*r));
     if (!name_chars_ok(name, 1, VL_ROLE_NAME_MAX)) {
@@ -701,6 +910,7 @@ static veil_err parse_role(struct pctx *c, const char *name, int line,
         } else if (strcmp(k, "aggregate") == 0) {
             rc = parse_field_list(c, name, k, v, VL_TAC_SUM, false, NULL, &r->aggregate,
                                   &r->naggregate);
+            aggregate_line = v->line;
         } else if (strcmp(k, "group_by") == 0) {
             rc = parse_field_list(c, name, k, v, VL_TAC_EQ, false, NULL, &r->group_by,
                                   &r->ngroup_by);
@@ -715,10 +925,13 @@ static veil_err parse_role(struct pctx *c, const char *name, int line,
                           "min_group_size must be an integer from 0 to %d", VL_GROUP_SIZE_MAX);
             }
             r->min_group_size = rc == VEIL_OK ? (unsigned)m : 0;
+        } else if (strcmp(k, "privacy") == 0) {
+            rc = parse_privacy(c, name, v, r, &given_role_budget);
+            privacy_line = spec->key_lines[i];
         } else {
             rc = fail(c->st, spec->key_lines[i], "role", name,
                       "unknown key '%.64s' (known: read, masked, write, aggregate, group_by, "
-                      "min_group_size)",
+                      "min_group_size, privacy)",
                       k);
         }
         if (rc != VEIL_OK) {
@@ -740,6 +953,7 @@ static veil_err parse_role(struct pctx *c, const char *name, int line,
             goto out;
         }
     }
+    rc = settle_privacy(c, r, line, privacy_line, aggregate_line, given_role_budget);
 out:
     return rc;
 }
@@ -1024,6 +1238,141 @@ out:
     return a;
 }
 
+/* units as a decimal with the field's scale: -123456 at scale 2 is "-1234.56". */
+static void bound_text(const struct vl_field *f, int64_t units, char out[48])
+{
+    int scale = f->type == VL_T_DECIMAL ? f->scale : 0;
+    uint64_t mag = units < 0 ? (uint64_t)0 - (uint64_t)units : (uint64_t)units, pow = 1;
+    for (int i = 0; i < scale; i++) {
+        pow *= 10;
+    }
+    if (scale == 0) {
+        snprintf(out, 48, "%s%llu", units < 0 ? "-" : "", (unsigned long long)mag);
+    } else {
+        snprintf(out, 48, "%s%llu.%0*llu", units < 0 ? "-" : "",
+                 (unsigned long long)(mag / pow), scale, (unsigned long long)(mag % pow));
+    }
+}
+
+json_t *vl_bound_json(const struct vl_field *f, int64_t units)
+{
+    char text[48];
+    if (f->type != VL_T_DECIMAL) {
+        return json_integer(units);
+    }
+    bound_text(f, units, text);
+    return json_string(text);
+}
+
+/* Micro-units as the shortest decimal text: 1000000 -> "1", 1500000 -> "1.5". */
+static void micro_text(uint64_t micro, char out[32])
+{
+    int n = snprintf(out, 32, "%llu.%06llu", (unsigned long long)(micro / VL_DP_EPS_UNIT),
+                     (unsigned long long)(micro % VL_DP_EPS_UNIT));
+    while (n > 0 && out[n - 1] == '0') {
+        out[--n] = '\0';
+    }
+    if (n > 0 && out[n - 1] == '.') {
+        out[--n] = '\0';
+    }
+}
+
+static json_t *micro_json(uint64_t micro, bool canonical)
+{
+    char text[32];
+    if (!canonical) {
+        return json_real((double)micro / (double)VL_DP_EPS_UNIT);
+    }
+    micro_text(micro, text);
+    return json_string(text);
+}
+
+static json_t *delta_json(uint64_t delta, bool canonical)
+{
+    char text[32];
+    double d = (double)delta / (double)VL_DP_DELTA_UNIT;
+    if (!canonical) {
+        return json_real(d);
+    }
+    snprintf(text, sizeof(text), "%.15g", d);
+    return json_string(text);
+}
+
+const char *vl_period_name(enum vl_period p)
+{
+    return (unsigned)p < NPERIODS ? period_names[p] : "day";
+}
+
+int64_t vl_period_start(enum vl_period p, int64_t now)
+{
+    int64_t day = now >= 0 ? now / 86400 : -((-now + 86399) / 86400);
+    switch (p) {
+    case VL_PERIOD_HOUR:
+        return now - (((now % 3600) + 3600) % 3600);
+    case VL_PERIOD_WEEK: /* 1970-01-01 was a Thursday: Monday is 3 days before */
+        return (day - (((day + 3) % 7) + 7) % 7) * 86400;
+    case VL_PERIOD_MONTH: {
+        time_t t = (time_t)now;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        tm.tm_mday = 1;
+        tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+        return (int64_t)timegm(&tm);
+    }
+    case VL_PERIOD_DAY:
+    default:
+        return day * 86400;
+    }
+}
+
+int64_t vl_period_next(enum vl_period p, int64_t start)
+{
+    switch (p) {
+    case VL_PERIOD_HOUR:
+        return start + 3600;
+    case VL_PERIOD_WEEK:
+        return start + 7 * 86400;
+    case VL_PERIOD_MONTH:
+        return vl_period_start(p, start + 32 * 86400);
+    case VL_PERIOD_DAY:
+    default:
+        return start + 86400;
+    }
+}
+
+void vl_role_privacy_statement(const struct vl_role *r, char *out, size_t n)
+{
+    char eps[32], budget[32], role_budget[32];
+    out[0] = '\0';
+    if (r->naggregate == 0 && r->ngroup_by == 0) {
+        return;
+    }
+    if (!r->dp) {
+        snprintf(out, n,
+                 "Exact answers: counts, sums and averages are the true ones, and groups "
+                 "smaller than %u are left out. Individual values can be recovered by "
+                 "combining aggregates (a range filter, or the difference of two totals), "
+                 "so this role must be trusted with every value it may aggregate.",
+                 r->min_group_size);
+        return;
+    }
+    micro_text(r->privacy.eps, eps);
+    micro_text(r->privacy.budget, budget);
+    micro_text(r->privacy.role_budget, role_budget);
+    snprintf(out, n,
+             "Differential privacy: every count, sum and average carries random noise (discrete "
+             "Laplace, from exact integer samplers seeded by the system's random generator), "
+             "sized so that one document's presence or value changes what an answer shows "
+             "only a little; a group appears only when its noisy count clears a threshold. "
+             "Each answer spends epsilon %s of the token's budget of %s and the role's of %s "
+             "per %s; the same query asked again in the period gets the same answer and "
+             "spends nothing. Statistics of large groups come out close to the truth; no "
+             "sequence of answers within the budget pins down one document's value. Over "
+             "many %ss the budgets add up: what is spent is not given back.",
+             eps, budget, role_budget, vl_period_name(r->privacy.period),
+             vl_period_name(r->privacy.period));
+}
+
 /* The field as the canonical text has it (canonical) or as GET shows it (!canonical; adds
  * leakage, and names the store even when it is the default one). */
 static json_t *field_json(const struct vl_field *f, bool canonical, const char *default_store)
@@ -1064,14 +1413,31 @@ static json_t *field_json(const struct vl_field *f, bool canonical, const char *
         }
         json_object_set_new(o, "sum", s);
     }
+    if (f->bounded) {
+        json_object_set_new(o, "bounds",
+                            json_pack("[o, o]", vl_bound_json(f, f->lo), vl_bound_json(f, f->hi)));
+        json_object_set_new(o, "out_of_bounds", json_string(f->clamp ? "clamp" : "reject"));
+    }
     if (!canonical) {
-        json_object_set_new(o, "leakage", json_string(vl_field_leakage(f)));
+        char text[1536], lo[48], hi[48];
+        const char *lk = vl_field_leakage(f);
+        if (f->bounded) {
+            bound_text(f, f->lo, lo);
+            bound_text(f, f->hi, hi);
+            snprintf(text, sizeof(text),
+                     "%s Bounds [%s, %s]: %s", lk, lo, hi,
+                     f->clamp ? "a value outside them is stored as written, and sums and "
+                                "averages add the nearest bound instead."
+                              : "a write with a value outside them is refused.");
+            lk = text;
+        }
+        json_object_set_new(o, "leakage", json_string(lk));
     }
 out:
     return o;
 }
 
-static json_t *role_json(const struct vl_role *r)
+static json_t *role_json(const struct vl_role *r, bool canonical)
 {
     json_t *o = json_object();
     if (o == NULL) {
@@ -1087,6 +1453,28 @@ static json_t *role_json(const struct vl_role *r)
     json_object_set_new(o, "aggregate", list_json(r->aggregate, r->naggregate, true));
     json_object_set_new(o, "group_by", list_json(r->group_by, r->ngroup_by, true));
     json_object_set_new(o, "min_group_size", json_integer(r->min_group_size));
+    if (r->dp) {
+        const struct vl_dp *d = &r->privacy;
+        json_t *p = json_object();
+        json_object_set_new(p, canonical ? "epsilon" : "epsilon_per_answer",
+                            micro_json(d->eps, canonical));
+        json_object_set_new(p, canonical ? "delta" : "delta_per_answer",
+                            delta_json(d->delta, canonical));
+        json_object_set_new(p, "budget", micro_json(d->budget, canonical));
+        json_object_set_new(p, "role_budget", micro_json(d->role_budget, canonical));
+        json_object_set_new(p, "period", json_string(vl_period_name(d->period)));
+        if (!canonical) {
+            json_object_set_new(p, "mechanism", json_string("discrete Laplace"));
+        }
+        json_object_set_new(o, "privacy", p);
+    } else if (r->exact) {
+        json_object_set_new(o, "privacy", json_string("exact"));
+    }
+    if (!canonical && (r->naggregate > 0 || r->ngroup_by > 0)) {
+        char text[1024];
+        vl_role_privacy_statement(r, text, sizeof(text));
+        json_object_set_new(o, "statement", json_string(text));
+    }
 out:
     return o;
 }
@@ -1106,7 +1494,7 @@ static json_t *policy_json(const struct vl_policy *p, bool canonical, const char
                             field_json(&p->fields[i], canonical, default_store));
     }
     for (size_t i = 0; i < p->nroles; i++) {
-        json_object_set_new(roles, p->roles[i].name, role_json(&p->roles[i]));
+        json_object_set_new(roles, p->roles[i].name, role_json(&p->roles[i], canonical));
     }
     json_object_set_new(o, "collection", json_string(p->collection));
     json_object_set_new(o, "fields", fields);

@@ -60,8 +60,30 @@ struct vl_field {
                                          ("english" when not given); NULL without search */
     enum vl_sum_scheme sum_scheme;    /* sum: {scheme: ...}; ASHE by default */
     unsigned sum_bits;                /* paillier modulus bits (2048, 3072, 4096), 2048 */
+    bool bounded;                     /* `bounds: [lo, hi]` (sum fields only) */
+    int64_t lo, hi;                   /* the bounds in units (10^-scale for a decimal),
+                                         |lo|, |hi| <= VL_BOUND_MAX, lo < hi */
+    bool clamp;                       /* out_of_bounds: clamp (sums add the nearest bound);
+                                         otherwise reject (the write is refused) */
     int line;                         /* where it was declared, for messages */
 };
+
+#define VL_BOUND_MAX ((int64_t)1 << 62)
+
+/* How often a privacy budget starts again (UTC calendar). */
+enum vl_period { VL_PERIOD_DAY, VL_PERIOD_HOUR, VL_PERIOD_WEEK, VL_PERIOD_MONTH }; /* day: 0, the default */
+
+/* Differential privacy of a role's aggregates. Epsilons are in micro-units (1,000,000 is
+ * an epsilon of 1) and deltas in units of 1e-18, so that spending adds up exactly. */
+struct vl_dp {
+    uint64_t eps;                     /* spent by each answer */
+    uint64_t delta;                   /* of each answer (which groups appear) */
+    uint64_t budget;                  /* per token, per period */
+    uint64_t role_budget;             /* all tokens of the role together, per period */
+    enum vl_period period;
+};
+#define VL_DP_EPS_UNIT 1000000ull
+#define VL_DP_DELTA_UNIT 1000000000000000000ull
 
 /* Lists hold declared field paths only; `masked` fields have a `mask:`; `aggregate` fields
  * have tactic sum and `group_by` fields tactic eq. With read: ["*"], a field listed in
@@ -79,6 +101,11 @@ struct vl_role {
     char **group_by;
     size_t ngroup_by;
     unsigned min_group_size;          /* 0 when not given */
+    bool dp;                          /* aggregates answered under differential privacy:
+                                         the default for a role that may aggregate
+                                         without read: ["*"], unless `privacy: exact` */
+    bool exact;                       /* `privacy: exact` was said */
+    struct vl_dp privacy;             /* when dp */
 };
 
 struct vl_policy {
@@ -112,6 +139,16 @@ const char *vl_field_leakage(const struct vl_field *f);
 const struct vl_field *vl_policy_field(const struct vl_policy *p, const char *path);
 const struct vl_role *vl_policy_role(const struct vl_policy *p, const char *name);
 const char *vl_type_name(enum vl_type t);
+const char *vl_period_name(enum vl_period p); /* "hour", "day", "week", "month" */
+/* The start of the period holding `now` (seconds since the epoch, UTC), and of the next.
+ * Weeks start on Monday. */
+int64_t vl_period_start(enum vl_period p, int64_t now);
+int64_t vl_period_next(enum vl_period p, int64_t start);
+/* A bound of a field as JSON: an integer, or a decimal string with the field's scale. */
+json_t *vl_bound_json(const struct vl_field *f, int64_t units);
+/* What a role's aggregates reveal, in plain words with its numbers, for GET
+ * /v1/collections/{c}; empty for a role that may not aggregate. */
+void vl_role_privacy_statement(const struct vl_role *r, char *out, size_t n);
 const char *vl_mask_name(enum vl_mask m); /* "none", "last4", ... */
 /* Is this field readable in clear / masked / neither, for this role? NULL role: neither. */
 bool vl_role_reads(const struct vl_role *r, const char *path);

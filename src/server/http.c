@@ -48,6 +48,8 @@ static const char *generic_message(veil_err rc)
         return "a store cannot be reached";
     case VEIL_ERR_RATE_LIMITED:
         return "too many requests; retry later";
+    case VEIL_ERR_PRIVACY_BUDGET:
+        return "the privacy budget for this period is spent";
     default:
         return "internal error";
     }
@@ -145,6 +147,9 @@ void vl_reply_error(struct vl_reply *r, veil_err rc, const veil_status *st)
     const char *field = st != NULL ? st->field : NULL;
     vl_reply_error_raw(r, (unsigned)veil_err_http_status(rc), veil_err_name(rc), msg, field);
     r->www_auth = rc == VEIL_ERR_UNAUTHENTICATED;
+    if (st != NULL && st->retry_after > 0) {
+        r->retry_after = st->retry_after > 86400L * 31 ? 86400u * 31 : (unsigned)st->retry_after;
+    }
 }
 
 enum MHD_Result vl_reply_send(struct MHD_Connection *conn, const struct vl_reply *r,

@@ -38,6 +38,8 @@ enum vl_route_id {
     VL_ROUTE_QUERY,
     VL_ROUTE_BULK,
     VL_ROUTE_AGGREGATE,
+    VL_ROUTE_PRIVACY,
+    VL_ROUTE_PRIVACY_RESET,
     VL_ROUTE_COUNT
 };
 

@@ -40,6 +40,8 @@ static const struct route_info routes[VL_ROUTE_COUNT] = {
     [VL_ROUTE_QUERY] = {"/v1/collections/{c}/query", VL_M_POST, "POST", 1},
     [VL_ROUTE_BULK] = {"/v1/collections/{c}/bulk", VL_M_POST, "POST", 1},
     [VL_ROUTE_AGGREGATE] = {"/v1/collections/{c}/aggregate", VL_M_POST, "POST", 1},
+    [VL_ROUTE_PRIVACY] = {"/v1/collections/{c}/privacy", VL_M_GET, "GET", 1},
+    [VL_ROUTE_PRIVACY_RESET] = {"/v1/collections/{c}/privacy/reset", VL_M_POST, "POST", 1},
 };
 
 /* The most segments any route has; longer paths are 404 before anything is decoded. */
@@ -80,6 +82,7 @@ int vl_route_takes_body(enum vl_route_id r, unsigned method)
     case VL_ROUTE_QUERY:
     case VL_ROUTE_BULK:
     case VL_ROUTE_AGGREGATE:
+    case VL_ROUTE_PRIVACY_RESET:
         return method == VL_M_POST;
     default:
         return 0;
@@ -166,6 +169,10 @@ veil_err vl_route_match(const char *path, struct vl_match *m, veil_status *st)
             r = VL_ROUTE_BULK;
         } else if (nseg == 4 && seg_is(&segs[3], "aggregate")) {
             r = VL_ROUTE_AGGREGATE;
+        } else if (nseg == 4 && seg_is(&segs[3], "privacy")) {
+            r = VL_ROUTE_PRIVACY;
+        } else if (nseg == 5 && seg_is(&segs[3], "privacy") && seg_is(&segs[4], "reset")) {
+            r = VL_ROUTE_PRIVACY_RESET;
         }
     }
     if (r == VL_ROUTE_NONE) {
@@ -176,7 +183,7 @@ veil_err vl_route_match(const char *path, struct vl_match *m, veil_status *st)
     if (nseg >= 3) {
         rc = decode_seg(&segs[2], "collection name", m->coll, st);
     }
-    if (rc == VEIL_OK && nseg == 5) {
+    if (rc == VEIL_OK && r == VL_ROUTE_DOC) {
         rc = decode_seg(&segs[4], "document id", m->id, st);
     }
 out:
@@ -485,6 +492,15 @@ void vl_route_dispatch(struct vl_srv *srv, struct vl_req *rq, struct MHD_Connect
         rc = check_body(srv, &rq->body, 1, &st);
         if (rc == VEIL_OK) {
             rc = veil_aggregate(rq->sess, rq->m.coll, body, rq->body.len, &json, &st);
+        }
+        break;
+    case VL_ROUTE_PRIVACY:
+        rc = veil_privacy_status(rq->sess, rq->m.coll, &json, &st);
+        break;
+    case VL_ROUTE_PRIVACY_RESET:
+        rc = check_body(srv, &rq->body, 1, &st);
+        if (rc == VEIL_OK) {
+            rc = veil_privacy_reset(rq->sess, rq->m.coll, body, rq->body.len, &json, &st);
         }
         break;
     case VL_ROUTE_BULK:

@@ -4,14 +4,15 @@
  * free pages). One connection guarded by a mutex: every function below is one short
  * transaction, so serialising them costs little and keeps the invariants simple.
  *
- * Two kinds of transaction commit with synchronous=FULL instead (the WAL is synced before
+ * Three kinds of transaction commit with synchronous=FULL instead (the WAL is synced before
  * the commit returns, so a power loss cannot take them back): the reservation of a block of
- * row sequence numbers, and the recording of write intents. Nothing reaches a store before
- * the intents of its write are recorded, and every counter a write uses (its block, its
- * search counters) was reserved before that, in the same WAL: so whatever a store holds,
- * the trusted state still knows after a power loss, and a number it handed out to a write
- * that reached a store is never handed out again. A trusted state restored from a backup is
- * another matter: its counters go back. Row sequence numbers then stay unique because each
+ * row sequence numbers, the recording of write intents, and the spending of a privacy
+ * budget. Nothing reaches a store before the intents of its write are recorded, and every
+ * counter a write uses (its block, its search counters) was reserved before that, in the
+ * same WAL: so whatever a store holds, the trusted state still knows after a power loss,
+ * and a number it handed out to a write that reached a store is never handed out again. A
+ * trusted state restored from a backup is another matter: its counters (and the privacy
+ * budgets spent) go back. Row sequence numbers then stay unique because each
  * block starts at a random place in a 2^62-wide space (a number reused after a restore
  * needs a new block to land on a lost one); search entries because their nonces are random
  * and each accepted rollback moves words to a new key epoch; and the `mark`, a counter
@@ -22,6 +23,15 @@
  * an intent recorded by vl_trusted_intents_begin; at most one intent per document is
  * unfinished at a time; versions only grow, also across deletes, so an old ciphertext can
  * never become current again; the blocks of a collection never overlap.
+ *
+ * Differential privacy: the spending of a period is only ever checked and added in one
+ * durable transaction (vl_trusted_dp_begin) together with the pending answer it pays for,
+ * so no interleaving of requests spends less than their answers cost, and a spend is on
+ * disk before its answer can be released. A pending answer whose request died stays paid
+ * for (a crash refunds nothing). Spending rows only grow, but for an operator's reset, an
+ * explicit refund of an answer that was not released, and their removal 400 days after
+ * their period began. Kept answers are plaintext aggregates: they are shredded with their
+ * tenant.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -92,6 +102,19 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS rollbacks(id INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
     "  trusted_mark INTEGER NOT NULL, store_mark INTEGER NOT NULL,"
     "  search_epoch INTEGER NOT NULL);"
+
+    /* Differential privacy: spending per (collection, period, role, token), token '' being
+     * the role's total; answers pending (answer NULL) or kept, one per query of a role. */
+    "CREATE TABLE IF NOT EXISTS dp_spent(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  period INTEGER NOT NULL, role TEXT NOT NULL, token TEXT NOT NULL,"
+    "  eps INTEGER NOT NULL, delta INTEGER NOT NULL, answers INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, coll, period, role, token));"
+    "CREATE TABLE IF NOT EXISTS dp_answers(ticket INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  tenant INTEGER NOT NULL, coll TEXT NOT NULL, period INTEGER NOT NULL,"
+    "  role TEXT NOT NULL, query BLOB NOT NULL, token TEXT NOT NULL, eps INTEGER NOT NULL,"
+    "  delta INTEGER NOT NULL, started INTEGER NOT NULL, answer TEXT);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS dp_answers_key ON dp_answers(tenant, coll, role,"
+    "  period, query);"
 
     "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);"
     "INSERT OR IGNORE INTO meta(k, v) VALUES('mark', 0);"
@@ -461,6 +484,8 @@ veil_err vl_trusted_tenant_shred(struct vl_trusted *t, int64_t tenant)
         "DELETE FROM reserved WHERE tenant=?1",
         "DELETE FROM sstats WHERE tenant=?1",
         "DELETE FROM blocks WHERE tenant=?1",
+        "DELETE FROM dp_spent WHERE tenant=?1",
+        "DELETE FROM dp_answers WHERE tenant=?1",
         "UPDATE tenants SET shredded=1 WHERE id=?1",
     };
     veil_err rc = tx_begin(t);
@@ -1834,5 +1859,422 @@ veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int6
     }
     sqlite3_finalize(s);
     read_done(t, sn);
+    return rc;
+}
+
+/* ---- differential privacy: budgets and kept answers ---- */
+
+/* At most this many rows of earlier periods are forgotten by one ask, so an ask costs
+ * little however many are left; the next asks go on with the rest. */
+#define DP_FORGET_MAX 64
+/* Spending rows are kept this long after their period starts (every period is shorter). */
+#define DP_SPENT_KEEP ((int64_t)400 * 86400)
+
+/* The role's total in dp_spent. */
+static const char dp_total[] = "";
+
+struct dp_row {
+    uint64_t eps, delta, answers;
+};
+
+static uint64_t u64_col(sqlite3_stmt *s, int i)
+{
+    int64_t v = sqlite3_column_int64(s, i);
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+/* The spending of (role, token) in the period (0 when it has no row yet). */
+static veil_err dp_row_get(struct vl_trusted *t, const struct vl_dp_ask *a, const char *token,
+                           struct dp_row *row)
+{
+    memset(row, 0, sizeof(*row));
+    sqlite3_stmt *s = prep(t, "SELECT eps, delta, answers FROM dp_spent WHERE tenant=? AND "
+                              "coll=? AND period=? AND role=? AND token=?");
+    if (s == NULL) {
+        return db_err(t, 0, "dp spent");
+    }
+    sqlite3_bind_int64(s, 1, a->tenant);
+    sqlite3_bind_text(s, 2, a->coll, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, a->period);
+    sqlite3_bind_text(s, 4, a->role, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 5, token, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        row->eps = u64_col(s, 0);
+        row->delta = u64_col(s, 1);
+        row->answers = u64_col(s, 2);
+    }
+    sqlite3_finalize(s);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? VEIL_OK : db_err(t, r, "dp spent");
+}
+
+static veil_err dp_row_put(struct vl_trusted *t, const struct vl_dp_ask *a, const char *token,
+                           const struct dp_row *row)
+{
+    sqlite3_stmt *s = prep(t, "INSERT INTO dp_spent(tenant, coll, period, role, token, eps, "
+                              "delta, answers) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE "
+                              "SET eps=excluded.eps, delta=excluded.delta, "
+                              "answers=excluded.answers");
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 1, a->tenant);
+        sqlite3_bind_text(s, 2, a->coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 3, a->period);
+        sqlite3_bind_text(s, 4, a->role, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 5, token, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 6, (int64_t)row->eps);
+        sqlite3_bind_int64(s, 7, (int64_t)row->delta);
+        sqlite3_bind_int64(s, 8, (int64_t)row->answers);
+    }
+    return run(t, s, "dp spend");
+}
+
+/* Can `row` pay eps within budget? Exact integers; a budget above INT64_MAX is INT64_MAX
+ * (what a row can hold), so spent + eps never overflows once it passes. */
+static bool dp_can_pay(const struct dp_row *row, uint64_t eps, uint64_t budget)
+{
+    if (budget > (uint64_t)INT64_MAX) {
+        budget = (uint64_t)INT64_MAX;
+    }
+    return row->eps <= budget && eps <= budget - row->eps;
+}
+
+static void dp_add(struct dp_row *row, uint64_t eps, uint64_t delta)
+{
+    row->eps += eps;
+    /* Delta has no budget here: its sum only reports, and saturates rather than wraps. */
+    row->delta = row->delta > (uint64_t)INT64_MAX - delta ? (uint64_t)INT64_MAX
+                                                          : row->delta + delta;
+    row->answers++;
+}
+
+/* Forgets some answers of the role's earlier periods (the role's: roles may count periods
+ * in different units, so another role's current period may start before this one's), and
+ * the collection's spending rows more than DP_SPENT_KEEP older. */
+static veil_err dp_forget_old(struct vl_trusted *t, const struct vl_dp_ask *a)
+{
+    static const char *const stmts[] = {
+        "DELETE FROM dp_answers WHERE ticket IN (SELECT ticket FROM dp_answers WHERE "
+        "tenant=?1 AND coll=?2 AND role=?5 AND period<?3 LIMIT ?4)",
+        "DELETE FROM dp_spent WHERE rowid IN (SELECT rowid FROM dp_spent WHERE "
+        "tenant=?1 AND coll=?2 AND period<?3 LIMIT ?4)",
+    };
+    int64_t before[2] = {a->period, a->period - DP_SPENT_KEEP};
+    if (a->period < INT64_MIN + DP_SPENT_KEEP) {
+        before[1] = INT64_MIN;
+    }
+    veil_err rc = VEIL_OK;
+    for (size_t i = 0; rc == VEIL_OK && i < 2; i++) {
+        sqlite3_stmt *s = prep(t, stmts[i]);
+        if (s != NULL) {
+            sqlite3_bind_int64(s, 1, a->tenant);
+            sqlite3_bind_text(s, 2, a->coll, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(s, 3, before[i]);
+            sqlite3_bind_int(s, 4, DP_FORGET_MAX);
+            if (i == 0) {
+                sqlite3_bind_text(s, 5, a->role, -1, SQLITE_TRANSIENT);
+            }
+        }
+        rc = run(t, s, "dp forget");
+    }
+    return rc;
+}
+
+/* The answer of the ask's key, if any: kept (*answer set, malloc'd) or pending (*pending,
+ * *started). */
+static veil_err dp_answer_get(struct vl_trusted *t, const struct vl_dp_ask *a, bool *found,
+                              char **answer, int64_t *started)
+{
+    *found = false;
+    *answer = NULL;
+    sqlite3_stmt *s = prep(t, "SELECT started, answer FROM dp_answers WHERE tenant=? AND "
+                              "coll=? AND period=? AND role=? AND query=?");
+    if (s == NULL) {
+        return db_err(t, 0, "dp answer");
+    }
+    sqlite3_bind_int64(s, 1, a->tenant);
+    sqlite3_bind_text(s, 2, a->coll, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, a->period);
+    sqlite3_bind_text(s, 4, a->role, -1, SQLITE_TRANSIENT);
+    bind_bytes(s, 5, a->query, sizeof(a->query));
+    veil_err rc = VEIL_OK;
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        *found = true;
+        *started = sqlite3_column_int64(s, 0);
+        if (sqlite3_column_type(s, 1) != SQLITE_NULL &&
+            (*answer = strdup((const char *)sqlite3_column_text(s, 1))) == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+        }
+    } else if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "dp answer");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Records the ask's answer as pending, in place of any answer of its key. */
+static veil_err dp_answer_pend(struct vl_trusted *t, const struct vl_dp_ask *a, int64_t *ticket)
+{
+    sqlite3_stmt *s = prep(t, "DELETE FROM dp_answers WHERE tenant=? AND coll=? AND period=? "
+                              "AND role=? AND query=?");
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 1, a->tenant);
+        sqlite3_bind_text(s, 2, a->coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 3, a->period);
+        sqlite3_bind_text(s, 4, a->role, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 5, a->query, sizeof(a->query));
+    }
+    veil_err rc = run(t, s, "dp answer");
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    s = prep(t, "INSERT INTO dp_answers(tenant, coll, period, role, query, token, eps, delta, "
+                "started) VALUES(?,?,?,?,?,?,?,?,?)");
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 1, a->tenant);
+        sqlite3_bind_text(s, 2, a->coll, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 3, a->period);
+        sqlite3_bind_text(s, 4, a->role, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 5, a->query, sizeof(a->query));
+        sqlite3_bind_text(s, 6, a->token, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 7, (int64_t)a->eps);
+        sqlite3_bind_int64(s, 8, (int64_t)a->delta);
+        sqlite3_bind_int64(s, 9, a->now);
+    }
+    if ((rc = run(t, s, "dp answer")) == VEIL_OK) {
+        *ticket = sqlite3_last_insert_rowid(t->db);
+    }
+    return rc;
+}
+
+/* Was a pending answer started at `started` abandoned by `now`? */
+static bool dp_stale(int64_t started, int64_t now, int64_t stale_after)
+{
+    int64_t age = 0;
+    return !__builtin_sub_overflow(now, started, &age) && age >= stale_after;
+}
+
+veil_err vl_trusted_dp_begin(struct vl_trusted *t, const struct vl_dp_ask *a,
+                             struct vl_dp_reply *r)
+{
+    struct vl_dp_reply res;
+    struct dp_row tok, role;
+    bool found = false, decided = false;
+    int64_t started = 0;
+    memset(&res, 0, sizeof(res));
+    memset(r, 0, sizeof(*r));
+    if (a->coll == NULL || a->role == NULL || a->token == NULL || a->token[0] == '\0' ||
+        a->eps > (uint64_t)INT64_MAX || a->delta > (uint64_t)INT64_MAX || a->stale_after < 0) {
+        return VEIL_ERR_INTERNAL;
+    }
+    veil_err rc = tx_begin_durable(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    if ((rc = dp_forget_old(t, a)) != VEIL_OK) {
+        goto out;
+    }
+    if (!a->refresh) {
+        if ((rc = dp_answer_get(t, a, &found, &res.answer, &started)) != VEIL_OK) {
+            goto out;
+        }
+        if (res.answer != NULL) {
+            res.outcome = VL_DP_KEPT;
+            decided = true;
+        } else if (found && !dp_stale(started, a->now, a->stale_after)) {
+            res.outcome = VL_DP_PENDING;
+            decided = true;
+        }
+    }
+    if ((rc = dp_row_get(t, a, a->token, &tok)) != VEIL_OK ||
+        (rc = dp_row_get(t, a, dp_total, &role)) != VEIL_OK) {
+        goto out;
+    }
+    if (!decided) {
+        res.token_exhausted = !dp_can_pay(&tok, a->eps, a->token_budget);
+        res.role_exhausted = !dp_can_pay(&role, a->eps, a->role_budget);
+        if (res.token_exhausted || res.role_exhausted) {
+            res.outcome = VL_DP_EXHAUSTED;
+        } else {
+            dp_add(&tok, a->eps, a->delta);
+            dp_add(&role, a->eps, a->delta);
+            if ((rc = dp_row_put(t, a, a->token, &tok)) != VEIL_OK ||
+                (rc = dp_row_put(t, a, dp_total, &role)) != VEIL_OK ||
+                (rc = dp_answer_pend(t, a, &res.ticket)) != VEIL_OK) {
+                goto out;
+            }
+            res.outcome = VL_DP_SPENT;
+        }
+    }
+    res.token_spent = tok.eps;
+    res.token_delta = tok.delta;
+    res.role_spent = role.eps;
+    res.role_delta = role.delta;
+out:
+    rc = tx_end_durable(t, rc);
+    if (rc == VEIL_OK) {
+        *r = res;
+    } else {
+        free(res.answer);
+    }
+    return rc;
+}
+
+veil_err vl_trusted_dp_finish(struct vl_trusted *t, int64_t ticket, const char *answer)
+{
+    if (answer == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "UPDATE dp_answers SET answer=? WHERE ticket=? AND answer IS NULL");
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, answer, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, ticket);
+    }
+    rc = run(t, s, "dp finish");
+    if (rc == VEIL_OK && sqlite3_changes(t->db) == 0) {
+        rc = VEIL_ERR_NOT_FOUND;
+    }
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_dp_abort(struct vl_trusted *t, int64_t ticket, bool refund)
+{
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = prep(t, "DELETE FROM dp_answers WHERE ticket=? AND answer IS NULL "
+                              "RETURNING tenant, coll, period, role, token, eps, delta");
+    sqlite3_stmt *up = prep(t, "UPDATE dp_spent SET eps=max(eps - ?6, 0), "
+                               "delta=max(delta - ?7, 0), answers=max(answers - 1, 0) "
+                               "WHERE tenant=?1 AND coll=?2 AND period=?3 AND role=?4 "
+                               "AND token IN (?5, '')");
+    if (s == NULL || up == NULL) {
+        rc = db_err(t, 0, "dp abort");
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, ticket);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_DONE) {
+        rc = VEIL_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (r != SQLITE_ROW) {
+        rc = db_err(t, r, "dp abort");
+        goto out;
+    }
+    for (int i = 1; i <= 7; i++) {
+        sqlite3_bind_value(up, i, sqlite3_column_value(s, i - 1));
+    }
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+    }
+    if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "dp abort");
+    } else if (refund && (r = sqlite3_step(up)) != SQLITE_DONE) {
+        rc = db_err(t, r, "dp refund");
+    }
+out:
+    sqlite3_finalize(s);
+    sqlite3_finalize(up);
+    return tx_end(t, rc);
+}
+
+veil_err vl_trusted_dp_usage(struct vl_trusted *t, int64_t tenant, const char *coll,
+                             int64_t period, const char *role, const char *token,
+                             json_t **out)
+{
+    veil_err rc = VEIL_OK;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&t->mu);
+    sqlite3_stmt *s = prep(t, "SELECT role, token, eps, delta, answers FROM dp_spent "
+                              "WHERE tenant=?1 AND coll=?2 AND period=?3 AND "
+                              "(?4 IS NULL OR role=?4) AND (?5 IS NULL OR token=?5) "
+                              "ORDER BY role, token");
+    if (s == NULL || arr == NULL) {
+        rc = s == NULL ? db_err(t, 0, "dp usage") : VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, tenant);
+    sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, period);
+    if (role != NULL) {
+        sqlite3_bind_text(s, 4, role, -1, SQLITE_TRANSIENT);
+    }
+    if (token != NULL) {
+        sqlite3_bind_text(s, 5, token, -1, SQLITE_TRANSIENT);
+    }
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *tk = (const char *)sqlite3_column_text(s, 1);
+        json_t *o = json_pack("{s:s, s:o, s:I, s:I, s:I}",
+                              "role", (const char *)sqlite3_column_text(s, 0),
+                              "token", tk[0] == '\0' ? json_null() : json_string(tk),
+                              "epsilon", (json_int_t)u64_col(s, 2),
+                              "delta", (json_int_t)u64_col(s, 3),
+                              "answers", (json_int_t)u64_col(s, 4));
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+    }
+    if (r != SQLITE_DONE) {
+        rc = db_err(t, r, "dp usage");
+    }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&t->mu);
+    if (rc == VEIL_OK) {
+        *out = arr;
+    } else {
+        json_decref(arr);
+    }
+    return rc;
+}
+
+veil_err vl_trusted_dp_reset(struct vl_trusted *t, int64_t tenant, const char *coll,
+                             int64_t period, const char *role, const char *token,
+                             size_t *n)
+{
+    /* ?5 is the token, or '' with ?6 = 1 for the role's total. */
+    static const char sql[] =
+        "UPDATE dp_spent SET eps=0, delta=0, answers=0 WHERE tenant=?1 AND coll=?2 AND "
+        "period=?3 AND (?4 IS NULL OR role=?4) AND "
+        "(CASE WHEN ?6 THEN token='' WHEN ?5 IS NULL THEN token!='' ELSE token=?5 END)";
+    size_t changed = 0;
+    if (role == NULL && (token == NULL || token[0] == '\0')) {
+        return VEIL_ERR_INTERNAL;
+    }
+    veil_err rc = tx_begin(t);
+    if (rc != VEIL_OK) {
+        return rc;
+    }
+    /* Tokens first (counted), then the role's total when the whole role is reset. */
+    for (int total = 0; rc == VEIL_OK && total <= (token == NULL); total++) {
+        sqlite3_stmt *s = prep(t, sql);
+        if (s != NULL) {
+            sqlite3_bind_int64(s, 1, tenant);
+            sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(s, 3, period);
+            if (role != NULL) {
+                sqlite3_bind_text(s, 4, role, -1, SQLITE_TRANSIENT);
+            }
+            if (token != NULL) {
+                sqlite3_bind_text(s, 5, token, -1, SQLITE_TRANSIENT);
+            }
+            sqlite3_bind_int(s, 6, total);
+        }
+        rc = run(t, s, "dp reset");
+        if (rc == VEIL_OK && !total) {
+            changed = (size_t)sqlite3_changes(t->db);
+        }
+    }
+    rc = tx_end(t, rc);
+    if (rc == VEIL_OK) {
+        *n = changed;
+    }
     return rc;
 }

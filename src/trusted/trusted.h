@@ -4,8 +4,14 @@
  * bearer tokens, policies, per-collection row sequence counters, and per document its
  * current version, row sequence number and a digest of what was written for it, plus write
  * intents. Reads check what a store returns against this state; writes go through intents
- * so that a crash at any moment is finished at the next start-up. Reservations and intents
- * are durable (synced before they return), the rest survives a crash of the process.
+ * so that a crash at any moment is finished at the next start-up. Reservations, intents
+ * and privacy budget spends are durable (synced before they return), the rest survives a
+ * crash of the process.
+ *
+ * It also keeps the differential privacy budgets spent per collection and period, and the
+ * answers kept so that the same aggregate is not paid for (nor noised afresh) twice. Those
+ * kept answers are plaintext aggregates of a tenant's data: trusted.db is as sensitive with
+ * them as it is with its wrapped keys and kept fields, and a tenant's shred removes them.
  *
  * SQLite in WAL mode by default. Every function is one transaction and may be called from
  * several threads.
@@ -254,5 +260,82 @@ void vl_seqdocs_free(struct vl_seqdoc *d, size_t n);
 veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
                                  const char *coll, uint32_t field, uint64_t *ndocs,
                                  uint64_t *total) VL_WUR;
+
+/* ---- differential privacy: budgets and kept answers ----
+ *
+ * Spending is in integer micro-epsilon and delta in units of 1e-18, never floating point,
+ * so that sums are exact. A period is named by its start (seconds since the epoch). Per
+ * (tenant, collection, period) there is one spending row per role (its total, all tokens
+ * together) and one per token of the role; per (tenant, collection, role, period, query)
+ * at most one answer, pending (being computed, under a ticket) or kept (its text).
+ *
+ * A budget restored from a backup of trusted.db goes back with it: the spending since the
+ * backup is forgotten. */
+struct vl_dp_ask {
+    int64_t tenant;
+    const char *coll;
+    const char *role;
+    const char *token;          /* the token's id, not empty */
+    int64_t period;             /* start of the current period */
+    uint8_t query[32];          /* hash of the canonical query */
+    uint64_t eps;               /* what a new answer costs, micro-epsilon (<= INT64_MAX) */
+    uint64_t delta;             /* its delta, units of 1e-18 (<= INT64_MAX) */
+    uint64_t token_budget;      /* micro-epsilon per period, for this token */
+    uint64_t role_budget;       /* micro-epsilon per period, all tokens of the role */
+    bool refresh;               /* spend for a new answer even when one is kept */
+    int64_t now;                /* seconds since the epoch */
+    int64_t stale_after;        /* a pending answer older than this many seconds was abandoned */
+};
+enum vl_dp_outcome {
+    VL_DP_SPENT,      /* budget spent (durably) and a pending answer recorded: compute it,
+                         then vl_trusted_dp_finish or vl_trusted_dp_abort with the ticket */
+    VL_DP_KEPT,       /* an answer for this (tenant, coll, role, period, query) is kept: *answer */
+    VL_DP_PENDING,    /* another request is computing that answer right now: wait, ask again */
+    VL_DP_EXHAUSTED,  /* the token's or the role's budget cannot pay eps: nothing changed */
+};
+struct vl_dp_reply {
+    enum vl_dp_outcome outcome;
+    int64_t ticket;             /* SPENT (0 otherwise) */
+    char *answer;               /* KEPT: malloc'd copy of the text given to finish (else NULL) */
+    uint64_t token_spent, role_spent;    /* micro-epsilon spent this period, after the call */
+    uint64_t token_delta, role_delta;    /* delta spent this period (1e-18) */
+    bool token_exhausted, role_exhausted; /* EXHAUSTED: which one (or both) */
+};
+/* One durable transaction (synced before it returns, so the spending survives a power
+ * loss before the answer is released). Unless a->refresh, a kept answer of the key is KEPT
+ * and a pending one younger than a->stale_after is PENDING, nothing spent (whatever is
+ * left of the budgets). Otherwise, when both the token's and the role's spending of the
+ * period plus a->eps stay within their budgets, adds eps and delta (and one answer) to
+ * both and records the answer as pending, replacing a kept or abandoned one of the key:
+ * SPENT; else EXHAUSTED, nothing spent. It also forgets some of the role's answers of
+ * periods before a->period in this collection, and the collection's spending rows of
+ * periods more than 400 days before it. *r is filled on VEIL_OK (the caller frees
+ * r->answer); on error it is zeroed and nothing changed. VEIL_ERR_INTERNAL for an invalid
+ * ask (a NULL name, an empty token, eps or delta above INT64_MAX, stale_after < 0). */
+veil_err vl_trusted_dp_begin(struct vl_trusted *t, const struct vl_dp_ask *a,
+                             struct vl_dp_reply *r) VL_WUR;
+/* Keeps the answer (text) of a ticket; later asks of the same query in the period get it.
+ * VEIL_ERR_NOT_FOUND, nothing changed, when the ticket is not pending: unknown, finished,
+ * aborted, taken over after it was abandoned, or its period forgotten (its spend stands). */
+veil_err vl_trusted_dp_finish(struct vl_trusted *t, int64_t ticket, const char *answer) VL_WUR;
+/* The answer was not released: forget the pending answer; refund: give its eps/delta (and
+ * its answer count) back to its token and role, none going below 0. VEIL_ERR_NOT_FOUND as
+ * for finish. */
+veil_err vl_trusted_dp_abort(struct vl_trusted *t, int64_t ticket, bool refund) VL_WUR;
+/* Spending of a collection in a period: [{"role","token" (null for the role's total),
+ * "epsilon" (micro, integer),"delta" (1e-18, integer),"answers" (integer)}], by role, each
+ * role's total first, then its tokens by id; role or token filter when not NULL (a role's
+ * total is listed only when token is NULL). *out is the caller's. */
+veil_err vl_trusted_dp_usage(struct vl_trusted *t, int64_t tenant, const char *coll,
+                             int64_t period, const char *role, const char *token,
+                             json_t **out) VL_WUR;
+/* Sets the period's spending (epsilon, delta, answers) back to 0: of the role's total and
+ * all its tokens (role set, token NULL), or of one token (token set; of that role only
+ * when role is set too), the role's total then staying as it is. *n: how many token rows
+ * changed (the role's total is not counted). Kept answers stay. VEIL_ERR_INTERNAL when
+ * both role and token are NULL. */
+veil_err vl_trusted_dp_reset(struct vl_trusted *t, int64_t tenant, const char *coll,
+                             int64_t period, const char *role, const char *token,
+                             size_t *n) VL_WUR;
 
 #endif

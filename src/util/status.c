@@ -27,6 +27,7 @@ static const struct {
     [VEIL_ERR_STORE_UNAVAILABLE] = {"store_unavailable", 503},
     [VEIL_ERR_INTERNAL] = {"internal", 500},
     [VEIL_ERR_RATE_LIMITED] = {"rate_limited", 429},
+    [VEIL_ERR_PRIVACY_BUDGET] = {"privacy_budget_exhausted", 429},
 };
 
 const char *veil_err_name(veil_err e)
@@ -50,6 +51,7 @@ veil_err vl_status_set(veil_status *st, veil_err code, const char *field, const 
     if (st != NULL) {
         va_list ap;
         st->code = code;
+        st->retry_after = 0;
         va_start(ap, fmt);
         vsnprintf(st->message, sizeof(st->message), fmt, ap);
         va_end(ap);
@@ -64,5 +66,6 @@ void vl_status_clear(veil_status *st)
         st->code = VEIL_OK;
         st->message[0] = '\0';
         st->field[0] = '\0';
+        st->retry_after = 0;
     }
 }

@@ -63,7 +63,7 @@ fields:
   big:    { type: integer,  protect: [sum] }
   note:   { type: string }
 roles:
-  analyst: { aggregate: [qty, price], group_by: [region, kind], min_group_size: 3 }
+  analyst: { aggregate: [qty, price], group_by: [region, kind], min_group_size: 3, privacy: exact }
   reader:  { read: ["*"] }
 """
 
@@ -73,7 +73,7 @@ fields:
   amt:    { type: decimal, scale: 3, protect: [sum, range], sum: { scheme: paillier, bits: 2048 } }
   units:  { type: integer, protect: [sum], sum: { scheme: paillier, bits: 2048 } }
 roles:
-  analyst: { aggregate: [amt, units], group_by: [region], min_group_size: 2 }
+  analyst: { aggregate: [amt, units], group_by: [region], min_group_size: 2, privacy: exact }
 """
 
 # field -> (kind, scale); kind: str (eq strings), int, dec, day, at

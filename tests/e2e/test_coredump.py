@@ -65,7 +65,7 @@ fields:
 roles:
   clerk:   { read: ["*"], write: true }
   auditor: { read: [ref, day], masked: [iban] }
-  analyst: { aggregate: [cost, amount], group_by: [ref], min_group_size: 1 }
+  analyst: { aggregate: [cost, amount], group_by: [ref], min_group_size: 1, privacy: exact }
 """
 
 # Words of the notes that are searched; their stems are themselves (English Snowball).

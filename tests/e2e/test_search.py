@@ -366,7 +366,7 @@ fields:
   amount:       { type: integer, protect: [sum] }
 roles:
   reader:  { read: [org, title] }
-  analyst: { aggregate: [amount], group_by: [org], min_group_size: 1 }
+  analyst: { aggregate: [amount], group_by: [org], min_group_size: 1, privacy: exact }
 """
 MEMO_FIELDS = {"title": "english", "notes": "english", "meta.subject": "english"}
 

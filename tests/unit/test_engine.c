@@ -2328,6 +2328,44 @@ static void test_search_paging_bulk(void **state)
 }
 
 /* avg: the exact sum over the count, rounded half to even to the field's scale + 2. */
+/* The policy's bounds on amount ([-50000, 50000], reject) hold for every way in: a value
+ * outside is refused naming the field and the bounds, never the value, and nothing is
+ * written; the bounds themselves are fine. */
+static void test_bounds_at_write(void **state)
+{
+    struct fx *f = *state;
+    static const char *const outside[] = {"\"50000.01\"", "-50000.01", "1e9", "\"99999999999\""};
+    for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+        char doc[128], *out = NULL;
+        veil_status st;
+        snprintf(doc, sizeof(doc), "{\"org_id\":\"B\",\"amount\":%s}", outside[i]);
+        assert_int_equal(veil_doc_put(f->clerk, COLL, "oob", doc, strlen(doc), 0, &out, NULL, &st),
+                         VEIL_ERR_INVALID_DOCUMENT);
+        assert_string_equal(st.field, "amount");
+        if (strstr(st.message, "[-50000.00, 50000.00]") == NULL) {
+            fail_msg("%s: %s", outside[i], st.message);
+        }
+        assert_null(strstr(st.message, outside[i]));
+        assert_int_equal(get_rc(f->clerk, "oob"), VEIL_ERR_NOT_FOUND);
+    }
+    put(f->clerk, "edge-hi", "{\"amount\":\"50000.00\"}", 1);
+    put(f->clerk, "edge-lo", "{\"amount\":-50000}", 1);
+    static const char in[] = "{\"id\":\"b1\",\"doc\":{\"amount\":\"50000.01\"}}\n"
+                             "{\"id\":\"b2\",\"doc\":{\"amount\":\"12.50\"}}\n";
+    char *out = NULL;
+    veil_status st;
+    assert_int_equal(veil_bulk(f->clerk, COLL, in, strlen(in), &out, &st), VEIL_OK);
+    assert_non_null(strstr(out, "\"line\":1"));
+    char *second = strchr(out, '\n');
+    assert_non_null(second);
+    *second = '\0';
+    assert_non_null(strstr(out, "invalid_document"));
+    assert_non_null(strstr(second + 1, "\"status\":201"));
+    veil_free(out);
+    assert_int_equal(get_rc(f->clerk, "b1"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(get_rc(f->clerk, "b2"), VEIL_OK);
+}
+
 static void test_avg_precision(void **state)
 {
     struct fx *f = *state;
@@ -2343,7 +2381,8 @@ static void test_avg_precision(void **state)
         {"D", {"-0.01", "0", "0", "0", "0", "0", "0", "0"}, "-0.0012"},
         {"E", {"7706.25", "7706.27"}, "7706.26"},
         {"F", {"3", "5"}, "4.0"},
-        {"G", {"92233720368547758.07", "92233720368547758.07"}, "92233720368547758.07"},
+        {"G", {"49999.99", "49999.98"}, "49999.985"},          /* at the policy's bound */
+        {"H", {"-50000", "-49999.99", "-49999.99"}, "-49999.9933"},
     };
     int n = 0;
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
@@ -2651,6 +2690,7 @@ int main(void)
         T(test_malformed_store_data),
         T(test_search_paging_bulk),
         T(test_avg_precision),
+        T(test_bounds_at_write),
         T(test_open_failures),
         T(test_passphrase),
         T(test_health_and_limits),

@@ -26,7 +26,7 @@ static const char spec_yaml[] =
     "  org_id:        { type: string,  protect: [eq] }\n"
     "  status:        { type: string,  protect: [eq] }\n"
     "  issued_on:     { type: date,    protect: [range] }\n"
-    "  amount:        { type: decimal, scale: 2, protect: [sum, range] }\n"
+    "  amount:        { type: decimal, scale: 2, protect: [sum, range], bounds: [-50000, 50000] }\n"
     "  customer.name: { type: string,  protect: [search], language: dutch }\n"
     "  customer.iban: { type: string,  mask: last4 }\n"
     "  notes:         { type: text,    protect: [search] }\n"
@@ -43,7 +43,8 @@ static const char spec_json[] =
     "  \"org_id\": {\"type\": \"string\", \"protect\": [\"eq\"]},\n"
     "  \"status\": {\"type\": \"string\", \"protect\": [\"eq\"]},\n"
     "  \"issued_on\": {\"type\": \"date\", \"protect\": [\"range\"]},\n"
-    "  \"amount\": {\"type\": \"decimal\", \"scale\": 2, \"protect\": [\"range\", \"sum\"]},\n"
+    "  \"amount\": {\"type\": \"decimal\", \"scale\": 2, \"protect\": [\"range\", \"sum\"],\n"
+    "              \"bounds\": [-50000, \"50000.00\"], \"out_of_bounds\": \"reject\"},\n"
     "  \"customer.name\": {\"type\": \"string\", \"protect\": [\"search\"], "
     "\"language\": \"dutch\"},\n"
     "  \"customer.iban\": {\"type\": \"string\", \"mask\": \"last4\"},\n"
@@ -274,6 +275,8 @@ static void test_yaml_json_same(void **state)
     struct vl_policy *c = parse_ok("roles:\n"
                                    "  analyst:\n"
                                    "    min_group_size: 5\n"
+                                   "    privacy: {period: day, epsilon: 1.000, delta: 0.000001, "
+                                   "budget: 10, role_budget: 20}\n"
                                    "    group_by:\n"
                                    "      - status\n"
                                    "      - org_id\n"
@@ -296,6 +299,9 @@ static void test_yaml_json_same(void **state)
                                    "    scale: 2\n"
                                    "    protect: [range, sum, aead]\n"
                                    "    sum: {scheme: ashe}\n"
+                                   "    bounds:\n"
+                                   "      - -50000.0\n"
+                                   "      - 50000\n"
                                    "  issued_on: {type: date, protect: [range]}\n"
                                    "  status: {type: string, protect: [eq]}\n"
                                    "  org_id: {type: string, protect: [eq]}\n"
@@ -592,7 +598,151 @@ static const struct err_case error_cases[] = {
      "role r: min_group_size must be"},
     {HDR "  a: {type: integer}\nroles:\n  r: {write: yes}\n", 5, "role r: write must be true"},
     {HDR "  a: {type: integer}\nroles:\n  r: [read]\n", 5, "role r: a role is a mapping"},
+    /* bounds and privacy */
+    {HDR "  a: {type: integer, protect: [eq], bounds: [0, 10]}\n", 3,
+     "field a: bounds apply only with protect: [sum]"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [10, 0]}\n", 3,
+     "field a: bounds: lo must be below hi"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [5, 5]}\n", 3, "lo must be below hi"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0.5, 5]}\n", 3,
+     "field a: bounds must be [lo, hi]"},
+    {HDR "  a: {type: decimal, scale: 1, protect: [sum], bounds: [0.25, 5]}\n", 3,
+     "field a: bounds must be [lo, hi]"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0]}\n", 3, "bounds must be [lo, hi]"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, x]}\n", 3, "bounds must be [lo, hi]"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: 5}\n", 3, "bounds must be [lo, hi]"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 4611686018427387905]}\n", 3,
+     "bounds must be [lo, hi]"},
+    {HDR "  a: {type: integer, protect: [sum], out_of_bounds: clamp}\n", 3,
+     "field a: out_of_bounds applies only with bounds"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 1], out_of_bounds: wrap}\n", 3,
+     "field a: out_of_bounds must be reject or clamp"},
+    {HDR "  a: {type: integer, protect: [sum]}\nroles:\n  r: {aggregate: [a]}\n", 5,
+     "role r: aggregate: field 'a' needs bounds: [lo, hi]"},
+    {HDR "  a: {type: integer, protect: [sum]}\nroles:\n  r:\n    write: true\n"
+         "    aggregate: [a]\n", 7, "role r: aggregate: field 'a' needs bounds"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: exakt}\n", 5, "role r: privacy must be exact, or"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {epsilon: 0}}\n", 5, "role r: privacy.epsilon must be"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {epsilon: 11}}\n", 5, "privacy.epsilon must be"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {epsilon: 0.0000001}}\n", 5, "privacy.epsilon must"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {epsilon: -1}}\n", 5, "privacy.epsilon must be"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {delta: 0.5}}\n", 5, "role r: privacy.delta must be"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {delta: 0}}\n", 5, "privacy.delta must be"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {delta: nan}}\n", 5, "privacy.delta must be"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {delta: -1e-6}}\n", 5, "privacy.delta must be"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {period: year}}\n", 5,
+     "role r: privacy.period must be hour, day, week or month"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {epsilon: 2, budget: 1}}\n", 5,
+     "role r: privacy: epsilon <= budget <= role_budget"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {budget: 5, role_budget: 4}}\n", 5,
+     "epsilon <= budget <= role_budget"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {budgett: 5}}\n", 5,
+     "role r: privacy: unknown key 'budgett'"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {read: [a], privacy: exact}\n", 5,
+     "role r: privacy applies only to a role that may aggregate"},
 };
+
+/* Who is answered under differential privacy, with which numbers; bounds; round trips. */
+static void test_privacy_policy(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "collection: c\n"
+        "fields:\n"
+        "  g: {type: string, protect: [eq]}\n"
+        "  n: {type: integer, protect: [sum], bounds: [-5, 100]}\n"
+        "  d: {type: decimal, scale: 2, protect: [sum], bounds: [0.5, \"99.99\"], "
+        "out_of_bounds: clamp}\n"
+        "  u: {type: integer, protect: [sum]}\n"
+        "roles:\n"
+        "  dflt: {aggregate: [n], group_by: [g]}\n"
+        "  counts: {group_by: [g]}\n"
+        "  tuned: {aggregate: [n, d], privacy: {epsilon: 0.25, delta: 1e-9, budget: 2.5, "
+        "period: week}}\n"
+        "  exact: {aggregate: [u], privacy: exact, min_group_size: 3}\n"
+        "  reader: {read: ['*'], aggregate: [u]}\n"
+        "  writer: {write: true}\n";
+    struct vl_policy *p = parse_ok(text);
+    const struct vl_role *r = vl_policy_role(p, "dflt");
+    assert_true(r->dp);
+    assert_int_equal(r->privacy.eps, 1000000);
+    assert_int_equal(r->privacy.delta, 1000000000000ull);
+    assert_int_equal(r->privacy.budget, 10000000);
+    assert_int_equal(r->privacy.role_budget, 20000000);
+    assert_int_equal(r->privacy.period, VL_PERIOD_DAY);
+    assert_true(vl_policy_role(p, "counts")->dp); /* counting alone is aggregating */
+    r = vl_policy_role(p, "tuned");
+    assert_true(r->dp);
+    assert_int_equal(r->privacy.eps, 250000);
+    assert_int_equal(r->privacy.delta, 1000000000ull);
+    assert_int_equal(r->privacy.budget, 2500000);
+    assert_int_equal(r->privacy.role_budget, 5000000);
+    assert_int_equal(r->privacy.period, VL_PERIOD_WEEK);
+    assert_false(vl_policy_role(p, "exact")->dp);
+    assert_true(vl_policy_role(p, "exact")->exact);
+    assert_false(vl_policy_role(p, "reader")->dp); /* reads everything anyway */
+    assert_false(vl_policy_role(p, "writer")->dp);
+    const struct vl_field *n = vl_policy_field(p, "n"), *d = vl_policy_field(p, "d");
+    assert_true(n->bounded && !n->clamp && n->lo == -5 && n->hi == 100);
+    assert_true(d->bounded && d->clamp && d->lo == 50 && d->hi == 9999);
+    assert_false(vl_policy_field(p, "u")->bounded);
+
+    /* The canonical text parses back to the same policy, numbers and all. */
+    char *c1 = vl_policy_canonical(p);
+    struct vl_policy *q = parse_ok(c1);
+    char *c2 = vl_policy_canonical(q);
+    assert_string_equal(c1, c2);
+    assert_int_equal(vl_policy_role(q, "tuned")->privacy.delta, 1000000000ull);
+    assert_int_equal(vl_policy_field(q, "d")->lo, 50);
+    assert_non_null(strstr(c1, "\"privacy\":\"exact\""));
+
+    /* What GET shows: the statements say noise for DP roles and recovery for exact ones. */
+    json_t *desc = vl_policy_describe(p);
+    json_t *roles = json_object_get(desc, "roles");
+    const char *dp_says = json_string_value(
+        json_object_get(json_object_get(roles, "dflt"), "statement"));
+    const char *ex_says = json_string_value(
+        json_object_get(json_object_get(roles, "exact"), "statement"));
+    assert_non_null(strstr(dp_says, "Differential privacy"));
+    assert_non_null(strstr(dp_says, "epsilon 1 of the token's budget of 10"));
+    assert_non_null(strstr(ex_says, "Individual values can be recovered"));
+    assert_null(json_object_get(json_object_get(roles, "writer"), "statement"));
+    const char *lk = json_string_value(
+        json_object_get(json_object_get(json_object_get(desc, "fields"), "d"), "leakage"));
+    assert_non_null(strstr(lk, "Bounds [0.50, 99.99]"));
+    assert_non_null(strstr(lk, "add the nearest bound"));
+    lk = json_string_value(
+        json_object_get(json_object_get(json_object_get(desc, "fields"), "n"), "leakage"));
+    assert_non_null(strstr(lk, "Bounds [-5, 100]: a write with a value outside them is refused"));
+    json_decref(desc);
+    free(c1);
+    free(c2);
+    vl_policy_free(q);
+    vl_policy_free(p);
+
+    /* Periods: UTC calendar, weeks from Monday. 2026-12-03 12:34:56 is a Thursday. */
+    int64_t t = 1796301296; /* 2026-12-03T12:34:56Z */
+    assert_int_equal(vl_period_start(VL_PERIOD_HOUR, t), 1796299200);
+    assert_int_equal(vl_period_start(VL_PERIOD_DAY, t), 1796256000);
+    assert_int_equal(vl_period_start(VL_PERIOD_WEEK, t), 1796256000 - 3 * 86400);
+    assert_int_equal(vl_period_start(VL_PERIOD_MONTH, t), 1796083200); /* 2026-12-01 */
+    assert_int_equal(vl_period_next(VL_PERIOD_MONTH, 1796083200), 1798761600); /* 2027-01-01 */
+    assert_int_equal(vl_period_next(VL_PERIOD_DAY, 1796256000), 1796342400);
+}
 
 static void test_error_rules(void **state)
 {
@@ -822,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_syntax_error_lines),
         cmocka_unit_test(test_truncations_and_mutations),
+        cmocka_unit_test(test_privacy_policy),
     };
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* test_trusted.c: the trusted state's search bookkeeping: per-word counters, holes, the
  * per-field totals BM25 needs, and documents by row sequence number; blocks of row
- * sequence numbers, the mark, and what accepting a rollback changes. */
+ * sequence numbers, the mark, and what accepting a rollback changes; differential privacy
+ * budgets and kept answers, attacked by concurrent requests, restarts and abandoned ones. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "trusted/trusted.h"
@@ -542,6 +545,769 @@ static void test_docs_by_seq_blocks(void **state)
     free(dir);
 }
 
+
+/* ---- differential privacy: budgets and kept answers ---- */
+
+#define EPS 1000000ULL                 /* epsilon 1, in micro-epsilon */
+#define DELTA 1000000000000ULL         /* delta 1e-6, in units of 1e-18 */
+#define DAY ((int64_t)86400)
+#define P0 ((int64_t)1796256000)       /* a day's start (2026-12-03T00:00:00Z) */
+
+static struct vl_dp_ask ask_of(const char *token, int q)
+{
+    struct vl_dp_ask a;
+    memset(&a, 0, sizeof(a));
+    a.tenant = 1;
+    a.coll = "c";
+    a.role = "analyst";
+    a.token = token;
+    a.period = P0;
+    a.query[0] = (uint8_t)(q & 0xff);
+    a.query[1] = (uint8_t)(q >> 8);
+    a.query[31] = 0x5a;
+    a.eps = EPS;
+    a.delta = DELTA;
+    a.token_budget = 10 * EPS;
+    a.role_budget = 20 * EPS;
+    a.now = P0 + 100;
+    a.stale_after = 60;
+    return a;
+}
+
+static enum vl_dp_outcome begin_ok(struct vl_trusted *t, const struct vl_dp_ask *a,
+                                   struct vl_dp_reply *r)
+{
+    assert_int_equal(vl_trusted_dp_begin(t, a, r), VEIL_OK);
+    return r->outcome;
+}
+
+/* Asks and checks the outcome; a KEPT answer's text must be `kept`. Returns the ticket. */
+static int64_t ask_expect(struct vl_trusted *t, const struct vl_dp_ask *a,
+                          enum vl_dp_outcome want, const char *kept)
+{
+    struct vl_dp_reply r;
+    assert_int_equal(begin_ok(t, a, &r), want);
+    if (want == VL_DP_KEPT) {
+        assert_non_null(r.answer);
+        assert_string_equal(r.answer, kept);
+    } else {
+        assert_null(r.answer);
+    }
+    assert_true((want == VL_DP_SPENT) == (r.ticket > 0));
+    free(r.answer);
+    return r.ticket;
+}
+
+struct spent {
+    uint64_t eps, delta, answers;
+    bool found;
+};
+
+/* The usage row of (role, token) in the period; token NULL: the role's total. */
+static struct spent spent_of(struct vl_trusted *t, const char *coll, int64_t period,
+                             const char *role, const char *token)
+{
+    struct spent sp;
+    json_t *u = NULL;
+    size_t i;
+    json_t *row;
+    memset(&sp, 0, sizeof(sp));
+    assert_int_equal(vl_trusted_dp_usage(t, 1, coll, period, role, token, &u), VEIL_OK);
+    json_array_foreach(u, i, row) {
+        json_t *tk = json_object_get(row, "token");
+        if (token == NULL ? json_is_null(tk)
+                          : json_is_string(tk) && strcmp(json_string_value(tk), token) == 0) {
+            assert_false(sp.found);
+            sp.found = true;
+            assert_true(json_is_integer(json_object_get(row, "epsilon")));
+            sp.eps = (uint64_t)json_integer_value(json_object_get(row, "epsilon"));
+            sp.delta = (uint64_t)json_integer_value(json_object_get(row, "delta"));
+            sp.answers = (uint64_t)json_integer_value(json_object_get(row, "answers"));
+        }
+    }
+    json_decref(u);
+    return sp;
+}
+
+static void spent_is(struct vl_trusted *t, const char *token, uint64_t eps, uint64_t delta,
+                     uint64_t answers)
+{
+    struct spent sp = spent_of(t, "c", P0, "analyst", token);
+    assert_true(sp.found || (eps == 0 && answers == 0));
+    assert_int_equal(sp.eps, eps);
+    assert_int_equal(sp.delta, delta);
+    assert_int_equal(sp.answers, answers);
+}
+
+/* Rows of a table of the trusted state, read by another connection. */
+static long rows_in(const char *dir, const char *sql)
+{
+    char *path = file_in(dir, "trusted.db");
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    long n = (long)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    free(path);
+    return n;
+}
+
+enum { NTHREADS = 16, ROUNDS = 6 };
+
+struct racer {
+    struct vl_trusted *t;
+    pthread_barrier_t *go;
+    struct vl_dp_ask a;
+    char token[16];
+    char text[32];
+    enum vl_dp_outcome first;  /* the outcome of its first ask */
+    enum vl_dp_outcome last;   /* after waiting out PENDING */
+    char *answer;
+    veil_err rc;
+};
+
+/* Asks at the same moment as the others; a SPENT answer is finished with `text` (after a
+ * pause, so the others find it pending); PENDING is asked again until it is not. */
+static void *racer_run(void *arg)
+{
+    struct racer *x = arg;
+    struct vl_dp_reply r;
+    pthread_barrier_wait(x->go);
+    x->rc = vl_trusted_dp_begin(x->t, &x->a, &r);
+    x->first = x->last = r.outcome;
+    while (x->rc == VEIL_OK) {
+        if (r.outcome == VL_DP_SPENT) {
+            usleep(20000);
+            x->rc = vl_trusted_dp_finish(x->t, r.ticket, x->text);
+            break;
+        }
+        if (r.outcome != VL_DP_PENDING) {
+            x->answer = r.answer;
+            break;
+        }
+        usleep(1000);
+        x->rc = vl_trusted_dp_begin(x->t, &x->a, &r);
+        x->last = r.outcome;
+    }
+    return NULL;
+}
+
+static void race(struct racer *x, size_t n)
+{
+    pthread_t th[NTHREADS];
+    pthread_barrier_t go;
+    assert_true(n <= NTHREADS);
+    assert_int_equal(pthread_barrier_init(&go, NULL, (unsigned)n), 0);
+    for (size_t i = 0; i < n; i++) {
+        x[i].go = &go;
+        assert_int_equal(pthread_create(&th[i], NULL, racer_run, &x[i]), 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(x[i].rc, VEIL_OK);
+    }
+    pthread_barrier_destroy(&go);
+}
+
+/* The attack: many requests for different answers at once, each checking the budget before
+ * another's spend lands. Exactly as many are paid for as the budget allows, and the sums
+ * are exact: whether the budget that runs out is one token's or the role's (shared by the
+ * tokens). */
+static void test_dp_race_different(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    static struct racer x[NTHREADS];
+    for (int round = 0; round < 2 * ROUNDS; round++) {
+        bool by_role = round % 2 == 1;
+        uint64_t k = 3 + (uint64_t)round;  /* answers the budget pays for */
+        int64_t period = P0 + round * DAY;
+        for (int i = 0; i < NTHREADS; i++) {
+            memset(&x[i], 0, sizeof(x[i]));
+            x[i].t = t;
+            snprintf(x[i].token, sizeof(x[i].token), "tok-%d", by_role ? i : 0);
+            snprintf(x[i].text, sizeof(x[i].text), "answer %d", i);
+            x[i].a = ask_of(x[i].token, round * NTHREADS + i);
+            x[i].a.period = period;
+            x[i].a.now = period + 1;
+            x[i].a.token_budget = by_role ? 1000 * EPS : k * EPS;
+            x[i].a.role_budget = by_role ? k * EPS : 1000 * EPS;
+        }
+        race(x, NTHREADS);
+        uint64_t spent = 0, exhausted = 0, tokens_eps = 0;
+        for (int i = 0; i < NTHREADS; i++) {
+            spent += x[i].first == VL_DP_SPENT;
+            exhausted += x[i].first == VL_DP_EXHAUSTED;
+            free(x[i].answer);
+        }
+        assert_int_equal(spent, k);
+        assert_int_equal(exhausted, NTHREADS - k);
+        struct spent role = spent_of(t, "c", period, "analyst", NULL);
+        assert_int_equal(role.eps, k * EPS);
+        assert_int_equal(role.delta, k * DELTA);
+        assert_int_equal(role.answers, k);
+        json_t *u = NULL;
+        size_t i;
+        json_t *row;
+        assert_int_equal(vl_trusted_dp_usage(t, 1, "c", period, "analyst", NULL, &u), VEIL_OK);
+        json_array_foreach(u, i, row) {
+            if (!json_is_null(json_object_get(row, "token"))) {
+                tokens_eps += (uint64_t)json_integer_value(json_object_get(row, "epsilon"));
+            }
+        }
+        json_decref(u);
+        assert_int_equal(tokens_eps, k * EPS);
+    }
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* The attack: many requests for the same answer at once, by different tokens, hoping to
+ * get it noised (and paid for) several times. One pays; the others wait and get its text. */
+static void test_dp_race_same(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    static struct racer x[NTHREADS];
+    for (int round = 0; round < ROUNDS; round++) {
+        int64_t period = P0 + round * DAY;
+        for (int i = 0; i < NTHREADS; i++) {
+            memset(&x[i], 0, sizeof(x[i]));
+            x[i].t = t;
+            snprintf(x[i].token, sizeof(x[i].token), "tok-%d", i % 4);
+            snprintf(x[i].text, sizeof(x[i].text), "answer of %d", i);
+            x[i].a = ask_of(x[i].token, 7);
+            x[i].a.period = period;
+            x[i].a.now = period + 1;
+            x[i].a.stale_after = 3600;
+        }
+        race(x, NTHREADS);
+        int spender = -1;
+        for (int i = 0; i < NTHREADS; i++) {
+            if (x[i].first == VL_DP_SPENT) {
+                assert_int_equal(spender, -1);
+                spender = i;
+            } else {
+                assert_int_equal(x[i].first == VL_DP_PENDING || x[i].first == VL_DP_KEPT, 1);
+            }
+        }
+        assert_true(spender >= 0);
+        for (int i = 0; i < NTHREADS; i++) {
+            if (i != spender) {
+                assert_int_equal(x[i].last, VL_DP_KEPT);
+                assert_string_equal(x[i].answer, x[spender].text);
+            }
+            free(x[i].answer);
+        }
+        struct spent role = spent_of(t, "c", period, "analyst", NULL);
+        assert_int_equal(role.eps, EPS);
+        assert_int_equal(role.delta, DELTA);
+        assert_int_equal(role.answers, 1);
+        assert_int_equal(spent_of(t, "c", period, "analyst", x[spender].token).eps, EPS);
+    }
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Two tokens of a role share its budget; each has its own too; collections and tenants
+ * have their own. An exhausted ask changes nothing. Sums are exact for any eps. */
+static void test_dp_token_and_role(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_reply r;
+    struct vl_dp_ask a = ask_of("A", 1);
+    a.token_budget = 2 * EPS;
+    a.role_budget = 3 * EPS;
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    a.query[0] = 2;
+    assert_int_equal(begin_ok(t, &a, &r), VL_DP_SPENT);
+    assert_true(r.token_spent == 2 * EPS && r.role_spent == 2 * EPS);
+    assert_true(r.token_delta == 2 * DELTA && r.role_delta == 2 * DELTA);
+    a.query[0] = 3;
+    assert_int_equal(begin_ok(t, &a, &r), VL_DP_EXHAUSTED);
+    assert_true(r.token_exhausted && !r.role_exhausted);
+    assert_true(r.token_spent == 2 * EPS && r.role_spent == 2 * EPS && r.ticket == 0);
+
+    struct vl_dp_ask b = ask_of("B", 4);
+    b.token_budget = 2 * EPS;
+    b.role_budget = 3 * EPS;
+    assert_int_equal(begin_ok(t, &b, &r), VL_DP_SPENT);
+    assert_true(r.token_spent == EPS && r.role_spent == 3 * EPS);
+    b.query[0] = 5;
+    assert_int_equal(begin_ok(t, &b, &r), VL_DP_EXHAUSTED);
+    assert_true(!r.token_exhausted && r.role_exhausted);
+    /* Both at once: a token over its own budget in a spent role. */
+    a.query[0] = 6;
+    assert_int_equal(begin_ok(t, &a, &r), VL_DP_EXHAUSTED);
+    assert_true(r.token_exhausted && r.role_exhausted);
+    spent_is(t, "A", 2 * EPS, 2 * DELTA, 2);
+    spent_is(t, "B", EPS, DELTA, 1);
+    spent_is(t, NULL, 3 * EPS, 3 * DELTA, 3);
+    /* An exhausted query was not recorded: with budget, it is paid for, not pending. */
+    b.role_budget = 4 * EPS;
+    b.query[0] = 5;
+    ask_expect(t, &b, VL_DP_SPENT, NULL);
+
+    /* Another collection, another tenant: their own budgets. */
+    a.coll = "d";
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    a.coll = "c";
+    a.tenant = 2;
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    spent_is(t, "A", 2 * EPS, 2 * DELTA, 2);
+
+    /* Exact sums: three answers of a third of the budget, less one, fit; a fourth not. */
+    struct vl_dp_ask c = ask_of("C", 10);
+    c.role = "other";
+    c.eps = 333333;
+    c.token_budget = 999999;
+    c.role_budget = 999999;
+    for (int i = 0; i < 3; i++) {
+        c.query[0] = (uint8_t)(10 + i);
+        ask_expect(t, &c, VL_DP_SPENT, NULL);
+    }
+    c.query[0] = 13;
+    ask_expect(t, &c, VL_DP_EXHAUSTED, NULL);
+    assert_int_equal(spent_of(t, "c", P0, "other", NULL).eps, 999999);
+    /* A budget already overspent (lowered since) pays for nothing, even a free answer. */
+    c.token_budget = 100;
+    c.eps = 0;
+    ask_expect(t, &c, VL_DP_EXHAUSTED, NULL);
+    /* Budgets beyond what a row can hold are no overflow. */
+    c.token_budget = c.role_budget = UINT64_MAX;
+    c.eps = (uint64_t)INT64_MAX;
+    ask_expect(t, &c, VL_DP_EXHAUSTED, NULL);
+    c.eps = (uint64_t)INT64_MAX + 1;
+    assert_int_equal(vl_trusted_dp_begin(t, &c, &r), VEIL_ERR_INTERNAL);
+    /* No token may pose as the role's total. */
+    c.eps = 1;
+    c.token = "";
+    assert_int_equal(vl_trusted_dp_begin(t, &c, &r), VEIL_ERR_INTERNAL);
+    assert_int_equal(spent_of(t, "c", P0, "other", NULL).eps, 999999);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* A kept answer is given to every token of the role without spending; refresh pays again
+ * and replaces it; finish and abort take only a pending ticket. */
+static void test_dp_kept_and_refresh(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("A", 1), b = ask_of("B", 1);
+    int64_t t1 = ask_expect(t, &a, VL_DP_SPENT, NULL);
+    ask_expect(t, &b, VL_DP_PENDING, NULL);
+    assert_int_equal(vl_trusted_dp_finish(t, t1, "{\"n\":1}"), VEIL_OK);
+    ask_expect(t, &b, VL_DP_KEPT, "{\"n\":1}");
+    ask_expect(t, &a, VL_DP_KEPT, "{\"n\":1}");
+    spent_is(t, NULL, EPS, DELTA, 1);
+    spent_is(t, "B", 0, 0, 0);
+    /* Another role has its own answers. */
+    struct vl_dp_ask o = ask_of("O", 1);
+    o.role = "other";
+    ask_expect(t, &o, VL_DP_SPENT, NULL);
+
+    b.refresh = true;
+    int64_t t2 = ask_expect(t, &b, VL_DP_SPENT, NULL);
+    assert_true(t2 > t1);
+    spent_is(t, NULL, 2 * EPS, 2 * DELTA, 2);
+    spent_is(t, "B", EPS, DELTA, 1);
+    ask_expect(t, &a, VL_DP_PENDING, NULL);  /* the refreshed answer is being computed */
+    assert_int_equal(vl_trusted_dp_finish(t, t1, "old again"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(vl_trusted_dp_finish(t, t2, "{\"n\":2}"), VEIL_OK);
+    ask_expect(t, &a, VL_DP_KEPT, "{\"n\":2}");
+    /* A finished ticket, an unknown one: nothing changes. */
+    assert_int_equal(vl_trusted_dp_finish(t, t2, "{\"n\":3}"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(vl_trusted_dp_abort(t, t2, true), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(vl_trusted_dp_finish(t, 999999, "x"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(vl_trusted_dp_abort(t, 999999, true), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(vl_trusted_dp_abort(t, -1, false), VEIL_ERR_NOT_FOUND);
+    ask_expect(t, &a, VL_DP_KEPT, "{\"n\":2}");
+    spent_is(t, NULL, 2 * EPS, 2 * DELTA, 2);
+    /* refresh with no budget left: exhausted, and the kept answer stays. */
+    b.role_budget = 2 * EPS;
+    ask_expect(t, &b, VL_DP_EXHAUSTED, NULL);
+    ask_expect(t, &a, VL_DP_KEPT, "{\"n\":2}");
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* An answer not released: abort forgets it, and gives the spend back only when asked to,
+ * once. */
+static void test_dp_abort(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("A", 1), b = ask_of("B", 2);
+    ask_expect(t, &b, VL_DP_SPENT, NULL);
+    int64_t k = ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_int_equal(vl_trusted_dp_abort(t, k, false), VEIL_OK);
+    spent_is(t, "A", EPS, DELTA, 1);
+    spent_is(t, NULL, 2 * EPS, 2 * DELTA, 2);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "late"), VEIL_ERR_NOT_FOUND);
+    k = ask_expect(t, &a, VL_DP_SPENT, NULL);  /* not pending any more: paid again */
+    spent_is(t, "A", 2 * EPS, 2 * DELTA, 2);
+    assert_int_equal(vl_trusted_dp_abort(t, k, true), VEIL_OK);
+    spent_is(t, "A", EPS, DELTA, 1);
+    spent_is(t, NULL, 2 * EPS, 2 * DELTA, 2);
+    assert_int_equal(vl_trusted_dp_abort(t, k, true), VEIL_ERR_NOT_FOUND); /* not twice */
+    spent_is(t, "A", EPS, DELTA, 1);
+    spent_is(t, "B", EPS, DELTA, 1);
+    /* A refund after a reset goes no lower than 0. */
+    size_t n = 0;
+    k = ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "c", P0, "analyst", NULL, &n), VEIL_OK);
+    assert_int_equal(vl_trusted_dp_abort(t, k, true), VEIL_OK);
+    spent_is(t, "A", 0, 0, 0);
+    spent_is(t, NULL, 0, 0, 0);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Reset of one token, then of a whole role: spending back to 0, kept answers stay. */
+static void test_dp_reset(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("A", 1), b = ask_of("B", 2), o = ask_of("O", 3);
+    o.role = "other";
+    a.token_budget = EPS;
+    int64_t k = ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "kept"), VEIL_OK);
+    ask_expect(t, &b, VL_DP_SPENT, NULL);
+    ask_expect(t, &o, VL_DP_SPENT, NULL);
+    a.query[0] = 9;
+    ask_expect(t, &a, VL_DP_EXHAUSTED, NULL);
+    size_t n = 99;
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "c", P0, NULL, "A", &n), VEIL_OK);
+    assert_int_equal(n, 1);
+    spent_is(t, "A", 0, 0, 0);
+    spent_is(t, "B", EPS, DELTA, 1);
+    spent_is(t, NULL, 2 * EPS, 2 * DELTA, 2);  /* the role's total stays */
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    spent_is(t, NULL, 3 * EPS, 3 * DELTA, 3);
+    /* A token of another role, another period, another collection: nothing to reset. */
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "c", P0, "other", "A", &n), VEIL_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "c", P0 - DAY, "analyst", NULL, &n), VEIL_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "d", P0, "analyst", NULL, &n), VEIL_OK);
+    assert_int_equal(n, 0);
+    spent_is(t, "A", EPS, DELTA, 1);
+
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "c", P0, "analyst", NULL, &n), VEIL_OK);
+    assert_int_equal(n, 2);
+    spent_is(t, "A", 0, 0, 0);
+    spent_is(t, "B", 0, 0, 0);
+    spent_is(t, NULL, 0, 0, 0);
+    assert_int_equal(spent_of(t, "c", P0, "other", NULL).eps, EPS);
+    assert_int_equal(spent_of(t, "c", P0, "other", "O").eps, EPS);
+    a.query[0] = 1;
+    ask_expect(t, &a, VL_DP_KEPT, "kept");
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "c", P0, NULL, NULL, &n), VEIL_ERR_INTERNAL);
+    assert_int_equal(vl_trusted_dp_reset(t, 1, "c", P0, NULL, "", &n), VEIL_ERR_INTERNAL);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* The usage listing: its shape, order and filters. */
+static void test_dp_usage(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("tok-b", 1), b = ask_of("tok-a", 2), o = ask_of("tok-c", 3);
+    o.role = "aaa";
+    o.eps = 250000;
+    o.delta = 7;
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    a.query[0] = 4;
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    ask_expect(t, &b, VL_DP_SPENT, NULL);
+    ask_expect(t, &o, VL_DP_SPENT, NULL);
+    a.coll = "d";
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    json_t *u = NULL;
+    assert_int_equal(vl_trusted_dp_usage(t, 1, "c", P0, NULL, NULL, &u), VEIL_OK);
+    json_t *want = json_pack(
+        "[{s:s,s:n,s:I,s:I,s:I},{s:s,s:s,s:I,s:I,s:I},"
+        " {s:s,s:n,s:I,s:I,s:I},{s:s,s:s,s:I,s:I,s:I},{s:s,s:s,s:I,s:I,s:I}]",
+        "role", "aaa", "token", "epsilon", (json_int_t)250000, "delta", (json_int_t)7,
+        "answers", (json_int_t)1,
+        "role", "aaa", "token", "tok-c", "epsilon", (json_int_t)250000, "delta", (json_int_t)7,
+        "answers", (json_int_t)1,
+        "role", "analyst", "token", "epsilon", (json_int_t)(3 * EPS), "delta",
+        (json_int_t)(3 * DELTA), "answers", (json_int_t)3,
+        "role", "analyst", "token", "tok-a", "epsilon", (json_int_t)EPS, "delta",
+        (json_int_t)DELTA, "answers", (json_int_t)1,
+        "role", "analyst", "token", "tok-b", "epsilon", (json_int_t)(2 * EPS), "delta",
+        (json_int_t)(2 * DELTA), "answers", (json_int_t)2);
+    assert_non_null(want);
+    assert_true(json_equal(u, want));
+    json_decref(u);
+    /* Filters: a role (its total and tokens), a token (no totals). */
+    assert_int_equal(vl_trusted_dp_usage(t, 1, "c", P0, "aaa", NULL, &u), VEIL_OK);
+    assert_int_equal(json_array_size(u), 2);
+    assert_true(json_equal(json_array_get(u, 1), json_array_get(want, 1)));
+    json_decref(u);
+    assert_int_equal(vl_trusted_dp_usage(t, 1, "c", P0, NULL, "tok-b", &u), VEIL_OK);
+    assert_int_equal(json_array_size(u), 1);
+    assert_true(json_equal(json_array_get(u, 0), json_array_get(want, 4)));
+    json_decref(u);
+    assert_int_equal(vl_trusted_dp_usage(t, 1, "c", P0, "aaa", "tok-b", &u), VEIL_OK);
+    assert_int_equal(json_array_size(u), 0);
+    json_decref(u);
+    assert_int_equal(vl_trusted_dp_usage(t, 1, "c", P0 + DAY, NULL, NULL, &u), VEIL_OK);
+    assert_int_equal(json_array_size(u), 0);
+    json_decref(u);
+    assert_int_equal(vl_trusted_dp_usage(t, 2, "c", P0, NULL, NULL, &u), VEIL_OK);
+    assert_int_equal(json_array_size(u), 0);
+    json_decref(u);
+    json_decref(want);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* A new period starts from zero and the old period's answers go (a few per ask); another
+ * role's answers stay whatever its period; spending rows go after 400 days. */
+static void test_dp_period_change(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("A", 0);
+    a.token_budget = 1000 * EPS;
+    a.role_budget = 1000 * EPS;
+    enum { OLD = 150 };
+    for (int q = 0; q < OLD; q++) {
+        a.query[0] = (uint8_t)q;
+        int64_t k = ask_expect(t, &a, VL_DP_SPENT, NULL);
+        assert_int_equal(vl_trusted_dp_finish(t, k, "old"), VEIL_OK);
+    }
+    /* A role counting hours: its current period began after "analyst"'s. */
+    struct vl_dp_ask h = ask_of("H", 1);
+    h.role = "hourly";
+    h.period = P0 + 13 * 3600;
+    h.now = h.period + 5;
+    int64_t k = ask_expect(t, &h, VL_DP_SPENT, NULL);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "hourly"), VEIL_OK);
+    a.query[0] = 1;
+    ask_expect(t, &a, VL_DP_KEPT, "old");
+    assert_int_equal(rows_in(dir, "SELECT count(*) FROM dp_answers"), OLD + 1);
+
+    a.period = P0 + DAY;
+    a.now = a.period + 1;
+    a.token_budget = EPS;
+    a.query[0] = 1;
+    k = ask_expect(t, &a, VL_DP_SPENT, NULL);  /* from zero: the old answer is not kept */
+    spent_is(t, "A", OLD * EPS, OLD * DELTA, OLD);
+    assert_int_equal(spent_of(t, "c", a.period, "analyst", "A").eps, EPS);
+    long left = rows_in(dir, "SELECT count(*) FROM dp_answers WHERE period = 1796256000");
+    assert_true(left > 0 && left < OLD);   /* bounded work per ask */
+    for (int i = 0; i < OLD && left > 0; i++) {
+        ask_expect(t, &a, VL_DP_PENDING, NULL);
+        left = rows_in(dir, "SELECT count(*) FROM dp_answers WHERE period = 1796256000");
+    }
+    assert_int_equal(left, 0);
+    assert_int_equal(rows_in(dir, "SELECT count(*) FROM dp_answers"), 2);
+    ask_expect(t, &h, VL_DP_KEPT, "hourly");
+    /* The old period asked again (a clock gone back): its answers are gone, its spending
+     * is not. */
+    a.period = P0;
+    a.token_budget = OLD * EPS;
+    a.query[0] = 2;
+    ask_expect(t, &a, VL_DP_EXHAUSTED, NULL);
+
+    /* Spending rows: kept 399 days, gone after 400. */
+    a.period = P0 + 399 * DAY;
+    a.token_budget = EPS;
+    a.query[0] = 3;
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_true(spent_of(t, "c", P0, "analyst", "A").found);
+    a.period = P0 + 401 * DAY;
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_false(spent_of(t, "c", P0, "analyst", "A").found);
+    assert_false(spent_of(t, "c", P0, "hourly", "H").found);
+    assert_true(spent_of(t, "c", P0 + 399 * DAY, "analyst", "A").found);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Across a restart, spending and kept answers remain; an answer left pending by a crash
+ * stays pending until it is stale, and then is paid for again (the abandoned spend stands).
+ * A trusted.db from before these tables gets them when opened. */
+static void test_dp_restart(void **state)
+{
+    (void)state;
+    char *dir;
+    veil_status st;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("A", 1), b = ask_of("B", 2);
+    int64_t k = ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "kept"), VEIL_OK);
+    int64_t crashed = ask_expect(t, &b, VL_DP_SPENT, NULL);  /* never finished */
+    vl_trusted_close(t);
+
+    assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, &st), VEIL_OK);
+    spent_is(t, NULL, 2 * EPS, 2 * DELTA, 2);
+    ask_expect(t, &a, VL_DP_KEPT, "kept");
+    struct vl_dp_ask c = b;
+    c.token = "C";
+    c.now = b.now + 59;
+    ask_expect(t, &c, VL_DP_PENDING, NULL);
+    spent_is(t, "C", 0, 0, 0);
+    c.now = b.now + 60;
+    int64_t again = ask_expect(t, &c, VL_DP_SPENT, NULL);
+    assert_true(again > crashed);
+    spent_is(t, NULL, 3 * EPS, 3 * DELTA, 3);
+    spent_is(t, "B", EPS, DELTA, 1);  /* not refunded */
+    spent_is(t, "C", EPS, DELTA, 1);
+    assert_int_equal(vl_trusted_dp_finish(t, crashed, "late"), VEIL_ERR_NOT_FOUND);
+    assert_int_equal(vl_trusted_dp_abort(t, crashed, true), VEIL_ERR_NOT_FOUND);
+    c.now += 1;
+    ask_expect(t, &c, VL_DP_PENDING, NULL);
+    assert_int_equal(vl_trusted_dp_finish(t, again, "fresh"), VEIL_OK);
+    ask_expect(t, &b, VL_DP_KEPT, "fresh");
+    vl_trusted_close(t);
+
+    /* Tickets are not handed out twice, even when the last one is gone. */
+    assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, &st), VEIL_OK);
+    struct vl_dp_ask d = ask_of("D", 3);
+    k = ask_expect(t, &d, VL_DP_SPENT, NULL);
+    assert_true(k > again);
+    assert_int_equal(vl_trusted_dp_abort(t, k, true), VEIL_OK);
+    int64_t k2 = ask_expect(t, &d, VL_DP_SPENT, NULL);
+    assert_true(k2 > k);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "stale ticket"), VEIL_ERR_NOT_FOUND);
+    vl_trusted_close(t);
+
+    /* A state from before: the tables are created when it is opened. */
+    char *path = file_in(dir, "trusted.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE dp_spent; DROP TABLE dp_answers;", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    free(path);
+    assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, &st), VEIL_OK);
+    ask_expect(t, &a, VL_DP_SPENT, NULL);
+    spent_is(t, NULL, EPS, DELTA, 1);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Shredding a tenant removes its spending and its answers (plaintext aggregates), and
+ * nothing of another tenant's. */
+static void test_dp_shred(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    coll_make(t);
+    struct vl_dp_ask a = ask_of("A", 1), b = ask_of("B", 1);
+    b.tenant = 2;
+    int64_t k = ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "secret aggregate"), VEIL_OK);
+    a.query[0] = 2;
+    ask_expect(t, &a, VL_DP_SPENT, NULL);  /* pending */
+    k = ask_expect(t, &b, VL_DP_SPENT, NULL);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "other tenant"), VEIL_OK);
+    assert_int_equal(rows_in(dir, "SELECT count(*) FROM dp_answers WHERE tenant=1"), 2);
+    assert_int_equal(rows_in(dir, "SELECT count(*) FROM dp_spent WHERE tenant=1"), 2);
+    assert_int_equal(vl_trusted_tenant_shred(t, 1), VEIL_OK);
+    assert_int_equal(rows_in(dir, "SELECT count(*) FROM dp_answers WHERE tenant=1"), 0);
+    assert_int_equal(rows_in(dir, "SELECT count(*) FROM dp_spent WHERE tenant=1"), 0);
+    assert_int_equal(rows_in(dir, "SELECT count(*) FROM dp_answers WHERE tenant=2"), 1);
+    ask_expect(t, &b, VL_DP_KEPT, "other tenant");
+    vl_trusted_close(t);
+    /* Nothing of the kept text is left in the file (secure_delete, truncated WAL). */
+    char *path = file_in(dir, "trusted.db");
+    size_t n = 0;
+    char *raw = tu_read_file(path, &n);
+    assert_non_null(raw);
+    assert_null(memmem(raw, n, "secret aggregate", 16));
+    free(raw);
+    free(path);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* A VFS that counts the syncs of WAL files: the default one, with xSync of a WAL file
+ * wrapped (its file struct is the default VFS's own, only its methods table swapped). */
+static sqlite3_vfs *sync_real_vfs;
+static const sqlite3_io_methods *sync_real_io;
+static sqlite3_io_methods sync_io;
+static int wal_syncs;
+
+static int sync_count(sqlite3_file *f, int flags)
+{
+    __atomic_add_fetch(&wal_syncs, 1, __ATOMIC_SEQ_CST);
+    return sync_real_io->xSync(f, flags);
+}
+
+static int sync_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+{
+    (void)vfs;
+    int rc = sync_real_vfs->xOpen(sync_real_vfs, name, f, flags, out);
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods != NULL) {
+        assert_true(sync_real_io == NULL || sync_real_io == f->pMethods);
+        if (sync_real_io == NULL) {
+            sync_real_io = f->pMethods;
+            sync_io = *f->pMethods;
+            sync_io.xSync = sync_count;
+        }
+        f->pMethods = &sync_io;
+    }
+    return rc;
+}
+
+/* The attack: a power loss right after an answer is released must not take its spend
+ * back: the spending transaction syncs the WAL before it returns (the rest of trusted.db
+ * runs with synchronous=NORMAL, which does not sync a commit). */
+static void test_dp_durable(void **state)
+{
+    (void)state;
+    static sqlite3_vfs vfs;
+    sync_real_vfs = sqlite3_vfs_find(NULL);
+    vfs = *sync_real_vfs;
+    vfs.zName = "countsync";
+    vfs.xOpen = sync_open;
+    assert_int_equal(sqlite3_vfs_register(&vfs, 1), SQLITE_OK);
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("A", 1);
+    ask_expect(t, &a, VL_DP_SPENT, NULL); /* the WAL is open from here on */
+    a.query[0] = 2;
+    __atomic_store_n(&wal_syncs, 0, __ATOMIC_SEQ_CST);
+    int64_t k = ask_expect(t, &a, VL_DP_SPENT, NULL);
+    assert_true(__atomic_load_n(&wal_syncs, __ATOMIC_SEQ_CST) >= 1);
+    assert_int_equal(vl_trusted_dp_finish(t, k, "kept"), VEIL_OK);
+    vl_trusted_close(t);
+    assert_int_equal(sqlite3_vfs_unregister(&vfs), SQLITE_OK);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -552,6 +1318,17 @@ int main(void)
         cmocka_unit_test(test_blocks_never_overlap),
         cmocka_unit_test(test_rollback_accept),
         cmocka_unit_test(test_docs_by_seq_blocks),
+        cmocka_unit_test(test_dp_race_different),
+        cmocka_unit_test(test_dp_race_same),
+        cmocka_unit_test(test_dp_token_and_role),
+        cmocka_unit_test(test_dp_kept_and_refresh),
+        cmocka_unit_test(test_dp_abort),
+        cmocka_unit_test(test_dp_reset),
+        cmocka_unit_test(test_dp_usage),
+        cmocka_unit_test(test_dp_period_change),
+        cmocka_unit_test(test_dp_restart),
+        cmocka_unit_test(test_dp_shred),
+        cmocka_unit_test(test_dp_durable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
