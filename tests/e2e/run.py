@@ -1086,6 +1086,9 @@ TESTS.extend(test_coredump.TESTS)
 import test_rollback  # noqa: E402
 test_rollback.diag = diag
 TESTS.extend(test_rollback.TESTS)
+import test_privacy  # noqa: E402
+test_privacy.diag = diag
+TESTS.extend(test_privacy.TESTS)
 
 
 def main():
