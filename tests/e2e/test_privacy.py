@@ -578,7 +578,7 @@ def privacy_noisy_answers_are_useful(ctx):
     inside = {"n": 0, "total": 0, "mean": 0}
     e95 = {}
     for i in range(100):
-        if i % 10 == 0:
+        if i % 4 == 0:  # the default budget (1) pays for four answers of 0.25
             st.reset("invoices", "analyst")
         j = answer(agg(st.srv, an, "invoices", body), "noisy answer %d" % i)
         p = privacy_of(j, "noisy answer %d" % i)
@@ -637,7 +637,7 @@ fields:
   k: { type: string,  protect: [eq] }
   n: { type: integer, protect: [sum, range], bounds: [0, 4611686018427387904] }
 roles:
-  counter: { aggregate: [n], group_by: [k] }
+  counter: { aggregate: [n], group_by: [k], privacy: { budget: 10 } }
 """
 
 LEDGER_ORGS = {"a": 37, "b": 53, "c": 7, "d": 61, "e": 42}
