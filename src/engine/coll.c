@@ -425,6 +425,13 @@ veil_err veil_collection_apply(veil_session *s, const char *name, const char *te
     return rc;
 }
 
+/* A policy's description as JSON text; its numbers (privacy parameters, noise scales) with
+ * 15 significant digits, so 0.1 reads 0.1. */
+static char *describe_text(const json_t *d)
+{
+    return json_dumps(d, JSON_COMPACT | JSON_REAL_PRECISION(15));
+}
+
 veil_err veil_collection_get(veil_session *s, const char *name, char **json_out,
                              veil_status *st)
 {
@@ -435,7 +442,7 @@ veil_err veil_collection_get(veil_session *s, const char *name, char **json_out,
         return rc;
     }
     json_t *d = vl_policy_describe_stores(c->policy, s->v->cfg.store_names[0]);
-    char *text = d != NULL ? vl_json_text(d) : NULL;
+    char *text = d != NULL ? describe_text(d) : NULL;
     json_decref(d);
     if (text == NULL) {
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
@@ -464,7 +471,7 @@ veil_err veil_collection_list(veil_session *s, char **json_out, veil_status *st)
     free(names);
     if (rc == VEIL_OK) {
         json_t *o = json_pack("{s:o}", "collections", arr);
-        *json_out = vl_json_text(o);
+        *json_out = describe_text(o);
         json_decref(o);
         if (*json_out == NULL) {
             rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");

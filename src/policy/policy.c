@@ -1437,7 +1437,34 @@ out:
     return o;
 }
 
-static json_t *role_json(const struct vl_role *r, bool canonical)
+/* The noise of a role's answers at its default epsilon, for one noisy quantity; an answer
+ * that needs k of them (the group count, and per field a sum, or a centred sum and a count
+ * of values for an average) has k times these scales. */
+static json_t *noise_scale_json(const struct vl_policy *p, const struct vl_role *r)
+{
+    double eps = (double)r->privacy.eps / VL_DP_EPS_UNIT;
+    json_t *o = json_object(), *fields = json_object();
+    json_object_set_new(o, "count", json_real(1 / eps));
+    for (size_t i = 0; i < r->naggregate; i++) {
+        const struct vl_field *f = vl_policy_field(p, r->aggregate[i]);
+        double unit = 1;
+        for (int k = 0; f->type == VL_T_DECIMAL && k < f->scale; k++) {
+            unit *= 10;
+        }
+        double lo = (double)f->lo / unit, hi = (double)f->hi / unit;
+        double mag = lo < 0 ? -lo : lo;
+        mag = mag > (hi < 0 ? -hi : hi) ? mag : (hi < 0 ? -hi : hi);
+        json_object_set_new(fields, f->path,
+                            json_pack("{s:f, s:f}", "sum", mag / eps, "centred_sum",
+                                      (hi - lo) / 2 / eps));
+    }
+    json_object_set_new(o, "fields", fields);
+    json_object_set_new(o, "per", json_string("one noisy quantity at the role's epsilon; an "
+                                              "answer with k quantities has k times these"));
+    return o;
+}
+
+static json_t *role_json(const struct vl_policy *pol, const struct vl_role *r, bool canonical)
 {
     json_t *o = json_object();
     if (o == NULL) {
@@ -1465,6 +1492,7 @@ static json_t *role_json(const struct vl_role *r, bool canonical)
         json_object_set_new(p, "period", json_string(vl_period_name(d->period)));
         if (!canonical) {
             json_object_set_new(p, "mechanism", json_string("discrete Laplace"));
+            json_object_set_new(p, "noise_scale", noise_scale_json(pol, r));
         }
         json_object_set_new(o, "privacy", p);
     } else if (r->exact) {
@@ -1494,7 +1522,7 @@ static json_t *policy_json(const struct vl_policy *p, bool canonical, const char
                             field_json(&p->fields[i], canonical, default_store));
     }
     for (size_t i = 0; i < p->nroles; i++) {
-        json_object_set_new(roles, p->roles[i].name, role_json(&p->roles[i], canonical));
+        json_object_set_new(roles, p->roles[i].name, role_json(p, &p->roles[i], canonical));
     }
     json_object_set_new(o, "collection", json_string(p->collection));
     json_object_set_new(o, "fields", fields);

@@ -2343,6 +2343,23 @@ static void test_dp_answers(void **state)
                  i < 50 ? "BIG" : "SMALL", 100 + i);
         put(f->clerk, id, doc, 1);
     }
+    /* GET /v1/collections/{c} states the parameters, the bounds and the noise scales */
+    char *desc = NULL;
+    veil_status dst;
+    assert_int_equal(veil_collection_get(f->analyst, COLL, &desc, &dst), VEIL_OK);
+    json_t *d = parse(desc);
+    json_t *dp = json_object_get(json_object_get(json_object_get(d, "roles"), "analyst"), "privacy");
+    assert_true(json_number_value(json_object_get(dp, "epsilon_per_answer")) == 0.25);
+    assert_true(json_number_value(json_object_get(dp, "budget")) == 1.0);
+    json_t *ns = json_object_get(dp, "noise_scale");
+    assert_true(json_number_value(json_object_get(ns, "count")) == 4.0);
+    json_t *am = json_object_get(json_object_get(ns, "fields"), "amount");
+    assert_true(json_number_value(json_object_get(am, "sum")) == 200000.0);
+    assert_true(json_number_value(json_object_get(am, "centred_sum")) == 200000.0);
+    assert_non_null(strstr(desc, "\"bounds\":[\"-50000.00\",\"50000.00\"]"));
+    assert_non_null(strstr(desc, "\"epsilon_per_answer\":0.25,"));
+    json_decref(d);
+    veil_free(desc);
     /* the whole day's budget (1) on one answer */
     const char *body = "{\"group_by\":[\"org_id\"],\"metrics\":{\"n\":{\"count\":\"*\"},"
                        "\"t\":{\"sum\":\"amount\"}},\"explain\":true,\"epsilon\":1}";
