@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 from decimal import Decimal
@@ -932,6 +933,42 @@ def privacy_no_leaks_around_the_answer(ctx):
               "bounds, always a number): %r" % (k, g))
         check(g["n"] >= 0 and g["c"] >= 0, "%s: a negative noisy count: %r" % (k, g))
     check(shapes["fine"] == shapes["nobody"], "the answer's shape shows emptiness: %r" % shapes)
+
+
+@test
+def privacy_cli_show_and_reset(ctx):
+    """veil privacy show / reset over HTTP: what the token sees, the admin's reset, usage
+    errors, and no token echoed."""
+    bs = bstate(ctx)
+    bs.reset("analyst")
+    t = bs.token("analyst")
+    answer(bs.agg(t, {"metrics": {"n": {"count": "*"}}, "where": {"org": "cli"},
+                      "refresh": True}), "an answer to show")
+    env = dict(os.environ, VEIL_ADDR=bs.srv.url(), VEIL_TOKEN=t)
+    env.pop("VEIL_DATA", None)
+
+    def veil(*args, token=t):
+        return subprocess.run([ctx.veil] + list(args), capture_output=True, text=True,
+                              env=dict(env, VEIL_TOKEN=token), timeout=60)
+
+    p = veil("privacy", "show", "ledger")
+    check(p.returncode == 0, "veil privacy show: %d %s" % (p.returncode, p.stderr[-300:]))
+    shown = json.loads(p.stdout)
+    check(shown["budgets"]["token"]["spent"] == 1 and shown["role"] == "analyst",
+          "veil privacy show printed %r" % shown)
+    p = veil("privacy", "reset", "ledger", "--role", "analyst")
+    check(p.returncode == 1 and "forbidden" in p.stderr, "a non-admin reset: %r" % p)
+    check(t not in p.stderr and t not in p.stdout, "the CLI echoed a token")
+    p = veil("privacy", "reset", "ledger", "--role", "analyst", token=bs.admin)
+    check(p.returncode == 0 and json.loads(p.stdout)["reset"]["role"] == "analyst",
+          "veil privacy reset: %r" % p)
+    check(bs.privacy(t)["budgets"]["token"]["spent"] == 0, "the reset did not reset")
+    for args in (["privacy"], ["privacy", "show"], ["privacy", "reset", "ledger"],
+                 ["privacy", "reset", "ledger", "--everyone", "x"]):
+        p = veil(*args)
+        check(p.returncode == 2, "%s exited %d, not 2 (usage)" % (" ".join(args), p.returncode))
+    p = veil("privacy", "--help")
+    check(p.returncode == 0 and "veil privacy show" in p.stdout, "privacy --help: %r" % p)
 
 
 @test
