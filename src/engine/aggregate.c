@@ -543,6 +543,9 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
                   "sums and counts come from the store and are not yet checked "
                   "against trusted state; answers no honest store gives (impossible "
                   "counts, runs of rows, limb sums, repeated groups) are refused");
+    if (dp->on) { /* the scales of the noise, as the answer's privacy.noise */
+        json_object_set_new(x, "noise", dp_noise_json(a, dp));
+    }
     if (match->n > 0 && dp->on) {
         json_object_set_new(
             x, "match",
@@ -571,7 +574,8 @@ struct answer {
 /* Appends the JSON text of j (compact) to b. */
 static veil_err append_json(struct vl_buf *b, const json_t *j)
 {
-    char *t = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *t = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+                        : NULL;
     veil_err rc = t != NULL ? vl_buf_append_str(b, t) : VEIL_ERR_INTERNAL;
     free(t);
     return rc;
