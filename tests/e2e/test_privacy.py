@@ -70,12 +70,15 @@ C3_CELL = {"org_id": "ORG-0007", "status": "cancelled"}
 C3_CENTS = [311250, 87499, 1502377]
 
 # How many times an attack that came within 1% of a victim is run again, independently,
-# before that counts as recovery. Measured over 400 runs with the defaults (epsilon 1 an
-# answer, 10 answers a token): the bisection spends all 10 answers on the first patient's
-# BMI and lands within 1% of it in 18% of runs (exactly in 9%); a single amount comes within
-# 1% in 6%, one of the ten amounts in up to 7.5%. One rerun therefore fails in about 4.5% of
-# runs (two reruns: about 0.6%).
-RERUNS = 1
+# before that counts as recovery. A guess lands within 1% of a value by chance now and then,
+# whatever protects it: the ten-amount attack ends with ten estimates spread over the range,
+# and one of them fell within 1% of its victim in about one run in ten (with the defaults,
+# four answers of epsilon 0.25 a day; a victim alone, about one in a hundred). Recovery is
+# what repeats: a victim counts as recovered only when it comes out within 1% on the first
+# run and on each of the reruns, which luck does in about 1e-6 of test runs. (At ten answers
+# of epsilon 1 a day, the old defaults, the patient bisection landed within 1% in 18% of
+# runs and exactly in 9%: that is what the budget is for.)
+RERUNS = 2
 
 N_INVOICES = 5000     # ten organisations of about 500 invoices each
 N_PATIENTS = 600
