@@ -75,7 +75,7 @@ C3_CENTS = [311250, 87499, 1502377]
 # and one of them fell within 1% of its victim in about one run in ten (with the defaults,
 # four answers of epsilon 0.25 a day; a victim alone, about one in a hundred). Recovery is
 # what repeats: a victim counts as recovered only when it comes out within 1% on the first
-# run and on each of the reruns, which luck does in about 1e-6 of test runs. (At ten answers
+# run and on each of the reruns, which luck does in about 1e-5 of test runs. (At ten answers
 # of epsilon 1 a day, the old defaults, the patient bisection landed within 1% in 18% of
 # runs and exactly in 9%: that is what the budget is for.)
 RERUNS = 2
