@@ -931,6 +931,7 @@ static int dp_cost(struct an_ctx *c, sqlite3 *db, const char *tenant, veil_sessi
     json_t *fresh = NULL, *kept = NULL;
     char *json = NULL;
     int rc = -1;
+    double t0 = bench_now();
     if (plain_agg(db, NULL, NULL, &plain) < 0) {
         goto out;
     }
@@ -998,6 +999,7 @@ static int dp_cost(struct an_ctx *c, sqlite3 *db, const char *tenant, veil_sessi
     emit(c, "dp_rows", (double)rows);
     emit(c, "dp_groups", (double)plain.n);
     emit(c, "dp_shown", shown / (double)reps);
+    emit(c, "dp_cost_secs", bench_now() - t0);
     progress("count, sum and mean by org over %lld rows in %zu groups: exact (admin) %.1f ms, "
              "private (analyst, refresh) %.1f ms with %.1f groups shown on average, kept "
              "answer %.1f ms, budget reset %.2f ms (medians of %zu, interleaved)",

@@ -474,10 +474,11 @@ static int dp_rows(const struct results *rs)
              "count of amounts: epsilon %.0f split three ways, scales %.0f and %s) from a "
              "ChaCha20 stream, and partition selection (threshold %.0f; %.1f of %s groups "
              "shown on average). The budget reset before each answer (admin, %.2f ms) is "
-             "not timed",
+             "not timed; these two rows took %.1f s in all",
              no / ex, (no - ex) * 1e3, reps, an_num(rs, "dp_epsilon"),
              an_num(rs, "dp_scale_n"), sc, an_num(rs, "dp_threshold"),
-             an_num(rs, "dp_shown"), n2, an_num(rs, "dp_reset_s") * 1e3);
+             an_num(rs, "dp_shown"), n2, an_num(rs, "dp_reset_s") * 1e3,
+             an_num(rs, "dp_cost_secs"));
     printf("| %s | %s | %s | %.2fx | %s |\n", label, vc, bc, ex / no, gap);
     fmt_ms(ke, vc, sizeof(vc));
     snprintf(label, sizeof(label),
@@ -512,11 +513,11 @@ static void dp_error_table(const struct results *rs)
            "noise of scale %.0f on the count, %s on the sum of amounts; a group is shown when "
            "its noisy count reaches %.0f). %.0f new answers (`refresh`, the budget reset "
            "before each), in process, over %s generated invoices in a tenant of their own, "
-           "one organisation per group size. Median and 95th percentile (nearest rank) over "
-           "the answers that showed the group; \"not shown\" is the share of answers that "
-           "left the group out.\n\n",
+           "one organisation per group size (loading them and the answers took %.0f s). "
+           "Median and 95th percentile (nearest rank) over the answers that showed the "
+           "group; \"not shown\" is the share of answers that left the group out.\n\n",
            an_num(rs, "dp_epsilon"), an_num(rs, "dp_scale_n"), sc,
-           an_num(rs, "dp_err_threshold"), reps, nd);
+           an_num(rs, "dp_err_threshold"), reps, nd, an_num(rs, "dp_err_secs"));
     printf("| documents in the group | not shown | count: median | count: 95%% | sum: median "
            "| sum: 95%% | mean: median | mean: 95%% |\n");
     printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -548,7 +549,7 @@ static void dp_error_table(const struct results *rs)
            "error falls as one over the size. For an organisation with 1,000 invoices, half "
            "of the answers have the count within %s and the total within %s, and 19 in 20 "
            "the mean within %s: usable figures. For one with 50 invoices the total is off by "
-           "%s in half of the answers and by up to %s in one in twenty, the mean by %s, and "
+           "%s in half of the answers and by up to %s in 19 of 20, the mean by %s in half, and "
            "%s of the answers do not show the group at all: at that size the noise is of "
            "the order of the figures themselves, which is what keeps a single invoice (up to "
            "50,000 of amount) from being seen in them.\n",
