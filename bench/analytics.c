@@ -19,6 +19,14 @@
  * side tables costs before any run bookkeeping). veil_aggregate minus the store call is
  * the proxy's share: group-key decryption, key-stream removal over the runs, JSON.
  *
+ * Differential privacy, on the same invoices policy, whose analyst role is answered under
+ * it: the cost of noise (count, sum and average by org, an analyst's new answer against the
+ * admin's exact one, and the kept answer of a repeat), and the error the noise makes by
+ * group size (a tenant of its own with one organisation per size, --dp-reps new answers,
+ * relative errors and how often a group is not shown). Private answers are never compared
+ * with plaintext (noise makes them anything): only their form is checked, that their groups
+ * are real groups, and that a repeat gets exactly the kept answer.
+ *
  * Results go to --out as "an KEY VALUE" lines; `bench_core report` turns them into rows.
  * Progress goes to stderr.
  */
@@ -34,6 +42,7 @@
 
 #include "bench.h"
 #include "store/store.h"
+#include "util/log.h"
 
 #define AN_TENANT_ASHE "ashe"
 #define AN_TENANT_PAILLIER "paillier"
@@ -399,7 +408,7 @@ out:
 
 /* Loads lines [0, n) through veil_bulk, `batch` lines a call; every answer line must say
  * 200 or 201. Seconds, or -1. */
-static double veil_load(struct an_ctx *c, veil_session *s, size_t n, size_t batch,
+static double veil_load(const struct an_input *in, veil_session *s, size_t n, size_t batch,
                         const char *what)
 {
     veil_status st;
@@ -407,8 +416,8 @@ static double veil_load(struct an_ctx *c, veil_session *s, size_t n, size_t batc
     for (size_t i = 0; i < n; i += batch) {
         size_t k = n - i < batch ? n - i : batch;
         char *out = NULL;
-        const char *p = c->in.buf + c->in.start[i];
-        size_t len = c->in.start[i + k] - c->in.start[i];
+        const char *p = in->buf + in->start[i];
+        size_t len = in->start[i + k] - in->start[i];
         veil_err e = veil_bulk(s, BENCH_COLL, p, len, &out, &st);
         if (e != VEIL_OK) {
             return vfail("bulk", e, &st);
@@ -756,6 +765,474 @@ out:
     return rc;
 }
 
+/* ---- differential privacy: what the noise costs, and how far it moves an answer ---- */
+
+/* The policy's analyst role is answered under differential privacy (the defaults: epsilon 1
+ * an answer, split over the noisy quantities of the query). */
+#define AN_TENANT_DP "dperror"
+#define AN_DP_ROLE "analyst"
+#define AN_DP_METRICS                                                                      \
+    "{\"group_by\":[\"org_id\"],\"metrics\":{\"total\":{\"sum\":\"amount\"},"              \
+    "\"n\":{\"count\":\"*\"},\"mean\":{\"avg\":\"amount\"}}"
+static const char an_dp_body[] = AN_DP_METRICS "}";
+static const char an_dp_refresh[] = AN_DP_METRICS ",\"refresh\":true}";
+static const char an_dp_reset[] = "{\"role\":\"" AN_DP_ROLE "\"}";
+/* The group sizes of the error table, one organisation each. */
+static const size_t an_dp_sizes[] = {50, 100, 250, 500, 1000, 5000};
+#define AN_DP_NSIZES (sizeof(an_dp_sizes) / sizeof(an_dp_sizes[0]))
+#define AN_DP_NMETRICS 3 /* n, total, mean */
+static const char *const an_dp_metric[AN_DP_NMETRICS] = {"n", "total", "mean"};
+
+static double dabs(double x)
+{
+    return x < 0 ? -x : x;
+}
+
+/* The role's spending of the current period back to 0 (admin session), so that every
+ * answer asked for can be a new one. Seconds, or -1. */
+static double dp_reset(veil_session *admin)
+{
+    veil_status st;
+    char *out = NULL;
+    double t0 = bench_now();
+    veil_err e =
+        veil_privacy_reset(admin, BENCH_COLL, an_dp_reset, strlen(an_dp_reset), &out, &st);
+    double secs = bench_now() - t0;
+    veil_free(out);
+    return e == VEIL_OK ? secs : vfail("privacy reset", e, &st);
+}
+
+/* Checks an exact answer of the three metrics (admin session) against plaintext: the same
+ * groups in key order, each count and sum exactly, each mean to within its printed
+ * precision. 0 when equal. */
+static int verify3(const char *json, const struct an_answer *plain, const char *what)
+{
+    json_error_t err;
+    json_t *a = json_loads(json, 0, &err);
+    json_t *groups = json_object_get(a, "groups");
+    size_t i;
+    json_t *g;
+    int rc = -1;
+    if (!json_is_array(groups) || json_array_size(groups) != plain->n) {
+        fprintf(stderr, "bench: analytics: %s: %zu groups, plaintext has %zu: %.300s\n", what,
+                json_array_size(groups), plain->n, json);
+        goto out;
+    }
+    json_array_foreach(groups, i, g) {
+        const struct an_group *p = &plain->g[i];
+        const char *org = json_string_value(json_object_get(json_object_get(g, "key"), "org_id"));
+        const char *total = json_string_value(json_object_get(g, "total"));
+        json_t *n = json_object_get(g, "n"), *mean = json_object_get(g, "mean");
+        long long cents = 0;
+        if (org == NULL || total == NULL || !json_is_integer(n) || !json_is_number(mean) ||
+            parse_cents(total, &cents) != 0) {
+            fprintf(stderr, "bench: analytics: %s: malformed group %zu\n", what, i);
+            goto out;
+        }
+        double exact = (double)p->cents / 100.0 / (double)p->n;
+        if (strcmp(org, p->org) != 0 || cents != p->cents || json_integer_value(n) != p->n ||
+            dabs(json_number_value(mean) - exact) > 0.001) {
+            fprintf(stderr,
+                    "bench: analytics: %s: MISMATCH for %s: veil says n %lld, total %s, mean "
+                    "%.4f; plaintext %s: n %lld, total %lld.%02lld, mean %.4f\n",
+                    what, org, (long long)json_integer_value(n), total,
+                    json_number_value(mean), p->org, p->n, p->cents / 100,
+                    llabs(p->cents % 100), exact);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(a);
+    return rc;
+}
+
+/* Checks that an answer under differential privacy is well-formed, without looking at its
+ * values (noise makes them anything): groups in key order, each keyed by exactly one org_id
+ * among plaintext's (so each at most once), an integer count >= 0, a total as decimal text,
+ * a mean that is a number or null; "suppressed" null; privacy.cached as expected. The
+ * parsed answer (the caller decrefs it), or NULL. */
+static json_t *dp_check(const char *json, const struct an_answer *plain, int cached,
+                        const char *what)
+{
+    json_error_t err;
+    json_t *a = json_loads(json, 0, &err);
+    json_t *groups = json_object_get(a, "groups");
+    json_t *priv = json_object_get(a, "privacy");
+    json_t *sup = json_object_get(a, "suppressed");
+    const char *prev = "";
+    size_t i;
+    json_t *g;
+    if (!json_is_array(groups) || !json_is_null(sup) || !json_is_object(priv) ||
+        !json_is_boolean(json_object_get(priv, "cached")) ||
+        json_is_true(json_object_get(priv, "cached")) != cached) {
+        fprintf(stderr, "bench: analytics: %s: not a%s private answer: %.400s\n", what,
+                cached ? " kept" : " new", json);
+        goto fail;
+    }
+    json_array_foreach(groups, i, g) {
+        json_t *key = json_object_get(g, "key");
+        const char *org = json_string_value(json_object_get(key, "org_id"));
+        const char *total = json_string_value(json_object_get(g, "total"));
+        json_t *n = json_object_get(g, "n"), *mean = json_object_get(g, "mean");
+        long long cents = 0;
+        struct an_group k;
+        if (org == NULL || json_object_size(key) != 1 || total == NULL ||
+            parse_cents(total, &cents) != 0 || !json_is_integer(n) ||
+            json_integer_value(n) < 0 || !(json_is_number(mean) || json_is_null(mean)) ||
+            json_object_size(g) != 4) {
+            fprintf(stderr, "bench: analytics: %s: malformed group %zu: %.300s\n", what, i,
+                    json);
+            goto fail;
+        }
+        snprintf(k.org, sizeof(k.org), "%s", org);
+        if (strcmp(prev, org) >= 0 ||
+            bsearch(&k, plain->g, plain->n, sizeof(k), cmp_group) == NULL) {
+            fprintf(stderr, "bench: analytics: %s: group %s is not a plaintext group, or is "
+                            "repeated or out of order\n",
+                    what, org);
+            goto fail;
+        }
+        prev = org;
+    }
+    return a;
+fail:
+    json_decref(a);
+    return NULL;
+}
+
+/* A number of the answer's privacy object, by path ("noise", "n", "scale"), or -1. */
+static double priv_num(json_t *a, const char *k1, const char *k2, const char *k3)
+{
+    json_t *x = json_object_get(json_object_get(a, "privacy"), k1);
+    if (k2 != NULL) {
+        x = json_object_get(x, k2);
+    }
+    if (k3 != NULL) {
+        x = json_object_get(x, k3);
+    }
+    return json_is_number(x) ? json_number_value(x) : -1;
+}
+
+/* The cost of noise, on the tenant the unfiltered ASHE aggregate ran on: count, sum and
+ * average by org, timed in the admin session (exact) and in an analyst session with
+ * "refresh": true (a new noisy answer each time, the budget reset before it, untimed), and
+ * the same query asked again without refresh (the kept answer), interleaved; r == 0 is a
+ * warm-up. Every exact answer is checked against plaintext; every private one for its form,
+ * and each kept one must equal the answer it keeps. */
+static int dp_cost(struct an_ctx *c, sqlite3 *db, const char *tenant, veil_session *admin)
+{
+    struct an_answer plain = {0};
+    veil_session *an = NULL;
+    veil_status st;
+    veil_err e;
+    double te[64], tn[64], tk[64], tr[64], shown = 0;
+    size_t reps = c->o->reps < 64 ? c->o->reps : 64;
+    json_t *fresh = NULL, *kept = NULL;
+    char *json = NULL;
+    int rc = -1;
+    double t0 = bench_now();
+    if (plain_agg(db, NULL, NULL, &plain) < 0) {
+        goto out;
+    }
+    qsort(plain.g, plain.n, sizeof(*plain.g), cmp_group);
+    if ((e = veil_session_open(c->v, tenant, AN_DP_ROLE, &an, &st)) != VEIL_OK) {
+        vfail("analyst session", e, &st);
+        goto out;
+    }
+    long long rows = 0;
+    for (size_t k = 0; k < plain.n; k++) {
+        rows += plain.g[k].n;
+    }
+    for (size_t r = 0; r <= reps; r++) {
+        double t_ex = veil_agg(admin, an_dp_body, &json);
+        if (t_ex < 0 || verify3(json, &plain, "exact count, sum and mean") != 0) {
+            goto out;
+        }
+        veil_free(json);
+        json = NULL;
+        double t_re = dp_reset(admin);
+        double t_dp = t_re >= 0 ? veil_agg(an, an_dp_refresh, &json) : -1;
+        if (t_dp < 0 || (fresh = dp_check(json, &plain, 0, "private answer")) == NULL) {
+            goto out;
+        }
+        veil_free(json);
+        json = NULL;
+        double t_kp = veil_agg(an, an_dp_body, &json);
+        if (t_kp < 0 || (kept = dp_check(json, &plain, 1, "kept private answer")) == NULL) {
+            goto out;
+        }
+        veil_free(json);
+        json = NULL;
+        if (!json_equal(json_object_get(fresh, "groups"), json_object_get(kept, "groups"))) {
+            fprintf(stderr, "bench: analytics: the kept answer differs from the answer it "
+                            "keeps\n");
+            goto out;
+        }
+        if (r == 0) {
+            emit(c, "dp_threshold", priv_num(fresh, "threshold", NULL, NULL));
+            emit(c, "dp_epsilon", priv_num(fresh, "epsilon", NULL, NULL));
+            for (size_t m = 0; m < AN_DP_NMETRICS; m++) {
+                char k[48];
+                snprintf(k, sizeof(k), "dp_scale_%s", an_dp_metric[m]);
+                emit(c, k, priv_num(fresh, "noise", an_dp_metric[m], "scale"));
+                snprintf(k, sizeof(k), "dp_err95_%s", an_dp_metric[m]);
+                emit(c, k, priv_num(fresh, "noise", an_dp_metric[m], "error95"));
+            }
+        } else {
+            te[r - 1] = t_ex;
+            tn[r - 1] = t_dp;
+            tk[r - 1] = t_kp;
+            tr[r - 1] = t_re;
+            shown += (double)json_array_size(json_object_get(fresh, "groups"));
+        }
+        json_decref(fresh);
+        json_decref(kept);
+        fresh = kept = NULL;
+    }
+    double me = median(te, reps), mn = median(tn, reps), mk = median(tk, reps);
+    double mr = median(tr, reps);
+    emit(c, "dp_exact_s", me);
+    emit(c, "dp_noisy_s", mn);
+    emit(c, "dp_kept_s", mk);
+    emit(c, "dp_reset_s", mr);
+    emit(c, "dp_rows", (double)rows);
+    emit(c, "dp_groups", (double)plain.n);
+    emit(c, "dp_shown", shown / (double)reps);
+    emit(c, "dp_cost_secs", bench_now() - t0);
+    progress("count, sum and mean by org over %lld rows in %zu groups: exact (admin) %.1f ms, "
+             "private (analyst, refresh) %.1f ms with %.1f groups shown on average, kept "
+             "answer %.1f ms, budget reset %.2f ms (medians of %zu, interleaved)",
+             rows, plain.n, me * 1e3, mn * 1e3, shown / (double)reps, mk * 1e3, mr * 1e3,
+             reps);
+    rc = 0;
+out:
+    veil_free(json);
+    json_decref(fresh);
+    json_decref(kept);
+    veil_session_free(an);
+    free(plain.g);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The q-quantile of t[0..n) (sorted in place), nearest rank; -1 when n == 0. */
+static double quantile(double *t, size_t n, double q)
+{
+    if (n == 0) {
+        return -1;
+    }
+    qsort(t, n, sizeof(*t), cmp_double);
+    size_t rank = (size_t)(q * (double)n + 0.999999);
+    return t[rank > 0 ? rank - 1 : 0];
+}
+
+/* The error table's documents: the analytics input's invoices (again from the first when
+ * there are fewer), each given a new id and the org_id of its size's group
+ * ("SIZE-00050", ...). The exact count and sum of each group into *plain. 0 or -1. */
+static int dp_docs(const struct an_ctx *c, struct an_input *in, struct an_answer *plain)
+{
+    size_t total = 0, cap = 1 << 20, at = 0;
+    for (size_t k = 0; k < AN_DP_NSIZES; k++) {
+        total += an_dp_sizes[k];
+    }
+    memset(in, 0, sizeof(*in));
+    if ((in->buf = malloc(cap)) == NULL ||
+        (in->start = malloc((total + 1) * sizeof(size_t))) == NULL ||
+        (plain->g = calloc(AN_DP_NSIZES, sizeof(*plain->g))) == NULL) {
+        return -1;
+    }
+    plain->n = AN_DP_NSIZES;
+    for (size_t k = 0, i = 0; k < AN_DP_NSIZES; k++) {
+        struct an_group *g = &plain->g[k];
+        snprintf(g->org, sizeof(g->org), "SIZE-%05zu", an_dp_sizes[k]);
+        for (size_t j = 0; j < an_dp_sizes[k]; j++, i++) {
+            size_t src = i % c->in.nlines;
+            const char *line = c->in.buf + c->in.start[src];
+            size_t len = c->in.start[src + 1] - c->in.start[src] - 1;
+            json_error_t err;
+            json_t *o = json_loadb(line, len, 0, &err);
+            json_t *doc = json_object_get(o, "doc");
+            const char *amount = json_string_value(json_object_get(doc, "amount"));
+            long long cents = 0;
+            char id[32];
+            char *text = NULL;
+            snprintf(id, sizeof(id), "DP-%06zu", i + 1);
+            if (amount == NULL || parse_cents(amount, &cents) != 0 ||
+                json_object_set_new(o, "id", json_string(id)) != 0 ||
+                json_object_set_new(doc, "org_id", json_string(g->org)) != 0 ||
+                (text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
+                fprintf(stderr, "bench: analytics: line %zu has no amount\n", src + 1);
+                json_decref(o);
+                return -1;
+            }
+            json_decref(o);
+            size_t tl = strlen(text);
+            if (at + tl + 1 > cap) {
+                char *nb = realloc(in->buf, 2 * cap + tl);
+                if (nb == NULL) {
+                    free(text);
+                    return -1;
+                }
+                in->buf = nb;
+                cap = 2 * cap + tl;
+            }
+            in->start[in->nlines++] = at;
+            memcpy(in->buf + at, text, tl);
+            in->buf[at + tl] = '\n';
+            at += tl + 1;
+            free(text);
+            g->cents += cents;
+            g->n++;
+        }
+    }
+    in->start[in->nlines] = at;
+    in->len = at;
+    return 0;
+}
+
+/* The error table: in a tenant of its own, one organisation per group size, then
+ * --dp-reps new private answers of count, sum and mean by org (budget reset before each),
+ * each value's relative error |noisy - exact| / |exact| for the groups shown, and how often
+ * each group was not shown at all. */
+static int dp_error(struct an_ctx *c)
+{
+    struct an_input in;
+    struct an_answer plain = {0};
+    veil_session *admin = NULL, *clerk = NULL, *an = NULL;
+    veil_status st;
+    veil_err e;
+    size_t reps = c->o->dpreps, plen = 0;
+    double *err = NULL;
+    size_t nerr[AN_DP_NSIZES][AN_DP_NMETRICS], shown[AN_DP_NSIZES], nulls[AN_DP_NSIZES];
+    char *policy = NULL, *json = NULL;
+    json_t *a = NULL;
+    int created = 0, rc = -1;
+    memset(&in, 0, sizeof(in));
+    memset(nerr, 0, sizeof(nerr));
+    memset(shown, 0, sizeof(shown));
+    memset(nulls, 0, sizeof(nulls));
+    double t0 = bench_now();
+    if (dp_docs(c, &in, &plain) != 0 ||
+        (err = malloc(AN_DP_NSIZES * AN_DP_NMETRICS * reps * sizeof(*err))) == NULL) {
+        fprintf(stderr, "bench: analytics: the error table's documents could not be made\n");
+        goto out;
+    }
+    if ((policy = slurp(c->o->policy, &plen)) == NULL) {
+        fprintf(stderr, "bench: analytics: cannot read %s\n", c->o->policy);
+        goto out;
+    }
+    if ((e = veil_tenant_create(c->v, AN_TENANT_DP, &st)) != VEIL_OK ||
+        (e = veil_session_open(c->v, AN_TENANT_DP, "admin", &admin, &st)) != VEIL_OK ||
+        (e = veil_collection_apply(admin, BENCH_COLL, policy, plen, &created, &st)) != VEIL_OK ||
+        (e = veil_session_open(c->v, AN_TENANT_DP, "clerk", &clerk, &st)) != VEIL_OK ||
+        (e = veil_session_open(c->v, AN_TENANT_DP, AN_DP_ROLE, &an, &st)) != VEIL_OK) {
+        vfail("error table set-up", e, &st);
+        goto out;
+    }
+    progress("privacy error table: %zu invoices in groups of %zu to %zu, %zu private answers",
+             in.nlines, an_dp_sizes[0], an_dp_sizes[AN_DP_NSIZES - 1], reps);
+    if (veil_load(&in, clerk, in.nlines, c->o->batch, "privacy error table") < 0) {
+        goto out;
+    }
+    if (veil_agg(admin, an_dp_body, &json) < 0 ||
+        verify3(json, &plain, "error table, exact") != 0) {
+        goto out;
+    }
+    double tick = bench_now();
+    for (size_t r = 0; r < reps; r++) {
+        veil_free(json);
+        json = NULL;
+        if (dp_reset(admin) < 0 || veil_agg(an, an_dp_refresh, &json) < 0 ||
+            (a = dp_check(json, &plain, 0, "error table, private answer")) == NULL) {
+            goto out;
+        }
+        if (r == 0) {
+            emit(c, "dp_err_threshold", priv_num(a, "threshold", NULL, NULL));
+        }
+        size_t i;
+        json_t *g;
+        json_array_foreach(json_object_get(a, "groups"), i, g) {
+            struct an_group key;
+            snprintf(key.org, sizeof(key.org), "%s",
+                     json_string_value(json_object_get(json_object_get(g, "key"), "org_id")));
+            const struct an_group *p = bsearch(&key, plain.g, plain.n, sizeof(key), cmp_group);
+            size_t k = (size_t)(p - plain.g);
+            long long cents = 0;
+            parse_cents(json_string_value(json_object_get(g, "total")), &cents); /* checked */
+            double exact[AN_DP_NMETRICS] = {(double)p->n, (double)p->cents,
+                                            (double)p->cents / 100.0 / (double)p->n};
+            double noisy[AN_DP_NMETRICS] = {(double)json_integer_value(json_object_get(g, "n")),
+                                            (double)cents,
+                                            json_number_value(json_object_get(g, "mean"))};
+            shown[k]++;
+            for (size_t m = 0; m < AN_DP_NMETRICS; m++) {
+                if (m == 2 && json_is_null(json_object_get(g, "mean"))) {
+                    nulls[k]++; /* no value counted: no mean to compare */
+                    continue;
+                }
+                err[(k * AN_DP_NMETRICS + m) * reps + nerr[k][m]++] =
+                    dabs(noisy[m] - exact[m]) / dabs(exact[m]);
+            }
+        }
+        json_decref(a);
+        a = NULL;
+        double now = bench_now();
+        if (now - tick >= 30) {
+            progress("privacy error table: %zu of %zu answers", r + 1, reps);
+            tick = now;
+        }
+    }
+    emit(c, "dp_err_reps", (double)reps);
+    emit(c, "dp_err_docs", (double)in.nlines);
+    for (size_t k = 0; k < AN_DP_NSIZES; k++) {
+        char key[48];
+        size_t z = an_dp_sizes[k];
+        snprintf(key, sizeof(key), "dp_err_%zu_shown", z);
+        emit(c, key, (double)shown[k]);
+        snprintf(key, sizeof(key), "dp_err_%zu_nullmean", z);
+        emit(c, key, (double)nulls[k]);
+        snprintf(key, sizeof(key), "dp_err_%zu_mean_exact", z);
+        emit(c, key, (double)plain.g[k].cents / 100.0 / (double)plain.g[k].n);
+        for (size_t m = 0; m < AN_DP_NMETRICS; m++) {
+            double *t = err + (k * AN_DP_NMETRICS + m) * reps;
+            double med = quantile(t, nerr[k][m], 0.5), p95 = quantile(t, nerr[k][m], 0.95);
+            snprintf(key, sizeof(key), "dp_err_%zu_%s_med", z, an_dp_metric[m]);
+            emit(c, key, med);
+            snprintf(key, sizeof(key), "dp_err_%zu_%s_p95", z, an_dp_metric[m]);
+            emit(c, key, p95);
+        }
+        progress("privacy error, %zu documents: not shown %zu of %zu; relative error median / "
+                 "p95: count %.2f%% / %.2f%%, sum %.2f%% / %.2f%%, mean %.2f%% / %.2f%%",
+                 z, reps - shown[k], reps,
+                 100 * quantile(err + (k * AN_DP_NMETRICS) * reps, nerr[k][0], 0.5),
+                 100 * quantile(err + (k * AN_DP_NMETRICS) * reps, nerr[k][0], 0.95),
+                 100 * quantile(err + (k * AN_DP_NMETRICS + 1) * reps, nerr[k][1], 0.5),
+                 100 * quantile(err + (k * AN_DP_NMETRICS + 1) * reps, nerr[k][1], 0.95),
+                 100 * quantile(err + (k * AN_DP_NMETRICS + 2) * reps, nerr[k][2], 0.5),
+                 100 * quantile(err + (k * AN_DP_NMETRICS + 2) * reps, nerr[k][2], 0.95));
+    }
+    emit(c, "dp_err_secs", bench_now() - t0);
+    rc = 0;
+out:
+    json_decref(a);
+    veil_free(json);
+    veil_session_free(an);
+    veil_session_free(clerk);
+    veil_session_free(admin);
+    free(policy);
+    free(err);
+    free(plain.g);
+    free(in.buf);
+    free(in.start);
+    return rc;
+}
+
 static int tenant_setup(struct an_ctx *c, const char *tenant, const char *policy_path,
                         veil_session **clerk, veil_session **agg)
 {
@@ -810,7 +1287,7 @@ static int scheme(struct an_ctx *c, const char *tenant, const char *policy, size
     if (tenant_setup(c, tenant, policy, &clerk, &agg) != 0) {
         goto out;
     }
-    double vl = veil_load(c, clerk, n, c->o->batch, pfx);
+    double vl = veil_load(&c->in, clerk, n, c->o->batch, pfx);
     if (vl < 0) {
         goto out;
     }
@@ -840,6 +1317,15 @@ static int scheme(struct an_ctx *c, const char *tenant, const char *policy, size
     snprintf(key, sizeof(key), "%s_filter", pfx);
     if (agg_pair(c, db, agg, c->lo, c->hi, key, &x) != 0) {
         goto out;
+    }
+    if (strcmp(pfx, "ashe") == 0) {
+        /* libveil logs every budget reset (info): a line for each timed answer here */
+        vl_log_set_level(VL_LOG_WARN);
+        int dprc = dp_cost(c, db, tenant, agg);
+        vl_log_set_level(VL_LOG_INFO);
+        if (dprc != 0) {
+            goto out;
+        }
     }
     rc = 0;
 out:
@@ -902,6 +1388,12 @@ int bench_analytics(const struct bench_opts *o)
     emit(&c, "ashe_plain_bytes", (double)file_bytes(o->db));
     snprintf(path, sizeof(path), "%s.paillier", o->db);
     if (prows > 0 && scheme(&c, AN_TENANT_PAILLIER, o->policy2, prows, "paillier", path) != 0) {
+        goto out;
+    }
+    vl_log_set_level(VL_LOG_WARN); /* as above: a budget reset before each answer */
+    int dprc = dp_error(&c);
+    vl_log_set_level(VL_LOG_INFO);
+    if (dprc != 0) {
         goto out;
     }
     rc = 0;

@@ -98,12 +98,14 @@ struct bench_opts {
                        search: at most this many documents (0: all) */
     size_t prows;   /* analytics: the first rows loaded with Paillier sums (0: none) */
     size_t reps;    /* analytics: timed repetitions of each aggregate (median) */
+    size_t dpreps;  /* analytics: answers per group size of the privacy error table */
 };
 
 int bench_http(const char *phase, const struct bench_opts *o);
 int bench_plain(const char *phase, const struct bench_opts *o);
 int bench_inproc(const struct bench_opts *o);
-/* SUM GROUP BY org with and without a date filter: plaintext, ASHE, Paillier; loads. */
+/* SUM GROUP BY org with and without a date filter: plaintext, ASHE, Paillier; loads; the
+ * cost and the error of differentially private answers. */
 int bench_analytics(const struct bench_opts *o);
 /* Full-text search over a text corpus: veil (in process) against PostgreSQL FTS. */
 int bench_search(const struct bench_opts *o);

@@ -8,6 +8,7 @@
  *   bench_core inproc --data DIR --policy YAML --db FILE --docs F --out R
  *   bench_core analytics --data DIR --policy YAML --paillier-policy YAML --db FILE --docs F
  *                        --out R --rows N [--paillier-rows M] [--reps K] [--batch B]
+ *                        [--dp-reps D]
  *   bench_core search --corpus DIR --data DIR --token T --pg CONNINFO --out R
  *                     [--max-docs N] [--queries Q] [--batch B]
  *   bench_core freeport
@@ -59,6 +60,7 @@ static int parse_opts(int argc, char **argv, int first, struct bench_opts *o)
     o->batch = 1000;
     o->queries = 1000;
     o->reps = 5;
+    o->dpreps = 200;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -107,6 +109,11 @@ static int parse_opts(int argc, char **argv, int first, struct bench_opts *o)
         } else if (strcmp(a, "--reps") == 0) {
             if (parse_count(v, &o->reps) != 0 || o->reps > 64) {
                 fprintf(stderr, "bench: --reps must be 1..64\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--dp-reps") == 0) {
+            if (parse_count(v, &o->dpreps) != 0 || o->dpreps > 100000) {
+                fprintf(stderr, "bench: --dp-reps must be 1..100000\n");
                 return -1;
             }
         } else if (strcmp(a, "--threads") == 0) {

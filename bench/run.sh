@@ -13,7 +13,9 @@
 # VEIL_BENCH_ROWS (default 1000000 x scale): invoices of the analytics phase (SUM GROUP BY
 # org, plaintext vs ASHE, in process); VEIL_BENCH_PAILLIER_ROWS (default 100000 x scale;
 # 0: none): the first of them loaded again with Paillier sums; VEIL_BENCH_AGG_REPS
-# (default 5): timed repetitions of each aggregate, the median is reported.
+# (default 5): timed repetitions of each aggregate, the median is reported. The same phase
+# times the analyst role's differentially private answers against exact ones, and measures
+# their error by group size over VEIL_BENCH_DP_REPS (default 200) new answers.
 # Full-text search (bench/search.c): the kernel documentation of linux-doc-6.1 loaded into
 # veil (in process) and into a private PostgreSQL server started here, then queries of one,
 # two and three words on both. VEIL_BENCH_SEARCH=0 leaves it out; VEIL_BENCH_SEARCH_DOCS
@@ -102,11 +104,12 @@ if ! nrows=${VEIL_BENCH_ROWS:-$(count 1000000 1000)} ||
     exit 2
 fi
 reps=${VEIL_BENCH_AGG_REPS:-5}
-for n in "$nrows" "$nprows" "$reps"; do
+dpreps=${VEIL_BENCH_DP_REPS:-200}
+for n in "$nrows" "$nprows" "$reps" "$dpreps"; do
     case "$n" in
     '' | *[!0-9]*)
-        echo "bench: VEIL_BENCH_ROWS, VEIL_BENCH_PAILLIER_ROWS and VEIL_BENCH_AGG_REPS" \
-            "must be whole numbers" >&2
+        echo "bench: VEIL_BENCH_ROWS, VEIL_BENCH_PAILLIER_ROWS, VEIL_BENCH_AGG_REPS and" \
+            "VEIL_BENCH_DP_REPS must be whole numbers" >&2
         exit 2
         ;;
     esac
@@ -316,8 +319,9 @@ if [ -z "$only" ]; then
     # The analytics data: max(10, N/1000) organisations, so about 1,000 at 1,000,000 rows.
     step "generating $nrows invoices for the analytics phase"
     "$veil" generate invoices --count "$nrows" --seed 3 >"$work/analytics.ndjson"
-    # The invoices policy with amount summed by Paillier instead of ASHE.
-    sed 's/^\(  amount: *\){.*}/\1{ type: decimal, scale: 2, protect: [sum, range], sum: { scheme: paillier, bits: 2048 } }/' \
+    # The invoices policy with amount summed by Paillier instead of ASHE (the rest of the
+    # field, its bounds among it, as it is: the analyst role needs them).
+    sed 's/^\(  amount: *{.*[^ ]\) *}$/\1, sum: { scheme: paillier, bits: 2048 } }/' \
         "$root/examples/invoices.yaml" >"$work/invoices-paillier.yaml"
     if ! grep -q '^  amount: .*scheme: paillier' "$work/invoices-paillier.yaml"; then
         echo "bench: cannot make the Paillier policy from examples/invoices.yaml" >&2
@@ -409,7 +413,8 @@ if [ -z "$only" ]; then
     "$bench" analytics --docs "$work/analytics.ndjson" --data "$work/analytics" \
         --db "$work/base/analytics.db" --policy "$root/examples/invoices.yaml" \
         --paillier-policy "$work/invoices-paillier.yaml" --rows "$nrows" \
-        --paillier-rows "$nprows" --reps "$reps" --batch "$batch" --out "$res"
+        --paillier-rows "$nprows" --reps "$reps" --batch "$batch" --dp-reps "$dpreps" \
+        --out "$res"
 fi
 
 commit=unknown
@@ -434,7 +439,7 @@ if [ -z "$only" ]; then
     desc="$desc operations before each timing (warm-up ids are separate from timed ids);"
     desc="$desc analytics: veil generate invoices, $nrows documents (seed 3), the first"
     desc="$desc $nprows of them with Paillier, aggregates timed $reps times after a warm-up"
-    desc="$desc (medians)"
+    desc="$desc (medians); differential privacy: $dpreps new answers of the error table"
     if [ "$search" = 1 ]; then
         desc="$desc; $sdesc"
     fi
