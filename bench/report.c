@@ -471,7 +471,7 @@ static int dp_rows(const struct results *rs)
              "trusted-state transaction before it (the token's and the role's budgets paid, "
              "the answer marked pending) and one after (the answer kept as text), 3 exact "
              "discrete Laplace draws a group (the count, the centred sum of amounts, the "
-             "count of amounts: epsilon %.0f split three ways, scales %.0f and %s) from a "
+             "count of amounts: epsilon %.6g split three ways, scales %.0f and %s) from a "
              "ChaCha20 stream, and partition selection (threshold %.0f; %.1f of %s groups "
              "shown on average). The budget reset before each answer (admin, %.2f ms) is "
              "not timed; these two rows took %.1f s in all",
@@ -509,7 +509,7 @@ static void dp_error_table(const struct results *rs)
     printf("Relative error |noisy - exact| / |exact| of the analyst's answers to "
            "`{\"group_by\":[\"org_id\"],\"metrics\":{\"total\":{\"sum\":\"amount\"},"
            "\"n\":{\"count\":\"*\"},\"mean\":{\"avg\":\"amount\"}}}` under the defaults of "
-           "examples/invoices.yaml (epsilon %.0f an answer, split over 3 noisy quantities: "
+           "examples/invoices.yaml (epsilon %.6g an answer, split over 3 noisy quantities: "
            "noise of scale %.0f on the count, %s on the sum of amounts; a group is shown when "
            "its noisy count reaches %.0f). %.0f new answers (`refresh`, the budget reset "
            "before each), in process, over %s generated invoices in a tenant of their own, "
@@ -537,23 +537,45 @@ static void dp_error_table(const struct results *rs)
         printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", zs, ns, c[0], c[1], c[2], c[3],
                c[4], c[5]);
     }
-    char a1[24], a2[24], a3[24], b1[24], b2[24], b3[24], s1[24];
+    char a1[24], a2[24], a3[24], b1[24], b2[24], b3[24], zs[24], hidden[256];
     fmt_pct(dp_err(rs, 1000, "n_med"), a1, sizeof(a1));
     fmt_pct(dp_err(rs, 1000, "total_med"), a2, sizeof(a2));
     fmt_pct(dp_err(rs, 1000, "mean_p95"), a3, sizeof(a3));
-    fmt_pct(dp_err(rs, 50, "total_med"), b1, sizeof(b1));
-    fmt_pct(dp_err(rs, 50, "total_p95"), b2, sizeof(b2));
-    fmt_pct(dp_err(rs, 50, "mean_med"), b3, sizeof(b3));
-    fmt_pct((reps - dp_err(rs, 50, "shown")) / reps, s1, sizeof(s1));
+    /* the sizes mostly left out, and the smallest mostly shown */
+    unsigned small = 0;
+    size_t at = 0;
+    hidden[0] = '\0';
+    for (size_t i = 0; i < sizeof(dp_sizes) / sizeof(dp_sizes[0]); i++) {
+        double shown = dp_err(rs, dp_sizes[i], "shown");
+        char ns[24];
+        if (shown < 0) {
+            continue;
+        }
+        if (shown < reps / 2) {
+            fmt_pct((reps - shown) / reps, ns, sizeof(ns));
+            at += (size_t)snprintf(hidden + at, at < sizeof(hidden) ? sizeof(hidden) - at : 0,
+                                   "%s%u invoices in %s of the answers", at ? ", " : "",
+                                   dp_sizes[i], ns);
+        } else if (small == 0) {
+            small = dp_sizes[i];
+        }
+    }
+    fmt_pct(dp_err(rs, small, "total_med"), b1, sizeof(b1));
+    fmt_pct(dp_err(rs, small, "total_p95"), b2, sizeof(b2));
+    fmt_pct(dp_err(rs, small, "mean_med"), b3, sizeof(b3));
+    fmt_int(small, zs, sizeof(zs));
     printf("\nWhat it means: the noise does not depend on a group's size, so the relative "
            "error falls as one over the size. For an organisation with 1,000 invoices, half "
            "of the answers have the count within %s and the total within %s, and 19 in 20 "
-           "the mean within %s: usable figures. For one with 50 invoices the total is off by "
-           "%s in half of the answers and by up to %s in 19 of 20, the mean by %s in half, and "
-           "%s of the answers do not show the group at all: at that size the noise is of "
-           "the order of the figures themselves, which is what keeps a single invoice (up to "
-           "50,000 of amount) from being seen in them.\n",
-           a1, a2, a3, b1, b2, b3, s1);
+           "the mean within %s. For one with %s invoices, the smallest shown in most answers, "
+           "the total is off by %s in half of the answers and by up to %s in 19 of 20, the "
+           "mean by %s in half: at such sizes the noise is of the order of the figures "
+           "themselves, which is what keeps a single invoice (up to 50,000 of amount) from "
+           "being seen in them.%s%s%s An analyst who wants sharper figures for one question "
+           "can spend a whole day's budget on it (`\"epsilon\": 1`: four times less noise).\n",
+           a1, a2, a3, zs, b1, b2, b3, hidden[0] ? " Groups were left out (their noisy count "
+                                                   "below the threshold) for " : "",
+           hidden, hidden[0] ? "." : "");
 }
 
 /* ---- the full-text search rows (bench/search.c) ---- */
