@@ -847,11 +847,11 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     if (role == NULL || !role->dp) {
         je = NULL; /* like refresh: only for a role answered under differential privacy */
     }
-    if (je != NULL && (vl_decimal_parse(je, 6, &eps_q) != 0 || eps_q <= 0 ||
+    if (je != NULL && (vl_decimal_parse(je, 6, &eps_q) != 0 || eps_q < (int64_t)VL_DP_EPS_MIN ||
                        (uint64_t)eps_q > role->privacy.budget)) {
         rc = vl_status_set(st, VEIL_ERR_BAD_REQUEST, "epsilon",
-                           "epsilon is a number above 0 with at most 6 digits after the point, "
-                           "at most the token's budget (%.6g)",
+                           "epsilon is a number from 0.01 to the token's budget (%.6g), with at "
+                           "most 6 digits after the point",
                            (double)role->privacy.budget / VL_DP_EPS_UNIT);
         goto out;
     }

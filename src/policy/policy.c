@@ -795,10 +795,10 @@ static veil_err parse_privacy(struct pctx *c, const char *name, const struct vl_
         const char *k = n->keys[i];
         const struct vl_ynode *v = n->kids[i];
         if (strcmp(k, "epsilon") == 0) {
-            if (read_micro(v, DP_EPS_MAX, &d->eps) != 0) {
+            if (read_micro(v, DP_EPS_MAX, &d->eps) != 0 || d->eps < VL_DP_EPS_MIN) {
                 return fail(c->st, v->line, "role", name,
-                            "privacy.epsilon must be a number above 0 and at most 10, with at "
-                            "most 6 digits after the point");
+                            "privacy.epsilon must be a number from 0.01 to 10, with at most 6 "
+                            "digits after the point");
             }
         } else if (strcmp(k, "delta") == 0) {
             if (read_delta(v, &d->delta) != 0) {

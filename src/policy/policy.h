@@ -84,6 +84,9 @@ struct vl_dp {
 };
 #define VL_DP_EPS_UNIT 1000000ull
 #define VL_DP_DELTA_UNIT 1000000000000000000ull
+/* The least epsilon an answer may spend: with it, a period's budget B pays for at most
+ * 100 B answers, so their deltas add up to at most 100 B delta. */
+#define VL_DP_EPS_MIN (VL_DP_EPS_UNIT / 100)
 
 /* Lists hold declared field paths only; `masked` fields have a `mask:`; `aggregate` fields
  * have tactic sum and `group_by` fields tactic eq. With read: ["*"], a field listed in

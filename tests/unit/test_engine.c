@@ -2421,6 +2421,7 @@ static void test_dp_answers(void **state)
         "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":-1}",
         "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":\"a\"}",
         "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":0.0000001}",
+        "{\"metrics\":{\"n\":{\"count\":\"*\"}},\"epsilon\":0.009}", /* below 0.01 */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(agg_rc(f->analyst, bad[i], &o, &st), VEIL_ERR_BAD_REQUEST);

@@ -630,6 +630,8 @@ static const struct err_case error_cases[] = {
     {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
          "  r: {aggregate: [a], privacy: {epsilon: 0.0000001}}\n", 5, "privacy.epsilon must"},
     {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
+         "  r: {aggregate: [a], privacy: {epsilon: 0.009}}\n", 5, "from 0.01 to 10"},
+    {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
          "  r: {aggregate: [a], privacy: {epsilon: -1}}\n", 5, "privacy.epsilon must be"},
     {HDR "  a: {type: integer, protect: [sum], bounds: [0, 9]}\nroles:\n"
          "  r: {aggregate: [a], privacy: {delta: 0.5}}\n", 5, "role r: privacy.delta must be"},
