@@ -58,7 +58,8 @@ static const char aggregate_usage[] =
     "A role that may aggregate but not read gets noisy answers (differential privacy):\n"
     "\"suppressed\" is null and \"privacy\" says what the answer spent and what is left.\n"
     "The same query asked again in the period gets the same answer for free; add\n"
-    "\"refresh\": true to pay for a new one (see veil privacy).\n";
+    "\"refresh\": true to pay for a new one, \"epsilon\": E to spend more (sharper) or\n"
+    "less on it (see veil privacy).\n";
 static const char privacy_usage[] =
     "usage: veil privacy show COLLECTION\n"
     "       veil privacy reset COLLECTION (--role ROLE | --token TOKEN-ID)\n"
