@@ -10,7 +10,9 @@
  * kept answer and pays nothing, so asking again cannot average the noise away. A query
  * being answered right now is waited for rather than answered twice. An answer that fails
  * before it is released (a store down, a breach) gives its epsilon back: nothing about the
- * data left the proxy.
+ * data left the proxy. Each spend moves the trusted state's mark, and the new mark is
+ * written to the stores before the answer is computed, so a trusted.db restored from a
+ * backup that forgot the spend is refused at start (mark.c).
  *
  * The noise itself is added in aggregate.c, which knows the groups.
  */
@@ -125,6 +127,12 @@ veil_err vl_dp_begin(veil_session *s, const struct vl_coll *c, const struct vl_r
         case VL_DP_SPENT:
             out->ticket = rep.ticket;
             out->spent = true;
+            /* The stores keep the mark this spend moved to: a trusted.db restored from a
+             * backup taken before it is refused at start, so no budget comes back. */
+            if (vl_mark_global(s->v, rep.mark) != VEIL_OK) {
+                return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL,
+                                     "a store cannot be reached");
+            }
             return VEIL_OK;
         case VL_DP_KEPT:
             out->kept = rep.answer;

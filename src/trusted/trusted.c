@@ -30,7 +30,9 @@
  * disk before its answer can be released. A pending answer whose request died stays paid
  * for (a crash refunds nothing). Spending rows only grow, but for an operator's reset, an
  * explicit refund of an answer that was not released, and their removal 400 days after
- * their period began. Kept answers are plaintext aggregates: they are shredded with their
+ * their period began. Each spend moves the mark, like a write, so that the stores can tell
+ * a restored trusted.db that forgot it; a period in which a rollback was accepted counts as
+ * spent in full. Kept answers are plaintext aggregates: they are shredded with their
  * tenant.
  */
 #include <errno.h>
@@ -2054,6 +2056,23 @@ static bool dp_stale(int64_t started, int64_t now, int64_t stale_after)
     return !__builtin_sub_overflow(now, started, &age) && age >= stale_after;
 }
 
+/* Was a rollback accepted at or after `period` began? */
+static veil_err dp_rolled_back(struct vl_trusted *t, int64_t period, bool *out)
+{
+    sqlite3_stmt *s = prep(t, "SELECT EXISTS(SELECT 1 FROM rollbacks WHERE time >= ?)");
+    veil_err rc = VEIL_OK;
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 1, period);
+    }
+    if (s == NULL || sqlite3_step(s) != SQLITE_ROW) {
+        rc = db_err(t, 0, "dp rollback");
+    } else {
+        *out = sqlite3_column_int(s, 0) != 0;
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
 veil_err vl_trusted_dp_begin(struct vl_trusted *t, const struct vl_dp_ask *a,
                              struct vl_dp_reply *r)
 {
@@ -2091,8 +2110,14 @@ veil_err vl_trusted_dp_begin(struct vl_trusted *t, const struct vl_dp_ask *a,
         goto out;
     }
     if (!decided) {
-        res.token_exhausted = !dp_can_pay(&tok, a->eps, a->token_budget);
-        res.role_exhausted = !dp_can_pay(&role, a->eps, a->role_budget);
+        /* A rollback accepted in this period (or since it began) may have forgotten what
+         * was spent in it: count every budget of the period as spent. */
+        bool rolled_back = false;
+        if ((rc = dp_rolled_back(t, a->period, &rolled_back)) != VEIL_OK) {
+            goto out;
+        }
+        res.token_exhausted = rolled_back || !dp_can_pay(&tok, a->eps, a->token_budget);
+        res.role_exhausted = rolled_back || !dp_can_pay(&role, a->eps, a->role_budget);
         if (res.token_exhausted || res.role_exhausted) {
             res.outcome = VL_DP_EXHAUSTED;
         } else {
@@ -2100,7 +2125,8 @@ veil_err vl_trusted_dp_begin(struct vl_trusted *t, const struct vl_dp_ask *a,
             dp_add(&role, a->eps, a->delta);
             if ((rc = dp_row_put(t, a, a->token, &tok)) != VEIL_OK ||
                 (rc = dp_row_put(t, a, dp_total, &role)) != VEIL_OK ||
-                (rc = dp_answer_pend(t, a, &res.ticket)) != VEIL_OK) {
+                (rc = dp_answer_pend(t, a, &res.ticket)) != VEIL_OK ||
+                (rc = mark_bump(t, &res.mark)) != VEIL_OK) {
                 goto out;
             }
             res.outcome = VL_DP_SPENT;

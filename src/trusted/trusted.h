@@ -299,7 +299,12 @@ struct vl_dp_reply {
     char *answer;               /* KEPT: malloc'd copy of the text given to finish (else NULL) */
     uint64_t token_spent, role_spent;    /* micro-epsilon spent this period, after the call */
     uint64_t token_delta, role_delta;    /* delta spent this period (1e-18) */
-    bool token_exhausted, role_exhausted; /* EXHAUSTED: which one (or both) */
+    bool token_exhausted, role_exhausted; /* EXHAUSTED: which one (or both); both when a
+                                             rollback was accepted in this period */
+    uint64_t mark;                        /* SPENT: the mark the spend moved to (the
+                                             engine writes it to the stores before it
+                                             answers, so a restored trusted.db that
+                                             forgot the spend is noticed at start) */
 };
 /* One durable transaction (synced before it returns, so the spending survives a power
  * loss before the answer is released). Unless a->refresh, a kept answer of the key is KEPT

@@ -51,6 +51,15 @@ roles:
   clerk: { read: ["*"], write: true, aggregate: [n] }
 """
 
+DP_POLICY = """collection: stats
+fields:
+  g: { type: string,  protect: [eq] }
+  v: { type: integer, protect: [sum], bounds: [0, 100] }
+roles:
+  clerk:   { read: ["*"], write: true }
+  analyst: { aggregate: [v], group_by: [g], privacy: { epsilon: 1, budget: 2 } }
+"""
+
 WORDS = ["amber", "basalt", "cobalt", "dolomite", "emerald", "feldspar"]
 MARK_LEN = 48  # a rollback mark's value: nonce, sealed u64, tag (no search value has it)
 
@@ -330,3 +339,39 @@ def rollback_new_collection(ctx):
         no_reuse([before, store(env)], "a collection written before and after")
     finally:
         env.close()
+
+
+@test
+def rollback_privacy_budget(ctx):
+    """Privacy budgets cannot be given back by restoring trusted.db: every spend moves the
+    mark the stores keep, so a backup taken before it is refused at start; once the loss is
+    accepted, the period in which that happened counts as spent."""
+    env = Env(ctx.veil, DP_POLICY)
+    try:
+        clerk, ana = env.token("acme", "clerk"), env.token("acme", "analyst")
+        srv = env.start()
+        put(srv, clerk, "stats", "s1", {"g": "a", "v": 5})
+        env.stop()
+        saved = backup(env)
+        srv = env.start()
+
+        def ask(where):
+            return srv.request("POST", "/v1/collections/stats/aggregate", token=ana,
+                               body={"where": {"g": where}, "metrics": {"n": {"count": "*"}}})
+        for w in ("a", "b"):
+            r = ask(w)
+            check(r.status == 200 and r.json["privacy"]["spent"]["epsilon"] == 1,
+                  "a paid answer: %r" % r)
+        expect_error(ask("c"), 429, "privacy_budget_exhausted", "the budget of 2 is spent")
+        env.stop()
+        restore(env, saved)
+        refused(env, "veil server", "server", "--listen", "127.0.0.1:0")
+        env.run("trusted", "accept-rollback")
+        srv = env.start()
+        for w in ("a", "c"):
+            expect_error(ask(w), 429, "privacy_budget_exhausted",
+                         "after an accepted rollback, this period's budget")
+        env.stop()
+    finally:
+        env.close()
+

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -1154,6 +1155,48 @@ static void test_dp_period_change(void **state)
 /* Across a restart, spending and kept answers remain; an answer left pending by a crash
  * stays pending until it is stale, and then is paid for again (the abandoned spend stands).
  * A trusted.db from before these tables gets them when opened. */
+/* A spend moves the mark (so the stores can tell a restored trusted.db that forgot it),
+ * and an accepted rollback counts every budget of the period it falls in as spent. */
+static void test_dp_mark_and_rollback(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_dp_ask a = ask_of("A", 1);
+    struct vl_dp_reply r;
+    uint64_t m0 = 0, m1 = 0;
+    assert_int_equal(vl_trusted_mark(t, &m0), VEIL_OK);
+    assert_int_equal(begin_ok(t, &a, &r), VL_DP_SPENT);
+    assert_int_equal(vl_trusted_mark(t, &m1), VEIL_OK);
+    assert_true(r.mark == m1 && m1 == m0 + 1);
+    free(r.answer);
+    /* a kept answer and an exhausted ask move nothing */
+    assert_int_equal(vl_trusted_dp_finish(t, r.ticket, "kept"), VEIL_OK);
+    ask_expect(t, &a, VL_DP_KEPT, "kept");
+    struct vl_dp_ask poor = ask_of("A", 2);
+    poor.token_budget = EPS;
+    ask_expect(t, &poor, VL_DP_EXHAUSTED, NULL);
+    assert_int_equal(vl_trusted_mark(t, &m0), VEIL_OK);
+    assert_true(m0 == m1);
+
+    struct vl_rollback rb;
+    assert_int_equal(vl_trusted_rollback_accept(t, m1 + 5, &rb), VEIL_OK);
+    /* this period (it began before the rollback was accepted): nothing more is paid */
+    struct vl_dp_ask b = ask_of("B", 3);
+    assert_int_equal(begin_ok(t, &b, &r), VL_DP_EXHAUSTED);
+    assert_true(r.token_exhausted && r.role_exhausted);
+    free(r.answer);
+    ask_expect(t, &a, VL_DP_KEPT, "kept"); /* what was given stays given */
+    /* a period that begins after it: budgets as usual */
+    struct vl_dp_ask later = ask_of("B", 3);
+    later.period = (int64_t)time(NULL) + 86400;
+    later.now = later.period + 10;
+    ask_expect(t, &later, VL_DP_SPENT, NULL);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void test_dp_restart(void **state)
 {
     (void)state;
@@ -1327,6 +1370,7 @@ int main(void)
         cmocka_unit_test(test_dp_usage),
         cmocka_unit_test(test_dp_period_change),
         cmocka_unit_test(test_dp_restart),
+        cmocka_unit_test(test_dp_mark_and_rollback),
         cmocka_unit_test(test_dp_shred),
         cmocka_unit_test(test_dp_durable),
     };
