@@ -8,40 +8,40 @@ hundred documents are loaded in bulk batches and singly, some replaced, some del
 
 A fixed set of reads (GETs of live, replaced and deleted documents, with and without a
 mask; searches; filtered queries with eq, in, ranges and their combinations, with and
-without match, paged with small limits, and the whole collection page by page; count, sum and avg aggregates, grouped and not,
-ASHE and Paillier, by an admin) is answered first on the untouched store: those are the
-honest answers. Then, N times (VEIL_TAMPER_N, default 250; seeded by VEIL_TAMPER_SEED,
-default 10), ONE random mutation is committed to the store's SQLite file (cloud.db) while
-the server runs, the whole set is read again, and the mutation is undone from its
-before-images (the undone tables are compared with their snapshot; every 25 mutations and
-at the end the honest answers must come back too). The mutations: delete a row, insert a
-copy of a row under another document or key (a duplicate), flip bytes (or a bit of an
-integer) in any column of a row, swap one column's values between two rows, move a row to
-another table of the same kind (another collection's or tenant's). A few times (one in a
-hundred) the whole store is rolled back instead to a copy taken during loading, with the
-server stopped and started again. veil starts on it today (its start-up check catches a
-trusted.db behind the store, not a store behind trusted.db), so the set is read as after
-any other mutation; a refusal to start that names `veil trusted accept-rollback` would
-count as detected, any other failure to start fails.
+without match, paged with small limits, and the whole collection page by page; count, sum
+and avg aggregates, grouped and not, ASHE and Paillier, by an admin) is answered first on
+the untouched store: those are the honest answers. Then, N times (VEIL_TAMPER_N, default
+250; seeded by VEIL_TAMPER_SEED, default 10), ONE random mutation is committed to the
+store's SQLite file (cloud.db) while the server runs, the whole set is read again, and the
+mutation is undone from its before-images (the undone tables are compared with their
+snapshot; every 25 mutations and at the end the honest answers must come back too). The
+mutations: delete a row, insert a copy of a row under another document or key (a
+duplicate), flip bytes (or a bit of an integer) in any column of a row, swap one column's
+values between two rows, move a row to another table of the same kind (another collection's
+or tenant's). A few times (one in a hundred) the whole store is rolled back instead to a
+copy taken during loading, with the server stopped and started again. veil starts on it
+today (its start-up check catches a trusted.db behind the store, not a store behind
+trusted.db), so the set is read as after any other mutation; a refusal to start that names
+`veil trusted accept-rollback` would count as detected, any other failure to start fails.
 
 Every answer must equal the honest one, or be 502 integrity_violation with a
 breach_suspected line in the server log. The split, stated plainly:
   - GETs and searches (match without where): veil promises this today. A different
     answer FAILS the test; the failure names the seed, the mutation, the request and both
     answers so that it reproduces.
-  - Filtered queries (any `where`, with or without match, paged or not; and the listing of
-    the whole collection) and aggregates:
-    not yet guaranteed (issue 10 is not built). A wrong answer is counted per mutation
-    kind and printed as a diagnostic table "not yet guaranteed (issue 10): ...", without
-    failing. As each defence of issue 10 lands, its kind of read moves into the set that
-    fails (GUARANTEED below).
+  - Filtered queries (any `where`, with or without match, paged or not; and the listing
+    of the whole collection) and aggregates: not yet guaranteed (issue 10 is not built).
+    A wrong answer is counted per mutation kind and printed as a diagnostic table "not
+    yet guaranteed (issue 10): ...", without failing. As each defence of issue 10 lands,
+    its kind of read moves into the set that fails (GUARANTEED below).
   - For every kind of read: a 500 (any 5xx but 502 integrity_violation), a 502 without
     breach_suspected, a crash, a hang (no answer in 30 s) or a sanitizer report fails the
     test.
 A failure prints the seed, the mutation, the request and both answers. The same seed on a
 new installation draws the same kinds of mutation but other rows and tables (the store's
-tokens and table names come from fresh keys), so a failure also keeps a copy of the loaded data directory
-and prints its path: VEIL_TAMPER_DATA=that path replays the very same mutations.
+tokens and table names come from fresh keys), so a failure also keeps a copy of the loaded
+data directory and prints its path: VEIL_TAMPER_DATA=that path replays the very same
+mutations.
 Imported by run.py (the test is named tamper_property).
 """
 
