@@ -1089,6 +1089,9 @@ TESTS.extend(test_rollback.TESTS)
 import test_privacy  # noqa: E402
 test_privacy.diag = diag
 TESTS.extend(test_privacy.TESTS)
+import test_tamper  # noqa: E402
+test_tamper.diag = diag
+TESTS.extend(test_tamper.TESTS)
 
 
 def main():
