@@ -54,6 +54,7 @@ import tempfile
 import time
 
 from harness import Env, Failure, check, doc_path, seg
+from test_answers import bulk, put
 
 TESTS = []
 
@@ -103,21 +104,6 @@ def book(i, rng, gen=0):
 def post(srv, tok, coll, what, body):
     return srv.request("POST", "/v1/collections/%s/%s" % (seg(coll), what), body=body,
                        token=tok, timeout=HTTP_TIMEOUT)
-
-
-def bulk(srv, tok, coll, items):
-    lines = "".join(json.dumps({"id": i, "doc": d}) + "\n" for i, d in items)
-    r = srv.request("POST", "/v1/collections/%s/bulk" % seg(coll), body=lines, token=tok,
-                    headers={"Content-Type": "application/x-ndjson"})
-    check(r.status == 200, "bulk: %r" % r)
-    out = [json.loads(x) for x in r.body.decode().splitlines() if x.strip()]
-    check(len(out) == len(items) and all(o.get("status") in (200, 201) for o in out),
-          "bulk lines refused: %r" % [o for o in out if o.get("status") not in (200, 201)][:3])
-
-
-def put(srv, tok, coll, did, doc):
-    r = srv.request("PUT", doc_path(coll, did), body=doc, token=tok)
-    check(r.status in (200, 201), "put %s/%s: %r" % (coll, did, r))
 
 
 def delete(srv, tok, coll, did):
