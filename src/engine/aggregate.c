@@ -10,9 +10,11 @@
  *
  * What the store learns: the tokens asked for (as a query), which rows fall in which group
  * (the equality pattern of the group_by fields it already holds), and how many rows each
- * group has; nothing about the summed values. What it could do: return wrong sums or
- * counts. Aggregates are not checked against trusted state yet (unlike documents); the
- * answer says so under "explain". What no honest store can answer is refused as an
+ * group has; nothing about the summed values. Each cell has a MAC tag the store sums beside
+ * it (tactics.h), so a sum the store altered is caught (sums_verified). What it could
+ * still do: drop, add or move whole rows, changing counts and totals; which rows a group
+ * holds is not checked against trusted state yet, and the answer says so under
+ * "explain". What no honest store can answer is refused as an
  * integrity violation (agg_honest): a group with no rows, more cells than rows, groups
  * repeated, more rows than the documents it was given, runs of row sequence numbers that
  * are not ascending, maximal and exactly as many as the cells, limb sums beyond what that
@@ -540,9 +542,10 @@ static json_t *explain_json(const struct vl_coll *c, const struct agg *a,
     json_t *x =
         json_pack("{s:{s:s, s:o, s:o, s:o}, s:o, s:s}", "store", "table", c->table, "where", terms,
                   "group_by", groups, "aggregated", cols, "proxy", proxy, "integrity",
-                  "sums and counts come from the store and are not yet checked "
-                  "against trusted state; answers no honest store gives (impossible "
-                  "counts, runs of rows, limb sums, repeated groups) are refused");
+                  "each sum is checked against the MAC tags the store summed beside its "
+                  "cells (a linear MAC mod 2^127 - 1); which rows a group holds is not yet "
+                  "checked against trusted state; answers no honest store gives "
+                  "(impossible counts, runs of rows, limb sums, repeated groups) are refused");
     if (dp->on) { /* the scales of the noise, as the answer's privacy.noise */
         json_object_set_new(x, "noise", dp_noise_json(a, dp));
     }
@@ -588,40 +591,78 @@ static int cmp_answers(const void *x, const void *y)
 
 /* ---- the answer under differential privacy ---- */
 
-/* A group's noisy quantities (see struct dpq): noisy_c[k] its count of values of column k,
- * noisy_s[k] its sum S or its centred A2. Decrypts only what is asked. */
-static veil_err dp_group(veil_vault *v, veil_session *s, const struct vl_coll *c,
-                         const struct agg *a, struct dpq *d, const struct vl_agg_group *grp,
-                         struct vl_ashe_table *tables, vl_i128 *noisy_c, vl_i128 *noisy_s,
-                         veil_status *st)
+/* A group's noisy quantities (see struct dpq) from its verified sums: noisy_c[k] its count
+ * of values of column k, noisy_s[k] its sum S or its centred A2. */
+static void dp_group(const struct agg *a, struct dpq *d, const struct vl_agg_group *grp,
+                     const vl_i128 *sums, vl_i128 *noisy_c, vl_i128 *noisy_s)
 {
     for (size_t k = 0; k < a->ncols; k++) {
         const struct vl_agg_value *av = &grp->values[k];
-        const struct vl_fctx *fc = a->cols[k];
+        const struct vl_field *f = a->cols[k]->f;
         noisy_c[k] = noisy_s[k] = 0;
         if (d->need_c[k]) {
             noisy_c[k] = dp_noisy(d, (vl_i128)av->count, d->c_num, d->c_den);
         }
-        if (!d->need_s[k] && !d->need_a[k]) {
-            continue;
-        }
-        vl_i128 sum = 0;
-        if (fc->f->sum_scheme == VL_SUM_PAILLIER) {
-            if (av->count > 0 && vl_paillier_sum(fc, &av->product, &sum) != VEIL_OK) {
-                return vl_breach(v, s, c->name, "a Paillier product failed to decrypt", st);
-            }
-        } else {
-            sum = vl_ashe_decrypt(fc->sum_key, vl_ashe_join(av->limbs), av->runs, av->nruns,
-                                  &tables[k]);
-        }
-        if (!sum_plausible(sum, av->count)) {
-            return vl_breach(v, s, c->name, "a sum is more than its cells can add up to", st);
-        }
         if (d->need_s[k]) {
-            noisy_s[k] = dp_noisy(d, sum, d->s_num[k], d->c_den);
-        } else {
-            vl_i128 a2 = 2 * sum - ((vl_i128)fc->f->lo + fc->f->hi) * (vl_i128)av->count;
+            noisy_s[k] = dp_noisy(d, sums[k], d->s_num[k], d->c_den);
+        } else if (d->need_a[k]) {
+            vl_i128 a2 = 2 * sums[k] - ((vl_i128)f->lo + f->hi) * (vl_i128)av->count;
             noisy_s[k] = dp_noisy(d, a2, d->a_num[k], d->c_den);
+        }
+    }
+}
+
+/* Do two columns hold the same rows? The runs an honest store gives for a field's cells
+ * and for their tags are the same. */
+static bool same_runs(const struct vl_agg_value *x, const struct vl_agg_value *y)
+{
+    if (x->nruns != y->nruns) {
+        return false;
+    }
+    for (size_t r = 0; r < x->nruns; r++) {
+        if (x->runs[r].first != y->runs[r].first || x->runs[r].last != y->runs[r].last) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Decrypts every group's sums into sums[g * ncols + k] and checks each against its MAC
+ * tags (tactics.h): as many tags as cells, over the same rows (ASHE), summing to a S plus
+ * the G terms of their runs. A store that changed, dropped, added or moved a cell or a tag
+ * fails it but with probability 1/p. Groups left out later (too small) are checked too. */
+static veil_err sums_verified(veil_vault *v, veil_session *s, const struct vl_coll *c,
+                              const struct agg *a, const struct vl_agg_group *groups, size_t n,
+                              const struct vl_ashe_table *tables, vl_i128 *sums,
+                              veil_status *st)
+{
+    for (size_t g = 0; g < n; g++) {
+        for (size_t k = 0; k < a->ncols; k++) {
+            const struct vl_fctx *fc = a->cols[k];
+            const struct vl_agg_value *av = &groups[g].values[k];
+            const struct vl_agg_value *tv = &groups[g].values[a->ncols + k];
+            vl_i128 sum = 0;
+            bool paillier = fc->f->sum_scheme == VL_SUM_PAILLIER;
+            if (tv->count != av->count || (!paillier && !same_runs(av, tv))) {
+                return vl_breach(v, s, c->name, "a sum's MAC tags are not those of its cells",
+                                 st);
+            }
+            if (paillier) {
+                if (av->count > 0 && vl_paillier_sum(fc, &av->product, &sum) != VEIL_OK) {
+                    return vl_breach(v, s, c->name, "a Paillier product failed to decrypt", st);
+                }
+            } else {
+                sum = vl_ashe_decrypt(fc->sum_key, vl_ashe_join(av->limbs), av->runs, av->nruns,
+                                      &tables[k]);
+            }
+            if (!sum_plausible(sum, av->count)) {
+                return vl_breach(v, s, c->name, "a sum is more than its cells can add up to", st);
+            }
+            if (vl_mac_expect(fc->mac_key, sum, tv->runs, tv->nruns, &tables[a->ncols + k]) !=
+                vl_mac_join(tv->limbs)) {
+                return vl_breach(v, s, c->name, "a sum does not match its MAC tags", st);
+            }
+            sums[g * a->ncols + k] = sum;
         }
     }
     return VEIL_OK;
@@ -767,12 +808,13 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     struct agg a;
     struct vl_plan plan;
     struct vl_agg_result res;
-    struct vl_agg_col cols[MAX_METRICS];
+    struct vl_agg_col cols[2 * MAX_METRICS]; /* the summed columns, then their MAC tags */
     uint8_t group_cols[VL_AGG_MAX_GROUP][VL_COL_BYTES];
     json_t *q = NULL;
     struct answer *ans = NULL;
     size_t nans = 0, suppressed = 0;
-    struct vl_ashe_table tables[MAX_METRICS];
+    struct vl_ashe_table tables[2 * MAX_METRICS]; /* F of each column, then G of its tags */
+    vl_i128 *gsum = NULL; /* each group's verified sums, group by group */
     const struct vl_agg_group *res_view = NULL;
     size_t nview = 0;
     memset(&a, 0, sizeof(a));
@@ -900,9 +942,14 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             cols[i].modulus.p = NULL;
             cols[i].modulus.n = 0;
         }
+        /* and the column of its MAC tags, which the store sums like ASHE cells */
+        memcpy(cols[a.ncols + i].col, a.cols[i]->tcol, VL_COL_BYTES);
+        cols[a.ncols + i].paillier = false;
+        cols[a.ncols + i].modulus.p = NULL;
+        cols[a.ncols + i].modulus.n = 0;
     }
     struct vl_agg_request req = {&plan.pred, (const uint8_t(*)[VL_COL_BYTES])group_cols,
-                                 a.ngroup, cols, a.ncols};
+                                 a.ngroup, cols, 2 * a.ncols};
     struct vl_store *store = v->stores[0];
     if (store->ops->aggregate == NULL) {
         rc = vl_status_set(st, VEIL_ERR_UNSUPPORTED_QUERY, NULL,
@@ -929,14 +976,13 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     /* When the runs are many (rows of a group scattered among others), compute F over the
      * spans of row numbers they fall in (one per block of numbers) in one pass of the
      * cipher each, instead of per run. */
-    for (size_t k = 0; k < a.ncols; k++) {
+    for (size_t k = 0; k < 2 * a.ncols; k++) {
         size_t runs = 0;
         for (size_t g = 0; g < res.n; g++) {
             runs += res.groups[g].values[k].nruns;
         }
-        struct vl_seq_run *all = a.cols[k]->sum_key != NULL && runs > 64
-                                     ? malloc(runs * sizeof(*all))
-                                     : NULL;
+        const uint8_t *fkey = k < a.ncols ? a.cols[k]->sum_key : a.cols[k - a.ncols]->mac_key;
+        struct vl_seq_run *all = fkey != NULL && runs > 64 ? malloc(runs * sizeof(*all)) : NULL;
         for (size_t g = 0, at = 0; all != NULL && g < res.n; g++) {
             const struct vl_agg_value *av = &res.groups[g].values[k];
             if (av->nruns > 0) {
@@ -944,8 +990,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
                 at += av->nruns;
             }
         }
-        if (all != NULL &&
-            vl_ashe_table_fill_runs(&tables[k], a.cols[k]->sum_key, all, runs) != 0) {
+        if (all != NULL && vl_ashe_table_fill_runs(&tables[k], fkey, all, runs) != 0) {
             memset(&tables[k], 0, sizeof(tables[k])); /* out of memory: per run, then */
         }
         free(all);
@@ -953,7 +998,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     res_view = res.groups;
     nview = res.n;
     /* Without group_by there is always one group, key {}, even when no row matches. */
-    struct vl_agg_value empty_values[MAX_METRICS];
+    struct vl_agg_value empty_values[2 * MAX_METRICS];
     struct vl_agg_group empty_group;
     if (a.ngroup == 0 && res.n == 0) {
         memset(empty_values, 0, sizeof(empty_values));
@@ -963,6 +1008,13 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         nview = 1;
     }
     unsigned min_group = role != NULL ? role->min_group_size : 0;
+    if ((gsum = calloc(nview * a.ncols + 1, sizeof(*gsum))) == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    if ((rc = sums_verified(v, s, c, &a, res_view, nview, tables, gsum, st)) != VEIL_OK) {
+        goto out;
+    }
     if ((ans = calloc(nview + 1, sizeof(*ans))) == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
@@ -975,10 +1027,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             if (a.ngroup > 0 && noisy_count < (vl_i128)dp.threshold) {
                 continue; /* partition selection: its existence is not shown */
             }
-            rc = dp_group(v, s, c, &a, &dp, grp, tables, noisy_c, noisy_s, st);
-            if (rc != VEIL_OK) {
-                goto out;
-            }
+            dp_group(&a, &dp, grp, gsum + g * a.ncols, noisy_c, noisy_s);
         } else if (grp->count < min_group) {
             suppressed++;
             continue;
@@ -1027,24 +1076,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
                 continue;
             }
             const struct vl_agg_value *av = &grp->values[mt->col];
-            vl_i128 sum = 0;
-            if (mt->fc->f->sum_scheme == VL_SUM_PAILLIER) {
-                if (av->count > 0 && vl_paillier_sum(mt->fc, &av->product, &sum) != VEIL_OK) {
-                    json_decref(k);
-                    vl_buf_free(&gb);
-                    rc = vl_breach(v, s, c->name, "a Paillier product failed to decrypt", st);
-                    goto out;
-                }
-            } else {
-                sum = vl_ashe_decrypt(mt->fc->sum_key, vl_ashe_join(av->limbs), av->runs, av->nruns,
-                                      &tables[mt->col]);
-            }
-            if (!sum_plausible(sum, av->count)) {
-                json_decref(k);
-                vl_buf_free(&gb);
-                rc = vl_breach(v, s, c->name, "a sum is more than its cells can add up to", st);
-                goto out;
-            }
+            vl_i128 sum = gsum[g * a.ncols + mt->col];
             if (mt->kind == M_SUM) {
                 bool overflow = false;
                 json_t *mv = sum_json(mt->fc->f, sum, st, &overflow);
@@ -1124,9 +1156,10 @@ out:
         free(ans[i].text);
     }
     free(ans);
-    for (size_t k = 0; k < MAX_METRICS; k++) {
+    for (size_t k = 0; k < 2 * MAX_METRICS; k++) {
         vl_ashe_table_free(&tables[k]);
     }
+    free(gsum);
     vl_agg_result_free(&res);
     vl_plan_free(&plan);
     vl_match_free(&match);

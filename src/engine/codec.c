@@ -243,6 +243,21 @@ static veil_err check_bounds(const struct vl_field *f, const json_t *val, veil_s
                          f->path, lo, hi);
 }
 
+/* Appends a cell of 128 bits under column col to the field's store's sum cells. */
+static veil_err push_cell(struct vl_sealed *s, const struct vl_fctx *fc,
+                          const uint8_t col[VL_COL_BYTES], vl_u128 value)
+{
+    struct vl_sum_cell *nc = realloc(s->sums[fc->store], (s->nsums[fc->store] + 1) * sizeof(*nc));
+    if (nc == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    s->sums[fc->store] = nc;
+    struct vl_sum_cell *cell = &nc[s->nsums[fc->store]++];
+    memcpy(cell->col, col, VL_COL_BYTES);
+    vl_ashe_limbs(value, cell->limbs);
+    return VEIL_OK;
+}
+
 static veil_err add_sum_cell(struct vl_sealed *s, const struct vl_fctx *fc, const json_t *val,
                              uint64_t seq)
 {
@@ -255,17 +270,12 @@ static veil_err add_sum_cell(struct vl_sealed *s, const struct vl_fctx *fc, cons
         m = m < fc->f->lo ? fc->f->lo : m > fc->f->hi ? fc->f->hi : m;
     }
     if (fc->f->sum_scheme == VL_SUM_PAILLIER) {
-        return vl_paillier_cell(s, fc, m);
+        rc = vl_paillier_cell(s, fc, m);
+    } else {
+        rc = push_cell(s, fc, fc->scol, vl_ashe_encrypt(fc->sum_key, seq, m));
     }
-    struct vl_sum_cell *nc = realloc(s->sums[fc->store], (s->nsums[fc->store] + 1) * sizeof(*nc));
-    if (nc == NULL) {
-        return VEIL_ERR_INTERNAL;
-    }
-    s->sums[fc->store] = nc;
-    struct vl_sum_cell *cell = &nc[s->nsums[fc->store]++];
-    memcpy(cell->col, fc->scol, VL_COL_BYTES);
-    vl_ashe_limbs(vl_ashe_encrypt(fc->sum_key, seq, m), cell->limbs);
-    return VEIL_OK;
+    /* Its MAC tag, which the store sums beside it (tactics.h). */
+    return rc == VEIL_OK ? push_cell(s, fc, fc->tcol, vl_mac_tag(fc->mac_key, seq, m)) : rc;
 }
 
 /* Removes the value at f's path from rest (a deep copy of the document). */

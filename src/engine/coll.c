@@ -24,6 +24,8 @@ static void fctx_free(struct vl_fctx *fc)
     vl_secret_free(fc->mask_key);
     vl_secret_free(fc->range_key);
     vl_secret_free(fc->sum_key);
+    vl_secret_free(fc->mac_key);
+    fc->mac_key = NULL;
     vl_secret_free(fc->search_key);
     vl_paillier_field_free(fc);
     fc->aead_key = fc->eq_key = fc->mask_key = fc->range_key = fc->sum_key = NULL;
@@ -87,8 +89,8 @@ static veil_err fctx_init(struct vl_fctx *fc, const veil_vault *v, const struct 
                           const uint8_t *current)
 {
     static const char *const purposes[] = {"value-id", "column-eq", "column-range",
-                                           "column-sum"};
-    uint8_t *cols[] = {fc->vcol, fc->col, fc->rcol, fc->scol};
+                                           "column-sum", "column-sum-mac"};
+    uint8_t *cols[] = {fc->vcol, fc->col, fc->rcol, fc->scol, fc->tcol};
     uint8_t col[32];
     veil_err rc = VEIL_OK;
     fc->f = f;
@@ -136,6 +138,13 @@ static veil_err fctx_init(struct vl_fctx *fc, const veil_vault *v, const struct 
         }
         rc = vl_subkey(fc->sum_key, 32, current, c->tenant, c->name, path, "sum-ashe",
                        c->key_version);
+    }
+    if (rc == VEIL_OK && f != NULL && (f->tactics & VL_TAC_SUM)) {
+        if ((fc->mac_key = vl_secret_alloc(VL_MAC_KEY_BYTES)) == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        rc = vl_subkey(fc->mac_key, VL_MAC_KEY_BYTES, current, c->tenant, c->name, path,
+                       "sum-mac", c->key_version);
     }
     if (rc == VEIL_OK && f != NULL && (f->tactics & VL_TAC_SUM) &&
         f->sum_scheme == VL_SUM_PAILLIER) {

@@ -64,12 +64,15 @@ struct vl_fctx {
     uint8_t col[VL_COL_BYTES];     /* opaque column of equality tokens */
     uint8_t rcol[VL_COL_BYTES];    /* opaque column of range tokens */
     uint8_t scol[VL_COL_BYTES];    /* opaque column of sum cells */
+    uint8_t tcol[VL_COL_BYTES];    /* opaque column of the sum cells' MAC tags */
     int store;                     /* index into the vault's stores; -1: trusted state */
     uint8_t *aead_key;             /* secret, VL_AEAD_KEYBYTES */
     uint8_t *eq_key;               /* secret, VL_SIV_KEYBYTES, only with eq */
     uint8_t *mask_key;             /* secret, 32, only with mask: hash */
     uint8_t *range_key;            /* secret, 32, only with range */
     uint8_t *sum_key;              /* secret, 32, only with sum (ASHE) */
+    uint8_t *mac_key;              /* secret, VL_MAC_KEY_BYTES, only with sum (either
+                                      scheme): the linear MAC of its cells */
     uint8_t *search_key;           /* secret, VL_SEARCH_KEY_BYTES, only with search */
     uint32_t ordinal;              /* index of the field in the policy */
     struct vl_paillier *paillier;  /* only with sum: {scheme: paillier} */

@@ -198,6 +198,90 @@ vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq
     return (vl_i128)v;
 }
 
+/* ---- the linear MAC (tactics.h) ---- */
+
+#define MAC_P ((((vl_u128)1) << 127) - 1)
+
+/* x mod p for any 128-bit x: 2^127 = 1 mod p. */
+static vl_u128 mac_red(vl_u128 x)
+{
+    x = (x & MAC_P) + (x >> 127);
+    return x >= MAC_P ? x - MAC_P : x;
+}
+
+static vl_u128 mac_add(vl_u128 a, vl_u128 b)
+{
+    return mac_red(a + b); /* a, b < p: no overflow */
+}
+
+static vl_u128 mac_sub(vl_u128 a, vl_u128 b)
+{
+    return a >= b ? a - b : a + (MAC_P - b);
+}
+
+vl_u128 vl_mac_mulmod(vl_u128 a, vl_u128 b)
+{
+    uint64_t a0 = (uint64_t)a, a1 = (uint64_t)(a >> 64);
+    uint64_t b0 = (uint64_t)b, b1 = (uint64_t)(b >> 64);
+    vl_u128 p00 = (vl_u128)a0 * b0, p11 = (vl_u128)a1 * b1;
+    vl_u128 mid = (vl_u128)a0 * b1 + (vl_u128)a1 * b0; /* a1, b1 < 2^63: no overflow */
+    vl_u128 lo = p00 + (mid << 64);
+    vl_u128 hi = p11 + (mid >> 64) + (lo < p00);
+    /* a b = hi 2^128 + lo, and 2^128 = 2 mod p; hi < 2^127, so 2 hi fits */
+    return mac_add(mac_red(lo), mac_red(hi << 1));
+}
+
+/* A signed 128-bit integer mod p. */
+static vl_u128 mac_of(vl_i128 v)
+{
+    vl_u128 mag = v < 0 ? (vl_u128)0 - (vl_u128)v : (vl_u128)v;
+    vl_u128 r = mac_red(mag);
+    return v < 0 ? mac_sub(0, r) : r;
+}
+
+vl_u128 vl_mac_a(const uint8_t key[VL_MAC_KEY_BYTES])
+{
+    vl_u128 a = 0;
+    memcpy(&a, key + 32, 16);
+    a = mac_red(a);
+    return a == 0 ? 1 : a;
+}
+
+static vl_u128 mac_g(const uint8_t key[VL_MAC_KEY_BYTES], const struct vl_ashe_table *t,
+                     uint64_t i)
+{
+    return mac_red(f_at(key, t, i));
+}
+
+vl_u128 vl_mac_tag(const uint8_t key[VL_MAC_KEY_BYTES], uint64_t i, int64_t m)
+{
+    vl_u128 a = vl_mac_a(key);
+    vl_u128 t = mac_add(vl_mac_mulmod(a, mac_of(m)), mac_sub(mac_g(key, NULL, i),
+                                                            mac_g(key, NULL, i - 1)));
+    a = 0;
+    return t;
+}
+
+vl_u128 vl_mac_join(const int64_t sums[VL_ASHE_LIMBS])
+{
+    vl_u128 t = 0;
+    for (int k = VL_ASHE_LIMBS - 1; k >= 0; k--) { /* Horner in base 2^32 */
+        t = mac_add(vl_mac_mulmod(t, (vl_u128)1 << 32), mac_of((vl_i128)sums[k]));
+    }
+    return t;
+}
+
+vl_u128 vl_mac_expect(const uint8_t key[VL_MAC_KEY_BYTES], vl_i128 sum,
+                      const struct vl_seq_run *runs, size_t nruns,
+                      const struct vl_ashe_table *t)
+{
+    vl_u128 e = vl_mac_mulmod(vl_mac_a(key), mac_of(sum));
+    for (size_t r = 0; r < nruns; r++) {
+        e = mac_add(e, mac_sub(mac_g(key, t, runs[r].last), mac_g(key, t, runs[r].first - 1)));
+    }
+    return e;
+}
+
 void vl_i128_to_decimal(vl_i128 v, int scale, char out[48])
 {
     char digits[48];

@@ -84,6 +84,27 @@ void vl_ashe_table_free(struct vl_ashe_table *t);
 vl_i128 vl_ashe_decrypt(const uint8_t key[32], vl_u128 csum, const struct vl_seq_run *runs,
                         size_t nruns, const struct vl_ashe_table *t);
 
+/* ---- a linear MAC beside each sum cell, modulo the prime p = 2^127 - 1 ----
+ *
+ * Per field a MAC key: a (nonzero mod p) and a key for G(i) = F(i) mod p. The tag of value
+ * m at row i is t_i = a m + G(i) - G(i-1) mod p; the store sums tags as it sums cells, and
+ * over runs of rows sum t = a S + sum over runs of (G(last) - G(first - 1)) mod p. A store
+ * that changes S by d must change the tag sum by a d without knowing a: it succeeds with
+ * probability 1/p. (Modulo 2^128 a shift by 2^127 would pass for every odd a.) */
+#define VL_MAC_KEY_BYTES 48 /* G's key (32), then a (16) */
+vl_u128 vl_mac_a(const uint8_t key[VL_MAC_KEY_BYTES]);
+/* The tag of m at row i. */
+vl_u128 vl_mac_tag(const uint8_t key[VL_MAC_KEY_BYTES], uint64_t i, int64_t m);
+/* The sum of tags, modulo p, from the store's limb sums. */
+vl_u128 vl_mac_join(const int64_t sums[VL_ASHE_LIMBS]);
+/* What the tags of the rows in runs must sum to when their values sum to `sum`; t (may be
+ * NULL) serves the F values of G's key it holds. */
+vl_u128 vl_mac_expect(const uint8_t key[VL_MAC_KEY_BYTES], vl_i128 sum,
+                      const struct vl_seq_run *runs, size_t nruns,
+                      const struct vl_ashe_table *t);
+/* a * b mod p, for a, b < p (exposed for tests). */
+vl_u128 vl_mac_mulmod(vl_u128 a, vl_u128 b);
+
 /* ---- search (forward-private index entries) ----
  *
  * Per field a search key K. A stem w is named in trusted state by BLAKE2b-128 keyed by K of

@@ -1777,6 +1777,10 @@ enum lie {
     LIE_KV_SHORT,         /* kv_get answers one value too few */
     LIE_AGG_DUP_GROUP,    /* aggregate answers a group twice */
     LIE_AGG_BAD_RUNS,     /* aggregate's runs of rows overlap */
+    LIE_AGG_SHIFT_SUM,    /* aggregate adds 1000 to the lowest limb sum of the first
+                             column (a plausible total, shifted by 10.00) */
+    LIE_AGG_SHIFT_BOTH,   /* the same, and the same shift on the first column's MAC tags */
+    LIE_AGG_DROP_TAG_RUN, /* the MAC tags' column loses its first run and a count */
 };
 
 struct liar {
@@ -1878,6 +1882,23 @@ static veil_err liar_aggregate(struct vl_store *s, const char *t, const struct v
         copy.values = calloc(out->ncols ? out->ncols : 1, sizeof(*copy.values));
         assert_non_null(copy.values);
         gs[out->n++] = copy;
+    }
+    if (liar_mode(s) == LIE_AGG_SHIFT_SUM || liar_mode(s) == LIE_AGG_SHIFT_BOTH) {
+        g->values[0].limbs[0] += 1000;
+        if (liar_mode(s) == LIE_AGG_SHIFT_BOTH) {
+            g->values[out->ncols / 2].limbs[0] += 1000;
+        }
+    }
+    if (liar_mode(s) == LIE_AGG_DROP_TAG_RUN) {
+        struct vl_agg_value *v = &g->values[out->ncols / 2];
+        if (v->nruns > 1 && v->count > 0) {
+            v->count -= v->runs[0].last - v->runs[0].first + 1;
+            memmove(v->runs, v->runs + 1, (v->nruns - 1) * sizeof(*v->runs));
+            v->nruns--;
+        } else if (v->count > 0) {
+            v->count--;
+            v->runs[0].last--;
+        }
     }
     if (liar_mode(s) == LIE_AGG_BAD_RUNS) {
         for (size_t j = 0; j < out->ncols; j++) {
@@ -2185,6 +2206,18 @@ static void test_lying_answers(void **state)
     liar_remove(f, l);
     l = liar_install(f, LIE_AGG_BAD_RUNS);
     assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "runs out of order");
+    liar_remove(f, l);
+    /* A total shifted by a plausible amount: the MAC tags catch it, also when the tags are
+     * shifted alike (the store does not know the MAC's multiplier), or when the tags do
+     * not cover the same rows as the cells. */
+    l = liar_install(f, LIE_AGG_SHIFT_SUM);
+    assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "a total shifted by 10.00");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_AGG_SHIFT_BOTH);
+    assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "a total and its tags shifted");
+    liar_remove(f, l);
+    l = liar_install(f, LIE_AGG_DROP_TAG_RUN);
+    assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "tags over other rows");
     liar_remove(f, l);
     assert_null(out);
     /* and honest again */

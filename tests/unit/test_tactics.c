@@ -351,6 +351,51 @@ static void test_search_entries(void **state)
     vl_search_word_wipe(&w0);
 }
 
+/* The linear MAC of sum cells: arithmetic mod 2^127 - 1, tags that sum to what the runs
+ * and the sum say, and shifts of the sum or of the rows that do not. */
+static void test_sum_mac(void **state)
+{
+    (void)state;
+    const vl_u128 p = ((vl_u128)1 << 127) - 1;
+    assert_true(vl_mac_mulmod(p - 1, p - 1) == 1);                    /* (-1)^2 */
+    assert_true(vl_mac_mulmod((vl_u128)1 << 126, 2) == 1);            /* 2^127 = 1 */
+    assert_true(vl_mac_mulmod(12345, 1) == 12345);
+    assert_true(vl_mac_mulmod(0, p - 1) == 0);
+    /* against plain 128-bit arithmetic where it cannot overflow */
+    for (uint64_t x = 1; x < (1ull << 60); x = x * 3 + 7) {
+        vl_u128 a = (vl_u128)x, b = (vl_u128)(x ^ 0x5555555555ull);
+        assert_true(vl_mac_mulmod(a, b) == (a * b) % p);
+    }
+    uint8_t key[VL_MAC_KEY_BYTES];
+    for (size_t i = 0; i < sizeof(key); i++) {
+        key[i] = (uint8_t)(i * 29 + 3);
+    }
+    /* rows 1000..1009 and 2000..2004 with values -5..., summed as a store would (limbs) */
+    int64_t limbs[VL_ASHE_LIMBS] = {0}, one[VL_ASHE_LIMBS];
+    vl_i128 sum = 0;
+    struct vl_seq_run runs[2] = {{1000, 1009}, {2000, 2004}};
+    for (int r = 0; r < 2; r++) {
+        for (uint64_t i = runs[r].first; i <= runs[r].last; i++) {
+            int64_t m = (int64_t)(i % 17) * 1000003 - 5;
+            sum += m;
+            vl_ashe_limbs(vl_mac_tag(key, i, m), one);
+            for (int k = 0; k < VL_ASHE_LIMBS; k++) {
+                limbs[k] += one[k];
+            }
+        }
+    }
+    vl_u128 t = vl_mac_join(limbs);
+    assert_true(vl_mac_expect(key, sum, runs, 2, NULL) == t);
+    assert_true(vl_mac_expect(key, sum + 1, runs, 2, NULL) != t);
+    assert_true(vl_mac_expect(key, sum + ((vl_i128)1 << 127), runs, 2, NULL) != t);
+    struct vl_seq_run other[2] = {{1000, 1009}, {2001, 2005}};
+    assert_true(vl_mac_expect(key, sum, other, 2, NULL) != t);
+    assert_true(vl_mac_expect(key, sum, runs, 1, NULL) != t);
+    /* the join of one tag's limbs is the tag */
+    vl_ashe_limbs(p - 2, one);
+    assert_true(vl_mac_join(one) == p - 2);
+}
+
 int main(void)
 {
     vl_crypto_init();
@@ -361,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_ashe_sums),
         cmocka_unit_test(test_decimal_text),
         cmocka_unit_test(test_search_entries),
+        cmocka_unit_test(test_sum_mac),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
