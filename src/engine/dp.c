@@ -37,15 +37,6 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
-/* RFC 3339 of a time in seconds (UTC). */
-static void time_text(int64_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static json_t *eps_json(uint64_t micro)
 {
     return json_real((double)micro / (double)VL_DP_EPS_UNIT);
@@ -59,8 +50,8 @@ static json_t *delta_json(uint64_t d)
 static json_t *period_json(const struct vl_dp *d, int64_t start)
 {
     char a[32], b[32];
-    time_text(start, a);
-    time_text(vl_period_next(d->period, start), b);
+    vl_rfc3339(a, start);
+    vl_rfc3339(b, vl_period_next(d->period, start));
     return json_pack("{s:s, s:s, s:s}", "unit", vl_period_name(d->period), "start", a, "end", b);
 }
 
@@ -140,7 +131,7 @@ veil_err vl_dp_begin(veil_session *s, const struct vl_coll *c, const struct vl_r
         case VL_DP_EXHAUSTED: {
             char until[32];
             int64_t next = vl_period_next(d->period, ask.period);
-            time_text(next, until);
+            vl_rfc3339(until, next);
             vl_status_set(st, VEIL_ERR_PRIVACY_BUDGET, NULL,
                           "the privacy budget of %s %s for %s is spent for this %s (an answer "
                           "costs epsilon %.6g; spent %.6g of %.6g); it starts again at %s",

@@ -400,6 +400,9 @@ veil_err vl_write_forget(veil_session *s, const struct vl_coll *c,
 /* ---- errors worth an audit event ---- */
 /* Records that a store returned data that failed a check; returns VEIL_ERR_INTEGRITY with
  * st filled. Never says which check failed. */
+/* A time in seconds since the epoch as RFC 3339 UTC ("2026-12-03T00:00:00Z"). */
+void vl_rfc3339(char out[32], int64_t t);
+
 /* ---- differential privacy (dp.c) ---- */
 struct vl_dp_answer {
     uint64_t eps;          /* what this answer costs (micro-epsilon): the query's or the

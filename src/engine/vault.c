@@ -540,7 +540,7 @@ veil_err veil_token_revoke(veil_vault *v, const char *token_or_id, veil_status *
     return VEIL_OK;
 }
 
-static void rfc3339(char out[32], int64_t t)
+void vl_rfc3339(char out[32], int64_t t)
 {
     struct tm tm;
     time_t tt = (time_t)t;
@@ -567,11 +567,11 @@ veil_err veil_token_list(veil_vault *v, const char *tenant, char **json_out, vei
     json_t *e;
     json_array_foreach(arr, i, e) {
         char when[32];
-        rfc3339(when, json_integer_value(json_object_get(e, "created")));
+        vl_rfc3339(when, json_integer_value(json_object_get(e, "created")));
         json_object_set_new(e, "created", json_string(when));
         json_t *used = json_object_get(e, "last_used");
         if (json_is_integer(used)) {
-            rfc3339(when, json_integer_value(used));
+            vl_rfc3339(when, json_integer_value(used));
             json_object_set_new(e, "last_used", json_string(when));
         }
     }
