@@ -256,10 +256,8 @@ static vl_u128 mac_g(const uint8_t key[VL_MAC_KEY_BYTES], const struct vl_ashe_t
 vl_u128 vl_mac_tag(const uint8_t key[VL_MAC_KEY_BYTES], uint64_t i, int64_t m)
 {
     vl_u128 a = vl_mac_a(key);
-    vl_u128 t = mac_add(vl_mac_mulmod(a, mac_of(m)), mac_sub(mac_g(key, NULL, i),
-                                                            mac_g(key, NULL, i - 1)));
-    a = 0;
-    return t;
+    return mac_add(vl_mac_mulmod(a, mac_of(m)),
+                   mac_sub(mac_g(key, NULL, i), mac_g(key, NULL, i - 1)));
 }
 
 vl_u128 vl_mac_join(const int64_t sums[VL_ASHE_LIMBS])
