@@ -974,6 +974,43 @@ def privacy_cli_show_and_reset(ctx):
     check(p.returncode == 0 and "veil privacy show" in p.stdout, "privacy --help: %r" % p)
 
 
+CLAMP = """collection: clamped
+fields:
+  v: { type: integer, protect: [sum], bounds: [0, 100], out_of_bounds: clamp }
+  w: { type: integer, protect: [sum], bounds: [0, 100] }
+roles:
+  clerk: { read: ["*"], write: true }
+"""
+
+
+@test
+def privacy_bounds_clamp_and_reject(ctx):
+    """out_of_bounds: clamp keeps the document as written and sums the nearest bound;
+    reject (the default) refuses the write, naming the bounds and not the value."""
+    env = Env(ctx.veil, CLAMP)
+    try:
+        clerk, admin = env.token("acme", "clerk"), env.tokens[("acme", "admin")]
+        srv = env.start()
+        for did, v in (("c1", 5000), ("c2", -7), ("c3", 40)):
+            r = srv.request("PUT", "/v1/collections/clamped/docs/%s" % did, body={"v": v},
+                            token=clerk)
+            check(r.status == 201, "put %s: %r" % (did, r))
+        r = srv.request("GET", "/v1/collections/clamped/docs/c1", token=clerk)
+        check(r.status == 200 and r.json["doc"]["v"] == 5000, "c1 as written: %r" % r)
+        r = srv.request("POST", "/v1/collections/clamped/aggregate", token=admin,
+                        body={"metrics": {"s": {"sum": "v"}}})
+        check(r.status == 200 and r.json["groups"][0]["s"] == 100 + 0 + 40,
+              "the clamped sum (100 + 0 + 40): %r" % r)
+        r = srv.request("PUT", "/v1/collections/clamped/docs/w1", body={"w": 987654},
+                        token=clerk)
+        expect_error(r, 400, "invalid_document", "a value outside reject bounds")
+        check(r.json["error"].get("field") == "w" and "987654" not in r.json["error"]["message"]
+              and "[0, 100]" in r.json["error"]["message"], "the refusal: %r" % r.json)
+        env.stop()
+    finally:
+        env.close()
+
+
 @test
 def privacy_servers_stop_cleanly(ctx):
     """The servers of these tests exit 0 with no sanitizer report after all of the above."""
