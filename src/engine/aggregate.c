@@ -799,6 +799,38 @@ static veil_err dp_keep(const struct vl_coll *c, const struct vl_role *role,
     return rc;
 }
 
+/* Asks the store for an aggregate (vl_agg_check's fetch): its answer must have a shape an
+ * honest store can give. */
+struct fetch_ctx {
+    veil_session *s;
+    const struct vl_coll *c;
+    struct vl_store *store;
+    const struct vl_agg_request *req;
+};
+
+static veil_err agg_fetch(void *ctx, struct vl_agg_result *res, veil_status *st)
+{
+    struct fetch_ctx *f = ctx;
+    veil_err rc = f->store->ops->aggregate(f->store, f->c->table, f->req, res);
+    if (rc != VEIL_OK) {
+        return vl_store_failed(f->s, f->c, 0, rc, st);
+    }
+    int honest = agg_honest(f->req, res);
+    if (honest < 0) {
+        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+    }
+    if (honest == 0) {
+        return vl_breach(f->s->v, f->s, f->c->name,
+                         "a store answered an aggregate no honest store gives", st);
+    }
+    return VEIL_OK;
+}
+
+static int doc_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, VL_DOCTOKEN_BYTES);
+}
+
 veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, size_t len,
                         char **json_out, veil_status *st)
 {
@@ -824,6 +856,7 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
     struct vl_match_snap snap;
     struct vl_hits hits = {0};
     struct vl_bytes *hit_toks = NULL;
+    struct vl_docset hitset = {NULL, 0};
     struct dpq dp;
     struct vl_dp_answer dpa;
     memset(&dp, 0, sizeof(dp));
@@ -926,6 +959,15 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
             hit_toks[i].p = hits.h[i].doc;
             hit_toks[i].n = VL_DOCTOKEN_BYTES;
         }
+        if ((hitset.docs = malloc((hits.n + 1) * VL_DOCTOKEN_BYTES)) == NULL) {
+            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < hits.n; i++) {
+            memcpy(hitset.docs[i], hits.h[i].doc, VL_DOCTOKEN_BYTES);
+        }
+        hitset.n = hits.n;
+        qsort(hitset.docs, hitset.n, VL_DOCTOKEN_BYTES, doc_cmp);
         plan.pred.only_docs = true;
         plan.pred.docs = hit_toks;
         plan.pred.ndocs = hits.n;
@@ -957,19 +999,24 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
         goto out;
     }
     if (!plan.empty) {
-        rc = store->ops->aggregate(store, c->table, &req, &res);
-        if (rc != VEIL_OK) {
-            rc = vl_store_failed(s, c, 0, rc, st);
-            goto out;
+        /* The store's answer, checked against the trusted token sets: every group's rows
+         * and cells are exactly those written for it (verify.c). */
+        uint8_t tag_cols[MAX_METRICS][VL_COL_BYTES];
+        for (size_t i = 0; i < a.ncols; i++) {
+            memcpy(tag_cols[i], a.cols[i]->tcol, VL_COL_BYTES);
         }
-        int honest = agg_honest(&req, &res);
-        if (honest < 0) {
-            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-            goto out;
-        }
-        if (honest == 0) {
-            rc =
-                vl_breach(v, s, c->name, "a store answered an aggregate no honest store gives", st);
+        struct fetch_ctx fx = {s, c, store, &req};
+        struct vl_agg_check chk = {&plan,
+                                   match.n > 0 ? &hitset : NULL,
+                                   (const uint8_t(*)[VL_COL_BYTES])group_cols,
+                                   a.ngroup,
+                                   (const uint8_t(*)[VL_COL_BYTES])tag_cols,
+                                   a.ncols,
+                                   a.ncols,
+                                   agg_fetch,
+                                   &fx,
+                                   &res};
+        if ((rc = vl_agg_verified(s, c, &chk, st)) != VEIL_OK) {
             goto out;
         }
     }
@@ -1165,6 +1212,7 @@ out:
     vl_match_free(&match);
     free(hits.h);
     free(hit_toks);
+    vl_docset_free(&hitset);
     json_decref(q);
     return rc;
 }

@@ -51,6 +51,7 @@ void vl_coll_free(struct vl_coll *c)
     }
     vl_secret_free(c->doc_key);
     vl_secret_free(c->cursor_key);
+    vl_secret_free(c->set_key);
     vl_policy_free(c->policy);
     free(c->tenant);
     free(c->name);
@@ -240,12 +241,14 @@ static veil_err coll_build(veil_session *s, const char *name, const char *canoni
     }
     c->doc_key = vl_secret_alloc(32);
     c->cursor_key = vl_secret_alloc(VL_AEAD_KEYBYTES);
+    c->set_key = vl_secret_alloc(32);
     c->fields = calloc(c->policy->nfields ? c->policy->nfields : 1, sizeof(*c->fields));
     c->seq = calloc(1, sizeof(*c->seq));
     if (c->seq != NULL) {
         pthread_mutex_init(&c->seq->mu, NULL);
     }
-    if (c->doc_key == NULL || c->cursor_key == NULL || c->fields == NULL || c->seq == NULL) {
+    if (c->doc_key == NULL || c->cursor_key == NULL || c->set_key == NULL ||
+        c->fields == NULL || c->seq == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
@@ -254,6 +257,10 @@ static veil_err coll_build(veil_session *s, const char *name, const char *canoni
     if (rc == VEIL_OK) {
         rc = vl_subkey(c->cursor_key, VL_AEAD_KEYBYTES, current, c->tenant, c->name, "",
                        "cursor", c->key_version);
+    }
+    if (rc == VEIL_OK) {
+        rc = vl_subkey(c->set_key, 32, naming, c->tenant, c->name, "", "token-set",
+                       NAMING_KEY_VERSION);
     }
     for (size_t i = 0; rc == VEIL_OK && i < c->policy->nfields; i++) {
         const struct vl_field *f = &c->policy->fields[i];

@@ -101,6 +101,7 @@ struct vl_coll {
     uint32_t key_version;
     uint8_t *doc_key;              /* secret: document tokens */
     uint8_t *cursor_key;           /* secret: sealing query cursors */
+    uint8_t *set_key;              /* secret, 32: token keys of the token sets (verify.c) */
     struct vl_fctx *fields;        /* one per policy field, same order */
     struct vl_fctx id;             /* the document id */
     struct vl_fctx rest;           /* fields the policy does not list */
@@ -438,6 +439,67 @@ veil_err vl_breach(veil_vault *v, const veil_session *s, const char *coll, const
  * be reached (VEIL_ERR_STORE_UNAVAILABLE). Returns that error with st filled. */
 veil_err vl_store_failed(veil_session *s, const struct vl_coll *c, int store, veil_err rc,
                          veil_status *st);
+
+/* ---- verify.c: complete answers ---- */
+
+/* The token key of a collection's (column, token); of its set of all live documents; of
+ * the set of documents with some token, or a cell, in a column ("any"). */
+void vl_coll_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
+                const struct vl_bytes *tok, uint8_t out[VL_TK_BYTES]);
+void vl_coll_all_tk(const struct vl_coll *c, uint8_t out[VL_TK_BYTES]);
+void vl_coll_any_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
+                    uint8_t out[VL_TK_BYTES]);
+/* The token keys of a sealed document (of each token, "all", and "any" of each column with
+ * a token or a sum cell), sorted and each once, as the trusted state keeps them (out is
+ * initialised here). */
+veil_err vl_sealed_tks(const struct vl_coll *c, const struct vl_sealed *sd, size_t nstores,
+                       struct vl_buf *out) VL_WUR;
+/* Document tokens, sorted ascending, each once; owned. */
+struct vl_docset {
+    uint8_t (*docs)[VL_DOCTOKEN_BYTES];
+    size_t n;
+};
+void vl_docset_free(struct vl_docset *d);
+/* The documents that have one of the n tokens (keys tks) of column col in store `store`,
+ * as the store lists them once they agree with the trusted token sets (and the writes in
+ * flight); a store that disagrees is a breach (502). */
+veil_err vl_verified_members(veil_session *s, const struct vl_coll *c, int store,
+                             const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
+                             const uint8_t (*tks)[VL_TK_BYTES], size_t n,
+                             struct vl_docset *out, veil_status *st) VL_WUR;
+/* An aggregate to check (verify.c "aggregates"): fetch asks the store and fills *res,
+ * already checked for shape (a breach otherwise); res holds the answer once it agrees with
+ * the trusted state. */
+struct vl_agg_check {
+    const struct vl_plan *plan;            /* the where (NULL or n == 0: none) */
+    const struct vl_docset *hits;          /* a match's documents (sorted), or NULL */
+    const uint8_t (*gcols)[VL_COL_BYTES];  /* the group columns */
+    size_t ngroup;
+    const uint8_t (*tcols)[VL_COL_BYTES];  /* the MAC tags' columns */
+    size_t ntags;
+    size_t tag_base;                       /* values[tag_base + t]: tag column t */
+    veil_err (*fetch)(void *ctx, struct vl_agg_result *res, veil_status *st);
+    void *ctx;
+    struct vl_agg_result *res;
+};
+/* Asks the store until its answer agrees with the trusted token sets (and the writes in
+ * flight): every group's rows are exactly the live rows matching the where (or found by
+ * the match) that have its keys, and its tags exactly those of its rows with a cell; else
+ * a breach (502). */
+veil_err vl_agg_verified(veil_session *s, const struct vl_coll *c, struct vl_agg_check *k,
+                         veil_status *st) VL_WUR;
+/* The trusted size of the plan's smallest condition (the documents having one of its
+ * tokens). */
+veil_err vl_plan_min_size(veil_session *s, const struct vl_coll *c, const struct vl_plan *p,
+                          uint64_t *min, veil_status *st) VL_WUR;
+/* The candidates of a plan with at least one condition (and not empty): the verified
+ * members of its most selective condition, intersected with those of the conditions whose
+ * sets are not much larger. *exact: all conditions were intersected. Every document that
+ * matches the plan is a candidate; a candidate matches unless a write changed it since,
+ * or, when !*exact, it fails a condition not intersected: the caller checks the opened
+ * document. */
+veil_err vl_plan_candidates(veil_session *s, const struct vl_coll *c, const struct vl_plan *p,
+                            struct vl_docset *out, bool *exact, veil_status *st) VL_WUR;
 
 /* Returns a malloc'd copy of a JSON text (json_dumps), or NULL. */
 char *vl_json_text(const json_t *j);

@@ -570,25 +570,60 @@ static int tok_cmp(const void *a, const void *b)
     return memcmp(a, b, VL_DOCTOKEN_BYTES);
 }
 
-/* Is a store's list of document tokens strictly ascending (so none repeats)? */
-static bool doclist_ascending(const struct vl_doclist *l)
+/* Keeps the hits whose documents, opened, match the plan. */
+#define FILTER_CHUNK 256
+static veil_err hits_filter_open(veil_session *s, const struct vl_coll *c,
+                                 const struct vl_plan *plan, struct vl_hits *hits,
+                                 veil_status *st)
 {
-    for (size_t i = 1; i < l->n; i++) {
-        if (memcmp(l->docs[i - 1], l->docs[i], VL_DOCTOKEN_BYTES) >= 0) {
-            return false;
-        }
+    json_t *none = json_array();
+    bool *want = none != NULL ? want_fields(c, none, plan) : NULL;
+    struct vl_bytes *toks = calloc(FILTER_CHUNK, sizeof(*toks));
+    struct opened *op = calloc(FILTER_CHUNK, sizeof(*op));
+    bool *found = calloc(FILTER_CHUNK, sizeof(*found));
+    veil_err rc = VEIL_OK;
+    size_t k = 0;
+    if (want == NULL || toks == NULL || op == NULL || found == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
     }
-    return true;
+    for (size_t at = 0; at < hits->n;) {
+        size_t chunk = hits->n - at < FILTER_CHUNK ? hits->n - at : FILTER_CHUNK;
+        for (size_t i = 0; i < chunk; i++) {
+            toks[i].p = hits->h[at + i].doc;
+            toks[i].n = VL_DOCTOKEN_BYTES;
+        }
+        if ((rc = fetch(s, c, toks, chunk, want, false, op, found, st)) != VEIL_OK) {
+            goto out;
+        }
+        for (size_t i = 0; i < chunk; i++) {
+            if (found[i] && vl_plan_satisfied(plan, op[i].doc)) {
+                hits->h[k++] = hits->h[at + i];
+            }
+        }
+        opened_free(op, chunk);
+        at += chunk;
+    }
+    hits->n = k;
+out:
+    json_decref(none);
+    free(want);
+    free(toks);
+    free(op);
+    free(found);
+    return rc;
 }
 
-/* Keeps the hits whose rows the store finds matching the where clause. The store must
- * answer with some of the candidates it was given, in ascending order, each once. */
+/* Keeps the hits that match the where clause: the search's hits are complete (search.c),
+ * so what is left is complete too. Few hits beside the where's smallest set are opened and
+ * checked; else they are intersected with the verified candidates of the where (and
+ * opened too when not all of its conditions were intersected). */
 static veil_err match_where(veil_session *s, const struct vl_coll *c, const struct vl_plan *plan,
                             struct vl_hits *hits, veil_status *st)
 {
-    veil_vault *v = s->v;
-    struct vl_doclist list = {0};
-    veil_err rc = VEIL_OK;
+    struct vl_docset cands = {NULL, 0};
+    bool exact = false;
+    uint64_t min = 0;
     if (plan->n == 0 || hits->n == 0) {
         return VEIL_OK;
     }
@@ -596,52 +631,26 @@ static veil_err match_where(veil_session *s, const struct vl_coll *c, const stru
         hits->n = 0;
         return VEIL_OK;
     }
-    struct vl_bytes *toks = calloc(hits->n, sizeof(*toks));
-    uint8_t(*cand)[VL_DOCTOKEN_BYTES] = malloc(hits->n * VL_DOCTOKEN_BYTES);
-    if (toks == NULL || cand == NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < hits->n; i++) {
-        toks[i].p = hits->h[i].doc;
-        toks[i].n = VL_DOCTOKEN_BYTES;
-        memcpy(cand[i], hits->h[i].doc, VL_DOCTOKEN_BYTES);
-    }
-    qsort(cand, hits->n, VL_DOCTOKEN_BYTES, tok_cmp);
-    struct vl_pred pred = plan->pred;
-    pred.only_docs = true;
-    pred.docs = toks;
-    pred.ndocs = hits->n;
-    struct vl_store *store = v->stores[0];
-    rc = store->ops->find(store, c->table, &pred, NULL, hits->n, &list);
+    veil_err rc = vl_plan_min_size(s, c, plan, &min, st);
     if (rc != VEIL_OK) {
-        rc = vl_store_failed(s, c, 0, rc, st);
-        goto out;
+        return rc;
     }
-    bool honest = list.n <= hits->n && doclist_ascending(&list);
-    for (size_t i = 0; honest && i < list.n; i++) {
-        honest = bsearch(list.docs[i], cand, hits->n, VL_DOCTOKEN_BYTES, tok_cmp) != NULL;
+    if ((uint64_t)hits->n * 4 <= min) {
+        return hits_filter_open(s, c, plan, hits, st);
     }
-    if (!honest) {
-        rc = vl_breach(v, s, c->name,
-                       "a store answered a search's where with documents it "
-                       "was not given, or out of order",
-                       st);
-        goto out;
+    if ((rc = vl_plan_candidates(s, c, plan, &cands, &exact, st)) != VEIL_OK) {
+        return rc;
     }
     size_t k = 0;
     for (size_t i = 0; i < hits->n; i++) {
-        if (list.n > 0 && bsearch(hits->h[i].doc, list.docs, list.n, VL_DOCTOKEN_BYTES,
-                                  tok_cmp) != NULL) {
+        if (cands.n > 0 &&
+            bsearch(hits->h[i].doc, cands.docs, cands.n, VL_DOCTOKEN_BYTES, tok_cmp) != NULL) {
             hits->h[k++] = hits->h[i];
         }
     }
     hits->n = k;
-out:
-    vl_doclist_free(&list);
-    free(toks);
-    free(cand);
-    return rc;
+    vl_docset_free(&cands);
+    return exact ? VEIL_OK : hits_filter_open(s, c, plan, hits, st);
 }
 
 static veil_err query_match(veil_session *s, const struct vl_coll *c,
@@ -729,12 +738,7 @@ static veil_err query_match(veil_session *s, const struct vl_coll *c,
             }
         }
         if (!vl_plan_satisfied(plan, op[i].doc)) {
-            if (changed) {
-                continue; /* written since the search: it no longer passes the where */
-            }
-            rc = vl_breach(s->v, s, c->name, "a store returned a row the query does not match",
-                           st);
-            goto out;
+            continue; /* written since the where was checked: it no longer passes it */
         }
         answer_append(docs, c, s, &op[i], select);
     }
@@ -760,6 +764,68 @@ out:
     return rc;
 }
 
+/* Opens the candidates (sorted, all after the cursor) in order and appends those that
+ * match the plan, up to limit; *last: the last one appended; *more: a candidate after it
+ * may match too (exact: any is left; else one was opened and matches). A candidate deleted
+ * or changed since it was listed is passed over: the answer is of the documents as they
+ * are when opened. */
+#define PAGE_CHUNK_MIN 16
+static veil_err page_from(veil_session *s, const struct vl_coll *c, const struct vl_plan *plan,
+                          const uint8_t (*cand)[VL_DOCTOKEN_BYTES], size_t ncand, bool exact,
+                          size_t limit, const bool *want, const json_t *select, json_t *docs,
+                          uint8_t last[VL_DOCTOKEN_BYTES], bool *more, veil_status *st)
+{
+    size_t at = 0, kept = 0, cap = limit > PAGE_CHUNK_MIN ? limit : PAGE_CHUNK_MIN;
+    struct vl_bytes *toks = calloc(cap, sizeof(*toks));
+    struct opened *op = calloc(cap, sizeof(*op));
+    bool *found = calloc(cap, sizeof(*found));
+    veil_err rc = VEIL_OK;
+    *more = false;
+    if (toks == NULL || op == NULL || found == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    while (at < ncand && !*more) {
+        if (kept == limit && exact) {
+            *more = true; /* every candidate left matches but for a write meanwhile */
+            break;
+        }
+        size_t chunk = kept < limit ? limit - kept : 1;
+        if (!exact && chunk < PAGE_CHUNK_MIN) {
+            chunk = PAGE_CHUNK_MIN;
+        }
+        if (chunk > ncand - at) {
+            chunk = ncand - at;
+        }
+        for (size_t i = 0; i < chunk; i++) {
+            toks[i].p = (uint8_t *)cand[at + i];
+            toks[i].n = VL_DOCTOKEN_BYTES;
+        }
+        if ((rc = fetch(s, c, toks, chunk, want, true, op, found, st)) != VEIL_OK) {
+            goto out;
+        }
+        for (size_t i = 0; i < chunk; i++) {
+            if (!found[i] || !vl_plan_satisfied(plan, op[i].doc)) {
+                continue;
+            }
+            if (kept == limit) {
+                *more = true;
+                break;
+            }
+            answer_append(docs, c, s, &op[i], select);
+            memcpy(last, cand[at + i], VL_DOCTOKEN_BYTES);
+            kept++;
+        }
+        opened_free(op, chunk);
+        at += chunk;
+    }
+out:
+    free(toks);
+    free(op);
+    free(found);
+    return rc;
+}
+
 veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t len,
                     char **json_out, veil_status *st)
 {
@@ -768,14 +834,12 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     const struct vl_role *role = NULL;
     json_t *q = NULL, *docs = NULL;
     struct vl_plan plan;
-    struct vl_doclist list = {0};
-    struct opened *op = NULL;
-    bool *found = NULL, *want = NULL;
+    struct vl_docset cands = {NULL, 0};
+    bool *want = NULL, exact = false;
     uint8_t after[VL_DOCTOKEN_BYTES];
     bool has_after = false;
     char *next = NULL;
     json_int_t limit = VL_QUERY_LIMIT_DEFAULT;
-    size_t n = 0;
     memset(&plan, 0, sizeof(plan));
     vl_status_clear(st);
 
@@ -856,75 +920,54 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     if ((rc = vl_plan_where(c, s->admin ? NULL : role, false, where, &plan, st)) != VEIL_OK) {
         goto out;
     }
-    struct vl_store *store = v->stores[0];
-    if (!plan.empty) {
-        rc = store->ops->find(store, c->table, &plan.pred, has_after ? after : NULL,
-                              (size_t)limit + 1, &list);
-        if (rc != VEIL_OK) {
-            rc = vl_store_failed(s, c, 0, rc, st);
+    /* The candidates, complete: from the trusted state's own list of live documents
+     * without a where, else the verified members of the plan's conditions (verify.c). */
+    if (plan.n == 0) {
+        if ((cands.docs = malloc(((size_t)limit + 1) * VL_DOCTOKEN_BYTES)) == NULL) {
+            rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
             goto out;
         }
-    }
-    /* Each page moves forward: at most what was asked for, ascending, each token once, all
-     * after the cursor. A store that ignores the cursor (or repeats itself) is caught here,
-     * so no client pages forever. */
-    if (list.n > (size_t)limit + 1 || !doclist_ascending(&list) ||
-        (has_after && list.n > 0 && memcmp(list.docs[0], after, VL_DOCTOKEN_BYTES) <= 0)) {
-        rc =
-            vl_breach(v, s, c->name,
-                      "a store returned a page out of order, too long or not after its cursor", st);
+        rc = vl_trusted_docs_page(v->trusted, c->tenant_id, c->name, has_after ? after : NULL,
+                                  (size_t)limit + 1, cands.docs, &cands.n);
+        if (rc != VEIL_OK) {
+            rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
+            goto out;
+        }
+        exact = true;
+    } else if (!plan.empty &&
+               (rc = vl_plan_candidates(s, c, &plan, &cands, &exact, st)) != VEIL_OK) {
         goto out;
-    }
-    n = list.n > (size_t)limit ? (size_t)limit : list.n;
-    struct vl_bytes *toks = calloc(n + 1, sizeof(*toks));
-    op = calloc(n + 1, sizeof(*op));
-    found = calloc(n + 1, sizeof(*found));
-    if (toks == NULL || op == NULL || found == NULL) {
-        free(toks);
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        toks[i].p = list.docs[i];
-        toks[i].n = VL_DOCTOKEN_BYTES;
     }
     if ((want = want_fields(c, select, &plan)) == NULL && select != NULL) {
-        free(toks);
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    rc = fetch(s, c, toks, n, want, true, op, found, st);
-    free(toks);
+    size_t from = 0;
+    while (has_after && from < cands.n &&
+           memcmp(cands.docs[from], after, VL_DOCTOKEN_BYTES) <= 0) {
+        from++;
+    }
+    docs = json_array();
+    uint8_t last[VL_DOCTOKEN_BYTES];
+    bool more = false;
+    if (docs == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    rc = page_from(s, c, &plan, cands.docs + from, cands.n - from, exact, (size_t)limit, want,
+                   select, docs, last, &more, st);
     if (rc != VEIL_OK) {
         goto out;
     }
-    docs = json_array();
-    for (size_t i = 0; i < n; i++) {
-        if (!found[i]) {
-            continue; /* deleted between the find and the fetch */
-        }
-        if (!vl_plan_satisfied(&plan, op[i].doc)) {
-            rc = vl_breach(v, s, c->name, "a store returned a row the query does not match",
-                           st);
-            goto out;
-        }
-        answer_append(docs, c, s, &op[i], select);
-    }
-    if (list.n > (size_t)limit &&
-        (rc = plain_cursor_seal(s, c, qhash, list.docs[n - 1], &next)) != VEIL_OK) {
+    if (more && (rc = plain_cursor_seal(s, c, qhash, last, &next)) != VEIL_OK) {
         rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
         goto out;
     }
     rc = answer_page(docs, next, json_out, st);
 out:
-    if (op != NULL) {
-        opened_free(op, n);
-    }
-    free(op);
-    free(found);
     free(want);
     free(next);
-    vl_doclist_free(&list);
+    vl_docset_free(&cands);
     vl_plan_free(&plan);
     json_decref(docs);
     json_decref(q);

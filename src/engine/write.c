@@ -41,6 +41,7 @@ struct item {
     struct vl_docwords words; /* its search fields' words */
     struct vl_buf payload;
     struct vl_buf brief;
+    struct vl_buf tks;        /* its token keys (verify.c), for the trusted token sets */
     struct vl_intent intent;
 };
 
@@ -535,6 +536,9 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
         if (item_ok(it)) {
             it->rc = vl_docwords_of(c, it->doc, &it->words, &it->st);
         }
+        if (item_ok(it) && vl_sealed_tks(c, &it->sealed, v->nstores, &it->tks) != VEIL_OK) {
+            item_fail(it, VEIL_ERR_INTERNAL, "out of memory");
+        }
     }
     /* The batch's search entries: per word, the documents that have it, together. */
     for (size_t i = 0; i < n; i++) {
@@ -578,6 +582,8 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
         in->trusted_part.n = it->sealed.trusted.len;
         in->slen.p = it->words.slen.data;
         in->slen.n = it->words.slen.len;
+        in->tks.p = it->tks.data;
+        in->tks.n = it->tks.len;
         payloads[nin].p = it->payload.data;
         payloads[nin].n = it->payload.len;
         nin++;
@@ -626,6 +632,7 @@ static void item_clear(struct item *it)
     vl_docwords_free(&it->words);
     vl_buf_free(&it->payload);
     vl_buf_free(&it->brief);
+    vl_buf_free(&it->tks);
     free(it->id);
     it->id = NULL;
 }

@@ -45,12 +45,13 @@
  *   - the predicate becomes a MATERIALIZED CTE f(doc): an INTERSECT of one index range scan
  *     of x_T per term; or, with only_docs, the documents of temp.vl_docs that pass every
  *     term's probe (as in find), or with no term that ir_T has (one probe each). The matching
- *     rows are f's documents (tokens exist only with their row) or, with no predicate,
- *     every document of ir_T in document order;
+ *     rows are f's documents (tokens exist only with their row), joined to r_T for their
+ *     sequence numbers, or, with no predicate, every row of r_T;
  *   - each is LEFT JOINed to its tokens in the group columns (x_T by (doc, col) through i_T;
  *     a missing token is the key x'') and to its cells in the aggregated columns, all probed
- *     by document; one GROUP BY over the keys (one sort) then gives per group count(*) and,
- *     per column, count, limb SUMs and veil_runs(seq, limbs), or veil_mulmod(val, n^2);
+ *     by document; one GROUP BY over the keys (one sort) then gives per group count(*) and
+ *     veil_runs(seq) of its rows, and, per column, count, limb SUMs and veil_runs(seq,
+ *     limbs), or veil_mulmod(val, n^2);
  *   - veil_runs and veil_mulmod are aggregate SQL functions defined here and registered on
  *     every pooled connection. veil_mulmod multiplies Paillier cells modulo n^2 with GMP:
  *     SQLite has no bignum arithmetic. veil_runs collects a group's sequence numbers, sorts
@@ -527,6 +528,11 @@ static int conn_open(const struct sq_store *s, sqlite3 **out)
     }
     if (rc == SQLITE_OK) {
         rc = sqlite3_create_function_v2(db, "veil_runs", 1 + VL_SUM_LIMBS,
+                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+                                        NULL, NULL, runs_step, runs_final, NULL);
+    }
+    if (rc == SQLITE_OK) { /* veil_runs(seq): a group's rows, without cells to check */
+        rc = sqlite3_create_function_v2(db, "veil_runs", 1,
                                         SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
                                         NULL, NULL, runs_step, runs_final, NULL);
     }
@@ -1522,7 +1528,7 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
         rc = appendf(b, "coalesce(g%zu.tok, x'') AS k%zu, ", g, g);
     }
     if (rc == VEIL_OK) {
-        rc = vl_buf_append_str(b, "count(*)");
+        rc = vl_buf_append_str(b, "count(*), veil_runs(m.seq)");
     }
     for (size_t j = 0; rc == VEIL_OK && j < req->ncols; j++) {
         if (req->cols[j].paillier) {
@@ -1538,7 +1544,7 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
     /* the filter's documents all have rows (tokens go with their row), so the rows table
      * is only read when there is no filter: SQLite scans its narrow index ir_T */
     if (rc == VEIL_OK) {
-        rc = nterms > 0 || only_docs ? vl_buf_append_str(b, " FROM f m")
+        rc = nterms > 0 || only_docs ? appendf(b, " FROM f JOIN \"r_%s\" m ON m.doc = f.doc", t)
                                      : appendf(b, " FROM \"r_%s\" m", t);
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
@@ -1626,45 +1632,55 @@ static veil_err agg_group_new(struct vl_agg_result *r, size_t *cap, size_t ngrou
 
 /* Decodes veil_runs' blob (runs_final) into v->runs: ascending, maximal, and covering
  * exactly `count` sequence numbers, or VEIL_ERR_INTEGRITY. */
-static veil_err agg_runs_decode(struct vl_agg_value *v, const uint8_t *p, size_t n,
-                                uint64_t count)
+static veil_err agg_runs_decode(struct vl_seq_run **runs, size_t *nruns, const uint8_t *p,
+                                size_t n, uint64_t count)
 {
-    size_t at = 0, cap = 0;
+    size_t at = 0, cap = 0, k = 0;
     uint64_t covered = 0, prev_last = 0;
-    while (at < n) {
-        uint64_t off, len;
+    struct vl_seq_run *r = NULL;
+    veil_err rc = VEIL_OK;
+    while (at < n && rc == VEIL_OK) {
+        uint64_t off, len, first = 0;
         if (vl_varint_get(p, n, &at, &off) != 0 || vl_varint_get(p, n, &at, &len) != 0) {
-            return VEIL_ERR_INTEGRITY;
+            rc = VEIL_ERR_INTEGRITY;
+            break;
         }
-        uint64_t first;
-        if (v->nruns == 0) {
+        if (k == 0) {
             first = off;
         } else if (prev_last >= (uint64_t)INT64_MAX - 1 ||
                    off > (uint64_t)INT64_MAX - 2 - prev_last) {
-            return VEIL_ERR_INTEGRITY;
+            rc = VEIL_ERR_INTEGRITY;
+            break;
         } else {
             first = prev_last + 2 + off;
         }
         if (first > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - first ||
             len >= count - covered) {
-            return VEIL_ERR_INTEGRITY; /* beyond int64 or more numbers than cells */
+            rc = VEIL_ERR_INTEGRITY; /* beyond int64 or more numbers than rows */
+            break;
         }
-        if (v->nruns == cap) {
+        if (k == cap) {
             size_t ncap = cap ? cap * 2 : 4;
-            struct vl_seq_run *q = realloc(v->runs, ncap * sizeof(*q));
+            struct vl_seq_run *q = realloc(r, ncap * sizeof(*q));
             if (q == NULL) {
-                return VEIL_ERR_INTERNAL;
+                rc = VEIL_ERR_INTERNAL;
+                break;
             }
-            v->runs = q;
+            r = q;
             cap = ncap;
         }
-        v->runs[v->nruns].first = first;
-        v->runs[v->nruns].last = first + len;
-        v->nruns++;
+        r[k].first = first;
+        r[k].last = first + len;
+        k++;
         covered += len + 1;
         prev_last = first + len;
     }
-    return covered == count ? VEIL_OK : VEIL_ERR_INTEGRITY;
+    if (rc == VEIL_OK && covered != count) {
+        rc = VEIL_ERR_INTEGRITY;
+    }
+    *runs = r; /* the caller frees them, whatever happened */
+    *nruns = k;
+    return rc;
 }
 
 /* One row of the aggregate statement: one group. Columns: keys, count(*), then per ASHE
@@ -1684,6 +1700,17 @@ static veil_err agg_row(struct vl_agg_result *r, size_t *cap, sqlite3_stmt *stmt
         return rc;
     }
     g->count = (uint64_t)n;
+    {
+        int type = sqlite3_column_type(stmt, c);
+        const uint8_t *bp = sqlite3_column_blob(stmt, c);
+        size_t bn = (size_t)sqlite3_column_bytes(stmt, c++);
+        if (type != SQLITE_BLOB || bn == 0) {
+            return VEIL_ERR_INTEGRITY; /* negative or repeated sequence numbers */
+        }
+        if ((rc = agg_runs_decode(&g->runs, &g->nruns, bp, bn, (uint64_t)n)) != VEIL_OK) {
+            return rc;
+        }
+    }
     for (size_t j = 0; j < req->ncols; j++) {
         struct vl_agg_value *v = &g->values[j];
         int64_t cnt = sqlite3_column_int64(stmt, c++);
@@ -1709,7 +1736,7 @@ static veil_err agg_row(struct vl_agg_result *r, size_t *cap, sqlite3_stmt *stmt
             if (type != SQLITE_BLOB || bn == 0) {
                 return VEIL_ERR_INTEGRITY; /* negative or repeated sequence numbers */
             }
-            rc = agg_runs_decode(v, bp, bn, (uint64_t)cnt);
+            rc = agg_runs_decode(&v->runs, &v->nruns, bp, bn, (uint64_t)cnt);
             if (rc != VEIL_OK) {
                 return rc;
             }

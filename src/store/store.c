@@ -158,6 +158,7 @@ void vl_agg_result_free(struct vl_agg_result *r)
         for (size_t k = 0; k < VL_AGG_MAX_GROUP; k++) {
             free(g->keys[k].p);
         }
+        free(g->runs);
         for (size_t j = 0; g->values != NULL && j < r->ncols; j++) {
             free(g->values[j].runs);
             free(g->values[j].product.p);

@@ -63,6 +63,7 @@ struct vl_trusted {
 struct vl_tsnap {
     struct vl_trusted *t;
     sqlite3 *db;
+    bool frozen; /* db is t->db, under t->mu and the write lock */
 };
 
 static const char schema[] =
@@ -118,6 +119,11 @@ static const char schema[] =
     "CREATE UNIQUE INDEX IF NOT EXISTS dp_answers_key ON dp_answers(tenant, coll, role,"
     "  period, query);"
 
+    /* Token sets: per token key, its live documents' count and sums (sethash.h). */
+    "CREATE TABLE IF NOT EXISTS tokset(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
+    "  tk BLOB NOT NULL, n INTEGER NOT NULL, hq BLOB NOT NULL, ha BLOB NOT NULL,"
+    "  PRIMARY KEY(tenant, coll, tk)) WITHOUT ROWID;"
+
     "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);"
     "INSERT OR IGNORE INTO meta(k, v) VALUES('mark', 0);"
     "INSERT OR IGNORE INTO meta(k, v) VALUES('search_epoch', 0);";
@@ -136,6 +142,8 @@ static const char *const added_columns[][2] = {
     {"tokens", "last_used"},
     {"words", "since"}, /* the first counter of the word's current key epoch (NULL: 0) */
     {"words", "hist"},  /* its earlier epochs: "epoch:first " per epoch, oldest first */
+    {"docs", "tks"},    /* the token keys of the current version */
+    {"intents", "tks"}, /* those of the new version */
 };
 
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
@@ -488,6 +496,7 @@ veil_err vl_trusted_tenant_shred(struct vl_trusted *t, int64_t tenant)
         "DELETE FROM blocks WHERE tenant=?1",
         "DELETE FROM dp_spent WHERE tenant=?1",
         "DELETE FROM dp_answers WHERE tenant=?1",
+        "DELETE FROM tokset WHERE tenant=?1",
         "UPDATE tenants SET shredded=1 WHERE id=?1",
     };
     veil_err rc = tx_begin(t);
@@ -1149,8 +1158,8 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
     }
     sqlite3_stmt *cur = prep(t, "SELECT version FROM docs WHERE tenant=? AND coll=? AND doc=?");
     sqlite3_stmt *ins = prep(t, "INSERT INTO intents(tenant, coll, doc, op, old_version, "
-                                "version, seq, digest, payload, part, slen) "
-                                "VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+                                "version, seq, digest, payload, part, slen, tks) "
+                                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
     if (cur == NULL || ins == NULL) {
         rc = db_err(t, 0, "intent begin");
         goto out;
@@ -1184,6 +1193,7 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
         bind_bytes(ins, 9, in[i].payload.p, in[i].payload.n);
         bind_bytes(ins, 10, in[i].trusted_part.p, in[i].trusted_part.n);
         bind_bytes(ins, 11, in[i].slen.p, in[i].slen.n);
+        bind_bytes(ins, 12, in[i].tks.p, in[i].tks.n);
         r = sqlite3_step(ins);
         if (r == SQLITE_CONSTRAINT) {
             rc = VEIL_ERR_CONFLICT; /* a write of this document is in flight */
@@ -1229,16 +1239,146 @@ static veil_err stats_add(struct vl_trusted *t, sqlite3_stmt *up, int64_t tenant
     return VEIL_OK;
 }
 
+/* ---- token sets ---- */
+
+/* A change to one token's set: documents in or out, and the sums' change. */
+struct tsdelta {
+    uint8_t tk[VL_TK_BYTES];
+    int64_t dn;
+    vl_u128 dq;
+    vl_u128 da;
+};
+struct tsdeltas {
+    struct tsdelta *d;
+    size_t n, cap;
+};
+
+/* Adds (sign +1) or removes (-1) a document version's contributions to each token of tks. */
+static veil_err tsdelta_add(struct tsdeltas *ds, const uint8_t *tks, size_t ntks,
+                            const uint8_t doc[VL_DOCTOKEN_BYTES], uint64_t seq, int sign)
+{
+    size_t k = ntks / VL_TK_BYTES;
+    if (ntks % VL_TK_BYTES != 0) {
+        return VEIL_ERR_INTERNAL;
+    }
+    if (ds->n + k > ds->cap) {
+        size_t ncap = (ds->n + k) * 2 + 64;
+        struct tsdelta *nd = realloc(ds->d, ncap * sizeof(*nd));
+        if (nd == NULL) {
+            return VEIL_ERR_INTERNAL;
+        }
+        ds->d = nd;
+        ds->cap = ncap;
+    }
+    for (size_t i = 0; i < k; i++) {
+        struct tsdelta *d = &ds->d[ds->n++];
+        const uint8_t *tk = tks + i * VL_TK_BYTES;
+        vl_u128 q = vl_set_q(tk, doc, VL_DOCTOKEN_BYTES), a = vl_set_a(tk, seq);
+        memcpy(d->tk, tk, VL_TK_BYTES);
+        d->dn = sign;
+        d->dq = sign > 0 ? q : vl_set_sub(0, q);
+        d->da = sign > 0 ? a : vl_set_sub(0, a);
+    }
+    return VEIL_OK;
+}
+
+static int tsdelta_cmp(const void *a, const void *b)
+{
+    return memcmp(((const struct tsdelta *)a)->tk, ((const struct tsdelta *)b)->tk, VL_TK_BYTES);
+}
+
+/* Applies the changes, merged per token, inside the caller's transaction. */
+static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *coll,
+                              struct tsdeltas *ds)
+{
+    veil_err rc = VEIL_OK;
+    qsort(ds->d, ds->n, sizeof(*ds->d), tsdelta_cmp);
+    sqlite3_stmt *get = prep(t, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? AND tk=?");
+    sqlite3_stmt *put = prep(t, "INSERT OR REPLACE INTO tokset(tenant, coll, tk, n, hq, ha) "
+                                "VALUES(?,?,?,?,?,?)");
+    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=?");
+    if (get == NULL || put == NULL || del == NULL) {
+        rc = db_err(t, 0, "token sets");
+    }
+    for (size_t i = 0; rc == VEIL_OK && i < ds->n;) {
+        int64_t dn = 0;
+        vl_u128 dq = 0, da = 0;
+        size_t j = i;
+        for (; j < ds->n && memcmp(ds->d[j].tk, ds->d[i].tk, VL_TK_BYTES) == 0; j++) {
+            dn += ds->d[j].dn;
+            dq = vl_set_add(dq, ds->d[j].dq);
+            da = vl_set_add(da, ds->d[j].da);
+        }
+        const uint8_t *tk = ds->d[i].tk;
+        i = j;
+        if (dn == 0 && dq == 0 && da == 0) {
+            continue; /* a document that kept the token and its sequence number */
+        }
+        int64_t n = 0;
+        vl_u128 hq = 0, ha = 0;
+        sqlite3_reset(get);
+        sqlite3_bind_int64(get, 1, tenant);
+        sqlite3_bind_text(get, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(get, 3, tk, VL_TK_BYTES);
+        int r = sqlite3_step(get);
+        if (r == SQLITE_ROW) {
+            n = sqlite3_column_int64(get, 0);
+            if (!vl_set_load(sqlite3_column_blob(get, 1), (size_t)sqlite3_column_bytes(get, 1),
+                             &hq) ||
+                !vl_set_load(sqlite3_column_blob(get, 2), (size_t)sqlite3_column_bytes(get, 2),
+                             &ha)) {
+                rc = db_err(t, 0, "token set: a malformed sum");
+                break;
+            }
+        } else if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "token set");
+            break;
+        }
+        n += dn;
+        hq = vl_set_add(hq, dq);
+        ha = vl_set_add(ha, da);
+        if (n < 0) {
+            rc = db_err(t, 0, "token set: a document left a set it was not in");
+            break;
+        }
+        sqlite3_stmt *w = n == 0 ? del : put;
+        sqlite3_reset(w);
+        sqlite3_bind_int64(w, 1, tenant);
+        sqlite3_bind_text(w, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(w, 3, tk, VL_TK_BYTES);
+        if (n > 0) {
+            uint8_t q[VL_SETSUM_BYTES], a[VL_SETSUM_BYTES];
+            vl_set_store(q, hq);
+            vl_set_store(a, ha);
+            sqlite3_bind_int64(w, 4, n);
+            bind_bytes(w, 5, q, sizeof(q));
+            bind_bytes(w, 6, a, sizeof(a));
+        } else if (hq != 0 || ha != 0) {
+            rc = db_err(t, 0, "token set: an empty set with a sum");
+            break;
+        }
+        if ((r = sqlite3_step(w)) != SQLITE_DONE) {
+            rc = db_err(t, r, "token set update");
+        }
+    }
+    sqlite3_finalize(get);
+    sqlite3_finalize(put);
+    sqlite3_finalize(del);
+    return rc;
+}
+
 veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const char *coll,
                                    const struct vl_intent *in, size_t n)
 {
+    struct tsdeltas ds = {NULL, 0, 0};
     veil_err rc = tx_begin(t);
     if (rc != VEIL_OK) {
         return rc;
     }
-    sqlite3_stmt *old = prep(t, "SELECT live, slen FROM docs WHERE tenant=? AND coll=? AND doc=?");
+    sqlite3_stmt *old = prep(t, "SELECT live, slen, seq, tks FROM docs WHERE tenant=? AND "
+                                "coll=? AND doc=?");
     sqlite3_stmt *up = prep(t, "INSERT OR REPLACE INTO docs(tenant, coll, doc, version, seq, "
-                               "digest, live, part, slen) VALUES(?,?,?,?,?,?,?,?,?)");
+                               "digest, live, part, slen, tks) VALUES(?,?,?,?,?,?,?,?,?,?)");
     sqlite3_stmt *del = prep(t, "DELETE FROM intents WHERE id=?");
     sqlite3_stmt *holes = prep(t, "DELETE FROM reserved WHERE tenant=? AND coll=? AND res=?");
     sqlite3_stmt *stats = prep(t, "INSERT INTO sstats(tenant, coll, field, ndocs, total) "
@@ -1250,7 +1390,7 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
     }
     for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
         bool put = in[i].op == VL_INTENT_PUT;
-        /* The search totals lose the old document's lengths and gain the new one's. */
+        /* The search totals and token sets lose the old version and gain the new one. */
         sqlite3_reset(old);
         sqlite3_bind_int64(old, 1, tenant);
         sqlite3_bind_text(old, 2, coll, -1, SQLITE_TRANSIENT);
@@ -1259,11 +1399,19 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
         if (r == SQLITE_ROW && sqlite3_column_int(old, 0) != 0) {
             rc = stats_add(t, stats, tenant, coll, sqlite3_column_blob(old, 1),
                            (size_t)sqlite3_column_bytes(old, 1), -1);
+            if (rc == VEIL_OK) {
+                rc = tsdelta_add(&ds, sqlite3_column_blob(old, 3),
+                                 (size_t)sqlite3_column_bytes(old, 3), in[i].doc,
+                                 (uint64_t)sqlite3_column_int64(old, 2), -1);
+            }
         } else if (r != SQLITE_ROW && r != SQLITE_DONE) {
             rc = db_err(t, r, "intent finish");
         }
         if (rc == VEIL_OK && put) {
             rc = stats_add(t, stats, tenant, coll, in[i].slen.p, in[i].slen.n, 1);
+        }
+        if (rc == VEIL_OK && put) {
+            rc = tsdelta_add(&ds, in[i].tks.p, in[i].tks.n, in[i].doc, in[i].seq, 1);
         }
         if (rc != VEIL_OK) {
             break;
@@ -1286,6 +1434,11 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
         } else {
             sqlite3_bind_null(up, 9);
         }
+        if (put && in[i].tks.n > 0) {
+            bind_bytes(up, 10, in[i].tks.p, in[i].tks.n);
+        } else {
+            sqlite3_bind_null(up, 10);
+        }
         if ((r = sqlite3_step(up)) != SQLITE_DONE) {
             rc = db_err(t, r, "doc update");
             break;
@@ -1307,7 +1460,11 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
             rc = db_err(t, r, "intent delete");
         }
     }
+    if (rc == VEIL_OK) {
+        rc = tsdelta_apply(t, tenant, coll, &ds);
+    }
 out:
+    free(ds.d);
     sqlite3_finalize(old);
     sqlite3_finalize(up);
     sqlite3_finalize(del);
@@ -1350,7 +1507,7 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
     veil_err rc = VEIL_OK;
     pthread_mutex_lock(&t->mu);
     sqlite3_stmt *s = prep(t, "SELECT id, tenant, coll, doc, op, old_version, version, seq, "
-                              "digest, payload, part, slen FROM intents ORDER BY id");
+                              "digest, payload, part, slen, tks FROM intents ORDER BY id");
     if (s == NULL) {
         rc = db_err(t, 0, "intents pending");
     }
@@ -1377,10 +1534,11 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
         if (sqlite3_column_bytes(s, 8) == VL_DIGEST_BYTES) {
             memcpy(p->in.digest, sqlite3_column_blob(s, 8), VL_DIGEST_BYTES);
         }
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             struct vl_bytes *b = k == 0   ? &p->in.payload
                                  : k == 1 ? &p->in.trusted_part
-                                          : &p->in.slen;
+                                 : k == 2 ? &p->in.slen
+                                          : &p->in.tks;
             b->n = (size_t)sqlite3_column_bytes(s, 9 + k);
             b->p = malloc(b->n ? b->n : 1);
             if (b->p != NULL && b->n > 0) {
@@ -1388,7 +1546,7 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
             }
         }
         if (p->coll == NULL || p->in.payload.p == NULL || p->in.trusted_part.p == NULL ||
-            p->in.slen.p == NULL) {
+            p->in.slen.p == NULL || p->in.tks.p == NULL) {
             rc = VEIL_ERR_INTERNAL;
         }
     }
@@ -1405,6 +1563,7 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
         free(v[i].in.payload.p);
         free(v[i].in.trusted_part.p);
         free(v[i].in.slen.p);
+        free(v[i].in.tks.p);
     }
     free(v);
     return rc;
@@ -1448,12 +1607,37 @@ veil_err vl_trusted_snap_begin(struct vl_trusted *t, struct vl_tsnap **out)
     return VEIL_OK;
 }
 
+veil_err vl_trusted_snap_freeze(struct vl_trusted *t, struct vl_tsnap **out)
+{
+    struct vl_tsnap *sn = calloc(1, sizeof(*sn));
+    if (sn == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    pthread_mutex_lock(&t->mu);
+    if (exec(t, "BEGIN IMMEDIATE") != SQLITE_OK) {
+        pthread_mutex_unlock(&t->mu);
+        free(sn);
+        return db_err(t, 0, "freeze");
+    }
+    sn->t = t;
+    sn->db = t->db;
+    sn->frozen = true;
+    *out = sn;
+    return VEIL_OK;
+}
+
 void vl_trusted_snap_end(struct vl_tsnap *sn)
 {
     if (sn == NULL) {
         return;
     }
     struct vl_trusted *t = sn->t;
+    if (sn->frozen) {
+        exec(t, "COMMIT");
+        pthread_mutex_unlock(&t->mu);
+        free(sn);
+        return;
+    }
     sqlite3_exec(sn->db, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_lock(&t->rmu);
     if (t->nreaders < MAX_READERS) {
@@ -1864,6 +2048,171 @@ veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int6
     return rc;
 }
 
+/* ---- token sets: reads ---- */
+
+veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                            const char *coll, const uint8_t (*tks)[VL_TK_BYTES], size_t n,
+                            struct vl_tokset *out)
+{
+    veil_err rc = VEIL_OK;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? "
+                                  "AND tk=?");
+    if (s == NULL) {
+        rc = read_err(db, "token sets");
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 3, tks[i], VL_TK_BYTES);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            int64_t k = sqlite3_column_int64(s, 0);
+            if (k <= 0 ||
+                !vl_set_load(sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+                             &out[i].hq) ||
+                !vl_set_load(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2),
+                             &out[i].ha)) {
+                vl_log(VL_LOG_ERROR, "trusted state: a malformed token set");
+                rc = VEIL_ERR_INTEGRITY;
+            }
+            out[i].n = (uint64_t)k;
+        } else if (r != SQLITE_DONE) {
+            rc = read_err(db, "token sets");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    return rc;
+}
+
+static veil_err copy_blob(sqlite3_stmt *s, int col, struct vl_bytes *b)
+{
+    size_t len = (size_t)sqlite3_column_bytes(s, col);
+    b->n = 0;
+    b->p = malloc(len ? len : 1);
+    if (b->p == NULL) {
+        return VEIL_ERR_INTERNAL;
+    }
+    if (len > 0) {
+        memcpy(b->p, sqlite3_column_blob(s, col), len);
+    }
+    b->n = len;
+    return VEIL_OK;
+}
+
+void vl_inflight_free(struct vl_inflight *f, size_t n)
+{
+    for (size_t i = 0; f != NULL && i < n; i++) {
+        free(f[i].tks.p);
+        free(f[i].old_tks.p);
+    }
+    free(f);
+}
+
+veil_err vl_trusted_inflight(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                             const char *coll, struct vl_inflight **out, size_t *n)
+{
+    veil_err rc = VEIL_OK;
+    struct vl_inflight *v = NULL;
+    size_t len = 0, cap = 0;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT i.doc, i.op, i.seq, i.tks, d.live, d.seq, d.tks "
+                                  "FROM intents i LEFT JOIN docs d ON d.tenant=i.tenant AND "
+                                  "d.coll=i.coll AND d.doc=i.doc "
+                                  "WHERE i.tenant=? AND i.coll=?");
+    int r = SQLITE_DONE;
+    if (s == NULL) {
+        rc = read_err(db, "writes in flight");
+    } else {
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+    }
+    while (rc == VEIL_OK && (r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap * 2 + 16;
+            struct vl_inflight *nv = realloc(v, ncap * sizeof(*v));
+            if (nv == NULL) {
+                rc = VEIL_ERR_INTERNAL;
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        struct vl_inflight *f = &v[len++];
+        memset(f, 0, sizeof(*f));
+        if (sqlite3_column_bytes(s, 0) == VL_DOCTOKEN_BYTES) {
+            memcpy(f->doc, sqlite3_column_blob(s, 0), VL_DOCTOKEN_BYTES);
+        }
+        f->del = sqlite3_column_int(s, 1) == VL_INTENT_DELETE;
+        f->seq = (uint64_t)sqlite3_column_int64(s, 2);
+        f->old_live = sqlite3_column_type(s, 4) != SQLITE_NULL && sqlite3_column_int(s, 4) != 0;
+        f->old_seq = (uint64_t)sqlite3_column_int64(s, 5);
+        if (copy_blob(s, 3, &f->tks) != VEIL_OK || copy_blob(s, 6, &f->old_tks) != VEIL_OK) {
+            rc = VEIL_ERR_INTERNAL;
+        }
+        if (f->del) {
+            f->tks.n = 0;
+        }
+        if (!f->old_live) {
+            f->old_tks.n = 0;
+        }
+    }
+    if (rc == VEIL_OK && r != SQLITE_DONE) {
+        rc = read_err(db, "writes in flight");
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    if (rc != VEIL_OK) {
+        vl_inflight_free(v, len);
+        v = NULL;
+        len = 0;
+    }
+    *out = v;
+    *n = len;
+    return rc;
+}
+
+veil_err vl_trusted_docs_tks(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                             const char *coll, const uint8_t (*docs)[VL_DOCTOKEN_BYTES],
+                             size_t n, struct vl_bytes *tks, uint64_t *seqs)
+{
+    veil_err rc = VEIL_OK;
+    memset(tks, 0, n * sizeof(*tks));
+    memset(seqs, 0, n * sizeof(*seqs));
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT tks, seq FROM docs WHERE tenant=? AND coll=? AND "
+                                  "doc=? AND live=1");
+    if (s == NULL) {
+        rc = read_err(db, "document tokens");
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 3, docs[i], VL_DOCTOKEN_BYTES);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            rc = copy_blob(s, 0, &tks[i]);
+            seqs[i] = (uint64_t)sqlite3_column_int64(s, 1);
+        } else if (r != SQLITE_DONE) {
+            rc = read_err(db, "document tokens");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    if (rc != VEIL_OK) {
+        for (size_t i = 0; i < n; i++) {
+            free(tks[i].p);
+            tks[i].p = NULL;
+            tks[i].n = 0;
+        }
+    }
+    return rc;
+}
+
 /* ---- differential privacy: budgets and kept answers ---- */
 
 /* At most this many rows of earlier periods are forgotten by one ask, so an ask costs
@@ -1873,6 +2222,7 @@ veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int6
 #define DP_SPENT_KEEP ((int64_t)400 * 86400)
 
 /* The role's total in dp_spent. */
+
 static const char dp_total[] = "";
 
 struct dp_row {

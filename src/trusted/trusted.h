@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 
+#include "crypto/sethash.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/status.h"
@@ -172,6 +173,9 @@ struct vl_intent {
     struct vl_bytes trusted_part; /* the fields kept in trusted state */
     struct vl_bytes slen;       /* search: the new document's word counts per field, as
                                    (u32 field, u32 words) big-endian pairs; n = 0: none */
+    struct vl_bytes tks;        /* the keys (VL_TK_BYTES each) of the tokens the new version
+                                   has, the collection's "all" key among them; n = 0 for a
+                                   delete */
     uint64_t mark;              /* set by begin: the mark of the batch */
 };
 /* In one durable transaction: checks each document is still at old_version with no write
@@ -180,7 +184,8 @@ struct vl_intent {
 veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const char *coll,
                                   struct vl_intent *in, size_t n);
 /* In one transaction: applies the intents to the document state (new version, seq,
- * digest, trusted part; or deleted) and removes them. */
+ * digest, trusted part; or deleted) and removes them. The token sets follow: each token
+ * of the old version (if live) loses the document, each of the new one's gains it. */
 veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const char *coll,
                                    const struct vl_intent *in, size_t n);
 /* Forgets intents whose store writes failed and left nothing behind. */
@@ -223,6 +228,10 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
  * read the current state instead. */
 struct vl_tsnap;
 veil_err vl_trusted_snap_begin(struct vl_trusted *t, struct vl_tsnap **out) VL_WUR;
+/* A snapshot that also stops every write to the trusted state until it ends (it holds
+ * the write lock): what a reader takes when writes keep changing what it checks. Only
+ * reads through it are allowed meanwhile, from this thread. */
+veil_err vl_trusted_snap_freeze(struct vl_trusted *t, struct vl_tsnap **out) VL_WUR;
 void vl_trusted_snap_end(struct vl_tsnap *sn);
 
 /* counts[i]: the counter of wkeys[i] (0 for a word never written). */
@@ -260,6 +269,40 @@ void vl_seqdocs_free(struct vl_seqdoc *d, size_t n);
 veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
                                  const char *coll, uint32_t field, uint64_t *ndocs,
                                  uint64_t *total) VL_WUR;
+
+/* ---- token sets (crypto/sethash.h): what the stores' indexes must hold ----
+ *
+ * Per (collection, token key): how many live documents have the token in their current
+ * version, and the sums hq (over their document tokens) and ha (over their row sequence
+ * numbers). A token no live document has has no row: n = 0 and both sums 0. */
+struct vl_tokset {
+    uint64_t n;
+    vl_u128 hq;
+    vl_u128 ha;
+};
+/* out[i]: the set of tks[i]. VEIL_ERR_INTEGRITY for a row the state cannot have written. */
+veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                            const char *coll, const uint8_t (*tks)[VL_TK_BYTES], size_t n,
+                            struct vl_tokset *out) VL_WUR;
+/* A write in flight (an unfinished intent) of a collection: the document, what it writes
+ * (its new sequence number and token keys; none for a delete), and what it replaces. */
+struct vl_inflight {
+    uint8_t doc[VL_DOCTOKEN_BYTES];
+    bool del;
+    uint64_t seq;
+    struct vl_bytes tks;        /* owned */
+    bool old_live;
+    uint64_t old_seq;
+    struct vl_bytes old_tks;    /* owned */
+};
+veil_err vl_trusted_inflight(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                             const char *coll, struct vl_inflight **out, size_t *n) VL_WUR;
+void vl_inflight_free(struct vl_inflight *f, size_t n);
+/* The token keys of documents' current versions: tks[i] (owned, n = 0 when not live), and
+ * their row sequence numbers seqs[i] (0 when not live). */
+veil_err vl_trusted_docs_tks(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
+                             const char *coll, const uint8_t (*docs)[VL_DOCTOKEN_BYTES],
+                             size_t n, struct vl_bytes *tks, uint64_t *seqs) VL_WUR;
 
 /* ---- differential privacy: budgets and kept answers ----
  *

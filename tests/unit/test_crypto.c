@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "crypto/crypto.h"
+#include "crypto/sethash.h"
 #include "testutil.h"
 
 enum expect { EXPECT_VALID, EXPECT_INVALID, EXPECT_ACCEPTABLE };
@@ -851,6 +852,58 @@ static int setup(void **state)
     return vl_crypto_init() == 0 && vl_crypto_init() == 0 ? 0 : -1;
 }
 
+/* The set hashes: arithmetic modulo 2^127 - 1, telescoping runs, and what tells sets
+ * apart. */
+static void test_sethash(void **state)
+{
+    (void)state;
+    const vl_u128 p = ((vl_u128)1 << 127) - 1;
+    assert_true(vl_set_add(p - 1, 1) == 0);
+    assert_true(vl_set_add(p - 1, p - 1) == p - 2);
+    assert_true(vl_set_sub(0, 1) == p - 1);
+    assert_true(vl_set_sub(5, 7) == p - 2);
+    uint8_t b[VL_SETSUM_BYTES];
+    vl_u128 x = 0;
+    vl_set_store(b, p - 3);
+    assert_true(vl_set_load(b, sizeof(b), &x) && x == p - 3);
+    vl_set_store(b, p); /* p itself is no residue */
+    assert_false(vl_set_load(b, sizeof(b), &x));
+    assert_false(vl_set_load(b, sizeof(b) - 1, &x));
+
+    uint8_t key[32], tk1[VL_TK_BYTES], tk2[VL_TK_BYTES], col[16], tok[8];
+    memset(key, 7, sizeof(key));
+    memset(col, 1, sizeof(col));
+    memset(tok, 2, sizeof(tok));
+    vl_tk(tk1, key, col, sizeof(col), tok, sizeof(tok));
+    tok[0] ^= 1;
+    vl_tk(tk2, key, col, sizeof(col), tok, sizeof(tok));
+    assert_memory_not_equal(tk1, tk2, VL_TK_BYTES);
+    key[0] ^= 1; /* another collection's key: another token key */
+    tok[0] ^= 1;
+    vl_tk(tk2, key, col, sizeof(col), tok, sizeof(tok));
+    assert_memory_not_equal(tk1, tk2, VL_TK_BYTES);
+
+    /* A run sums to its members one by one; overlapping or shifted runs do not. */
+    vl_u128 one = 0;
+    for (uint64_t q = 1000; q <= 1010; q++) {
+        one = vl_set_add(one, vl_set_a(tk1, q));
+        assert_true(vl_set_a(tk1, q) < p);
+    }
+    assert_true(vl_set_run(tk1, 1000, 1010) == one);
+    assert_true(vl_set_add(vl_set_run(tk1, 1000, 1004), vl_set_run(tk1, 1005, 1010)) == one);
+    assert_false(vl_set_run(tk1, 1001, 1011) == one);
+    assert_false(vl_set_add(vl_set_run(tk1, 1000, 1005), vl_set_run(tk1, 1005, 1010)) == one);
+    assert_false(vl_set_run(tk2, 1000, 1010) == one);
+    /* Document values differ by document and by token key. */
+    uint8_t d1[32], d2[32];
+    memset(d1, 3, sizeof(d1));
+    memcpy(d2, d1, sizeof(d2));
+    d2[31] ^= 0x80;
+    assert_false(vl_set_q(tk1, d1, 32) == vl_set_q(tk1, d2, 32));
+    assert_false(vl_set_q(tk1, d1, 32) == vl_set_q(tk2, d1, 32));
+    assert_true(vl_set_q(tk1, d1, 32) == vl_set_q(tk1, d1, 32));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -870,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_unpad_malformed),
         cmocka_unit_test(test_secret_and_random),
         cmocka_unit_test(test_pwhash),
+        cmocka_unit_test(test_sethash),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,7 +1,8 @@
 /* test_trusted.c: the trusted state's search bookkeeping: per-word counters, holes, the
  * per-field totals BM25 needs, and documents by row sequence number; blocks of row
  * sequence numbers, the mark, and what accepting a rollback changes; differential privacy
- * budgets and kept answers, attacked by concurrent requests, restarts and abandoned ones. */
+ * budgets and kept answers, attacked by concurrent requests, restarts and abandoned ones;
+ * the token sets that writes keep and reads check stores' indexes against. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1351,6 +1352,232 @@ static void test_dp_durable(void **state)
     free(dir);
 }
 
+
+/* ---- token sets ---- */
+
+static void tkey(uint8_t out[VL_TK_BYTES], int k)
+{
+    memset(out, 0xA0, VL_TK_BYTES);
+    out[0] = (uint8_t)k;
+}
+
+/* A model of one token's set: its documents (by byte) and their sequence numbers. */
+static struct vl_tokset model_set(const int *docs, const uint64_t *seqs, size_t n, int k)
+{
+    uint8_t tk[VL_TK_BYTES], doc[VL_DOCTOKEN_BYTES];
+    struct vl_tokset m = {0, 0, 0};
+    tkey(tk, k);
+    for (size_t i = 0; i < n; i++) {
+        memset(doc, docs[i], sizeof(doc));
+        m.n++;
+        m.hq = vl_set_add(m.hq, vl_set_q(tk, doc, sizeof(doc)));
+        m.ha = vl_set_add(m.ha, vl_set_a(tk, seqs[i]));
+    }
+    return m;
+}
+
+static struct vl_tokset set_of(struct vl_trusted *t, int k)
+{
+    uint8_t tk[1][VL_TK_BYTES];
+    struct vl_tokset s;
+    tkey(tk[0], k);
+    assert_int_equal(vl_trusted_toksets(t, NULL, 1, "c", (const uint8_t(*)[VL_TK_BYTES])tk, 1, &s),
+                     VEIL_OK);
+    return s;
+}
+
+static void assert_set(struct vl_tokset got, struct vl_tokset want)
+{
+    assert_int_equal(got.n, want.n);
+    assert_true(got.hq == want.hq);
+    assert_true(got.ha == want.ha);
+}
+
+/* A put of document d at seq whose new version has the token keys ks[0..nk). */
+static struct vl_intent tk_put(int d, int64_t old, uint64_t seq, const int *ks, size_t nk,
+                               uint8_t *buf)
+{
+    uint8_t slen[8];
+    struct vl_intent in = put_intent(d, old, old + 1, seq, slen, 0);
+    for (size_t i = 0; i < nk; i++) {
+        tkey(buf + i * VL_TK_BYTES, ks[i]);
+    }
+    in.tks.p = buf;
+    in.tks.n = nk * VL_TK_BYTES;
+    return in;
+}
+
+/* The sets follow every put, replace and delete, and are gone with the tenant. */
+static void test_toksets(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    uint8_t b1[3 * VL_TK_BYTES], b2[3 * VL_TK_BYTES], b3[3 * VL_TK_BYTES];
+    struct vl_tokset empty = {0, 0, 0};
+    assert_set(set_of(t, 1), empty);
+
+    /* Documents 1 and 2 have keys 1 and 2; document 3 keys 1 and 3. */
+    int k12[] = {1, 2}, k13[] = {1, 3}, k3[] = {3};
+    struct vl_intent in[3] = {tk_put(1, 0, 100, k12, 2, b1), tk_put(2, 0, 101, k12, 2, b2),
+                              tk_put(3, 0, 102, k13, 2, b3)};
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", in, 3), VEIL_OK);
+    /* Begun, not finished: the sets do not have them yet, but the writes are in flight. */
+    assert_set(set_of(t, 1), empty);
+    struct vl_inflight *f = NULL;
+    size_t nf = 0;
+    assert_int_equal(vl_trusted_inflight(t, NULL, 1, "c", &f, &nf), VEIL_OK);
+    assert_int_equal(nf, 3);
+    for (size_t i = 0; i < nf; i++) {
+        assert_false(f[i].del);
+        assert_false(f[i].old_live);
+        assert_int_equal(f[i].old_tks.n, 0);
+        assert_int_equal(f[i].tks.n, 2 * VL_TK_BYTES);
+        assert_int_equal(f[i].seq, 100 + (uint64_t)(f[i].doc[0] - 1));
+    }
+    vl_inflight_free(f, nf);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", in, 3), VEIL_OK);
+    assert_int_equal(vl_trusted_inflight(t, NULL, 1, "c", &f, &nf), VEIL_OK);
+    assert_int_equal(nf, 0);
+    vl_inflight_free(f, nf);
+    int d123[] = {1, 2, 3}, d12[] = {1, 2}, d3[] = {3};
+    uint64_t s123[] = {100, 101, 102}, s12[] = {100, 101}, s3[] = {102};
+    assert_set(set_of(t, 1), model_set(d123, s123, 3, 1));
+    assert_set(set_of(t, 2), model_set(d12, s12, 2, 2));
+    assert_set(set_of(t, 3), model_set(d3, s3, 1, 3));
+
+    /* Document 1 replaced by a version with key 3 only, at seq 200: in flight, its old
+     * and new keys are both known; finished, it has left 1 and 2 and joined 3. */
+    struct vl_intent r = tk_put(1, 1, 200, k3, 1, b1);
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &r, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_inflight(t, NULL, 1, "c", &f, &nf), VEIL_OK);
+    assert_int_equal(nf, 1);
+    assert_true(f[0].old_live);
+    assert_int_equal(f[0].old_seq, 100);
+    assert_int_equal(f[0].old_tks.n, 2 * VL_TK_BYTES);
+    assert_int_equal(f[0].seq, 200);
+    assert_int_equal(f[0].tks.n, VL_TK_BYTES);
+    vl_inflight_free(f, nf);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", &r, 1), VEIL_OK);
+    int d23[] = {2, 3}, d2[] = {2}, d31[] = {3, 1};
+    uint64_t s23[] = {101, 102}, s2[] = {101}, s31[] = {102, 200};
+    assert_set(set_of(t, 1), model_set(d23, s23, 2, 1));
+    assert_set(set_of(t, 2), model_set(d2, s2, 1, 2));
+    assert_set(set_of(t, 3), model_set(d31, s31, 2, 3));
+
+    /* The keys of documents' current versions. */
+    uint8_t docs[2][VL_DOCTOKEN_BYTES];
+    struct vl_bytes tks[2];
+    uint64_t seqs[2];
+    memset(docs[0], 1, VL_DOCTOKEN_BYTES);
+    memset(docs[1], 9, VL_DOCTOKEN_BYTES);
+    assert_int_equal(vl_trusted_docs_tks(t, NULL, 1, "c", (const uint8_t(*)[VL_DOCTOKEN_BYTES])docs,
+                                         2, tks, seqs),
+                     VEIL_OK);
+    assert_int_equal(seqs[0], 200);
+    assert_int_equal(seqs[1], 0);
+    assert_int_equal(tks[0].n, VL_TK_BYTES);
+    assert_int_equal(tks[0].p[0], 3);
+    assert_int_equal(tks[1].n, 0);
+    free(tks[0].p);
+    free(tks[1].p);
+
+    /* Deleting document 2: it leaves 1 and 2, and set 2, now empty, has no row. */
+    struct vl_intent del;
+    memset(&del, 0, sizeof(del));
+    del.op = VL_INTENT_DELETE;
+    memset(del.doc, 2, sizeof(del.doc));
+    del.old_version = 1;
+    del.version = 2;
+    del.seq = 101;
+    del.payload.p = (uint8_t *)"p";
+    del.payload.n = 1;
+    assert_int_equal(vl_trusted_intents_begin(t, 1, "c", &del, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_inflight(t, NULL, 1, "c", &f, &nf), VEIL_OK);
+    assert_int_equal(nf, 1);
+    assert_true(f[0].del);
+    assert_int_equal(f[0].tks.n, 0);
+    assert_int_equal(f[0].old_tks.n, 2 * VL_TK_BYTES);
+    vl_inflight_free(f, nf);
+    assert_int_equal(vl_trusted_intents_finish(t, 1, "c", &del, 1), VEIL_OK);
+    assert_set(set_of(t, 1), model_set(d3, s3, 1, 1));
+    assert_set(set_of(t, 2), empty);
+    sqlite3 *db = NULL;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/trusted.db", dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM tokset", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 2); /* keys 1 and 3 */
+    sqlite3_finalize(q);
+
+    /* A sum the state cannot have written (>= p) is not believed. */
+    assert_int_equal(sqlite3_exec(db, "UPDATE tokset SET hq = x'ffffffffffffffffffffffffffffffff'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    uint8_t tk1[1][VL_TK_BYTES];
+    struct vl_tokset got;
+    tkey(tk1[0], 1);
+    assert_int_equal(vl_trusted_toksets(t, NULL, 1, "c", (const uint8_t(*)[VL_TK_BYTES])tk1, 1, &got),
+                     VEIL_ERR_INTEGRITY);
+    sqlite3_close(db);
+
+    /* Shredding the tenant forgets its sets. */
+    assert_int_equal(vl_trusted_tenant_shred(t, 1), VEIL_OK);
+    assert_set(set_of(t, 1), empty);
+    assert_set(set_of(t, 3), empty);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+struct freezer {
+    struct vl_trusted *t;
+    int done;
+};
+
+static void *write_one(void *arg)
+{
+    struct freezer *fz = arg;
+    uint8_t b[VL_TK_BYTES];
+    int k[] = {5};
+    struct vl_intent in = tk_put(7, 0, 300, k, 1, b);
+    assert_int_equal(vl_trusted_intents_begin(fz->t, 1, "c", &in, 1), VEIL_OK);
+    assert_int_equal(vl_trusted_intents_finish(fz->t, 1, "c", &in, 1), VEIL_OK);
+    __atomic_store_n(&fz->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* A frozen snapshot keeps every write out until it ends. */
+static void test_freeze(void **state)
+{
+    (void)state;
+    char *dir;
+    struct vl_trusted *t = open_fresh(&dir);
+    struct vl_tsnap *sn = NULL;
+    struct freezer fz = {t, 0};
+    pthread_t th;
+    assert_int_equal(vl_trusted_snap_freeze(t, &sn), VEIL_OK);
+    assert_int_equal(pthread_create(&th, NULL, write_one, &fz), 0);
+    usleep(200 * 1000);
+    assert_int_equal(__atomic_load_n(&fz.done, __ATOMIC_SEQ_CST), 0);
+    uint8_t tk[1][VL_TK_BYTES];
+    struct vl_tokset s;
+    tkey(tk[0], 5);
+    assert_int_equal(vl_trusted_toksets(t, sn, 1, "c", (const uint8_t(*)[VL_TK_BYTES])tk, 1, &s),
+                     VEIL_OK);
+    assert_int_equal(s.n, 0);
+    vl_trusted_snap_end(sn);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(fz.done, 1);
+    assert_int_equal(set_of(t, 5).n, 1);
+    vl_trusted_close(t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1373,6 +1600,8 @@ int main(void)
         cmocka_unit_test(test_dp_mark_and_rollback),
         cmocka_unit_test(test_dp_shred),
         cmocka_unit_test(test_dp_durable),
+        cmocka_unit_test(test_toksets),
+        cmocka_unit_test(test_freeze),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
