@@ -2669,6 +2669,13 @@ static void test_members(void **state)
     assert_int_equal(members_toks(s, T1, 1, re, &m), VEIL_OK);
     assert_members(&m, w_re, NWANT(w_re));
 
+    /* an empty token is a token like any other */
+    assert_int_equal(put1(s, T1, 7, 17, "seven", 3, ""), VEIL_OK);
+    const char *empty[] = {"x", "", NULL};
+    static const struct want_member w_empty[] = {{1, 7, 17}};
+    assert_int_equal(members_toks(s, T1, 3, empty, &m), VEIL_OK);
+    assert_members(&m, w_empty, NWANT(w_empty));
+
     /* no tokens: none */
     uint8_t c1[VL_COL_BYTES];
     mkcol(c1, 1);
