@@ -11,7 +11,8 @@
  * one malloc() block or NULL; in a struct vl_agg_result, `groups`, and in each group every
  * `keys[k].p` and `values`, and in each value `runs` and `product.p`, are separate malloc()
  * blocks or NULL; in a struct vl_kv_values, `vals` and `arena` are two malloc() blocks or
- * NULL, and every non-NULL `vals[i].p` points into `arena` (never freed on its own).
+ * NULL, and every non-NULL `vals[i].p` points into `arena` (never freed on its own); in a
+ * struct vl_members, `m` is one malloc() block or NULL.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -182,4 +183,15 @@ void vl_kv_values_free(struct vl_kv_values *v)
     v->vals = NULL;
     v->arena = NULL;
     v->n = 0;
+}
+
+/* Frees what a driver returned in *m and leaves it empty; NULL is a no-op. */
+void vl_members_free(struct vl_members *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    free(m->m);
+    m->m = NULL;
+    m->n = 0;
 }

@@ -173,6 +173,7 @@ struct vl_member {
     uint8_t doc[VL_DOCTOKEN_BYTES];
     uint64_t seq;
 };
+/* What members returned, owned (free with vl_members_free). */
 struct vl_members {
     struct vl_member *m;   /* malloc'd */
     size_t n;

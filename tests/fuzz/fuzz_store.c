@@ -239,6 +239,13 @@ static veil_err fk_put(struct vl_store *s, const char *t, const struct vl_row *r
     return r->ops->put(r, t, rows, n, kv, nkv);
 }
 
+/* Honest for now: the real store's answer. */
+static veil_err fk_members(struct vl_store *s, const char *t, const uint8_t col[VL_COL_BYTES],
+                           const struct vl_bytes *toks, size_t ntoks, struct vl_members *out)
+{
+    return real_of(s)->ops->members(real_of(s), t, col, toks, ntoks, out);
+}
+
 static veil_err fk_get_rows(struct vl_store *s, const char *t, const struct vl_bytes *docs,
                             size_t n, struct vl_rows *out)
 {
@@ -652,6 +659,7 @@ static const struct vl_store_ops fk_ops = {
     .kv_get = fk_kv_get,
     .kv_delete = fk_kv_delete,
     .put = fk_put,
+    .members = fk_members,
 };
 
 /* ---- set-up ---- */

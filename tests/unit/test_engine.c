@@ -1930,6 +1930,12 @@ static veil_err liar_put(struct vl_store *s, const char *t, const struct vl_row 
     return liar_real(s)->ops->put(liar_real(s), t, rows, n, kv, nkv);
 }
 
+static veil_err liar_members(struct vl_store *s, const char *t, const uint8_t col[VL_COL_BYTES],
+                             const struct vl_bytes *toks, size_t ntoks, struct vl_members *out)
+{
+    return liar_real(s)->ops->members(liar_real(s), t, col, toks, ntoks, out);
+}
+
 static veil_err liar_put_rows(struct vl_store *s, const char *t, const struct vl_row *rows,
                               size_t n)
 {
@@ -1962,6 +1968,7 @@ static const struct vl_store_ops liar_ops = {
     .aggregate = liar_aggregate,
     .kv_get = liar_kv_get,
     .put = liar_put,
+    .members = liar_members,
     .put_rows = liar_put_rows,
     .kv_put = liar_kv_put,
     .ensure_table = liar_ensure,

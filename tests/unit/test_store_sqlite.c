@@ -12,6 +12,11 @@
  * type, rows with a blob or seq of another type, tokens of another length) is
  * VEIL_ERR_INTEGRITY, never an outage. Predicates restricted to a set of documents (only_docs): find with terms
  * and paging, and aggregates equal to the same aggregate over a table holding just that set.
+ * members: exactly the rows having each token asked for (once per token, with their current
+ * seq), after replacement and deletion, over a missing or dropped table, with tokens inline
+ * and through the temp table (either side of SQLite's limit on bound parameters), over 20,000
+ * rows; and stored rows it cannot return (document tokens of another length, seqs that are
+ * not integers) are VEIL_ERR_INTEGRITY.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -2558,6 +2563,317 @@ static void test_aggregate_bad(void **state)
     assert_int_equal(s->ops->aggregate(s, "NOT-HEX", &req, &res), VEIL_ERR_INTERNAL);
 }
 
+/* ---- members ---- */
+
+/* One expected member: the index of the token asked, the document id and its seq. */
+struct want_member {
+    uint32_t tok;
+    uint32_t id;
+    uint64_t seq;
+};
+
+/* members on `col` over the NULL-terminated tokens (at most 16). */
+static veil_err members_toks(struct vl_store *s, const char *t, uint8_t col, const char **toks,
+                             struct vl_members *out)
+{
+    struct vl_bytes tb[16];
+    uint8_t c[VL_COL_BYTES];
+    size_t n = 0;
+    for (; toks[n] != NULL; n++) {
+        assert_true(n < 16);
+        tb[n].p = (uint8_t *)toks[n];
+        tb[n].n = strlen(toks[n]);
+    }
+    mkcol(c, col);
+    return s->ops->members(s, t, c, tb, n, out);
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    const struct vl_member *x = a, *y = b;
+    if (x->tok != y->tok) {
+        return x->tok < y->tok ? -1 : 1;
+    }
+    return memcmp(x->doc, y->doc, VL_DOCTOKEN_BYTES);
+}
+
+/* The answer is exactly the n expected members, in whatever order it came; frees it. */
+static void assert_members(struct vl_members *got, const struct want_member *want, size_t n)
+{
+    assert_int_equal(got->n, n);
+    if (n == 0) {
+        assert_null(got->m);
+        return;
+    }
+    qsort(got->m, got->n, sizeof(*got->m), member_cmp);
+    struct vl_member *exp = calloc(n, sizeof(*exp));
+    assert_non_null(exp);
+    for (size_t i = 0; i < n; i++) {
+        exp[i].tok = want[i].tok;
+        mkdoc(exp[i].doc, want[i].id);
+        exp[i].seq = want[i].seq;
+    }
+    qsort(exp, n, sizeof(*exp), member_cmp);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(got->m[i].tok, exp[i].tok);
+        assert_int_equal(docid(got->m[i].doc), docid(exp[i].doc));
+        assert_memory_equal(got->m[i].doc, exp[i].doc, VL_DOCTOKEN_BYTES);
+        assert_int_equal(got->m[i].seq, exp[i].seq);
+    }
+    free(exp);
+    vl_members_free(got);
+}
+
+#define NWANT(a) (sizeof(a) / sizeof((a)[0]))
+
+static void test_members(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct vl_members m = {NULL, 0};
+    struct batch b;
+    /* column 1: 1, 2 "red"; 3 "blue"; 4 both (and "red" twice, stored once); column 2: 5 "red";
+     * 6 "redder" (a longer token sharing the prefix) */
+    batch_init(&b, 6);
+    batch_set(&b, 0, 1, 11, "one", 1, 1, "red");
+    batch_set(&b, 1, 2, 12, "two", 2, 1, "red", 2, "x");
+    batch_set(&b, 2, 3, 13, "three", 1, 1, "blue");
+    batch_set(&b, 3, 4, 14, "four", 3, 1, "red", 1, "blue", 1, "red");
+    batch_set(&b, 4, 5, 15, "five", 1, 2, "red");
+    batch_set(&b, 5, 6, (uint64_t)1 << 63, "six", 1, 1, "redder");
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    batch_free(&b);
+
+    const char *red[] = {"red", NULL};
+    static const struct want_member w_red[] = {{0, 1, 11}, {0, 2, 12}, {0, 4, 14}};
+    assert_int_equal(members_toks(s, T1, 1, red, &m), VEIL_OK);
+    assert_members(&m, w_red, NWANT(w_red));
+
+    /* several tokens: a row with two of them comes once for each; unknown tokens add
+     * nothing; the other column's "red" never comes */
+    const char *several[] = {"green", "blue", "red", NULL};
+    static const struct want_member w_sev[] = {{1, 3, 13}, {1, 4, 14}, {2, 1, 11},
+                                               {2, 2, 12}, {2, 4, 14}};
+    assert_int_equal(members_toks(s, T1, 1, several, &m), VEIL_OK);
+    assert_members(&m, w_sev, NWANT(w_sev));
+
+    /* a token asked twice: each index gets its members */
+    const char *twice[] = {"blue", "blue", NULL};
+    static const struct want_member w_twice[] = {{0, 3, 13}, {0, 4, 14}, {1, 3, 13}, {1, 4, 14}};
+    assert_int_equal(members_toks(s, T1, 1, twice, &m), VEIL_OK);
+    assert_members(&m, w_twice, NWANT(w_twice));
+
+    /* a prefix or a longer token is another token; seq beyond INT64_MAX comes back as is */
+    const char *re[] = {"re", "redder", NULL};
+    static const struct want_member w_re[] = {{1, 6, (uint64_t)1 << 63}};
+    assert_int_equal(members_toks(s, T1, 1, re, &m), VEIL_OK);
+    assert_members(&m, w_re, NWANT(w_re));
+
+    /* an empty token is a token like any other */
+    assert_int_equal(put1(s, T1, 7, 17, "seven", 3, ""), VEIL_OK);
+    const char *empty[] = {"x", "", NULL};
+    static const struct want_member w_empty[] = {{1, 7, 17}};
+    assert_int_equal(members_toks(s, T1, 3, empty, &m), VEIL_OK);
+    assert_members(&m, w_empty, NWANT(w_empty));
+
+    /* no tokens: none */
+    uint8_t c1[VL_COL_BYTES];
+    mkcol(c1, 1);
+    assert_int_equal(s->ops->members(s, T1, c1, NULL, 0, &m), VEIL_OK);
+    assert_members(&m, NULL, 0);
+
+    /* a replaced row's new tokens replace its old ones, with its new seq */
+    batch_init(&b, 1);
+    batch_set(&b, 0, 4, 24, "four-v2", 1, 1, "green");
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    batch_free(&b);
+    static const struct want_member w_red2[] = {{0, 1, 11}, {0, 2, 12}};
+    assert_int_equal(members_toks(s, T1, 1, red, &m), VEIL_OK);
+    assert_members(&m, w_red2, NWANT(w_red2));
+    static const struct want_member w_sev2[] = {{0, 4, 24}, {1, 3, 13}, {2, 1, 11}, {2, 2, 12}};
+    assert_int_equal(members_toks(s, T1, 1, several, &m), VEIL_OK);
+    assert_members(&m, w_sev2, NWANT(w_sev2));
+
+    /* a deleted row is gone */
+    uint8_t d[VL_DOCTOKEN_BYTES];
+    mkdoc(d, 2);
+    struct vl_bytes del = docref(d);
+    assert_int_equal(s->ops->delete_rows(s, T1, &del, 1), VEIL_OK);
+    static const struct want_member w_red3[] = {{0, 1, 11}};
+    assert_int_equal(members_toks(s, T1, 1, red, &m), VEIL_OK);
+    assert_members(&m, w_red3, NWANT(w_red3));
+
+    /* a table never written, or dropped, has none */
+    assert_int_equal(members_toks(s, T2, 1, red, &m), VEIL_OK);
+    assert_members(&m, NULL, 0);
+    assert_int_equal(s->ops->drop_table(s, T1), VEIL_OK);
+    assert_int_equal(members_toks(s, T1, 1, red, &m), VEIL_OK);
+    assert_members(&m, NULL, 0);
+
+    /* caller bugs */
+    struct vl_bytes bad = {NULL, 3};
+    assert_int_equal(s->ops->members(s, T1, c1, &bad, 1, &m), VEIL_ERR_INTERNAL);
+    assert_int_equal(s->ops->members(s, T1, c1, NULL, 1, &m), VEIL_ERR_INTERNAL);
+    assert_int_equal(members_toks(s, "NOT-HEX", 1, red, &m), VEIL_ERR_INTERNAL);
+}
+
+/* Puts document 2 with token "tok-<nt-1>" in column 1, then asks members for nt tokens
+ * "tok-NNNNNN" (descending, so not in byte order) and "tok-000017" once more at the end:
+ * document 1 ("tok-000017") comes for two of them, document 2 for the first, and neither
+ * document 3 ("elsewhere") nor 4 (its token is in column 2). Then a call for another token
+ * finds nothing of this one's (a temp table keeps none of them). */
+static void members_many(struct vl_store *s, size_t nt)
+{
+    struct vl_members m = {NULL, 0};
+    char (*txt)[16] = calloc(nt, sizeof(*txt));
+    struct vl_bytes *toks = calloc(nt + 1, sizeof(*toks));
+    assert_non_null(txt);
+    assert_non_null(toks);
+    for (size_t i = 0; i < nt; i++) {
+        snprintf(txt[i], sizeof(txt[i]), "tok-%06zu", nt - 1 - i);
+        toks[i].p = (uint8_t *)txt[i];
+        toks[i].n = strlen(txt[i]);
+    }
+    toks[nt] = toks[nt - 1 - 17];
+    assert_int_equal(put1(s, T1, 2, 2, "b", 1, txt[0]), VEIL_OK);
+    uint8_t c1[VL_COL_BYTES];
+    mkcol(c1, 1);
+    const struct want_member w[] = {{(uint32_t)(nt - 1 - 17), 1, 1}, {(uint32_t)nt, 1, 1},
+                                    {0, 2, 2}};
+    assert_int_equal(s->ops->members(s, T1, c1, toks, nt + 1, &m), VEIL_OK);
+    assert_members(&m, w, NWANT(w));
+    struct vl_bytes other = {(uint8_t *)"elsewhere", 9};
+    static const struct want_member w_other[] = {{0, 3, 3}};
+    assert_int_equal(s->ops->members(s, T1, c1, &other, 1, &m), VEIL_OK);
+    assert_members(&m, w_other, NWANT(w_other));
+    free(toks);
+    free(txt);
+}
+
+/* Many tokens: 40,000; then, with the column's, one parameter more than SQLite binds at
+ * once (through the temp table) and exactly as many (the longest inline list). A table
+ * dropped behind the store's back (by another process) then answers none. */
+static void test_members_many_tokens(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    sqlite3 *db = NULL;
+    char path[1024], sql[512];
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    int lim = sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+    assert_true(lim > 100);
+    assert_int_equal(put1(s, T1, 1, 1, "a", 1, "tok-000017"), VEIL_OK);
+    assert_int_equal(put1(s, T1, 3, 3, "c", 1, "elsewhere"), VEIL_OK);
+    assert_int_equal(put1(s, T1, 4, 4, "d", 2, "tok-000018"), VEIL_OK);
+    members_many(s, 40000);
+    members_many(s, (size_t)lim);     /* 1 + lim parameters: the temp table */
+    members_many(s, (size_t)lim - 1); /* lim parameters: all bound */
+    members_many(s, (size_t)lim);
+
+    struct vl_members m = {NULL, 0};
+    uint8_t c1[VL_COL_BYTES];
+    mkcol(c1, 1);
+    struct vl_bytes other = {(uint8_t *)"elsewhere", 9};
+    snprintf(sql, sizeof(sql),
+             "DROP TABLE \"x_%s\"; DROP TABLE \"r_%s\"; DROP TABLE \"s_%s\"; DROP TABLE \"p_%s\";"
+             " DROP TABLE \"k_%s\";",
+             T1, T1, T1, T1, T1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(s->ops->members(s, T1, c1, &other, 1, &m), VEIL_OK);
+    assert_members(&m, NULL, 0);
+}
+
+/* Stored data put_rows cannot have written is VEIL_ERR_INTEGRITY: a document token of
+ * another length (in the row and its entries, so that they still join), a seq that is not
+ * an integer. Nothing is returned then. */
+static void test_members_tampered(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    struct batch b;
+    batch_init(&b, 3);
+    batch_set(&b, 0, 1, 10, "blob-one", 1, 1, "t");
+    batch_set(&b, 1, 2, 11, "blob-two", 1, 1, "t");
+    batch_set(&b, 2, 3, 12, "blob-three", 1, 1, "t");
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    batch_free(&b);
+    char path[1024], sql[512];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    const char *t[] = {"t", NULL};
+    static const struct want_member w[] = {{0, 1, 10}, {0, 2, 11}, {0, 3, 12}};
+    static const char *const tamper[][2] = {
+        {"UPDATE \"r_%1$s\" SET seq = 'eleven' WHERE seq = 11",
+         "UPDATE \"r_%1$s\" SET seq = 11 WHERE seq = 'eleven'"},
+        {"UPDATE \"r_%1$s\" SET seq = 11.5 WHERE seq = 11",
+         "UPDATE \"r_%1$s\" SET seq = 11 WHERE seq = 11.5"},
+        {"UPDATE \"r_%1$s\" SET seq = x'0b' WHERE seq = 11",
+         "UPDATE \"r_%1$s\" SET seq = 11 WHERE seq = x'0b'"},
+        {"UPDATE \"x_%1$s\" SET doc = CAST(doc || x'00' AS BLOB) WHERE doc IN"
+         " (SELECT doc FROM \"r_%1$s\" WHERE seq = 12);"
+         " UPDATE \"r_%1$s\" SET doc = CAST(doc || x'00' AS BLOB) WHERE seq = 12",
+         "UPDATE \"x_%1$s\" SET doc = substr(doc, 1, 32) WHERE length(doc) = 33;"
+         " UPDATE \"r_%1$s\" SET doc = substr(doc, 1, 32) WHERE seq = 12"},
+        {"UPDATE \"x_%1$s\" SET doc = substr(doc, 1, 31) WHERE doc IN"
+         " (SELECT doc FROM \"r_%1$s\" WHERE seq = 10);"
+         " UPDATE \"r_%1$s\" SET doc = substr(doc, 1, 31) WHERE seq = 10",
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof(tamper) / sizeof(tamper[0]); i++) {
+        for (int k = 0; k < 2 && tamper[i][k] != NULL; k++) {
+            struct vl_members m = {NULL, 0};
+            snprintf(sql, sizeof(sql), tamper[i][k], T1);
+            assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+            veil_err rc = members_toks(s, T1, 1, t, &m);
+            assert_int_equal(rc, k == 0 ? VEIL_ERR_INTEGRITY : VEIL_OK);
+            if (k == 0) {
+                assert_null(m.m);
+                assert_int_equal(m.n, 0);
+                continue;
+            }
+            assert_members(&m, w, NWANT(w));
+        }
+    }
+    sqlite3_close(db);
+}
+
+/* 20,000 rows come back complete, each once per token it has, with its seq. */
+static void test_members_large(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { N = 20000 };
+    struct batch b;
+    struct vl_members m = {NULL, 0};
+    batch_init(&b, N);
+    for (uint32_t i = 0; i < N; i++) {
+        batch_set(&b, i, i * 7919u % 100003u, 1000u + i, "x", 2, 1, i % 2 ? "odd" : "even", 2,
+                  "all");
+    }
+    assert_int_equal(put(s, T1, &b), VEIL_OK);
+    batch_free(&b);
+    struct want_member *w = calloc(N, sizeof(*w));
+    assert_non_null(w);
+    for (uint32_t i = 0; i < N; i++) {
+        w[i].tok = 0;
+        w[i].id = i * 7919u % 100003u;
+        w[i].seq = 1000u + i;
+    }
+    const char *all[] = {"all", NULL};
+    assert_int_equal(members_toks(s, T1, 2, all, &m), VEIL_OK);
+    assert_members(&m, w, N);
+    for (uint32_t i = 0; i < N; i++) {
+        w[i].tok = i % 2 ? 1 : 0;
+    }
+    const char *parity[] = {"even", "odd", NULL};
+    assert_int_equal(members_toks(s, T1, 1, parity, &m), VEIL_OK);
+    assert_members(&m, w, N);
+    free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2588,6 +2904,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kv_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_only_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate_only_docs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_members, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_members_many_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_members_tampered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_members_large, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
