@@ -176,7 +176,9 @@ static enum verdict check_members(struct vl_members *m, const uint8_t (*tks)[VL_
             return LIES; /* a token not asked for */
         }
     }
-    qsort(m->m, m->n, sizeof(*m->m), member_cmp);
+    if (m->n > 0) {
+        qsort(m->m, m->n, sizeof(*m->m), member_cmp);
+    }
     for (size_t i = 1; i < m->n; i++) {
         if (member_cmp(&m->m[i - 1], &m->m[i]) == 0) {
             return LIES; /* a document twice under one token */
@@ -571,7 +573,9 @@ static int run_cmp(const void *a, const void *b)
 /* Sorts and joins adjacent runs; false when two overlap (a row counted twice). */
 static bool runs_merge(struct run_set *rs)
 {
-    qsort(rs->r, rs->n, sizeof(*rs->r), run_cmp);
+    if (rs->n > 0) {
+        qsort(rs->r, rs->n, sizeof(*rs->r), run_cmp);
+    }
     size_t k = 0;
     for (size_t i = 0; i < rs->n; i++) {
         if (k > 0 && rs->r[i].first <= rs->r[k - 1].last) {

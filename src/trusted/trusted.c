@@ -1292,7 +1292,9 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
                               struct tsdeltas *ds)
 {
     veil_err rc = VEIL_OK;
-    qsort(ds->d, ds->n, sizeof(*ds->d), tsdelta_cmp);
+    if (ds->n > 0) {
+        qsort(ds->d, ds->n, sizeof(*ds->d), tsdelta_cmp);
+    }
     sqlite3_stmt *get = prep(t, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? AND tk=?");
     sqlite3_stmt *put = prep(t, "INSERT OR REPLACE INTO tokset(tenant, coll, tk, n, hq, ha) "
                                 "VALUES(?,?,?,?,?,?)");

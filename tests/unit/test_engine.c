@@ -1769,10 +1769,13 @@ enum lie {
     LIE_NONE,
     LIE_UNREACHABLE,      /* every read: VEIL_ERR_STORE_UNAVAILABLE */
     LIE_DRIVER_INTEGRITY, /* every read: the driver met malformed stored data */
-    LIE_IGNORE_CURSOR,    /* find answers as if there were no cursor: always the first page */
-    LIE_FIND_REVERSED,    /* find's tokens in descending order */
-    LIE_FIND_TOO_MANY,    /* find answers more than the limit asked for */
-    LIE_FIND_UNKNOWN,     /* find adds a token no document ever had, in order */
+    LIE_MEMBERS_DROP,     /* members leaves out the last document listed */
+    LIE_MEMBERS_EXTRA,    /* members adds a document nobody wrote */
+    LIE_MEMBERS_DUP,      /* members lists its first document twice */
+    LIE_MEMBERS_MOVE,     /* members lists its first document under another token asked */
+    LIE_MEMBERS_BADTOK,   /* members names a token that was not asked for */
+    LIE_MEMBERS_STALE,    /* members lists its first document with a made-up seq (allowed:
+                             queries need not believe it) */
     LIE_ROWS_EXTRA,       /* get_rows adds a row that was not asked for */
     LIE_KV_SHORT,         /* kv_get answers one value too few */
     LIE_AGG_DUP_GROUP,    /* aggregate answers a group twice */
@@ -1781,6 +1784,11 @@ enum lie {
                              column (a plausible total, shifted by 10.00) */
     LIE_AGG_SHIFT_BOTH,   /* the same, and the same shift on the first column's MAC tags */
     LIE_AGG_DROP_TAG_RUN, /* the MAC tags' column loses its first run and a count */
+    LIE_AGG_SWAP_KEYS,    /* the first two groups swap their first key: rows, cells and
+                             tags move together, so every total is one a group could have */
+    LIE_AGG_DROP_GROUP,   /* the last group is left out */
+    LIE_AGG_DROP_ROW,     /* the first group loses its last row (count and runs) */
+    LIE_AGG_EXTRA_ROW,    /* the first group gains a row after its last (count and runs) */
 };
 
 struct liar {
@@ -1830,30 +1838,8 @@ static veil_err liar_get_rows(struct vl_store *s, const char *t, const struct vl
 static veil_err liar_find(struct vl_store *s, const char *t, const struct vl_pred *pred,
                           const uint8_t *after, size_t limit, struct vl_doclist *out)
 {
-    struct vl_store *real = liar_real(s);
-    enum lie m = liar_mode(s);
     veil_err rc = liar_fails(s);
-    if (rc != VEIL_OK) {
-        return rc;
-    }
-    rc = real->ops->find(real, t, pred, m == LIE_IGNORE_CURSOR ? NULL : after,
-                         m == LIE_FIND_TOO_MANY ? limit + 5 : limit, out);
-    if (rc != VEIL_OK || out->n == 0) {
-        return rc;
-    }
-    if (m == LIE_FIND_REVERSED) {
-        for (size_t i = 0; i < out->n / 2; i++) {
-            uint8_t tmp[VL_DOCTOKEN_BYTES];
-            memcpy(tmp, out->docs[i], VL_DOCTOKEN_BYTES);
-            memcpy(out->docs[i], out->docs[out->n - 1 - i], VL_DOCTOKEN_BYTES);
-            memcpy(out->docs[out->n - 1 - i], tmp, VL_DOCTOKEN_BYTES);
-        }
-    }
-    if (m == LIE_FIND_UNKNOWN) { /* the first token's last byte raised: still in order */
-        uint8_t *first = out->docs[0];
-        first[VL_DOCTOKEN_BYTES - 1] ^= 0x01;
-    }
-    return rc;
+    return rc != VEIL_OK ? rc : liar_real(s)->ops->find(liar_real(s), t, pred, after, limit, out);
 }
 
 static veil_err liar_aggregate(struct vl_store *s, const char *t, const struct vl_agg_request *req,
@@ -1881,6 +1867,9 @@ static veil_err liar_aggregate(struct vl_store *s, const char *t, const struct v
         }
         copy.values = calloc(out->ncols ? out->ncols : 1, sizeof(*copy.values));
         assert_non_null(copy.values);
+        copy.runs = malloc((gs[0].nruns + 1) * sizeof(*copy.runs));
+        assert_non_null(copy.runs);
+        memcpy(copy.runs, gs[0].runs, gs[0].nruns * sizeof(*copy.runs));
         gs[out->n++] = copy;
     }
     if (liar_mode(s) == LIE_AGG_SHIFT_SUM || liar_mode(s) == LIE_AGG_SHIFT_BOTH) {
@@ -1899,6 +1888,37 @@ static veil_err liar_aggregate(struct vl_store *s, const char *t, const struct v
             v->count--;
             v->runs[0].last--;
         }
+    }
+    for (size_t j = 1; liar_mode(s) == LIE_AGG_SWAP_KEYS && j < out->n; j++) {
+        struct vl_bytes k0 = out->groups[0].keys[0], kj = out->groups[j].keys[0];
+        if (k0.n != kj.n || memcmp(k0.p, kj.p, k0.n) != 0) { /* a group of another key */
+            out->groups[0].keys[0] = kj;
+            out->groups[j].keys[0] = k0;
+            break;
+        }
+    }
+    if (liar_mode(s) == LIE_AGG_DROP_GROUP) {
+        struct vl_agg_result one = *out;
+        one.groups = &out->groups[out->n - 1];
+        one.n = 1;
+        out->n--;
+        struct vl_agg_group *copy = malloc(sizeof(*copy));
+        assert_non_null(copy);
+        *copy = *one.groups;
+        one.groups = copy;
+        vl_agg_result_free(&one);
+    }
+    if (liar_mode(s) == LIE_AGG_DROP_ROW && g->count > 1) {
+        g->count--;
+        if (g->runs[g->nruns - 1].first == g->runs[g->nruns - 1].last) {
+            g->nruns--;
+        } else {
+            g->runs[g->nruns - 1].last--;
+        }
+    }
+    if (liar_mode(s) == LIE_AGG_EXTRA_ROW) {
+        g->count++;
+        g->runs[g->nruns - 1].last++;
     }
     if (liar_mode(s) == LIE_AGG_BAD_RUNS) {
         for (size_t j = 0; j < out->ncols; j++) {
@@ -1933,7 +1953,33 @@ static veil_err liar_put(struct vl_store *s, const char *t, const struct vl_row 
 static veil_err liar_members(struct vl_store *s, const char *t, const uint8_t col[VL_COL_BYTES],
                              const struct vl_bytes *toks, size_t ntoks, struct vl_members *out)
 {
-    return liar_real(s)->ops->members(liar_real(s), t, col, toks, ntoks, out);
+    veil_err rc = liar_fails(s);
+    if (rc == VEIL_OK) {
+        rc = liar_real(s)->ops->members(liar_real(s), t, col, toks, ntoks, out);
+    }
+    if (rc != VEIL_OK || out->n == 0) {
+        return rc;
+    }
+    enum lie m = liar_mode(s);
+    if (m == LIE_MEMBERS_EXTRA || m == LIE_MEMBERS_DUP) {
+        struct vl_member *mm = realloc(out->m, (out->n + 1) * sizeof(*mm));
+        assert_non_null(mm);
+        out->m = mm;
+        mm[out->n] = mm[0];
+        if (m == LIE_MEMBERS_EXTRA) {
+            mm[out->n].doc[0] ^= 0x5a;
+        }
+        out->n++;
+    } else if (m == LIE_MEMBERS_DROP) {
+        out->n--;
+    } else if (m == LIE_MEMBERS_MOVE) {
+        out->m[0].tok = (out->m[0].tok + 1) % (uint32_t)ntoks;
+    } else if (m == LIE_MEMBERS_BADTOK) {
+        out->m[0].tok = (uint32_t)ntoks;
+    } else if (m == LIE_MEMBERS_STALE) {
+        out->m[0].seq ^= 0x77;
+    }
+    return rc;
 }
 
 static veil_err liar_put_rows(struct vl_store *s, const char *t, const struct vl_row *rows,
@@ -2138,36 +2184,120 @@ static void test_cursor_binding(void **state)
     veil_session_free(oclerk);
 }
 
-/* A store that ignores the cursor, or answers out of order, too long, or with a token
- * nobody wrote: 502 and a breach, never a page (nor a client paging forever). */
-static void test_lying_finds(void **state)
+/* A store whose index lists a condition's documents short, padded, twice, under another
+ * token or a token not asked for: 502 and a breach on every query that reads it (eq, in,
+ * range, both, every page, and a search's where), never a shorter or longer page. */
+static void test_lying_members(void **state)
 {
     struct fx *f = *state;
     bulk_load(f, 0, 20, "ACME", "late");
-    static const char body[] = "{\"where\":{\"org_id\":\"ACME\"},\"limit\":4}";
-    char *cur = first_cursor(f->clerk, body);
-    char *page2 = with_after(body, cur);
-    static const enum lie lies[] = {LIE_IGNORE_CURSOR, LIE_FIND_REVERSED, LIE_FIND_TOO_MANY,
-                                    LIE_FIND_UNKNOWN};
+    bulk_load(f, 20, 6, "BETA", "late");
+    static const char *const bodies[] = {
+        "{\"where\":{\"org_id\":\"ACME\"},\"limit\":4}",
+        "{\"where\":{\"org_id\":{\"in\":[\"ACME\",\"BETA\"]}}}",
+        "{\"where\":{\"amount\":{\"gte\":\"3\",\"lt\":\"24\"}}}",
+        "{\"where\":{\"org_id\":\"BETA\",\"amount\":{\"gte\":\"21\"}}}",
+        "{\"match\":{\"notes\":\"late\"},\"where\":{\"org_id\":{\"in\":[\"ACME\","
+        "\"BETA\"]}}}",
+    };
+    static const char paged[] = "{\"where\":{\"org_id\":\"ACME\"},\"limit\":4}";
+    char *cur = first_cursor(f->clerk, paged);
+    char *page2 = with_after(paged, cur);
+    json_t *honest[6];
+    for (size_t b = 0; b < 6; b++) {
+        honest[b] = query(f->clerk, b < 5 ? bodies[b] : page2);
+    }
+    static const enum lie lies[] = {LIE_MEMBERS_DROP, LIE_MEMBERS_EXTRA, LIE_MEMBERS_DUP,
+                                    LIE_MEMBERS_MOVE, LIE_MEMBERS_BADTOK};
     for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
         struct liar *l = liar_install(f, lies[i]);
-        json_t *a = NULL;
-        veil_status st;
-        veil_err rc = query_rc(f->clerk, page2, &a, &st);
-        assert_breach_rc(rc, &st, "page 2 from a lying find");
-        assert_null(a);
-        if (lies[i] != LIE_IGNORE_CURSOR) {
-            rc = query_rc(f->clerk, body, &a, &st);
-            assert_breach_rc(rc, &st, "page 1 from a lying find");
+        for (size_t b = 0; b < 6; b++) {
+            json_t *a = NULL;
+            veil_status st;
+            veil_err rc = query_rc(f->clerk, b < 5 ? bodies[b] : page2, &a, &st);
+            if (lies[i] == LIE_MEMBERS_MOVE && (b == 0 || b == 5)) {
+                /* one token asked: moving is to itself */
+                assert_int_equal(rc, VEIL_OK);
+                json_decref(a);
+                continue;
+            }
+            if (rc != VEIL_ERR_INTEGRITY) {
+                fprintf(stderr, "lie %d, query %zu: %s\n", (int)lies[i], b, veil_err_name(rc));
+            }
+            assert_breach_rc(rc, &st, "a query from lying members");
+            assert_null(a);
         }
         liar_remove(f, l);
     }
-    /* the honest store pages on */
-    json_t *a = query(f->clerk, page2);
-    assert_int_equal(json_array_size(json_object_get(a, "docs")), 4);
-    json_decref(a);
+    /* A made-up seq beside a listed document changes nothing a query believes. */
+    struct liar *l = liar_install(f, LIE_MEMBERS_STALE);
+    for (size_t b = 0; b < 6; b++) {
+        json_t *a = query(f->clerk, b < 5 ? bodies[b] : page2);
+        assert_true(json_equal(json_object_get(a, "docs"), json_object_get(honest[b], "docs")));
+        assert_int_equal(json_is_null(json_object_get(a, "next")),
+                         json_is_null(json_object_get(honest[b], "next")));
+        json_decref(a);
+    }
+    liar_remove(f, l);
+    /* the honest store pages on, with the same answers */
+    for (size_t b = 0; b < 6; b++) {
+        json_t *a = query(f->clerk, b < 5 ? bodies[b] : page2);
+        assert_true(json_equal(json_object_get(a, "docs"), json_object_get(honest[b], "docs")));
+        json_decref(a);
+        json_decref(honest[b]);
+    }
     free(page2);
     free(cur);
+}
+
+/* A store that moves rows between groups (keys swapped: every total still one a group could
+ * have, MAC tags and all), leaves a group or a row out, or adds one: 502 and a breach, with
+ * and without a where or a match, counts alone or sums. */
+static void test_lying_groups(void **state)
+{
+    struct fx *f = *state;
+    bulk_load(f, 0, 20, "ACME", "late");
+    bulk_load(f, 20, 6, "BETA", "late");
+    static const char *const bodies[] = {
+        "{\"group_by\":[\"status\"],\"metrics\":{\"n\":{\"count\":\"*\"}}}",
+        "{\"group_by\":[\"status\"],\"metrics\":{\"s\":{\"sum\":\"amount\"}}}",
+        "{\"group_by\":[\"status\",\"org_id\"],\"metrics\":{\"s\":{\"sum\":\"amount\"}}}",
+        "{\"where\":{\"org_id\":\"ACME\"},\"group_by\":[\"status\"],\"metrics\":{\"s\":"
+        "{\"sum\":\"amount\"},\"n\":{\"count\":\"*\"}}}",
+        "{\"match\":{\"notes\":\"late\"},\"group_by\":[\"status\"],\"metrics\":{\"n\":"
+        "{\"count\":\"*\"}}}",
+        "{\"where\":{\"amount\":{\"gte\":\"2\"}},\"group_by\":[\"org_id\"],\"metrics\":"
+        "{\"a\":{\"avg\":\"amount\"}}}",
+    };
+    size_t nb = sizeof(bodies) / sizeof(bodies[0]);
+    char *honest[6];
+    veil_status st;
+    for (size_t b = 0; b < nb; b++) {
+        assert_int_equal(agg_rc(f->admin, bodies[b], &honest[b], &st), VEIL_OK);
+    }
+    static const enum lie lies[] = {LIE_AGG_SWAP_KEYS, LIE_AGG_DROP_GROUP, LIE_AGG_DROP_ROW,
+                                    LIE_AGG_EXTRA_ROW};
+    for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
+        struct liar *l = liar_install(f, lies[i]);
+        for (size_t b = 0; b < nb; b++) {
+            char *out = NULL;
+            veil_err rc = agg_rc(f->admin, bodies[b], &out, &st);
+            if (rc != VEIL_ERR_INTEGRITY) {
+                fprintf(stderr, "lie %d, aggregate %zu: %s %s\n", (int)lies[i], b,
+                        veil_err_name(rc), out != NULL ? out : "");
+            }
+            assert_breach_rc(rc, &st, "an aggregate from a lying store");
+            assert_null(out);
+        }
+        liar_remove(f, l);
+    }
+    for (size_t b = 0; b < nb; b++) {
+        char *out = NULL;
+        assert_int_equal(agg_rc(f->admin, bodies[b], &out, &st), VEIL_OK);
+        assert_string_equal(out, honest[b]);
+        veil_free(out);
+        veil_free(honest[b]);
+    }
 }
 
 /* Malformed answers of every read are breaches; only an unreachable store is a 503. */
@@ -2202,11 +2332,8 @@ static void test_lying_answers(void **state)
     l = liar_install(f, LIE_KV_SHORT);
     assert_breach_rc(query_rc(f->clerk, m, &a, &st), &st, "a short kv answer");
     liar_remove(f, l);
-    l = liar_install(f, LIE_FIND_UNKNOWN);
+    l = liar_install(f, LIE_MEMBERS_EXTRA);
     assert_breach_rc(query_rc(f->clerk, mw, &a, &st), &st, "a search's where, a stranger");
-    liar_remove(f, l);
-    l = liar_install(f, LIE_FIND_REVERSED);
-    assert_breach_rc(query_rc(f->clerk, mw, &a, &st), &st, "a search's where, reversed");
     liar_remove(f, l);
     l = liar_install(f, LIE_AGG_DUP_GROUP);
     assert_breach_rc(agg_rc(f->admin, ag, &out, &st), &st, "a group twice");
@@ -2876,7 +3003,8 @@ int main(void)
         T(test_integrity_dropped_row),
         T(test_integrity_wrong_query_answer),
         T(test_cursor_binding),
-        T(test_lying_finds),
+        T(test_lying_members),
+        T(test_lying_groups),
         T(test_lying_answers),
         T(test_malformed_store_data),
         T(test_search_paging_bulk),
