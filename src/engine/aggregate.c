@@ -1016,7 +1016,8 @@ veil_err veil_aggregate(veil_session *s, const char *coll, const char *body, siz
                                    agg_fetch,
                                    &fx,
                                    &res};
-        if ((rc = vl_agg_verified(s, c, &chk, st)) != VEIL_OK) {
+        if ((rc = v->unverified ? agg_fetch(&fx, &res, st) : vl_agg_verified(s, c, &chk, st)) !=
+            VEIL_OK) {
             goto out;
         }
     }

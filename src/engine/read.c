@@ -631,9 +631,12 @@ static veil_err match_where(veil_session *s, const struct vl_coll *c, const stru
         hits->n = 0;
         return VEIL_OK;
     }
-    veil_err rc = vl_plan_min_size(s, c, plan, &min, st);
+    veil_err rc = s->v->unverified ? VEIL_OK : vl_plan_min_size(s, c, plan, &min, st);
     if (rc != VEIL_OK) {
         return rc;
+    }
+    if (s->v->unverified) {
+        return hits_filter_open(s, c, plan, hits, st);
     }
     if ((uint64_t)hits->n * 4 <= min) {
         return hits_filter_open(s, c, plan, hits, st);
@@ -934,6 +937,13 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
             goto out;
         }
         exact = true;
+    } else if (!plan.empty && v->unverified) {
+        rc = vl_plan_candidates_unverified(s, c, &plan, has_after ? after : NULL,
+                                           (size_t)limit + 1, &cands, st);
+        exact = true;
+        if (rc != VEIL_OK) {
+            goto out;
+        }
     } else if (!plan.empty &&
                (rc = vl_plan_candidates(s, c, &plan, &cands, &exact, st)) != VEIL_OK) {
         goto out;

@@ -1141,3 +1141,26 @@ veil_err vl_agg_verified(veil_session *s, const struct vl_coll *c, struct vl_agg
     }
     return rc;
 }
+
+/* ---- unverified, for benchmarks ---- */
+
+void vl_vault_unverified(veil_vault *v)
+{
+    v->unverified = true;
+}
+
+veil_err vl_plan_candidates_unverified(veil_session *s, const struct vl_coll *c,
+                                       const struct vl_plan *p, const uint8_t *after,
+                                       size_t limit, struct vl_docset *out, veil_status *st)
+{
+    struct vl_store *store = s->v->stores[0];
+    struct vl_doclist list = {0};
+    memset(out, 0, sizeof(*out));
+    veil_err rc = store->ops->find(store, c->table, &p->pred, after, limit, &list);
+    if (rc != VEIL_OK) {
+        return vl_store_failed(s, c, 0, rc, st);
+    }
+    out->docs = list.docs;
+    out->n = list.n;
+    return VEIL_OK;
+}

@@ -536,7 +536,8 @@ static void write_batch(veil_session *s, const struct vl_coll *c, struct item *i
         if (item_ok(it)) {
             it->rc = vl_docwords_of(c, it->doc, &it->words, &it->st);
         }
-        if (item_ok(it) && vl_sealed_tks(c, &it->sealed, v->nstores, &it->tks) != VEIL_OK) {
+        if (item_ok(it) && !v->unverified &&
+            vl_sealed_tks(c, &it->sealed, v->nstores, &it->tks) != VEIL_OK) {
             item_fail(it, VEIL_ERR_INTERNAL, "out of memory");
         }
     }
