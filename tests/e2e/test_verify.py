@@ -770,7 +770,7 @@ def verify_concurrent_honest(ctx):
                     elif x < 0.7:
                         r = srv.request("DELETE", doc_path(COLL, did), token=tok,
                                         timeout=HTTP_TIMEOUT)
-                        if r.status == 200 or (r.status == 404 and did not in m):
+                        if r.status == (200 if did in m else 404):
                             m.pop(did, None)
                         elif r.status == 429:
                             bump("429")
