@@ -401,10 +401,9 @@ class Attack:
         self.paged = {}
         for name, q in QUERIES:
             self.honest[name] = one(self.srv, self.tok, q)
-            got = ids(self.honest[name])
-            check(sorted(got) == model_answer(self.model, q),
-                  "honest %s is not the model's: %s" % (name, describe(self.honest[name],
-                                                                       (200, []))))
+            want = model_answer(self.model, q)
+            check(sorted(ids(self.honest[name])) == want, "honest %s is not the model's: %s"
+                  % (name, describe(self.honest[name], (200, [(i, v, None) for i, v in want]))))
         for name, q in QUERIES:
             if name.startswith("match"):
                 continue
