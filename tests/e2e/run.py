@@ -1092,6 +1092,9 @@ TESTS.extend(test_privacy.TESTS)
 import test_tamper  # noqa: E402
 test_tamper.diag = diag
 TESTS.extend(test_tamper.TESTS)
+import test_verify  # noqa: E402
+test_verify.diag = diag
+TESTS.extend(test_verify.TESTS)
 
 
 def main():
