@@ -136,7 +136,7 @@ struct veil_vault {
     uint8_t *mark_keys;            /* secret: label key || sealing key of marks (mark.c) */
     char mark_table[2 * 16 + 1];   /* the opaque table of the installation's marks */
     bool rollback_accepted;        /* an operator accepted a rollback of the trusted state */
-    bool unverified;               /* benchmarks only (vl_vault_unverified): see verify.c */
+    bool unverified;               /* benchmarks only (vl_vault_verify): see verify.c */
 };
 
 struct veil_session {
@@ -468,11 +468,11 @@ veil_err vl_verified_members(veil_session *s, const struct vl_coll *c, int store
                              const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
                              const uint8_t (*tks)[VL_TK_BYTES], size_t n,
                              struct vl_docset *out, veil_status *st) VL_WUR;
-/* For benchmarks only, to measure what verification costs: from now on writes keep no token
- * sets and filtered queries and aggregates believe the store's index, as before token sets
- * existed. Never reachable from a configuration, the API or the command line; data written
- * meanwhile fails verification afterwards. */
-void vl_vault_unverified(veil_vault *v);
+/* For benchmarks only, to measure what verification costs: with on false, writes keep no
+ * token sets and filtered queries and aggregates believe the store's index, as before token
+ * sets existed, until it is called again with true. Never reachable from a configuration,
+ * the API or the command line; documents written meanwhile fail verification afterwards. */
+void vl_vault_verify(veil_vault *v, bool on);
 /* The candidates of a plan as the store's index lists them, unchecked (v->unverified):
  * from `after`, at most `limit`. */
 veil_err vl_plan_candidates_unverified(veil_session *s, const struct vl_coll *c,

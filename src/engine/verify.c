@@ -1144,9 +1144,9 @@ veil_err vl_agg_verified(veil_session *s, const struct vl_coll *c, struct vl_agg
 
 /* ---- unverified, for benchmarks ---- */
 
-void vl_vault_unverified(veil_vault *v)
+void vl_vault_verify(veil_vault *v, bool on)
 {
-    v->unverified = true;
+    v->unverified = !on;
 }
 
 veil_err vl_plan_candidates_unverified(veil_session *s, const struct vl_coll *c,
