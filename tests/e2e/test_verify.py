@@ -30,6 +30,7 @@ of a match), the answer must be the honest one or 502, never a different 200.
 Imported by run.py (tests named verify_*).
 """
 
+import decimal
 import json
 import os
 import random
@@ -115,6 +116,47 @@ def inv(i, rng, gen=0):
 
 def _key(field, v):
     return Decimal(v) if field == "amount" else v
+
+
+# Aggregates read beside the queries under concurrent writes: the where-less ones are checked
+# by margins, the others candidate by candidate (veil's verify.c).
+AGGS = [
+    ("count and sum by org", {"group_by": ["org"],
+                              "metrics": {"n": {"count": "*"}, "s": {"sum": "amount"}}}),
+    ("count by state and org", {"group_by": ["state", "org"], "metrics": {"n": {"count": "*"}}}),
+    ("sum by state, one org", {"where": {"org": "org-1"}, "group_by": ["state"],
+                               "metrics": {"n": {"count": "*"}, "s": {"sum": "amount"}}}),
+    ("count by org, a range", {"where": {"amount": {"gte": "100"}}, "group_by": ["org"],
+                               "metrics": {"n": {"count": "*"}}}),
+    ("count by org, a word", {"match": {"notes": "late"}, "group_by": ["org"],
+                              "metrics": {"n": {"count": "*"}}}),
+]
+
+
+def aggregate(srv, tok, body):
+    return srv.request("POST", "/v1/collections/%s/aggregate" % seg(COLL), body=body,
+                       token=tok, timeout=HTTP_TIMEOUT)
+
+
+def model_groups(model, q):
+    """The exact answer of an aggregate without match, from the model: sorted
+    [(key, count, sum)] with sums as veil writes them."""
+    groups = {}
+    for _, d in model.values():
+        if not matches(d, q):
+            continue
+        key = tuple(d[f] for f in q["group_by"])
+        n, t = groups.get(key, (0, decimal.Decimal(0)))
+        groups[key] = (n + 1, t + decimal.Decimal(d["amount"]))
+    return sorted((k, n, "%.2f" % t) for k, (n, t) in groups.items())
+
+
+def answer_groups(j, q):
+    out = []
+    for g in j["groups"]:
+        key = tuple(g["key"][f] for f in q["group_by"])
+        out.append((key, g.get("n"), g.get("s")))
+    return sorted(out)
 
 
 def matches(doc, q):
@@ -735,7 +777,7 @@ def verify_concurrent_honest(ctx):
                 models[w][did] = (vers[did], d)
         stop = threading.Event()
         errors = []
-        counts = {"writes": 0, "reads": 0, "pages": 0, "429": 0}
+        counts = {"writes": 0, "reads": 0, "pages": 0, "aggregates": 0, "429": 0}
         lock = threading.Lock()
 
         def bump(key):
@@ -809,6 +851,17 @@ def verify_concurrent_honest(ctx):
             rng = random.Random(200 + rd)
             try:
                 while not stop.is_set():
+                    if rng.random() < 0.3:
+                        name, q = rng.choice(AGGS)
+                        r = aggregate(srv, tok, q)
+                        if r.status == 429:
+                            bump("429")
+                            time.sleep(0.2)
+                        elif r.status != 200:
+                            return bad("reader %d: aggregate %s answered %r" % (rd, name, r))
+                        else:
+                            bump("aggregates")
+                        continue
                     name, q = rng.choice(QUERIES)
                     paged = rng.random() < 0.6
                     lim = rng.randint(5, 50) if paged else 10000
@@ -861,10 +914,21 @@ def verify_concurrent_honest(ctx):
         for m in models:
             model.update(m)
         final_check(srv, tok, model, (7,), "after the writers stopped")
-        diag("%.0fs: %d writes, %d queries (%d pages) by %d writers and %d readers, %d "
-             "answered 429; %d documents at the end"
-             % (seconds, counts["writes"], counts["reads"], counts["pages"], n_writers,
-                n_readers, counts["429"], len(model)))
+        for name, q in AGGS:
+            r = aggregate(srv, tok, q)
+            check(r.status == 200, "after the writers stopped: aggregate %s answered %r"
+                  % (name, r))
+            if "match" not in q:
+                want = model_groups(model, dict(q, metrics=None))
+                got = answer_groups(r.json, q)
+                if "s" not in q["metrics"]:
+                    want = [(k, n, None) for k, n, _ in want]
+                check(got == want, "after the writers stopped: aggregate %s: %r, the model "
+                      "says %r" % (name, got, want))
+        diag("%.0fs: %d writes, %d queries (%d pages) and %d aggregates by %d writers and %d "
+             "readers, %d answered 429; %d documents at the end"
+             % (seconds, counts["writes"], counts["reads"], counts["pages"],
+                counts["aggregates"], n_writers, n_readers, counts["429"], len(model)))
         env.stop()
     finally:
         env.close()
