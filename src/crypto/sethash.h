@@ -9,9 +9,9 @@
  *   ha = sum of G(tk, seq) - G(tk, seq-1)   their row sequence numbers (for aggregates)
  *
  * where tk is the token's key: a keyed hash of (column, token) under a collection key the
- * store never sees, and Q and G are SipHash-2-4 (128-bit output) keyed by tk. A store that returns a different
- * multiset of members gets a different sum except with probability about 2^-127 (the sums
- * are of pseudorandom values it cannot compute; the multiset hash of Clarke et al.,
+ * store never sees, and Q and G are SipHash-2-4 (128-bit output) keyed by tk. A store that returns
+ * a different multiset of members gets a different sum except with probability about 2^-127 (the
+ * sums are of pseudorandom values it cannot compute; the multiset hash of Clarke et al.,
  * "Incremental multiset hash functions", MSet-Add-Hash with a secret key). ha telescopes: the
  * sequence numbers of a run [a, b] sum to G(b) - G(a-1), so a store's answer given as runs
  * is checked in time proportional to its runs, not its rows. The difference operator is
@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VL_TK_BYTES 16      /* a token's key (a SipHash key) */
-#define VL_SETSUM_BYTES 16  /* a sum, big-endian, < p */
+#define VL_TK_BYTES 16     /* a token's key (a SipHash key) */
+#define VL_SETSUM_BYTES 16 /* a sum, big-endian, < p */
 
 typedef unsigned __int128 vl_u128;
 

@@ -23,7 +23,9 @@
  *
  * The cost is the members of the tokens asked: a query is checked against its most
  * selective condition (the trusted counts say which), and the other conditions whose sets
- * are not much larger; the rest are checked on the opened documents.
+ * are not much larger; the rest are checked on the opened documents. Sets are kept in
+ * buckets by the document token's first byte, so a large one is asked and checked a bucket
+ * at a time (read.c pages that way). Aggregates are checked at the end of this file.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -166,10 +168,9 @@ enum verdict { AGREES, DIFFERS, LIES };
 
 /* Checks a store's members of tks[0..n) (sorted here) against the trusted sets and the
  * writes in flight. */
-static enum verdict check_members(struct vl_members *m, const uint8_t (*tks)[VL_TK_BYTES],
-                                  size_t n, const struct vl_tokset *sets,
-                                  const struct vl_inflight *f, const struct flight_tk *fx,
-                                  size_t nfx)
+static enum verdict check_members(struct vl_members *m, const uint8_t (*tks)[VL_TK_BYTES], size_t n,
+                                  const struct vl_tokset *sets, const struct vl_inflight *f,
+                                  const struct flight_tk *fx, size_t nfx)
 {
     for (size_t i = 0; i < m->n; i++) {
         if (m->m[i].tok >= n) {
@@ -211,8 +212,7 @@ static enum verdict check_members(struct vl_members *m, const uint8_t (*tks)[VL_
         for (size_t k = lo; k < nfx && memcmp(fx[k].tk, tks[t], VL_TK_BYTES) == 0;) {
             size_t idx = fx[k].idx;
             int which = 0;
-            for (; k < nfx && fx[k].idx == idx && memcmp(fx[k].tk, tks[t], VL_TK_BYTES) == 0;
-                 k++) {
+            for (; k < nfx && fx[k].idx == idx && memcmp(fx[k].tk, tks[t], VL_TK_BYTES) == 0; k++) {
                 which |= fx[k].which;
             }
             if (which == (IN_OLD | IN_NEW)) {
@@ -220,8 +220,8 @@ static enum verdict check_members(struct vl_members *m, const uint8_t (*tks)[VL_
             }
             struct vl_member probe = {.tok = (uint32_t)t};
             memcpy(probe.doc, f[idx].doc, VL_DOCTOKEN_BYTES);
-            bool listed = count > 0 && bsearch(&probe, m->m + first, count, sizeof(probe),
-                                               member_cmp) != NULL;
+            bool listed = count > 0 &&
+                          bsearch(&probe, m->m + first, count, sizeof(probe), member_cmp) != NULL;
             vl_u128 q = vl_set_q(tks[t], f[idx].doc, VL_DOCTOKEN_BYTES);
             if (which == IN_NEW && listed) {
                 want_n++;
@@ -270,11 +270,10 @@ struct vcond {
 /* One check of a condition's members, under sn: the trusted sets and writes in flight as
  * sn sees them, the store's members as it answers now. *vd says how they compare; on
  * AGREES, *out holds the documents. */
-static veil_err members_at(veil_session *s, const struct vl_coll *c, struct vl_tsnap *sn,
-                           int store, const uint8_t col[VL_COL_BYTES],
-                           const struct vl_bytes *toks, const uint8_t (*tks)[VL_TK_BYTES],
-                           size_t n, int blo, int bhi, struct vl_docset *out, enum verdict *vd,
-                           veil_status *st)
+static veil_err members_at(veil_session *s, const struct vl_coll *c, struct vl_tsnap *sn, int store,
+                           const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
+                           const uint8_t (*tks)[VL_TK_BYTES], size_t n, int blo, int bhi,
+                           struct vl_docset *out, enum verdict *vd, veil_status *st)
 {
     veil_vault *v = s->v;
     struct vl_store *sto = v->stores[store];
@@ -290,8 +289,8 @@ static veil_err members_at(veil_session *s, const struct vl_coll *c, struct vl_t
     lo[0] = (uint8_t)blo;
     hi[0] = (uint8_t)(bhi + 1);
     if (rc == VEIL_OK) {
-        rc = vl_trusted_toksets_range(v->trusted, sn, c->tenant_id, c->name, tks, n, blo, bhi,
-                                      sets);
+        rc =
+            vl_trusted_toksets_range(v->trusted, sn, c->tenant_id, c->name, tks, n, blo, bhi, sets);
     }
     if (rc == VEIL_OK) {
         rc = vl_trusted_inflight(v->trusted, sn, c->tenant_id, c->name, &f, &nf);
@@ -344,8 +343,7 @@ out:
 
 /* Runs fn until it agrees: under read snapshots first, the last time frozen; a difference
  * then is a breach, reported as `what`. */
-typedef veil_err (*attempt_fn)(void *ctx, struct vl_tsnap *sn, enum verdict *vd,
-                               veil_status *st);
+typedef veil_err (*attempt_fn)(void *ctx, struct vl_tsnap *sn, enum verdict *vd, veil_status *st);
 static veil_err until_agreed(veil_session *s, const struct vl_coll *c, attempt_fn fn, void *ctx,
                              const char *what, veil_status *st)
 {
@@ -379,8 +377,7 @@ struct members_args {
     struct vl_docset *out;
 };
 
-static veil_err members_attempt(void *ctx, struct vl_tsnap *sn, enum verdict *vd,
-                                veil_status *st)
+static veil_err members_attempt(void *ctx, struct vl_tsnap *sn, enum verdict *vd, veil_status *st)
 {
     struct members_args *a = ctx;
     return members_at(a->s, a->c, sn, a->store, a->col, a->toks, a->tks, a->n, 0,
@@ -392,8 +389,8 @@ static const char members_differ[] = "a store's index left out, added or moved d
 
 veil_err vl_verified_members(veil_session *s, const struct vl_coll *c, int store,
                              const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
-                             const uint8_t (*tks)[VL_TK_BYTES], size_t n,
-                             struct vl_docset *out, veil_status *st)
+                             const uint8_t (*tks)[VL_TK_BYTES], size_t n, struct vl_docset *out,
+                             veil_status *st)
 {
     struct members_args a = {s, c, store, col, toks, tks, n, out};
     return until_agreed(s, c, members_attempt, &a, members_differ, st);
@@ -456,8 +453,8 @@ static veil_err vconds_of(veil_session *s, const struct vl_coll *c, const struct
             vl_coll_tk(c, cd->term.col, &cd->toks[k], vc[i].tks[k]);
         }
         if ((rc = vl_trusted_toksets(v->trusted, NULL, c->tenant_id, c->name,
-                                     (const uint8_t(*)[VL_TK_BYTES])vc[i].tks, cd->ntoks,
-                                     sets)) != VEIL_OK) {
+                                     (const uint8_t(*)[VL_TK_BYTES])vc[i].tks, cd->ntoks, sets)) !=
+            VEIL_OK) {
             rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
             break;
         }
@@ -490,8 +487,7 @@ veil_err vl_plan_min_size(veil_session *s, const struct vl_coll *c, const struct
 /* The candidates of a plan under sn (vc: its conditions, smallest first). */
 static veil_err candidates_at(veil_session *s, const struct vl_coll *c, struct vl_tsnap *sn,
                               const struct vcond *vc, size_t n, int blo, int bhi,
-                              struct vl_docset *out, bool *exact, enum verdict *vd,
-                              veil_status *st)
+                              struct vl_docset *out, bool *exact, enum verdict *vd, veil_status *st)
 {
     veil_err rc = VEIL_OK;
     uint64_t limit = vc[0].size * INTERSECT_RATIO + INTERSECT_SLACK;
@@ -503,8 +499,7 @@ static veil_err candidates_at(veil_session *s, const struct vl_coll *c, struct v
         struct vl_docset d;
         int store = cd->fc->store >= 0 ? cd->fc->store : 0;
         rc = members_at(s, c, sn, store, cd->term.col, cd->toks,
-                        (const uint8_t(*)[VL_TK_BYTES])vc[i].tks, cd->ntoks, blo, bhi, &d, vd,
-                        st);
+                        (const uint8_t(*)[VL_TK_BYTES])vc[i].tks, cd->ntoks, blo, bhi, &d, vd, st);
         if (rc != VEIL_OK || *vd != AGREES) {
             break;
         }
@@ -536,8 +531,7 @@ struct cands_args {
 static veil_err cands_attempt(void *ctx, struct vl_tsnap *sn, enum verdict *vd, veil_status *st)
 {
     struct cands_args *a = ctx;
-    return candidates_at(a->s, a->c, sn, a->vc, a->n, a->blo, a->bhi, a->out, a->exact, vd,
-                         st);
+    return candidates_at(a->s, a->c, sn, a->vc, a->n, a->blo, a->bhi, a->out, a->exact, vd, st);
 }
 
 struct vl_vplan {
@@ -576,8 +570,7 @@ uint64_t vl_vplan_min(const struct vl_vplan *vp)
 }
 
 veil_err vl_vplan_candidates(veil_session *s, const struct vl_coll *c, const struct vl_vplan *vp,
-                             int blo, int bhi, struct vl_docset *out, bool *exact,
-                             veil_status *st)
+                             int blo, int bhi, struct vl_docset *out, bool *exact, veil_status *st)
 {
     memset(out, 0, sizeof(*out));
     *exact = false;
@@ -719,8 +712,8 @@ static bool margin_holds(const uint8_t tk[VL_TK_BYTES], const struct vl_tokset *
         if (!in_old && !in_new) {
             continue;
         }
-        bool shown_new = in_new ? runs_has(ms->r, ms->n, f[i].seq)
-                                : !runs_has(ms->r, ms->n, f[i].old_seq);
+        bool shown_new =
+            in_new ? runs_has(ms->r, ms->n, f[i].seq) : !runs_has(ms->r, ms->n, f[i].old_seq);
         if (!shown_new) {
             continue;
         }
@@ -855,8 +848,8 @@ static veil_err margins_at(veil_session *s, const struct vl_coll *c, struct vl_t
             if (!collect(k, order, a, b, -1, &ms)) {
                 *vd = LIES;
             } else if ((rc = vl_trusted_toksets(v->trusted, sn, c->tenant_id, c->name,
-                                                (const uint8_t(*)[VL_TK_BYTES])tk, 1,
-                                                &set)) != VEIL_OK) {
+                                                (const uint8_t(*)[VL_TK_BYTES])tk, 1, &set)) !=
+                       VEIL_OK) {
                 break;
             } else if (!margin_holds(tk[0], &set, f, nf, &ms)) {
                 *vd = DIFFERS;
@@ -1002,8 +995,8 @@ static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsn
             goto out;
         }
         memcpy(cands.docs, k->hits->docs, cands.n * VL_DOCTOKEN_BYTES);
-    } else if ((rc = candidates_at(s, c, sn, vc, nvc, 0, VL_TOKSET_BUCKETS - 1, &cands, &exact,
-                                   vd, st)) != VEIL_OK ||
+    } else if ((rc = candidates_at(s, c, sn, vc, nvc, 0, VL_TOKSET_BUCKETS - 1, &cands, &exact, vd,
+                                   st)) != VEIL_OK ||
                *vd != AGREES) {
         goto done;
     }
@@ -1062,8 +1055,7 @@ static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsn
             if (grp->keys[j].n > 0) {
                 uint8_t *tk = keys + g * TUPLE_MAX + j * VL_TK_BYTES;
                 vl_coll_tk(c, k->gcols[j], &grp->keys[j], tk);
-                memcpy(colkeys + (j * (res->n + 1) + ncolkeys[j]++) * VL_TK_BYTES, tk,
-                       VL_TK_BYTES);
+                memcpy(colkeys + (j * (res->n + 1) + ncolkeys[j]++) * VL_TK_BYTES, tk, VL_TK_BYTES);
             }
         }
     }
@@ -1119,9 +1111,9 @@ static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsn
             bool found = false;
             const uint8_t *ck = colkeys + j * (res->n + 1) * VL_TK_BYTES;
             for (size_t t = 0; t + VL_TK_BYTES <= ver.tks->n && !found; t += VL_TK_BYTES) {
-                const uint8_t *hit = ncolkeys[j] > 0 ? bsearch(ver.tks->p + t, ck, ncolkeys[j],
-                                                              VL_TK_BYTES, tk_cmp)
-                                                      : NULL;
+                const uint8_t *hit =
+                    ncolkeys[j] > 0 ? bsearch(ver.tks->p + t, ck, ncolkeys[j], VL_TK_BYTES, tk_cmp)
+                                    : NULL;
                 if (hit != NULL) {
                     memcpy(tuple + j * VL_TK_BYTES, hit, VL_TK_BYTES);
                     found = true;
@@ -1131,9 +1123,8 @@ static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsn
                 *vd = DIFFERS; /* its key is in no group the store gave */
             }
         }
-        const uint8_t *grec = *vd == AGREES && res->n > 0
-                                  ? tuple_find(tuple, sorted, res->n, rec, tl)
-                                  : NULL;
+        const uint8_t *grec =
+            *vd == AGREES && res->n > 0 ? tuple_find(tuple, sorted, res->n, rec, tl) : NULL;
         if (grec == NULL) {
             *vd = DIFFERS; /* its group is missing */
             continue;
@@ -1247,8 +1238,8 @@ void vl_vault_verify(veil_vault *v, bool on)
 }
 
 veil_err vl_plan_candidates_unverified(veil_session *s, const struct vl_coll *c,
-                                       const struct vl_plan *p, const uint8_t *after,
-                                       size_t limit, struct vl_docset *out, veil_status *st)
+                                       const struct vl_plan *p, const uint8_t *after, size_t limit,
+                                       struct vl_docset *out, veil_status *st)
 {
     struct vl_store *store = s->v->stores[0];
     struct vl_doclist list = {0};
