@@ -2725,7 +2725,7 @@ static void test_members(void **state)
 static void members_many(struct vl_store *s, size_t nt)
 {
     struct vl_members m = {NULL, 0};
-    char (*txt)[16] = calloc(nt, sizeof(*txt));
+    char (*txt)[32] = calloc(nt, sizeof(*txt));
     struct vl_bytes *toks = calloc(nt + 1, sizeof(*toks));
     assert_non_null(txt);
     assert_non_null(toks);
