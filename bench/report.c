@@ -1374,6 +1374,26 @@ int bench_report(int argc, char **argv)
                "above; the exact figures come from the generated documents and are checked "
                "against the admin's answer first.\n");
     }
+    if (an_num(&rs, "vf_docs") > 0) {
+        printf("- **Verification** (bench/verify.c and the analytics phase, in process). veil "
+               "keeps per index token a count and two keyed set hashes of its live documents "
+               "in trusted.db (token sets), and checks every filtered query and aggregate "
+               "against them; the rows marked Verification set that against the same work "
+               "without it (an internal switch for benchmarks only, which makes writes keep no "
+               "token sets and reads believe the store's index, as veil did before). Loads go "
+               "into two data directories, batch by batch in turn; writes the same, each side "
+               "in its own directory (documents written without token sets would fail "
+               "verification later); queries and aggregates run on the verified data with the "
+               "switch flipped between timed rounds, the same queries both ways, and every "
+               "answer must be the same both ways (the number of documents of each query; the "
+               "aggregates' text). The limits are those set for verification: writes at most "
+               "1.3x the time without, queries and aggregates 1.5x; a row over its limit says "
+               "so. A filtered query's verified cost follows the size of the set it is checked "
+               "against (the members of its most selective condition), not the limit: a first "
+               "page of a large set pays for the whole set, and paging to the end pays it "
+               "again on every page; a selective one costs the same over collections of any "
+               "size.\n");
+    }
     search_notes(&rs, NULL);
     return 0;
 }
