@@ -646,8 +646,9 @@ static int vf_rows(const struct results *rs)
             snprintf(gap, sizeof(gap),
                      "size, lower is better. Token sets cost %.0f bytes a document of trusted "
                      "state: the table tokset %.0f B a document (%s rows, one per distinct "
-                     "token key: a 16-byte key, a count and two 16-byte set hashes; range "
-                     "prefix tokens make most of them) and the docs table %+.0f B a document "
+                     "token key: a 16-byte key, a count and two 16-byte set hashes; most are "
+                     "tokens of few documents: each invoice_no, the finer range prefixes of "
+                     "amount and issued_on) and the docs table %+.0f B a document "
                      "(docs.tks, %.1f keys of 16 bytes, and its B-tree overhead)",
                      (ton - toff) / docs, tson / docs, (fmt_int(tsrows, n3, sizeof(n3)), n3),
                      (don - doff) / docs, tks);
@@ -675,9 +676,10 @@ static int vf_rows(const struct results *rs)
          "finishing transaction reads and writes one tokset row a key (count, two set "
          "hashes), most of them on scattered B-tree pages of trusted.db"},
         {"put_replace", "veil_doc_put replacing loaded documents (another invoice's fields)",
-         "as for a new document, and the old version's contributions taken out of each of its "
-         "keys' sets: keys present in both versions have their row sequence hash moved "
-         "(ha), the others are read and written once"},
+         "as for a new document, and the old version's keys read back (docs.tks) and its "
+         "contributions taken out: the finishing transaction updates the union of both "
+         "versions' keys (a key in both keeps its count and hq, its ha moves to the new row "
+         "number)"},
     };
     for (size_t i = 0; i < sizeof(puts_) / sizeof(puts_[0]); i++) {
         char k[64];
