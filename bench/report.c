@@ -748,7 +748,8 @@ static int vf_rows(const struct results *rs)
     snprintf(qs[4].label, sizeof(qs[4].label),
              "org_id = X AND the same 1%% window, limit 100");
     {
-        double small = win < docs / orgs ? win : docs / orgs, big = win < docs / orgs ? docs / orgs : win;
+        double per_org = docs / (orgs > 0 ? orgs : 1);
+        double small = win < per_org ? win : per_org, big = win < per_org ? per_org : win;
         if (big <= 8 * small + 256) {
             snprintf(qs[4].extra, sizeof(qs[4].extra),
                      "both conditions' members checked (about %s + %s: the larger set is within "

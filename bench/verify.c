@@ -51,7 +51,7 @@ struct vf_ctx {
     struct bench_set set;
     const char **orgs;
     size_t norgs;
-    size_t *org_count; /* documents of each org in the set */
+    size_t *org_count;     /* documents of each org in the set */
     char (*date)[VF_DATE]; /* issued_on of each document */
     char (*inv)[VF_INV];   /* invoice_no of each document */
     char lo[VF_WINDOWS][VF_DATE], hi[VF_WINDOWS][VF_DATE];
@@ -74,8 +74,7 @@ static void progress(const char *fmt, ...)
 
 static int vfail(const char *what, veil_err e, const veil_status *st)
 {
-    fprintf(stderr, "bench: verify: libveil: %s: %s: %s\n", what, veil_err_name(e),
-            st->message);
+    fprintf(stderr, "bench: verify: libveil: %s: %s: %s\n", what, veil_err_name(e), st->message);
     return -1;
 }
 
@@ -300,7 +299,8 @@ static int load_both(struct vf_ctx *c)
         free(body);
         if (bench_now() - tick >= 30 || i + k == n) {
             progress("load: %zu of %zu documents a side; verified %.0f docs/s, unverified "
-                     "%.0f docs/s", i + k, n, (double)(i + k) / ton, (double)(i + k) / toff);
+                     "%.0f docs/s",
+                     i + k, n, (double)(i + k) / ton, (double)(i + k) / toff);
             tick = bench_now();
         }
     }
@@ -399,8 +399,8 @@ static int sizes(struct vf_ctx *c)
         }
         snprintf(key, sizeof(key), "store_%s_bytes", sfx);
         emit(c, key, (double)store);
-        progress("%s: trusted.db %lld bytes (token sets %lld, docs %lld), store %lld bytes",
-                 sfx, trusted, tb[0], tb[1], store);
+        progress("%s: trusted.db %lld bytes (token sets %lld, docs %lld), store %lld bytes", sfx,
+                 trusted, tb[0], tb[1], store);
     }
     return 0;
 }
@@ -468,7 +468,7 @@ static int writes(struct vf_ctx *c, const char *key, bool isnew, size_t m)
 /* ---- queries ---- */
 
 enum vf_kind { Q_EQ, Q_EQ_ALL, Q_IN3, Q_RANGE, Q_ORG_RANGE, Q_SEL_BIG, Q_SEL_SMALL, Q_KINDS };
-static const char *const kind_key[Q_KINDS] = {"q_eq",     "q_eq_all", "q_in3",    "q_range",
+static const char *const kind_key[Q_KINDS] = {"q_eq",       "q_eq_all",  "q_in3",      "q_range",
                                               "q_orgrange", "q_sel_big", "q_sel_small"};
 
 /* The body of query i of a kind (after: the cursor of the page before, or NULL). */
@@ -483,8 +483,7 @@ static void query_body(const struct vf_ctx *c, enum vf_kind kind, size_t i, cons
     switch (kind) {
     case Q_EQ:
     case Q_EQ_ALL:
-        snprintf(b, cap, "{\"where\":{\"org_id\":\"%s\"},\"limit\":100%s}", c->orgs[i % no],
-                 tail);
+        snprintf(b, cap, "{\"where\":{\"org_id\":\"%s\"},\"limit\":100%s}", c->orgs[i % no], tail);
         break;
     case Q_IN3:
         snprintf(b, cap, "{\"where\":{\"org_id\":{\"in\":[\"%s\",\"%s\",\"%s\"]}},\"limit\":100}",
@@ -508,8 +507,7 @@ static void query_body(const struct vf_ctx *c, enum vf_kind kind, size_t i, cons
         snprintf(b, cap, "{\"where\":{\"invoice_no\":\"%s\"},\"limit\":100}", c->inv[d]);
         break;
     }
-    default:
-        b[0] = '\0';
+    default: b[0] = '\0';
     }
 }
 
@@ -580,8 +578,10 @@ static int queries(struct vf_ctx *c, enum vf_kind kind, size_t m)
                 if (side == 0) {
                     got[i] = d;
                 } else if (got[i] != d) {
-                    fprintf(stderr, "bench: verify: %s query %zu: %ld documents verified, %ld "
-                            "not\n", kind_key[kind], i, on ? d : got[i], on ? got[i] : d);
+                    fprintf(stderr,
+                            "bench: verify: %s query %zu: %ld documents verified, %ld "
+                            "not\n",
+                            kind_key[kind], i, on ? d : got[i], on ? got[i] : d);
                     goto out;
                 }
             }
@@ -610,7 +610,8 @@ static int queries(struct vf_ctx *c, enum vf_kind kind, size_t m)
     snprintf(k, sizeof(k), "%s_docs", kind_key[kind]);
     emit(c, k, (double)total / (double)m);
     progress("%s: %zu queries a side, %.1f documents each; verified %.3f ms, unverified %.3f "
-             "ms a query", kind_key[kind], m, (double)total / (double)m, t[0] * 1e3 / (double)m,
+             "ms a query",
+             kind_key[kind], m, (double)total / (double)m, t[0] * 1e3 / (double)m,
              t[1] * 1e3 / (double)m);
     rc = 0;
 out:
@@ -656,7 +657,8 @@ int bench_verify(const struct bench_opts *o)
     }
     vl_vault_verify(c.voff, false);
     progress("loading %zu documents into a verified and an unverified data directory, %zu a "
-             "veil_bulk call, in turn", c.set.n, o->batch);
+             "veil_bulk call, in turn",
+             c.set.n, o->batch);
     if (load_both(&c) != 0 || sizes(&c) != 0) {
         goto out;
     }
