@@ -465,7 +465,8 @@ if [ -z "$only" ]; then
     desc="$desc $nprows of them with Paillier, aggregates timed $reps times after a warm-up"
     desc="$desc (medians); differential privacy: $dpreps new answers of the error table"
     desc="$desc; verification: the $nbulk bulk invoices loaded on and off, $nquery queries"
-    desc="$desc of each kind on and off in 10 rounds in turn, $nquery writes of each kind"
+    nwrites=$((5 * nquery < nbulk - 50 ? 5 * nquery : nbulk - 50))
+    desc="$desc of each kind on and off in 10 rounds in turn, $nwrites writes of each kind"
     if [ "$search" = 1 ]; then
         desc="$desc; $sdesc"
     fi
