@@ -41,6 +41,7 @@
 #include <veil/veil.h>
 
 #include "bench.h"
+#include "engine/engine.h"
 #include "store/store.h"
 #include "util/log.h"
 
@@ -651,6 +652,126 @@ out:
     free(body);
     free(xbody);
     free(plain.g);
+    return rc;
+}
+
+/* What verification costs an aggregate: one body timed with verification on and off
+ * (vl_vault_verify) in turn, `reps` rounds after a warm-up of each, which one goes first
+ * alternating; medians. The unverified answer must be the verified one, text for text.
+ * Writes vagg_KEY_on_s and vagg_KEY_off_s. */
+static int verify_cost1(struct an_ctx *c, veil_session *s, const char *key, const char *body)
+{
+    size_t reps = c->o->reps < 64 ? c->o->reps : 64;
+    char *json[2] = {NULL, NULL}; /* [1]: verified */
+    double t[2][64];
+    char name[64];
+    int rc = -1;
+    for (size_t r = 0; r <= reps; r++) {
+        for (int side = 0; side < 2; side++) {
+            int on = (side == 0) == (r % 2 == 0);
+            vl_vault_verify(c->v, on);
+            veil_free(json[on]);
+            json[on] = NULL;
+            double secs = veil_agg(s, body, &json[on]);
+            if (secs < 0) {
+                goto out;
+            }
+            if (r > 0) {
+                t[on][r - 1] = secs;
+            }
+        }
+        if (strcmp(json[0], json[1]) != 0) {
+            fprintf(stderr, "bench: analytics: %s: the verified answer differs from the "
+                    "unverified one:\n  %.300s\n  %.300s\n", key, json[1], json[0]);
+            goto out;
+        }
+    }
+    double on = median(t[1], reps), off = median(t[0], reps);
+    snprintf(name, sizeof(name), "vagg_%s_on_s", key);
+    emit(c, name, on);
+    snprintf(name, sizeof(name), "vagg_%s_off_s", key);
+    emit(c, name, off);
+    progress("verification, %s: verified %.1f ms, unverified %.1f ms (medians of %zu)", key,
+             on * 1e3, off * 1e3, reps);
+    rc = 0;
+out:
+    vl_vault_verify(c->v, true);
+    veil_free(json[0]);
+    veil_free(json[1]);
+    return rc;
+}
+
+/* A selective query, invoice_no = one value, on and off in turn over this large collection
+ * (the verify phase times it on two smaller ones): does its cost grow with the collection?
+ * 100 queries a side a round, `reps` rounds after a warm-up round. Writes vsel_on_s,
+ * vsel_off_s (totals) and vsel_n. */
+static int verify_select(struct an_ctx *c, veil_session *s, size_t n)
+{
+    size_t reps = c->o->reps, per = 100;
+    double t[2] = {0, 0};
+    char body[160];
+    veil_status st;
+    int rc = -1;
+    for (size_t r = 0; r <= reps; r++) {
+        for (int side = 0; side < 2; side++) {
+            int on = (side == 0) == (r % 2 == 0);
+            vl_vault_verify(c->v, on);
+            double t0 = bench_now();
+            for (size_t i = 0; i < per; i++) {
+                size_t d = ((r * per + i) * 7919u) % n;
+                const char *line = c->in.buf + c->in.start[d];
+                const char *p = strstr(line, "\"invoice_no\":\"");
+                size_t len = p != NULL ? strcspn(p + 14, "\"") : 0;
+                char *out = NULL;
+                if (p == NULL || len > 64) {
+                    fprintf(stderr, "bench: analytics: line %zu has no invoice_no\n", d);
+                    goto out;
+                }
+                snprintf(body, sizeof(body), "{\"where\":{\"invoice_no\":\"%.*s\"},\"limit\":100}",
+                         (int)len, p + 14);
+                veil_err e = veil_query(s, BENCH_COLL, body, strlen(body), &out, &st);
+                if (e != VEIL_OK) {
+                    vfail("query", e, &st);
+                    goto out;
+                }
+                int found = strstr(out, "{\"id\":") != NULL;
+                veil_free(out);
+                if (!found) {
+                    fprintf(stderr, "bench: analytics: %s found nothing\n", body);
+                    goto out;
+                }
+            }
+            if (r > 0) {
+                t[on] += bench_now() - t0;
+            }
+        }
+    }
+    emit(c, "vsel_on_s", t[1]);
+    emit(c, "vsel_off_s", t[0]);
+    emit(c, "vsel_n", (double)(reps * per));
+    progress("verification, invoice_no = one value over %zu documents: verified %.3f ms, "
+             "unverified %.3f ms a query", n, t[1] * 1e3 / (double)(reps * per),
+             t[0] * 1e3 / (double)(reps * per));
+    rc = 0;
+out:
+    vl_vault_verify(c->v, true);
+    return rc;
+}
+
+/* The unfiltered sum by org (checked by margins), the same with the date filter (candidate
+ * by candidate) and a count by status (margins). */
+static int verify_cost(struct an_ctx *c, veil_session *s)
+{
+    char *all = agg_body(NULL, NULL, 0), *filter = agg_body(c->lo, c->hi, 0);
+    int rc = -1;
+    if (all != NULL && filter != NULL && verify_cost1(c, s, "all", all) == 0 &&
+        verify_cost1(c, s, "filter", filter) == 0 &&
+        verify_cost1(c, s, "status",
+                     "{\"group_by\":[\"status\"],\"metrics\":{\"n\":{\"count\":\"*\"}}}") == 0) {
+        rc = 0;
+    }
+    free(all);
+    free(filter);
     return rc;
 }
 
@@ -1316,6 +1437,9 @@ static int scheme(struct an_ctx *c, const char *tenant, const char *policy, size
     }
     snprintf(key, sizeof(key), "%s_filter", pfx);
     if (agg_pair(c, db, agg, c->lo, c->hi, key, &x) != 0) {
+        goto out;
+    }
+    if (strcmp(pfx, "ashe") == 0 && (verify_cost(c, agg) != 0 || verify_select(c, agg, n) != 0)) {
         goto out;
     }
     if (strcmp(pfx, "ashe") == 0) {

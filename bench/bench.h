@@ -109,6 +109,9 @@ int bench_inproc(const struct bench_opts *o);
 int bench_analytics(const struct bench_opts *o);
 /* Full-text search over a text corpus: veil (in process) against PostgreSQL FTS. */
 int bench_search(const struct bench_opts *o);
+/* What verified answers cost: loads, writes and queries with the trusted token sets kept
+ * and checked, and without (vl_vault_verify), timed in turn. */
+int bench_verify(const struct bench_opts *o);
 
 /* `report`: argv after the word "report". Prints the markdown to stdout. */
 int bench_report(int argc, char **argv);

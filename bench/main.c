@@ -11,6 +11,7 @@
  *                        [--dp-reps D]
  *   bench_core search --corpus DIR --data DIR --token T --pg CONNINFO --out R
  *                     [--max-docs N] [--queries Q] [--batch B]
+ *   bench_core verify --data DIR --policy YAML --docs F --out R [--queries Q] [--batch B]
  *   bench_core freeport
  *   bench_core report --results R [--server-hwm KIB] [--commit C] [--build-type T]
  *                     [--data-desc TEXT]
@@ -36,6 +37,7 @@ static void usage(void)
                     "       bench_core inproc [options]\n"
                     "       bench_core analytics [options]\n"
                     "       bench_core search [options]\n"
+                    "       bench_core verify [options]\n"
                     "       bench_core freeport\n"
                     "       bench_core report --results FILE [options]\n"
                     "see bench/README.md\n");
@@ -192,6 +194,13 @@ int main(int argc, char **argv)
             return 2;
         }
         return bench_search(&o) == 0 ? 0 : 1;
+    }
+    if (strcmp(argv[1], "verify") == 0) {
+        if (parse_opts(argc, argv, 2, &o) != 0) {
+            usage();
+            return 2;
+        }
+        return bench_verify(&o) == 0 ? 0 : 1;
     }
     if (strcmp(argv[1], "freeport") == 0) {
         return freeport() == 0 ? 0 : 1;

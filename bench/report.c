@@ -6,6 +6,7 @@
  * set-up and notes on where the gap comes from. No thresholds: nothing here passes or
  * fails on speed.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 #include "bench.h"
 
 #define MAX_RESULTS 128
-#define MAX_AN 512 /* "an KEY VALUE" lines of the analytics and search phases */
+#define MAX_AN 1024 /* "an KEY VALUE" lines of the analytics, search and verify phases */
 
 struct an_kv {
     char key[48];
@@ -578,6 +579,315 @@ static void dp_error_table(const struct results *rs)
            hidden, hidden[0] ? "." : "");
 }
 
+/* ---- verification on and off (bench/verify.c and the analytics phase) ---- */
+
+/* "the verified path takes 1.23x the time (+0.45 ms a query; limit 1.5x)" */
+static int vf_times(char *out, size_t cap, double on, double off, double per, const char *unit,
+                    double limit)
+{
+    double d = (on - off) / per;
+    return snprintf(out, cap,
+                    "verified takes %.2fx the time without (%s%.*f %s a %s; limit %.1fx%s)",
+                    on / off, d >= 0 ? "+" : "-", fabs(d) * 1e3 < 10 ? 2 : 1,
+                    fabs(d) * 1e3, "ms", unit, limit, on / off > limit ? ": OVER IT" : "");
+}
+
+static void vf_row(const char *label, double on, double off, double n, const char *unit,
+                   const char *gap, int rate)
+{
+    char vc[64], bc[64];
+    if (rate) {
+        cell(vc, sizeof(vc), n / on, unit);
+        cell(bc, sizeof(bc), n / off, unit);
+    } else {
+        fmt_ms(on / n, vc, sizeof(vc));
+        fmt_ms(off / n, bc, sizeof(bc));
+    }
+    printf("| %s | %s | %s | %.2fx | %s |\n", label, vc, bc, off / on, gap);
+}
+
+static int vf_rows(const struct results *rs)
+{
+    int rows = 0;
+    char label[600], gap[1600], n1[48], n2[48], n3[48], n4[48];
+    double docs = an_num(rs, "vf_docs"), orgs = an_num(rs, "vf_orgs");
+    double tks = an_num(rs, "vf_tks_per_doc"), tsrows = an_num(rs, "vf_tokset_rows");
+    double win = an_num(rs, "vf_window_docs"), rounds = an_num(rs, "vf_rounds");
+    double lon = an_num(rs, "vf_load_on_s"), loff = an_num(rs, "vf_load_off_s");
+    if (docs > 0 && lon > 0 && loff > 0) {
+        fmt_int(docs, n1, sizeof(n1));
+        fmt_int(tsrows, n2, sizeof(n2));
+        snprintf(label, sizeof(label),
+                 "Verification, bulk load in process: veil_bulk of %.0f lines, %s invoices, "
+                 "verified (vs the same into a data directory without verification, the batches "
+                 "in turn)",
+                 an_num(rs, "vf_batch"), n1);
+        int at = vf_times(gap, sizeof(gap), lon, loff, docs, "document", 1.3);
+        snprintf(gap + at, sizeof(gap) - (size_t)at,
+                 ". Per document %.1f token keys (keyed BLAKE2b: the collection's `all` set, "
+                 "each index token's set, each indexed column's `any` set), kept in docs.tks "
+                 "and carried by the intent; the batch's finishing transaction adds each "
+                 "document's contributions to the count and the two set hashes of each of its "
+                 "keys (%s token sets after the load)",
+                 tks, n2);
+        vf_row(label, lon, loff, docs, "docs/s", gap, 1);
+        rows++;
+
+        double ton = an_num(rs, "vf_trusted_on_bytes"), toff = an_num(rs, "vf_trusted_off_bytes");
+        double son = an_num(rs, "vf_store_on_bytes"), soff = an_num(rs, "vf_store_off_bytes");
+        double tson = an_num(rs, "vf_tokset_on_bytes");
+        double don = an_num(rs, "vf_docs_on_bytes"), doff = an_num(rs, "vf_docs_off_bytes");
+        if (ton > 0 && toff > 0) {
+            fmt_int(ton / docs, n1, sizeof(n1));
+            fmt_int(toff / docs, n2, sizeof(n2));
+            snprintf(label, sizeof(label),
+                     "Verification, trusted state a document: trusted.db after the load, WAL "
+                     "checkpointed, verified (vs without verification)");
+            snprintf(gap, sizeof(gap),
+                     "size, lower is better. Token sets cost %.0f bytes a document of trusted "
+                     "state: the table tokset %.0f B a document (%s rows, one per distinct "
+                     "token key: a 16-byte key, a count and two 16-byte set hashes; most are "
+                     "tokens of few documents: each invoice_no, the finer range prefixes of "
+                     "amount and issued_on) and the docs table %+.0f B a document "
+                     "(docs.tks, %.1f keys of 16 bytes, and its B-tree overhead)",
+                     (ton - toff) / docs, tson / docs, (fmt_int(tsrows, n3, sizeof(n3)), n3),
+                     (don - doff) / docs, tks);
+            printf("| %s | %s B | %s B | %.2fx | %s |\n", label, n1, n2, ton / toff, gap);
+            rows++;
+        }
+        if (son > 0 && soff > 0) {
+            fmt_int(son / docs, n1, sizeof(n1));
+            fmt_int(soff / docs, n2, sizeof(n2));
+            printf("| Verification, the store a document: cloud.db after the load, WAL "
+                   "checkpointed, verified (vs without verification) | %s B | %s B | %.2fx | "
+                   "size, lower is better; the store keeps nothing more for verification (%+.0f "
+                   "B a document: page fill) |\n",
+                   n1, n2, son / soff, (son - soff) / docs);
+            rows++;
+        }
+    }
+    static const struct {
+        const char *key;
+        const char *label;
+        const char *extra;
+    } puts_[] = {
+        {"put_new", "veil_doc_put of new documents",
+         "the new version's token keys computed and written with the intent (docs.tks); the "
+         "finishing transaction reads and writes one tokset row a key (count, two set "
+         "hashes), most of them on scattered B-tree pages of trusted.db"},
+        {"put_replace", "veil_doc_put replacing loaded documents (another invoice's fields)",
+         "as for a new document, and the old version's keys read back (docs.tks) and its "
+         "contributions taken out: the finishing transaction updates the union of both "
+         "versions' keys (a key in both keeps its count and hq, its ha moves to the new row "
+         "number)"},
+    };
+    for (size_t i = 0; i < sizeof(puts_) / sizeof(puts_[0]); i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "vf_%s_on_s", puts_[i].key);
+        double on = an_num(rs, k);
+        snprintf(k, sizeof(k), "vf_%s_off_s", puts_[i].key);
+        double off = an_num(rs, k);
+        snprintf(k, sizeof(k), "vf_%s_n", puts_[i].key);
+        double n = an_num(rs, k);
+        if (on <= 0 || off <= 0 || n <= 0) {
+            continue;
+        }
+        fmt_int(n, n1, sizeof(n1));
+        snprintf(label, sizeof(label),
+                 "Verification, writes in process: %s, %s a side, verified (vs without "
+                 "verification, each in its own data directory, %.0f rounds in turn)",
+                 puts_[i].label, n1, rounds);
+        int at = vf_times(gap, sizeof(gap), on, off, n, "document", 1.3);
+        snprintf(gap + at, sizeof(gap) - (size_t)at, ". Extra: %s", puts_[i].extra);
+        vf_row(label, on, off, n, "docs/s", gap, 1);
+        rows++;
+    }
+    fmt_int(docs / (orgs > 0 ? orgs : 1), n1, sizeof(n1));
+    fmt_int(win, n2, sizeof(n2));
+    fmt_int(docs, n3, sizeof(n3));
+    fmt_int(an_num(rs, "vf_small_docs"), n4, sizeof(n4));
+    const char *lo = an_str(rs, "vf_window_lo"), *hi = an_str(rs, "vf_window_hi");
+    struct {
+        const char *key;
+        char label[300];
+        char extra[700];
+    } qs[7];
+    memset(qs, 0, sizeof(qs));
+    qs[0].key = "q_eq";
+    snprintf(qs[0].label, sizeof(qs[0].label), "org_id = X, limit 100 (the first page)");
+    snprintf(qs[0].extra, sizeof(qs[0].extra),
+             "all the org's members (about %s: token index, document token, row number) from "
+             "the store, their count and set hash (a keyed BLAKE2b a member) checked against "
+             "the trusted set, sorted; the first 100 fetched and opened as without. Unverified: "
+             "the store's index page of 100",
+             n1);
+    qs[1].key = "q_eq_all";
+    snprintf(qs[1].label, sizeof(qs[1].label),
+             "org_id = X paged to the end, limit 100 a page (every document of the org)");
+    snprintf(qs[1].extra, sizeof(qs[1].extra),
+             "each page asks for and checks the org's members again (about %s a page), so the "
+             "extra work is pages x members; every page's documents are fetched and opened on "
+             "both sides; each paged total was checked against the org's documents",
+             n1);
+    qs[2].key = "q_in3";
+    snprintf(qs[2].label, sizeof(qs[2].label), "org_id in [3 orgs], limit 100");
+    snprintf(qs[2].extra, sizeof(qs[2].extra),
+             "the members of the 3 tokens (about 3 x %s) checked token by token, merged and "
+             "sorted, before the first 100",
+             n1);
+    qs[3].key = "q_range";
+    snprintf(qs[3].label, sizeof(qs[3].label),
+             "issued_on in a window of whole days holding about 1%% of the rows (%s; e.g. "
+             "[%s, %s)), limit 100",
+             n2, lo ? lo : "?", hi ? hi : "?");
+    snprintf(qs[3].extra, sizeof(qs[3].extra),
+             "the members of the window's range prefix tokens (about %s rows) checked per "
+             "token",
+             n2);
+    qs[4].key = "q_orgrange";
+    snprintf(qs[4].label, sizeof(qs[4].label),
+             "org_id = X AND the same 1%% window, limit 100");
+    {
+        double per_org = docs / (orgs > 0 ? orgs : 1);
+        double small = win < per_org ? win : per_org, big = win < per_org ? per_org : win;
+        if (big <= 8 * small + 256) {
+            snprintf(qs[4].extra, sizeof(qs[4].extra),
+                     "both conditions' members checked (about %s + %s: the larger set is within "
+                     "8 times the smaller plus 256, so it is intersected rather than checked on "
+                     "the opened documents), then the intersection fetched",
+                     n2, n1);
+        } else {
+            snprintf(qs[4].extra, sizeof(qs[4].extra),
+                     "the smaller condition's members checked (about %.0f); the other "
+                     "condition (more than 8 times larger) is checked on the opened documents",
+                     small);
+        }
+    }
+    qs[5].key = "q_sel_big";
+    snprintf(qs[5].label, sizeof(qs[5].label), "invoice_no = one value, %s documents", n3);
+    snprintf(qs[5].extra, sizeof(qs[5].extra),
+             "one member checked against its token's trusted set (one trusted-state read); "
+             "the work does not depend on the collection's size: compare the next row");
+    qs[6].key = "q_sel_small";
+    snprintf(qs[6].label, sizeof(qs[6].label),
+             "invoice_no = one value, a collection of %s documents (a tenth)", n4);
+    snprintf(qs[6].extra, sizeof(qs[6].extra), "as the row above");
+    double sel[2] = {0, 0};
+    for (size_t i = 0; i < 7; i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "vf_%s_on_s", qs[i].key);
+        double on = an_num(rs, k);
+        snprintf(k, sizeof(k), "vf_%s_off_s", qs[i].key);
+        double off = an_num(rs, k);
+        snprintf(k, sizeof(k), "vf_%s_n", qs[i].key);
+        double n = an_num(rs, k);
+        snprintf(k, sizeof(k), "vf_%s_docs", qs[i].key);
+        double got = an_num(rs, k);
+        if (on <= 0 || off <= 0 || n <= 0) {
+            continue;
+        }
+        if (i >= 5) {
+            sel[i - 5] = on / n;
+        }
+        fmt_int(n, n1, sizeof(n1));
+        snprintf(label, sizeof(label),
+                 "Verification, query in process: %s; %s queries a side, %.1f documents each, "
+                 "verified (vs the same with verification off, %.0f rounds in turn)",
+                 qs[i].label, n1, got, rounds);
+        int at = vf_times(gap, sizeof(gap), on, off, n, "query", 1.5);
+        at += snprintf(gap + at, sizeof(gap) - (size_t)at, ". Extra: %s", qs[i].extra);
+        if (i == 6 && sel[0] > 0) {
+            snprintf(gap + at, sizeof(gap) - (size_t)at,
+                     "; verified, the large collection's query takes %.2fx the small one's",
+                     sel[0] / sel[1]);
+        }
+        vf_row(label, on, off, n, "", gap, 0);
+        rows++;
+    }
+    double son = an_num(rs, "vsel_on_s"), soff = an_num(rs, "vsel_off_s");
+    double sn = an_num(rs, "vsel_n"), sdocs = an_num(rs, "ashe_docs");
+    if (son > 0 && soff > 0 && sn > 0 && sdocs > 0) {
+        fmt_int(sdocs, n1, sizeof(n1));
+        fmt_int(sn, n2, sizeof(n2));
+        snprintf(label, sizeof(label),
+                 "Verification, query in process: invoice_no = one value over the analytics "
+                 "collection, %s documents; %s queries a side, admin session, verified (vs the "
+                 "same with verification off, in turn)",
+                 n1, n2);
+        int at = vf_times(gap, sizeof(gap), son, soff, sn, "query", 1.5);
+        at += snprintf(gap + at, sizeof(gap) - (size_t)at,
+                       ". Extra: one member checked, as in the two rows above");
+        if (sel[0] > 0 && sel[1] > 0) {
+            char a1[48], a2[48];
+            fmt_int(docs, a1, sizeof(a1));
+            fmt_int(an_num(rs, "vf_small_docs"), a2, sizeof(a2));
+            snprintf(gap + at, sizeof(gap) - (size_t)at,
+                     "; verified, %.3f ms a query here against %.3f ms over %s documents and "
+                     "%.3f ms over %s (another data directory, so the store and trusted.db "
+                     "differ in size too)",
+                     son / sn * 1e3, sel[0] * 1e3, a1, sel[1] * 1e3, a2);
+        }
+        vf_row(label, son, soff, sn, "", gap, 0);
+        rows++;
+    }
+    double adocs = an_num(rs, "ashe_docs"), agroups = an_num(rs, "ashe_all_groups");
+    double arows = an_num(rs, "ashe_filter_rows");
+    const char *alo = an_str(rs, "window_lo"), *ahi = an_str(rs, "window_hi");
+    fmt_int(adocs, n1, sizeof(n1));
+    fmt_int(agroups, n2, sizeof(n2));
+    fmt_int(arows, n3, sizeof(n3));
+    fmt_int(an_num(rs, "ashe_all_runs"), n4, sizeof(n4));
+    struct {
+        const char *key;
+        char label[300];
+        char extra[700];
+    } ag[3];
+    ag[0].key = "all";
+    snprintf(ag[0].label, sizeof(ag[0].label),
+             "SUM(amount) GROUP BY org over %s invoices (%s orgs)", n1, n2);
+    snprintf(ag[0].extra, sizeof(ag[0].extra),
+             "checked by margins: the runs of row numbers of each group (%s runs) against its "
+             "org key's trusted row-sequence hash (ha, telescoping, so a run costs its two "
+             "ends), all groups against the collection's `all` set and the column's `any` set, "
+             "the summed cells' runs within their group's",
+             n4);
+    ag[1].key = "filter";
+    snprintf(ag[1].label, sizeof(ag[1].label),
+             "the same with the 1%% date filter ([%s, %s): %s rows)", alo ? alo : "?",
+             ahi ? ahi : "?", n3);
+    snprintf(ag[1].extra, sizeof(ag[1].extra),
+             "the window's members checked against their tokens' trusted sets, then candidate "
+             "by candidate: each row's token keys in trusted state (docs.tks) say whether it "
+             "matches and which group it is in, and each group's rows and summed cells must "
+             "be exactly those");
+    ag[2].key = "status";
+    snprintf(ag[2].label, sizeof(ag[2].label),
+             "COUNT(*) GROUP BY status over the same %s invoices (4 groups)", n1);
+    snprintf(ag[2].extra, sizeof(ag[2].extra),
+             "margins as for the sum by org, over 4 status keys; nearly every row is a run of "
+             "its own in each group");
+    for (size_t i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "vagg_%s_on_s", ag[i].key);
+        double on = an_num(rs, k);
+        snprintf(k, sizeof(k), "vagg_%s_off_s", ag[i].key);
+        double off = an_num(rs, k);
+        if (on <= 0 || off <= 0) {
+            continue;
+        }
+        snprintf(label, sizeof(label),
+                 "Verification, aggregate in process: %s, ASHE, admin session, verified (vs "
+                 "the same with verification off, in turn, medians of %.0f)",
+                 ag[i].label, an_num(rs, "reps"));
+        int at = vf_times(gap, sizeof(gap), on, off, 1, "query", 1.5);
+        snprintf(gap + at, sizeof(gap) - (size_t)at,
+                 ". Extra: %s; the two answers were the same text", ag[i].extra);
+        vf_row(label, on, off, 1, "", gap, 0);
+        rows++;
+    }
+    return rows;
+}
+
 /* ---- the full-text search rows (bench/search.c) ---- */
 
 /* "1,234 B/doc"-style cell of a byte count a document. */
@@ -958,6 +1268,7 @@ int bench_report(int argc, char **argv)
         }
     }
     rows += an_rows(&rs);
+    rows += vf_rows(&rs);
     rows += search_rows(&rs);
     if (server_hwm > 0 && rs.base_hwm > 0) {
         long base_own = rs.base_hwm - rs.base_data;
@@ -1065,6 +1376,26 @@ int bench_report(int argc, char **argv)
                "and a repeat's groups must equal the answer it keeps. Error: see the table "
                "above; the exact figures come from the generated documents and are checked "
                "against the admin's answer first.\n");
+    }
+    if (an_num(&rs, "vf_docs") > 0) {
+        printf("- **Verification** (bench/verify.c and the analytics phase, in process). veil "
+               "keeps per index token a count and two keyed set hashes of its live documents "
+               "in trusted.db (token sets), and checks every filtered query and aggregate "
+               "against them; the rows marked Verification set that against the same work "
+               "without it (an internal switch for benchmarks only, which makes writes keep no "
+               "token sets and reads believe the store's index, as veil did before). Loads go "
+               "into two data directories, batch by batch in turn; writes the same, each side "
+               "in its own directory (documents written without token sets would fail "
+               "verification later); queries and aggregates run on the verified data with the "
+               "switch flipped between timed rounds, the same queries both ways, and every "
+               "answer must be the same both ways (the number of documents of each query; the "
+               "aggregates' text). The limits are those set for verification: writes at most "
+               "1.3x the time without, queries and aggregates 1.5x; a row over its limit says "
+               "so. A filtered query's verified cost follows the size of the set it is checked "
+               "against (the members of its most selective condition), not the limit: a first "
+               "page of a large set pays for the whole set, and paging to the end pays it "
+               "again on every page; a selective one costs the same over collections of any "
+               "size.\n");
     }
     search_notes(&rs, NULL);
     return 0;

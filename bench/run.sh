@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/run.sh [BUILD_DIR] [--only search]: the benchmarks, as
+# bench/run.sh [BUILD_DIR] [--only search|verify]: the benchmarks, as
 # `make bench` runs them.
 #
 # Makes sample data (`veil generate`), a fresh data directory with three tenants
@@ -26,6 +26,10 @@
 # when this script runs as root (default postgres, else nobody).
 # `--only search` (or VEIL_BENCH_ONLY=search) runs that phase alone and merges its rows into
 # the existing bench/results/latest.md, in place of the search rows there.
+# Verification (bench/verify.c): loads, writes and queries in process with the trusted token
+# sets kept and checked and without them, timed in turn; the aggregates on and off are timed
+# in the analytics phase. `--only verify` (or VEIL_BENCH_ONLY=verify) runs the verify phase
+# alone and prints its rows, leaving bench/results/latest.md as it is.
 # Exits non-zero if any step fails.
 set -eu
 
@@ -35,7 +39,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --only)
         if [ $# -lt 2 ]; then
-            echo "bench: --only needs a phase (search)" >&2
+            echo "bench: --only needs a phase (search or verify)" >&2
             exit 2
         fi
         only=$2
@@ -46,7 +50,7 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     -*)
-        echo "usage: bench/run.sh [BUILD_DIR] [--only search]" >&2
+        echo "usage: bench/run.sh [BUILD_DIR] [--only search|verify]" >&2
         exit 2
         ;;
     *)
@@ -56,9 +60,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$only" in
-'' | search) ;;
+'' | search | verify) ;;
 *)
-    echo "bench: --only knows one phase: search" >&2
+    echo "bench: --only knows two phases: search and verify" >&2
     exit 2
     ;;
 esac
@@ -305,11 +309,29 @@ res=$work/results.txt
 sdesc="search: the gzipped files of linux-doc-6.1 (at most $sdocs), $squeries queries of"
 sdesc="$sdesc each size (1, 2 and 3 words), seed 1"
 
-if [ "$search" = 1 ]; then
+# The verify phase: bulk load, sizes, writes and queries with verification on and off.
+run_verify() {
+    step "verify: $nbulk invoices into a verified and an unverified data directory," \
+        "$nquery queries of each kind, writes, all in turn"
+    "$bench" verify --docs "$work/bulk.ndjson" --data "$work/verify" \
+        --policy "$root/examples/invoices.yaml" --queries "$nquery" --batch "$batch" --out "$res"
+    rm -rf "$work/verify"
+}
+
+if [ "$search" = 1 ] && [ "$only" != verify ]; then
     search_check
 fi
-if [ -n "$only" ]; then
+if [ "$only" = search ]; then
     run_search
+fi
+if [ "$only" = verify ]; then
+    step "generating $nbulk invoices"
+    "$veil" generate invoices --count "$nbulk" --seed 2 >"$work/bulk.ndjson"
+    run_verify
+    "$bench" report --results "$res" --data-desc "the verify phase alone" >"$work/latest.md"
+    grep -e '^| benchmark' -e '^| ---' -e '^| Verification' "$work/latest.md"
+    step "the verify phase alone: bench/results/latest.md is left as it was"
+    exit 0
 fi
 
 if [ -z "$only" ]; then
@@ -404,6 +426,8 @@ if [ -z "$only" ]; then
     "$bench" inproc --docs "$work/put.ndjson" --data "$work/lib" --db "$work/base/lib.db" \
         --policy "$root/examples/invoices.yaml" --out "$res"
 
+    run_verify
+
     if [ "$search" = 1 ]; then
         run_search
     fi
@@ -440,6 +464,9 @@ if [ -z "$only" ]; then
     desc="$desc analytics: veil generate invoices, $nrows documents (seed 3), the first"
     desc="$desc $nprows of them with Paillier, aggregates timed $reps times after a warm-up"
     desc="$desc (medians); differential privacy: $dpreps new answers of the error table"
+    desc="$desc; verification: the $nbulk bulk invoices loaded on and off, $nquery queries"
+    nwrites=$((5 * nquery < nbulk - 50 ? 5 * nquery : nbulk - 50))
+    desc="$desc of each kind on and off in 10 rounds in turn, $nwrites writes of each kind"
     if [ "$search" = 1 ]; then
         desc="$desc; $sdesc"
     fi
