@@ -137,7 +137,6 @@ struct veil_vault {
     char mark_table[2 * 16 + 1];   /* the opaque table of the installation's marks */
     bool rollback_accepted;        /* an operator accepted a rollback of the trusted state */
     bool unverified;               /* benchmarks only (vl_vault_verify): see verify.c */
-    uint64_t bucketed_min;         /* read.c: 0 is VL_BUCKETED_MIN (tests lower it) */
 };
 
 struct veil_session {
@@ -469,10 +468,6 @@ veil_err vl_verified_members(veil_session *s, const struct vl_coll *c, int store
                              const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
                              const uint8_t (*tks)[VL_TK_BYTES], size_t n,
                              struct vl_docset *out, veil_status *st) VL_WUR;
-/* A query whose smallest condition has more documents than this is checked bucket by
- * bucket (read.c); v->bucketed_min replaces it when not 0 (tests, to reach that path with
- * little data). */
-#define VL_BUCKETED_MIN 2048
 /* For benchmarks only, to measure what verification costs: with on false, writes keep no
  * token sets and filtered queries and aggregates believe the store's index, as before token
  * sets existed, until it is called again with true. Never reachable from a configuration,
@@ -505,18 +500,6 @@ struct vl_agg_check {
  * a breach (502). */
 veil_err vl_agg_verified(veil_session *s, const struct vl_coll *c, struct vl_agg_check *k,
                          veil_status *st) VL_WUR;
-/* A plan's conditions sized from the trusted token sets (smallest first), to ask for its
- * candidates bucket by bucket (trusted.h: documents by their token's first byte). */
-struct vl_vplan;
-veil_err vl_vplan_new(veil_session *s, const struct vl_coll *c, const struct vl_plan *p,
-                      struct vl_vplan **out, veil_status *st) VL_WUR;
-void vl_vplan_free(struct vl_vplan *vp);
-/* The trusted size of its smallest condition. */
-uint64_t vl_vplan_min(const struct vl_vplan *vp);
-/* As vl_plan_candidates, of the documents in buckets blo..bhi only. */
-veil_err vl_vplan_candidates(veil_session *s, const struct vl_coll *c, const struct vl_vplan *vp,
-                             int blo, int bhi, struct vl_docset *out, bool *exact,
-                             veil_status *st) VL_WUR;
 /* The trusted size of the plan's smallest condition (the documents having one of its
  * tokens). */
 veil_err vl_plan_min_size(veil_session *s, const struct vl_coll *c, const struct vl_plan *p,

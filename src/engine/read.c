@@ -767,42 +767,33 @@ out:
     return rc;
 }
 
-/* A page being filled: the documents appended so far, the last of them, and whether one
- * more is known to match (then the page is done and has a `next`). */
-struct pager {
-    json_t *docs;
-    size_t kept;
-    size_t limit;
-    uint8_t last[VL_DOCTOKEN_BYTES];
-    bool more;
-};
-
-/* Opens candidates (sorted, all after the cursor and the page so far) in order and appends
- * those that match the plan, until the page is full and one more is known: with `exact`,
- * every candidate left counts as one (it matches but for a write meanwhile); else one must
- * be opened and match. A candidate deleted or changed since it was listed is passed over:
- * the answer is of the documents as they are when opened. */
+/* Opens the candidates (sorted, all after the cursor) in order and appends those that
+ * match the plan, up to limit; *last: the last one appended; *more: a candidate after it
+ * may match too (exact: any is left; else one was opened and matches). A candidate deleted
+ * or changed since it was listed is passed over: the answer is of the documents as they
+ * are when opened. */
 #define PAGE_CHUNK_MIN 16
 static veil_err page_from(veil_session *s, const struct vl_coll *c, const struct vl_plan *plan,
                           const uint8_t (*cand)[VL_DOCTOKEN_BYTES], size_t ncand, bool exact,
-                          const bool *want, const json_t *select, struct pager *pg,
-                          veil_status *st)
+                          size_t limit, const bool *want, const json_t *select, json_t *docs,
+                          uint8_t last[VL_DOCTOKEN_BYTES], bool *more, veil_status *st)
 {
-    size_t at = 0, cap = pg->limit > PAGE_CHUNK_MIN ? pg->limit : PAGE_CHUNK_MIN;
+    size_t at = 0, kept = 0, cap = limit > PAGE_CHUNK_MIN ? limit : PAGE_CHUNK_MIN;
     struct vl_bytes *toks = calloc(cap, sizeof(*toks));
     struct opened *op = calloc(cap, sizeof(*op));
     bool *found = calloc(cap, sizeof(*found));
     veil_err rc = VEIL_OK;
+    *more = false;
     if (toks == NULL || op == NULL || found == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    while (at < ncand && !pg->more) {
-        if (pg->kept == pg->limit && exact) {
-            pg->more = true;
+    while (at < ncand && !*more) {
+        if (kept == limit && exact) {
+            *more = true; /* every candidate left matches but for a write meanwhile */
             break;
         }
-        size_t chunk = pg->kept < pg->limit ? pg->limit - pg->kept : 1;
+        size_t chunk = kept < limit ? limit - kept : 1;
         if (!exact && chunk < PAGE_CHUNK_MIN) {
             chunk = PAGE_CHUNK_MIN;
         }
@@ -820,13 +811,13 @@ static veil_err page_from(veil_session *s, const struct vl_coll *c, const struct
             if (!found[i] || !vl_plan_satisfied(plan, op[i].doc)) {
                 continue;
             }
-            if (pg->kept == pg->limit) {
-                pg->more = true;
+            if (kept == limit) {
+                *more = true;
                 break;
             }
-            answer_append(pg->docs, c, s, &op[i], select);
-            memcpy(pg->last, cand[at + i], VL_DOCTOKEN_BYTES);
-            pg->kept++;
+            answer_append(docs, c, s, &op[i], select);
+            memcpy(last, cand[at + i], VL_DOCTOKEN_BYTES);
+            kept++;
         }
         opened_free(op, chunk);
         at += chunk;
@@ -835,53 +826,6 @@ out:
     free(toks);
     free(op);
     free(found);
-    return rc;
-}
-
-/* Pages a docset's candidates after the cursor. */
-static veil_err page_docset(veil_session *s, const struct vl_coll *c, const struct vl_plan *plan,
-                            const struct vl_docset *d, bool exact, const uint8_t *after,
-                            const bool *want, const json_t *select, struct pager *pg,
-                            veil_status *st)
-{
-    size_t from = 0;
-    while (after != NULL && from < d->n && memcmp(d->docs[from], after, VL_DOCTOKEN_BYTES) <= 0) {
-        from++;
-    }
-    return page_from(s, c, plan, (const uint8_t(*)[VL_DOCTOKEN_BYTES])d->docs + from,
-                     d->n - from, exact, want, select, pg, st);
-}
-
-/* Conditions whose smallest set is larger than VL_BUCKETED_MIN are checked bucket by bucket
- * (trusted.h), from the cursor's bucket on, until the page is full: a page then costs about
- * limit / (the share of the smallest set that matches) members, not the whole set. */
-
-/* A page of a plan with conditions: its verified candidates, whole or bucket by bucket. */
-static veil_err page_plan(veil_session *s, const struct vl_coll *c, const struct vl_plan *plan,
-                          const uint8_t *after, const bool *want, const json_t *select,
-                          struct pager *pg, veil_status *st)
-{
-    struct vl_vplan *vp = NULL;
-    struct vl_docset d = {NULL, 0};
-    bool exact = false;
-    veil_err rc = vl_vplan_new(s, c, plan, &vp, st);
-    if (rc != VEIL_OK) {
-        return rc;
-    }
-    uint64_t bmin = s->v->bucketed_min != 0 ? s->v->bucketed_min : VL_BUCKETED_MIN;
-    bool whole = vl_vplan_min(vp) <= bmin;
-    int b = whole || after == NULL ? 0 : after[0];
-    for (; rc == VEIL_OK && !pg->more && b < VL_TOKSET_BUCKETS; b++) {
-        rc = vl_vplan_candidates(s, c, vp, b, whole ? VL_TOKSET_BUCKETS - 1 : b, &d, &exact, st);
-        if (rc == VEIL_OK) {
-            rc = page_docset(s, c, plan, &d, exact, after, want, select, pg, st);
-        }
-        vl_docset_free(&d);
-        if (whole) {
-            break;
-        }
-    }
-    vl_vplan_free(vp);
     return rc;
 }
 
@@ -894,7 +838,7 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     json_t *q = NULL, *docs = NULL;
     struct vl_plan plan;
     struct vl_docset cands = {NULL, 0};
-    bool *want = NULL;
+    bool *want = NULL, exact = false;
     uint8_t after[VL_DOCTOKEN_BYTES];
     bool has_after = false;
     char *next = NULL;
@@ -979,43 +923,53 @@ veil_err veil_query(veil_session *s, const char *coll, const char *body, size_t 
     if ((rc = vl_plan_where(c, s->admin ? NULL : role, false, where, &plan, st)) != VEIL_OK) {
         goto out;
     }
-    if ((want = want_fields(c, select, &plan)) == NULL && select != NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    struct pager pg = {json_array(), 0, (size_t)limit, {0}, false};
-    docs = pg.docs;
-    if (docs == NULL) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    /* The candidates, complete: without a where, the trusted state's own list of live
-     * documents; else the verified members of the plan's conditions (verify.c). */
-    const uint8_t *aft = has_after ? after : NULL;
+    /* The candidates, complete: from the trusted state's own list of live documents
+     * without a where, else the verified members of the plan's conditions (verify.c). */
     if (plan.n == 0) {
         if ((cands.docs = malloc(((size_t)limit + 1) * VL_DOCTOKEN_BYTES)) == NULL) {
             rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
             goto out;
         }
-        rc = vl_trusted_docs_page(v->trusted, c->tenant_id, c->name, aft, (size_t)limit + 1,
-                                  cands.docs, &cands.n);
+        rc = vl_trusted_docs_page(v->trusted, c->tenant_id, c->name, has_after ? after : NULL,
+                                  (size_t)limit + 1, cands.docs, &cands.n);
         if (rc != VEIL_OK) {
             rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
             goto out;
         }
-        rc = page_docset(s, c, &plan, &cands, true, aft, want, select, &pg, st);
+        exact = true;
     } else if (!plan.empty && v->unverified) {
-        rc = vl_plan_candidates_unverified(s, c, &plan, aft, (size_t)limit + 1, &cands, st);
-        if (rc == VEIL_OK) {
-            rc = page_docset(s, c, &plan, &cands, true, aft, want, select, &pg, st);
+        rc = vl_plan_candidates_unverified(s, c, &plan, has_after ? after : NULL,
+                                           (size_t)limit + 1, &cands, st);
+        exact = true;
+        if (rc != VEIL_OK) {
+            goto out;
         }
-    } else if (!plan.empty) {
-        rc = page_plan(s, c, &plan, aft, want, select, &pg, st);
+    } else if (!plan.empty &&
+               (rc = vl_plan_candidates(s, c, &plan, &cands, &exact, st)) != VEIL_OK) {
+        goto out;
     }
+    if ((want = want_fields(c, select, &plan)) == NULL && select != NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    size_t from = 0;
+    while (has_after && from < cands.n &&
+           memcmp(cands.docs[from], after, VL_DOCTOKEN_BYTES) <= 0) {
+        from++;
+    }
+    docs = json_array();
+    uint8_t last[VL_DOCTOKEN_BYTES];
+    bool more = false;
+    if (docs == NULL) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
+        goto out;
+    }
+    rc = page_from(s, c, &plan, cands.docs + from, cands.n - from, exact, (size_t)limit, want,
+                   select, docs, last, &more, st);
     if (rc != VEIL_OK) {
         goto out;
     }
-    if (pg.more && (rc = plain_cursor_seal(s, c, qhash, pg.last, &next)) != VEIL_OK) {
+    if (more && (rc = plain_cursor_seal(s, c, qhash, last, &next)) != VEIL_OK) {
         rc = vl_status_set(st, rc, NULL, "cannot make a cursor");
         goto out;
     }

@@ -23,9 +23,8 @@
  *
  * The cost is the members of the tokens asked: a query is checked against its most
  * selective condition (the trusted counts say which), and the other conditions whose sets
- * are not much larger; the rest are checked on the opened documents. Sets are kept in
- * buckets by the document token's first byte, so a large one is asked and checked a bucket
- * at a time (read.c pages that way). Aggregates are checked at the end of this file.
+ * are not much larger; the rest are checked on the opened documents. Aggregates are checked
+ * at the end of this file.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -272,8 +271,8 @@ struct vcond {
  * AGREES, *out holds the documents. */
 static veil_err members_at(veil_session *s, const struct vl_coll *c, struct vl_tsnap *sn, int store,
                            const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
-                           const uint8_t (*tks)[VL_TK_BYTES], size_t n, int blo, int bhi,
-                           struct vl_docset *out, enum verdict *vd, veil_status *st)
+                           const uint8_t (*tks)[VL_TK_BYTES], size_t n, struct vl_docset *out,
+                           enum verdict *vd, veil_status *st)
 {
     veil_vault *v = s->v;
     struct vl_store *sto = v->stores[store];
@@ -285,12 +284,8 @@ static veil_err members_at(veil_session *s, const struct vl_coll *c, struct vl_t
     veil_err rc = sets != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
     *vd = DIFFERS;
     memset(out, 0, sizeof(*out));
-    uint8_t lo[VL_DOCTOKEN_BYTES] = {0}, hi[VL_DOCTOKEN_BYTES] = {0};
-    lo[0] = (uint8_t)blo;
-    hi[0] = (uint8_t)(bhi + 1);
     if (rc == VEIL_OK) {
-        rc =
-            vl_trusted_toksets_range(v->trusted, sn, c->tenant_id, c->name, tks, n, blo, bhi, sets);
+        rc = vl_trusted_toksets(v->trusted, sn, c->tenant_id, c->name, tks, n, sets);
     }
     if (rc == VEIL_OK) {
         rc = vl_trusted_inflight(v->trusted, sn, c->tenant_id, c->name, &f, &nf);
@@ -299,30 +294,11 @@ static veil_err members_at(veil_session *s, const struct vl_coll *c, struct vl_t
         rc = vl_status_set(st, rc, NULL, "the trusted state is unavailable");
         goto out;
     }
-    /* Only the writes in flight of documents in the buckets asked count. */
-    size_t kf = 0;
-    for (size_t i = 0; i < nf; i++) {
-        if (f[i].doc[0] >= blo && f[i].doc[0] <= bhi) {
-            struct vl_inflight tmp = f[kf];
-            f[kf++] = f[i];
-            f[i] = tmp;
-        }
-    }
-    if ((rc = sto->ops->members(sto, c->table, col, toks, n, blo > 0 ? lo : NULL,
-                                bhi < VL_TOKSET_BUCKETS - 1 ? hi : NULL, &m)) != VEIL_OK) {
+    if ((rc = sto->ops->members(sto, c->table, col, toks, n, &m)) != VEIL_OK) {
         rc = vl_store_failed(s, c, store, rc, st);
         goto out;
     }
-    for (size_t i = 0; i < m.n; i++) {
-        if (m.m[i].doc[0] < blo || m.m[i].doc[0] > bhi) {
-            *vd = LIES; /* a document outside the range asked */
-        }
-    }
-    if (*vd == LIES) {
-        rc = vl_breach(v, s, c->name, "a store listed a document outside the range asked", st);
-        goto out;
-    }
-    if ((fx = flight_index(f, kf, &nfx)) == NULL) {
+    if ((fx = flight_index(f, nf, &nfx)) == NULL) {
         rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
@@ -380,8 +356,7 @@ struct members_args {
 static veil_err members_attempt(void *ctx, struct vl_tsnap *sn, enum verdict *vd, veil_status *st)
 {
     struct members_args *a = ctx;
-    return members_at(a->s, a->c, sn, a->store, a->col, a->toks, a->tks, a->n, 0,
-                      VL_TOKSET_BUCKETS - 1, a->out, vd, st);
+    return members_at(a->s, a->c, sn, a->store, a->col, a->toks, a->tks, a->n, a->out, vd, st);
 }
 
 static const char members_differ[] = "a store's index left out, added or moved documents: "
@@ -486,8 +461,8 @@ veil_err vl_plan_min_size(veil_session *s, const struct vl_coll *c, const struct
 
 /* The candidates of a plan under sn (vc: its conditions, smallest first). */
 static veil_err candidates_at(veil_session *s, const struct vl_coll *c, struct vl_tsnap *sn,
-                              const struct vcond *vc, size_t n, int blo, int bhi,
-                              struct vl_docset *out, bool *exact, enum verdict *vd, veil_status *st)
+                              const struct vcond *vc, size_t n, struct vl_docset *out, bool *exact,
+                              enum verdict *vd, veil_status *st)
 {
     veil_err rc = VEIL_OK;
     uint64_t limit = vc[0].size * INTERSECT_RATIO + INTERSECT_SLACK;
@@ -499,7 +474,7 @@ static veil_err candidates_at(veil_session *s, const struct vl_coll *c, struct v
         struct vl_docset d;
         int store = cd->fc->store >= 0 ? cd->fc->store : 0;
         rc = members_at(s, c, sn, store, cd->term.col, cd->toks,
-                        (const uint8_t(*)[VL_TK_BYTES])vc[i].tks, cd->ntoks, blo, bhi, &d, vd, st);
+                        (const uint8_t(*)[VL_TK_BYTES])vc[i].tks, cd->ntoks, &d, vd, st);
         if (rc != VEIL_OK || *vd != AGREES) {
             break;
         }
@@ -523,7 +498,6 @@ struct cands_args {
     const struct vl_coll *c;
     const struct vcond *vc;
     size_t n;
-    int blo, bhi;
     struct vl_docset *out;
     bool *exact;
 };
@@ -531,64 +505,21 @@ struct cands_args {
 static veil_err cands_attempt(void *ctx, struct vl_tsnap *sn, enum verdict *vd, veil_status *st)
 {
     struct cands_args *a = ctx;
-    return candidates_at(a->s, a->c, sn, a->vc, a->n, a->blo, a->bhi, a->out, a->exact, vd, st);
-}
-
-struct vl_vplan {
-    struct vcond *vc;
-    size_t n;
-};
-
-veil_err vl_vplan_new(veil_session *s, const struct vl_coll *c, const struct vl_plan *p,
-                      struct vl_vplan **out, veil_status *st)
-{
-    struct vl_vplan *vp = calloc(1, sizeof(*vp));
-    if (vp == NULL) {
-        return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
-    }
-    vp->n = p->n;
-    veil_err rc = p->n > 0 ? vconds_of(s, c, p, &vp->vc, st) : VEIL_ERR_INTERNAL;
-    if (rc != VEIL_OK) {
-        free(vp);
-        return rc;
-    }
-    *out = vp;
-    return VEIL_OK;
-}
-
-void vl_vplan_free(struct vl_vplan *vp)
-{
-    if (vp != NULL) {
-        vconds_free(vp->vc, vp->n);
-        free(vp);
-    }
-}
-
-uint64_t vl_vplan_min(const struct vl_vplan *vp)
-{
-    return vp->n > 0 ? vp->vc[0].size : 0;
-}
-
-veil_err vl_vplan_candidates(veil_session *s, const struct vl_coll *c, const struct vl_vplan *vp,
-                             int blo, int bhi, struct vl_docset *out, bool *exact, veil_status *st)
-{
-    memset(out, 0, sizeof(*out));
-    *exact = false;
-    struct cands_args a = {s, c, vp->vc, vp->n, blo, bhi, out, exact};
-    return until_agreed(s, c, cands_attempt, &a, members_differ, st);
+    return candidates_at(a->s, a->c, sn, a->vc, a->n, a->out, a->exact, vd, st);
 }
 
 veil_err vl_plan_candidates(veil_session *s, const struct vl_coll *c, const struct vl_plan *p,
                             struct vl_docset *out, bool *exact, veil_status *st)
 {
-    struct vl_vplan *vp = NULL;
+    struct vcond *vc = NULL;
     memset(out, 0, sizeof(*out));
     *exact = false;
-    veil_err rc = vl_vplan_new(s, c, p, &vp, st);
+    veil_err rc = p->n > 0 ? vconds_of(s, c, p, &vc, st) : VEIL_ERR_INTERNAL;
     if (rc == VEIL_OK) {
-        rc = vl_vplan_candidates(s, c, vp, 0, VL_TOKSET_BUCKETS - 1, out, exact, st);
+        struct cands_args a = {s, c, vc, p->n, out, exact};
+        rc = until_agreed(s, c, cands_attempt, &a, members_differ, st);
     }
-    vl_vplan_free(vp);
+    vconds_free(vc, p->n);
     return rc;
 }
 
@@ -995,8 +926,7 @@ static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsn
             goto out;
         }
         memcpy(cands.docs, k->hits->docs, cands.n * VL_DOCTOKEN_BYTES);
-    } else if ((rc = candidates_at(s, c, sn, vc, nvc, 0, VL_TOKSET_BUCKETS - 1, &cands, &exact, vd,
-                                   st)) != VEIL_OK ||
+    } else if ((rc = candidates_at(s, c, sn, vc, nvc, &cands, &exact, vd, st)) != VEIL_OK ||
                *vd != AGREES) {
         goto done;
     }

@@ -1563,8 +1563,7 @@ static int mem_take(sqlite3_stmt *stmt, const struct mem_ask *ask, size_t nask,
  * placeholders, or temp.vl_find's term 0 when they are more than SQLite binds at once. */
 static veil_err sq_members(struct vl_store *vs, const char *table,
                            const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
-                           size_t ntoks, const uint8_t *lo, const uint8_t *hi,
-                           struct vl_members *out)
+                           size_t ntoks, struct vl_members *out)
 {
     struct sq_store *s = sq(vs);
     sqlite3 *db = NULL;
@@ -1625,12 +1624,6 @@ static veil_err sq_members(struct vl_store *vs, const char *table,
     if (rc == VEIL_OK) {
         rc = vl_buf_append_str(&sql, ")");
     }
-    if (rc == VEIL_OK && lo != NULL) { /* the index's (col, tok, doc) key bounds the scan */
-        rc = vl_buf_append_str(&sql, " AND x.doc >= ?");
-    }
-    if (rc == VEIL_OK && hi != NULL) {
-        rc = vl_buf_append_str(&sql, " AND x.doc < ?");
-    }
     if (rc != VEIL_OK) {
         goto out;
     }
@@ -1655,12 +1648,6 @@ static veil_err sq_members(struct vl_store *vs, const char *table,
     }
     for (size_t i = 0; src == SQLITE_OK && !via_temp && i < ntoks; i++) {
         src = bind_bytes(stmt, arg++, toks[i].p, toks[i].n);
-    }
-    if (src == SQLITE_OK && lo != NULL) {
-        src = bind_bytes(stmt, arg++, lo, VL_DOCTOKEN_BYTES);
-    }
-    if (src == SQLITE_OK && hi != NULL) {
-        src = bind_bytes(stmt, arg++, hi, VL_DOCTOKEN_BYTES);
     }
     while (src == SQLITE_OK && (src = sqlite3_step(stmt)) == SQLITE_ROW) {
         src = mem_take(stmt, ask, ntoks, &res, &cap);

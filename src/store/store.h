@@ -228,12 +228,10 @@ struct vl_store_ops {
                     const struct vl_kv *kv, size_t nkv);
     /* Every row having column `col` equal to one of the ntoks tokens, as (token index,
      * document token, row sequence number), in no particular order; a row having several
-     * of the tokens comes once for each. Only rows whose document token is >= lo and < hi
-     * (VL_DOCTOKEN_BYTES each; NULL: no bound). ntoks == 0: none. The engine believes
-     * nothing of it: it checks the answer against the trusted state. */
+     * of the tokens comes once for each. ntoks == 0: none. The engine believes nothing of
+     * it: it checks the answer against the trusted state. */
     veil_err (*members)(struct vl_store *s, const char *table, const uint8_t col[VL_COL_BYTES],
-                        const struct vl_bytes *toks, size_t ntoks, const uint8_t *lo,
-                        const uint8_t *hi, struct vl_members *out);
+                        const struct vl_bytes *toks, size_t ntoks, struct vl_members *out);
 };
 
 struct vl_store {

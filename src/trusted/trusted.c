@@ -121,8 +121,8 @@ static const char schema[] =
 
     /* Token sets: per token key, its live documents' count and sums (sethash.h). */
     "CREATE TABLE IF NOT EXISTS tokset(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
-    "  tk BLOB NOT NULL, b INTEGER NOT NULL, n INTEGER NOT NULL, hq BLOB NOT NULL,"
-    "  ha BLOB NOT NULL, PRIMARY KEY(tenant, coll, tk, b)) WITHOUT ROWID;"
+    "  tk BLOB NOT NULL, n INTEGER NOT NULL, hq BLOB NOT NULL, ha BLOB NOT NULL,"
+    "  PRIMARY KEY(tenant, coll, tk)) WITHOUT ROWID;"
 
     "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);"
     "INSERT OR IGNORE INTO meta(k, v) VALUES('mark', 0);"
@@ -1244,7 +1244,6 @@ static veil_err stats_add(struct vl_trusted *t, sqlite3_stmt *up, int64_t tenant
 /* A change to one token's set: documents in or out, and the sums' change. */
 struct tsdelta {
     uint8_t tk[VL_TK_BYTES];
-    int b; /* the bucket: the document token's first byte */
     int64_t dn;
     vl_u128 dq;
     vl_u128 da;
@@ -1276,7 +1275,6 @@ static veil_err tsdelta_add(struct tsdeltas *ds, const uint8_t *tks, size_t ntks
         const uint8_t *tk = tks + i * VL_TK_BYTES;
         vl_u128 q = vl_set_q(tk, doc, VL_DOCTOKEN_BYTES), a = vl_set_a(tk, seq);
         memcpy(d->tk, tk, VL_TK_BYTES);
-        d->b = doc[0];
         d->dn = sign;
         d->dq = sign > 0 ? q : vl_set_sub(0, q);
         d->da = sign > 0 ? a : vl_set_sub(0, a);
@@ -1286,9 +1284,7 @@ static veil_err tsdelta_add(struct tsdeltas *ds, const uint8_t *tks, size_t ntks
 
 static int tsdelta_cmp(const void *a, const void *b)
 {
-    const struct tsdelta *x = a, *y = b;
-    int c = memcmp(x->tk, y->tk, VL_TK_BYTES);
-    return c != 0 ? c : x->b - y->b;
+    return memcmp(((const struct tsdelta *)a)->tk, ((const struct tsdelta *)b)->tk, VL_TK_BYTES);
 }
 
 /* Applies the changes, merged per token, inside the caller's transaction. */
@@ -1299,11 +1295,10 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
     if (ds->n > 0) {
         qsort(ds->d, ds->n, sizeof(*ds->d), tsdelta_cmp);
     }
-    sqlite3_stmt *get = prep(t, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? AND "
-                                "tk=? AND b=?");
-    sqlite3_stmt *put = prep(t, "INSERT OR REPLACE INTO tokset(tenant, coll, tk, b, n, hq, ha) "
-                                "VALUES(?,?,?,?,?,?,?)");
-    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=? AND b=?");
+    sqlite3_stmt *get = prep(t, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? AND tk=?");
+    sqlite3_stmt *put = prep(t, "INSERT OR REPLACE INTO tokset(tenant, coll, tk, n, hq, ha) "
+                                "VALUES(?,?,?,?,?,?)");
+    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=?");
     if (get == NULL || put == NULL || del == NULL) {
         rc = db_err(t, 0, "token sets");
     }
@@ -1311,13 +1306,12 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         int64_t dn = 0;
         vl_u128 dq = 0, da = 0;
         size_t j = i;
-        for (; j < ds->n && tsdelta_cmp(&ds->d[j], &ds->d[i]) == 0; j++) {
+        for (; j < ds->n && memcmp(ds->d[j].tk, ds->d[i].tk, VL_TK_BYTES) == 0; j++) {
             dn += ds->d[j].dn;
             dq = vl_set_add(dq, ds->d[j].dq);
             da = vl_set_add(da, ds->d[j].da);
         }
         const uint8_t *tk = ds->d[i].tk;
-        int bucket = ds->d[i].b;
         i = j;
         if (dn == 0 && dq == 0 && da == 0) {
             continue; /* a document that kept the token and its sequence number */
@@ -1328,7 +1322,6 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         sqlite3_bind_int64(get, 1, tenant);
         sqlite3_bind_text(get, 2, coll, -1, SQLITE_TRANSIENT);
         bind_bytes(get, 3, tk, VL_TK_BYTES);
-        sqlite3_bind_int(get, 4, bucket);
         int r = sqlite3_step(get);
         if (r == SQLITE_ROW) {
             n = sqlite3_column_int64(get, 0);
@@ -1355,14 +1348,13 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         sqlite3_bind_int64(w, 1, tenant);
         sqlite3_bind_text(w, 2, coll, -1, SQLITE_TRANSIENT);
         bind_bytes(w, 3, tk, VL_TK_BYTES);
-        sqlite3_bind_int(w, 4, bucket);
         if (n > 0) {
             uint8_t q[VL_SETSUM_BYTES], a[VL_SETSUM_BYTES];
             vl_set_store(q, hq);
             vl_set_store(a, ha);
-            sqlite3_bind_int64(w, 5, n);
-            bind_bytes(w, 6, q, sizeof(q));
-            bind_bytes(w, 7, a, sizeof(a));
+            sqlite3_bind_int64(w, 4, n);
+            bind_bytes(w, 5, q, sizeof(q));
+            bind_bytes(w, 6, a, sizeof(a));
         } else if (hq != 0 || ha != 0) {
             rc = db_err(t, 0, "token set: an empty set with a sum");
             break;
@@ -2060,59 +2052,42 @@ veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int6
 
 /* ---- token sets: reads ---- */
 
-/* Adds the rows of tk's buckets lo..hi (one read) into *out. */
-static veil_err tokset_sum(sqlite3 *db, sqlite3_stmt *s, int64_t tenant, const char *coll,
-                           const uint8_t tk[VL_TK_BYTES], int lo, int hi,
-                           struct vl_tokset *out)
-{
-    memset(out, 0, sizeof(*out));
-    sqlite3_reset(s);
-    sqlite3_bind_int64(s, 1, tenant);
-    sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
-    bind_bytes(s, 3, tk, VL_TK_BYTES);
-    sqlite3_bind_int(s, 4, lo);
-    sqlite3_bind_int(s, 5, hi);
-    int r;
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        int64_t k = sqlite3_column_int64(s, 0);
-        vl_u128 hq, ha;
-        if (k <= 0 ||
-            !vl_set_load(sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1), &hq) ||
-            !vl_set_load(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), &ha)) {
-            vl_log(VL_LOG_ERROR, "trusted state: a malformed token set");
-            return VEIL_ERR_INTEGRITY;
-        }
-        out->n += (uint64_t)k;
-        out->hq = vl_set_add(out->hq, hq);
-        out->ha = vl_set_add(out->ha, ha);
-    }
-    return r == SQLITE_DONE ? VEIL_OK : read_err(db, "token sets");
-}
-
-veil_err vl_trusted_toksets_range(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
-                                  const char *coll, const uint8_t (*tks)[VL_TK_BYTES], size_t n,
-                                  int lo, int hi, struct vl_tokset *out)
-{
-    veil_err rc = VEIL_OK;
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? "
-                                  "AND tk=? AND b BETWEEN ? AND ?");
-    if (s == NULL) {
-        rc = read_err(db, "token sets");
-    }
-    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
-        rc = tokset_sum(db, s, tenant, coll, tks[i], lo, hi, &out[i]);
-    }
-    sqlite3_finalize(s);
-    read_done(t, sn);
-    return rc;
-}
-
 veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
                             const char *coll, const uint8_t (*tks)[VL_TK_BYTES], size_t n,
                             struct vl_tokset *out)
 {
-    return vl_trusted_toksets_range(t, sn, tenant, coll, tks, n, 0, VL_TOKSET_BUCKETS - 1, out);
+    veil_err rc = VEIL_OK;
+    sqlite3 *db = read_db(t, sn);
+    sqlite3_stmt *s = prep_on(db, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? "
+                                  "AND tk=?");
+    if (s == NULL) {
+        rc = read_err(db, "token sets");
+    }
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, tenant);
+        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(s, 3, tks[i], VL_TK_BYTES);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            int64_t k = sqlite3_column_int64(s, 0);
+            if (k <= 0 ||
+                !vl_set_load(sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+                             &out[i].hq) ||
+                !vl_set_load(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2),
+                             &out[i].ha)) {
+                vl_log(VL_LOG_ERROR, "trusted state: a malformed token set");
+                rc = VEIL_ERR_INTEGRITY;
+            }
+            out[i].n = (uint64_t)k;
+        } else if (r != SQLITE_DONE) {
+            rc = read_err(db, "token sets");
+        }
+    }
+    sqlite3_finalize(s);
+    read_done(t, sn);
+    return rc;
 }
 
 static veil_err copy_blob(sqlite3_stmt *s, int col, struct vl_bytes *b)

@@ -274,11 +274,7 @@ veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int6
  *
  * Per (collection, token key): how many live documents have the token in their current
  * version, and the sums hq (over their document tokens) and ha (over their row sequence
- * numbers). They are kept in VL_TOKSET_BUCKETS buckets by the first byte of the document
- * token, so that a page of a large set is checked bucket by bucket, not whole; the set's
- * values are the sums of its buckets'. A bucket no live document of the token falls in
- * has no row: n = 0 and both sums 0. */
-#define VL_TOKSET_BUCKETS 256
+ * numbers). A token no live document has has no row: n = 0 and both sums 0. */
 struct vl_tokset {
     uint64_t n;
     vl_u128 hq;
@@ -288,10 +284,6 @@ struct vl_tokset {
 veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
                             const char *coll, const uint8_t (*tks)[VL_TK_BYTES], size_t n,
                             struct vl_tokset *out) VL_WUR;
-/* The same, of the documents in buckets lo..hi only (their tokens' first byte). */
-veil_err vl_trusted_toksets_range(struct vl_trusted *t, struct vl_tsnap *sn, int64_t tenant,
-                                  const char *coll, const uint8_t (*tks)[VL_TK_BYTES], size_t n,
-                                  int lo, int hi, struct vl_tokset *out) VL_WUR;
 /* A write in flight (an unfinished intent) of a collection: the document, what it writes
  * (its new sequence number and token keys; none for a delete), and what it replaces. */
 struct vl_inflight {

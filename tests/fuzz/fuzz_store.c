@@ -244,8 +244,7 @@ static veil_err fk_put(struct vl_store *s, const char *t, const struct vl_row *r
 
 /* Honest for now: the real store's answer. */
 static veil_err fk_members(struct vl_store *s, const char *t, const uint8_t col[VL_COL_BYTES],
-                           const struct vl_bytes *toks, size_t ntoks, const uint8_t *lo, const uint8_t *hi,
-                           struct vl_members *out)
+                           const struct vl_bytes *toks, size_t ntoks, struct vl_members *out)
 {
     enum mode m = call_mode();
     if (m == UNREACHABLE) {
@@ -255,7 +254,7 @@ static veil_err fk_members(struct vl_store *s, const char *t, const uint8_t col[
         return VEIL_ERR_INTEGRITY;
     }
     struct vl_members l = {NULL, 0};
-    veil_err rc = real_of(s)->ops->members(real_of(s), t, col, toks, ntoks, lo, hi, &l);
+    veil_err rc = real_of(s)->ops->members(real_of(s), t, col, toks, ntoks, &l);
     if (rc != VEIL_OK || m == HONEST) {
         *out = l;
         return rc;

@@ -1776,7 +1776,6 @@ enum lie {
     LIE_MEMBERS_BADTOK,   /* members names a token that was not asked for */
     LIE_MEMBERS_STALE,    /* members lists its first document with a made-up seq (allowed:
                              queries need not believe it) */
-    LIE_MEMBERS_WIDE,     /* members ignores the range of documents asked */
     LIE_ROWS_EXTRA,       /* get_rows adds a row that was not asked for */
     LIE_KV_SHORT,         /* kv_get answers one value too few */
     LIE_AGG_DUP_GROUP,    /* aggregate answers a group twice */
@@ -1952,14 +1951,11 @@ static veil_err liar_put(struct vl_store *s, const char *t, const struct vl_row 
 }
 
 static veil_err liar_members(struct vl_store *s, const char *t, const uint8_t col[VL_COL_BYTES],
-                             const struct vl_bytes *toks, size_t ntoks, const uint8_t *lo,
-                             const uint8_t *hi, struct vl_members *out)
+                             const struct vl_bytes *toks, size_t ntoks, struct vl_members *out)
 {
     veil_err rc = liar_fails(s);
-    bool wide = liar_mode(s) == LIE_MEMBERS_WIDE;
     if (rc == VEIL_OK) {
-        rc = liar_real(s)->ops->members(liar_real(s), t, col, toks, ntoks, wide ? NULL : lo,
-                                        wide ? NULL : hi, out);
+        rc = liar_real(s)->ops->members(liar_real(s), t, col, toks, ntoks, out);
     }
     if (rc != VEIL_OK || out->n == 0) {
         return rc;
@@ -2252,78 +2248,6 @@ static void test_lying_members(void **state)
     }
     free(page2);
     free(cur);
-}
-
-/* Large sets are checked bucket by bucket (the threshold lowered here): every page, of every
- * size, is the one the whole check gives, and a store that lies about one bucket, or
- * answers with documents of others, is caught. */
-static void test_bucketed_paging(void **state)
-{
-    struct fx *f = *state;
-    bulk_load(f, 0, 40, "ACME", "late");
-    bulk_load(f, 40, 25, "BETA", "late");
-    static const char *const wheres[] = {
-        "{\"org_id\":\"ACME\"}",
-        "{\"org_id\":{\"in\":[\"ACME\",\"BETA\"]}}",
-        "{\"amount\":{\"gte\":\"3\",\"lt\":\"50\"}}",
-        "{\"org_id\":\"BETA\",\"status\":\"open\"}",
-        "{\"status\":\"paid\",\"amount\":{\"gte\":\"10\"}}",
-    };
-    static const int limits[] = {1, 3, 7, 100};
-    for (size_t w = 0; w < sizeof(wheres) / sizeof(wheres[0]); w++) {
-        for (size_t l = 0; l < sizeof(limits) / sizeof(limits[0]); l++) {
-            json_t *pages[2];
-            for (int mode = 0; mode < 2; mode++) {
-                f->v->bucketed_min = mode == 0 ? UINT64_MAX : 4;
-                pages[mode] = json_array();
-                char *cur = NULL;
-                for (int p = 0; p < 200; p++) {
-                    char *body = NULL;
-                    assert_true(asprintf(&body, "{\"where\":%s,\"limit\":%d%s%s%s}", wheres[w],
-                                         limits[l], cur ? ",\"after\":\"" : "", cur ? cur : "",
-                                         cur ? "\"" : "") > 0);
-                    json_t *a = query(f->clerk, body);
-                    free(body);
-                    free(cur);
-                    cur = NULL;
-                    json_t *docs = json_object_get(a, "docs");
-                    assert_true(json_array_size(docs) <= (size_t)limits[l]);
-                    json_array_extend(pages[mode], docs);
-                    const char *n = json_string_value(json_object_get(a, "next"));
-                    cur = n != NULL ? strdup(n) : NULL;
-                    json_decref(a);
-                    if (cur == NULL) {
-                        break;
-                    }
-                }
-                assert_null(cur);
-            }
-            if (!json_equal(pages[0], pages[1])) {
-                fprintf(stderr, "where %s, limit %d: %zu documents whole, %zu by buckets\n",
-                        wheres[w], limits[l], json_array_size(pages[0]),
-                        json_array_size(pages[1]));
-                fail();
-            }
-            assert_true(json_array_size(pages[0]) > 0);
-            json_decref(pages[0]);
-            json_decref(pages[1]);
-        }
-    }
-    f->v->bucketed_min = 4;
-    static const char body[] = "{\"where\":{\"org_id\":{\"in\":[\"ACME\",\"BETA\"]}},"
-                               "\"limit\":5}";
-    static const enum lie lies[] = {LIE_MEMBERS_DROP, LIE_MEMBERS_EXTRA, LIE_MEMBERS_MOVE,
-                                    LIE_MEMBERS_WIDE};
-    for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
-        struct liar *l = liar_install(f, lies[i]);
-        json_t *a = NULL;
-        veil_status st;
-        veil_err rc = query_rc(f->clerk, body, &a, &st);
-        assert_breach_rc(rc, &st, "a page from a lying bucket");
-        assert_null(a);
-        liar_remove(f, l);
-    }
-    f->v->bucketed_min = 0;
 }
 
 /* A store that moves rows between groups (keys swapped: every total still one a group could
@@ -3081,7 +3005,6 @@ int main(void)
         T(test_cursor_binding),
         T(test_lying_members),
         T(test_lying_groups),
-        T(test_bucketed_paging),
         T(test_lying_answers),
         T(test_malformed_store_data),
         T(test_search_paging_bulk),

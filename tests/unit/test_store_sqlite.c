@@ -2585,7 +2585,7 @@ static veil_err members_toks(struct vl_store *s, const char *t, uint8_t col, con
         tb[n].n = strlen(toks[n]);
     }
     mkcol(c, col);
-    return s->ops->members(s, t, c, tb, n, NULL, NULL, out);
+    return s->ops->members(s, t, c, tb, n, out);
 }
 
 static int member_cmp(const void *a, const void *b)
@@ -2679,7 +2679,7 @@ static void test_members(void **state)
     /* no tokens: none */
     uint8_t c1[VL_COL_BYTES];
     mkcol(c1, 1);
-    assert_int_equal(s->ops->members(s, T1, c1, NULL, 0, NULL, NULL, &m), VEIL_OK);
+    assert_int_equal(s->ops->members(s, T1, c1, NULL, 0, &m), VEIL_OK);
     assert_members(&m, NULL, 0);
 
     /* a replaced row's new tokens replace its old ones, with its new seq */
@@ -2712,8 +2712,8 @@ static void test_members(void **state)
 
     /* caller bugs */
     struct vl_bytes bad = {NULL, 3};
-    assert_int_equal(s->ops->members(s, T1, c1, &bad, 1, NULL, NULL, &m), VEIL_ERR_INTERNAL);
-    assert_int_equal(s->ops->members(s, T1, c1, NULL, 1, NULL, NULL, &m), VEIL_ERR_INTERNAL);
+    assert_int_equal(s->ops->members(s, T1, c1, &bad, 1, &m), VEIL_ERR_INTERNAL);
+    assert_int_equal(s->ops->members(s, T1, c1, NULL, 1, &m), VEIL_ERR_INTERNAL);
     assert_int_equal(members_toks(s, "NOT-HEX", 1, red, &m), VEIL_ERR_INTERNAL);
 }
 
@@ -2740,11 +2740,11 @@ static void members_many(struct vl_store *s, size_t nt)
     mkcol(c1, 1);
     const struct want_member w[] = {{(uint32_t)(nt - 1 - 17), 1, 1}, {(uint32_t)nt, 1, 1},
                                     {0, 2, 2}};
-    assert_int_equal(s->ops->members(s, T1, c1, toks, nt + 1, NULL, NULL, &m), VEIL_OK);
+    assert_int_equal(s->ops->members(s, T1, c1, toks, nt + 1, &m), VEIL_OK);
     assert_members(&m, w, NWANT(w));
     struct vl_bytes other = {(uint8_t *)"elsewhere", 9};
     static const struct want_member w_other[] = {{0, 3, 3}};
-    assert_int_equal(s->ops->members(s, T1, c1, &other, 1, NULL, NULL, &m), VEIL_OK);
+    assert_int_equal(s->ops->members(s, T1, c1, &other, 1, &m), VEIL_OK);
     assert_members(&m, w_other, NWANT(w_other));
     free(toks);
     free(txt);
@@ -2781,7 +2781,7 @@ static void test_members_many_tokens(void **state)
              T1, T1, T1, T1, T1);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    assert_int_equal(s->ops->members(s, T1, c1, &other, 1, NULL, NULL, &m), VEIL_OK);
+    assert_int_equal(s->ops->members(s, T1, c1, &other, 1, &m), VEIL_OK);
     assert_members(&m, NULL, 0);
 }
 

@@ -1510,24 +1510,8 @@ static void test_toksets(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM tokset", -1, &q, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    /* key 1 in document 3's bucket; key 3 in documents 1's and 3's (buckets by the
-     * document token's first byte) */
-    assert_int_equal(sqlite3_column_int(q, 0), 3);
+    assert_int_equal(sqlite3_column_int(q, 0), 2); /* keys 1 and 3 */
     sqlite3_finalize(q);
-    /* A bucket range counts only its documents. */
-    uint8_t tk3[1][VL_TK_BYTES];
-    struct vl_tokset part;
-    int d1[] = {1};
-    uint64_t s1[] = {200};
-    tkey(tk3[0], 3);
-    assert_int_equal(vl_trusted_toksets_range(t, NULL, 1, "c",
-                                              (const uint8_t(*)[VL_TK_BYTES])tk3, 1, 0, 2, &part),
-                     VEIL_OK);
-    assert_set(part, model_set(d1, s1, 1, 3));
-    assert_int_equal(vl_trusted_toksets_range(t, NULL, 1, "c",
-                                              (const uint8_t(*)[VL_TK_BYTES])tk3, 1, 4, 255, &part),
-                     VEIL_OK);
-    assert_int_equal(part.n, 0);
 
     /* A sum the state cannot have written (>= p) is not believed. */
     assert_int_equal(sqlite3_exec(db, "UPDATE tokset SET hq = x'ffffffffffffffffffffffffffffffff'",
