@@ -450,9 +450,9 @@ void vl_coll_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
 void vl_coll_all_tk(const struct vl_coll *c, uint8_t out[VL_TK_BYTES]);
 void vl_coll_any_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
                     uint8_t out[VL_TK_BYTES]);
-/* The token keys of a sealed document (of each token, "all", and "any" of each column with
- * a token or a sum cell), sorted and each once, as the trusted state keeps them (out is
- * initialised here). */
+/* The token keys of a sealed document (of each token, "all", and "any" of each equality
+ * column and MAC tags' column it has a token or a cell in), sorted and each once, as the
+ * trusted state keeps them (out is initialised here). */
 veil_err vl_sealed_tks(const struct vl_coll *c, const struct vl_sealed *sd, size_t nstores,
                        struct vl_buf *out) VL_WUR;
 /* Document tokens, sorted ascending, each once; owned. */

@@ -59,12 +59,26 @@ static int tk_cmp(const void *a, const void *b)
     return memcmp(a, b, VL_TK_BYTES);
 }
 
+/* Is col the equality column, or the MAC tags' column, of a field of c? Only those get an
+ * "any" set: group columns, and the cells an aggregate combines. */
+static bool any_column(const struct vl_coll *c, const uint8_t *col)
+{
+    for (size_t f = 0; f < c->policy->nfields; f++) {
+        const struct vl_fctx *fc = &c->fields[f];
+        if (((fc->f->tactics & VL_TAC_EQ) && memcmp(fc->col, col, VL_COL_BYTES) == 0) ||
+            ((fc->f->tactics & VL_TAC_SUM) && memcmp(fc->tcol, col, VL_COL_BYTES) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 veil_err vl_sealed_tks(const struct vl_coll *c, const struct vl_sealed *sd, size_t nstores,
                        struct vl_buf *out)
 {
     size_t n = 1;
     for (size_t i = 0; i < nstores; i++) {
-        n += 2 * sd->ntokens[i] + sd->nsums[i] + sd->nprods[i];
+        n += 2 * sd->ntokens[i] + sd->nsums[i];
     }
     uint8_t(*tks)[VL_TK_BYTES] = malloc(n * VL_TK_BYTES);
     if (tks == NULL) {
@@ -75,13 +89,14 @@ veil_err vl_sealed_tks(const struct vl_coll *c, const struct vl_sealed *sd, size
     for (size_t i = 0; i < nstores; i++) {
         for (size_t j = 0; j < sd->ntokens[i]; j++) {
             vl_coll_tk(c, sd->tokens[i][j].col, &sd->tokens[i][j].tok, tks[k++]);
-            vl_coll_any_tk(c, sd->tokens[i][j].col, tks[k++]);
+            if (any_column(c, sd->tokens[i][j].col)) {
+                vl_coll_any_tk(c, sd->tokens[i][j].col, tks[k++]);
+            }
         }
-        for (size_t j = 0; j < sd->nsums[i]; j++) {
-            vl_coll_any_tk(c, sd->sums[i][j].col, tks[k++]);
-        }
-        for (size_t j = 0; j < sd->nprods[i]; j++) {
-            vl_coll_any_tk(c, sd->prods[i][j].col, tks[k++]);
+        for (size_t j = 0; j < sd->nsums[i]; j++) { /* ASHE cells and MAC tags */
+            if (any_column(c, sd->sums[i][j].col)) {
+                vl_coll_any_tk(c, sd->sums[i][j].col, tks[k++]);
+            }
         }
     }
     /* A store keeps a (column, token) of a row once: so does the trusted state. */
@@ -404,9 +419,10 @@ static void vconds_free(struct vcond *vc, size_t n)
     free(vc);
 }
 
-/* Each condition's token keys and trusted size, sorted by size (smallest first). */
+/* Each condition's token keys and trusted size, sorted by size (smallest first). A plan
+ * of one condition needs no sizes unless `sized` (its size then reads 0). */
 static veil_err vconds_of(veil_session *s, const struct vl_coll *c, const struct vl_plan *p,
-                          struct vcond **out, veil_status *st)
+                          bool sized, struct vcond **out, veil_status *st)
 {
     veil_vault *v = s->v;
     veil_err rc = VEIL_OK;
@@ -426,6 +442,9 @@ static veil_err vconds_of(veil_session *s, const struct vl_coll *c, const struct
         }
         for (size_t k = 0; k < cd->ntoks; k++) {
             vl_coll_tk(c, cd->term.col, &cd->toks[k], vc[i].tks[k]);
+        }
+        if (!sized && p->n == 1) {
+            break;
         }
         if ((rc = vl_trusted_toksets(v->trusted, NULL, c->tenant_id, c->name,
                                      (const uint8_t(*)[VL_TK_BYTES])vc[i].tks, cd->ntoks, sets)) !=
@@ -453,7 +472,7 @@ veil_err vl_plan_min_size(veil_session *s, const struct vl_coll *c, const struct
                           uint64_t *min, veil_status *st)
 {
     struct vcond *vc = NULL;
-    veil_err rc = vconds_of(s, c, p, &vc, st);
+    veil_err rc = vconds_of(s, c, p, true, &vc, st);
     *min = rc == VEIL_OK && p->n > 0 ? vc[0].size : UINT64_MAX;
     vconds_free(vc, p->n);
     return rc;
@@ -514,7 +533,7 @@ veil_err vl_plan_candidates(veil_session *s, const struct vl_coll *c, const stru
     struct vcond *vc = NULL;
     memset(out, 0, sizeof(*out));
     *exact = false;
-    veil_err rc = p->n > 0 ? vconds_of(s, c, p, &vc, st) : VEIL_ERR_INTERNAL;
+    veil_err rc = p->n > 0 ? vconds_of(s, c, p, false, &vc, st) : VEIL_ERR_INTERNAL;
     if (rc == VEIL_OK) {
         struct cands_args a = {s, c, vc, p->n, out, exact};
         rc = until_agreed(s, c, cands_attempt, &a, members_differ, st);
@@ -1145,7 +1164,7 @@ veil_err vl_agg_verified(veil_session *s, const struct vl_coll *c, struct vl_agg
 {
     struct vcond *vc = NULL;
     size_t nvc = k->plan != NULL ? k->plan->n : 0;
-    veil_err rc = nvc > 0 ? vconds_of(s, c, k->plan, &vc, st) : VEIL_OK;
+    veil_err rc = nvc > 0 ? vconds_of(s, c, k->plan, false, &vc, st) : VEIL_OK;
     if (rc == VEIL_OK) {
         struct agg_args a = {s, c, k, vc, nvc};
         rc = until_agreed(s, c, agg_attempt, &a,

@@ -146,6 +146,8 @@ static const char *const added_columns[][2] = {
     {"intents", "tks"}, /* those of the new version */
 };
 
+static void addmod_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
 {
     (void)rc;
@@ -217,6 +219,12 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
     }
     sqlite3_busy_timeout(t->db, 10000);
     char *err = NULL;
+    if (sqlite3_create_function_v2(t->db, "veil_addmod", 2,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                   addmod_fn, NULL, NULL, NULL) != SQLITE_OK) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, "trusted", "cannot prepare the trusted state");
+        goto out;
+    }
     if (sqlite3_exec(t->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      "PRAGMA secure_delete=ON; PRAGMA foreign_keys=OFF;"
@@ -1287,7 +1295,24 @@ static int tsdelta_cmp(const void *a, const void *b)
     return memcmp(((const struct tsdelta *)a)->tk, ((const struct tsdelta *)b)->tk, VL_TK_BYTES);
 }
 
-/* Applies the changes, merged per token, inside the caller's transaction. */
+/* veil_addmod(a, b): (a + b) mod p of two 16-byte sums (crypto/sethash.h), so that a token
+ * set changes in one UPSERT. An argument that is no sum is an error. */
+static void addmod_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    vl_u128 x, y;
+    (void)argc;
+    if (!vl_set_load(sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]), &x) ||
+        !vl_set_load(sqlite3_value_blob(argv[1]), (size_t)sqlite3_value_bytes(argv[1]), &y)) {
+        sqlite3_result_error(ctx, "a malformed token set sum", -1);
+        return;
+    }
+    uint8_t out[VL_SETSUM_BYTES];
+    vl_set_store(out, vl_set_add(x, y));
+    sqlite3_result_blob(ctx, out, sizeof(out), SQLITE_TRANSIENT);
+}
+
+/* Applies the changes, merged per token, inside the caller's transaction: one UPSERT a
+ * token, and a set left empty is deleted. */
 static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *coll,
                               struct tsdeltas *ds)
 {
@@ -1295,11 +1320,13 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
     if (ds->n > 0) {
         qsort(ds->d, ds->n, sizeof(*ds->d), tsdelta_cmp);
     }
-    sqlite3_stmt *get = prep(t, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? AND tk=?");
-    sqlite3_stmt *put = prep(t, "INSERT OR REPLACE INTO tokset(tenant, coll, tk, n, hq, ha) "
-                                "VALUES(?,?,?,?,?,?)");
-    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=?");
-    if (get == NULL || put == NULL || del == NULL) {
+    sqlite3_stmt *up = prep(t, "INSERT INTO tokset(tenant, coll, tk, n, hq, ha) "
+                               "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, coll, tk) DO UPDATE "
+                               "SET n = n + excluded.n, hq = veil_addmod(hq, excluded.hq), "
+                               "ha = veil_addmod(ha, excluded.ha)");
+    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=? AND "
+                                "n <= 0");
+    if (up == NULL || del == NULL) {
         rc = db_err(t, 0, "token sets");
     }
     for (size_t i = 0; rc == VEIL_OK && i < ds->n;) {
@@ -1316,55 +1343,32 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         if (dn == 0 && dq == 0 && da == 0) {
             continue; /* a document that kept the token and its sequence number */
         }
-        int64_t n = 0;
-        vl_u128 hq = 0, ha = 0;
-        sqlite3_reset(get);
-        sqlite3_bind_int64(get, 1, tenant);
-        sqlite3_bind_text(get, 2, coll, -1, SQLITE_TRANSIENT);
-        bind_bytes(get, 3, tk, VL_TK_BYTES);
-        int r = sqlite3_step(get);
-        if (r == SQLITE_ROW) {
-            n = sqlite3_column_int64(get, 0);
-            if (!vl_set_load(sqlite3_column_blob(get, 1), (size_t)sqlite3_column_bytes(get, 1),
-                             &hq) ||
-                !vl_set_load(sqlite3_column_blob(get, 2), (size_t)sqlite3_column_bytes(get, 2),
-                             &ha)) {
-                rc = db_err(t, 0, "token set: a malformed sum");
-                break;
-            }
-        } else if (r != SQLITE_DONE) {
-            rc = db_err(t, r, "token set");
-            break;
-        }
-        n += dn;
-        hq = vl_set_add(hq, dq);
-        ha = vl_set_add(ha, da);
-        if (n < 0) {
-            rc = db_err(t, 0, "token set: a document left a set it was not in");
-            break;
-        }
-        sqlite3_stmt *w = n == 0 ? del : put;
-        sqlite3_reset(w);
-        sqlite3_bind_int64(w, 1, tenant);
-        sqlite3_bind_text(w, 2, coll, -1, SQLITE_TRANSIENT);
-        bind_bytes(w, 3, tk, VL_TK_BYTES);
-        if (n > 0) {
-            uint8_t q[VL_SETSUM_BYTES], a[VL_SETSUM_BYTES];
-            vl_set_store(q, hq);
-            vl_set_store(a, ha);
-            sqlite3_bind_int64(w, 4, n);
-            bind_bytes(w, 5, q, sizeof(q));
-            bind_bytes(w, 6, a, sizeof(a));
-        } else if (hq != 0 || ha != 0) {
-            rc = db_err(t, 0, "token set: an empty set with a sum");
-            break;
-        }
-        if ((r = sqlite3_step(w)) != SQLITE_DONE) {
+        uint8_t q[VL_SETSUM_BYTES], a[VL_SETSUM_BYTES];
+        vl_set_store(q, dq);
+        vl_set_store(a, da);
+        sqlite3_reset(up);
+        sqlite3_bind_int64(up, 1, tenant);
+        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_bytes(up, 3, tk, VL_TK_BYTES);
+        sqlite3_bind_int64(up, 4, dn);
+        bind_bytes(up, 5, q, sizeof(q));
+        bind_bytes(up, 6, a, sizeof(a));
+        int r = sqlite3_step(up);
+        if (r != SQLITE_DONE) {
             rc = db_err(t, r, "token set update");
+            break;
+        }
+        if (dn < 0) { /* the set may be empty now */
+            sqlite3_reset(del);
+            sqlite3_bind_int64(del, 1, tenant);
+            sqlite3_bind_text(del, 2, coll, -1, SQLITE_TRANSIENT);
+            bind_bytes(del, 3, tk, VL_TK_BYTES);
+            if ((r = sqlite3_step(del)) != SQLITE_DONE) {
+                rc = db_err(t, r, "token set update");
+            }
         }
     }
-    sqlite3_finalize(get);
-    sqlite3_finalize(put);
+    sqlite3_finalize(up);
     sqlite3_finalize(del);
     return rc;
 }
