@@ -10,8 +10,10 @@
  *     p_T(doc BLOB, col BLOB, val BLOB NOT NULL, PRIMARY KEY(doc, col)) WITHOUT ROWID
  *     k_T(key BLOB PRIMARY KEY, val BLOB NOT NULL) WITHOUT ROWID
  * with indexes i_T ON x_T(doc), so that a row's tokens go quickly when it is replaced or
- * deleted and an aggregate finds a row's group tokens by (doc, col), and ir_T ON r_T(doc), a
- * narrow copy of the keys that lets an aggregate walk every row without reading blobs.
+ * deleted and an aggregate finds a row's group tokens by (doc, col), and iq_T ON r_T(doc,
+ * seq), a narrow copy of the keys and sequence numbers that lets an aggregate walk every row,
+ * and members find each listed row's sequence number, without reading blobs (an older ir_T
+ * ON r_T(doc) is dropped).
  * s_T holds the ASHE sum cells as four 32-bit limbs with a copy of their row's sequence
  * number (so an aggregate never reads r_T), p_T the Paillier cells; both are keyed by
  * document first, which is the order aggregates probe them in and lets replace and delete
@@ -55,7 +57,7 @@
  * statement:
  *   - the predicate becomes a MATERIALIZED CTE f(doc): an INTERSECT of one index range scan
  *     of x_T per term; or, with only_docs, the documents of temp.vl_docs that pass every
- *     term's probe (as in find), or with no term that ir_T has (one probe each). The matching
+ *     term's probe (as in find), or with no term that iq_T has (one probe each). The matching
  *     rows are f's documents (tokens exist only with their row), joined to r_T for their
  *     sequence numbers, or, with no predicate, every row of r_T;
  *   - each is LEFT JOINed to its tokens in the group columns (x_T by (doc, col) through i_T;
@@ -721,7 +723,8 @@ static int create_tables(sqlite3 *db, const char *t)
              "CREATE TABLE IF NOT EXISTS \"x_%s\"(col BLOB, tok BLOB, doc BLOB,"
              " PRIMARY KEY(col, tok, doc)) WITHOUT ROWID;"
              "CREATE INDEX IF NOT EXISTS \"i_%s\" ON \"x_%s\"(doc);"
-             "CREATE INDEX IF NOT EXISTS \"ir_%s\" ON \"r_%s\"(doc);"
+             "DROP INDEX IF EXISTS \"ir_%s\";"
+             "CREATE INDEX IF NOT EXISTS \"iq_%s\" ON \"r_%s\"(doc, seq);"
              "CREATE TABLE IF NOT EXISTS \"s_%s\"(doc BLOB, col BLOB, seq INTEGER NOT NULL,"
              " l0 INTEGER NOT NULL, l1 INTEGER NOT NULL, l2 INTEGER NOT NULL,"
              " l3 INTEGER NOT NULL, PRIMARY KEY(doc, col)) WITHOUT ROWID;"
@@ -729,7 +732,7 @@ static int create_tables(sqlite3 *db, const char *t)
              " PRIMARY KEY(doc, col)) WITHOUT ROWID;"
              "CREATE TABLE IF NOT EXISTS \"k_%s\"(key BLOB PRIMARY KEY, val BLOB NOT NULL)"
              " WITHOUT ROWID;",
-             t, t, t, t, t, t, t, t, t);
+             t, t, t, t, t, t, t, t, t, t);
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
@@ -1616,8 +1619,10 @@ static veil_err sq_members(struct vl_store *vs, const char *table,
         goto out;
     }
     via_temp = ntoks >= (size_t)sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+    /* iq_T (doc, seq) answers the join without reading the rows' blobs */
     rc = appendf(&sql, "SELECT x.tok, x.doc, r.seq FROM \"x_%s\" x JOIN \"r_%s\" r"
-                       " ON r.doc = x.doc WHERE x.col = ? AND x.tok IN (", table, table);
+                       " INDEXED BY \"iq_%s\" ON r.doc = x.doc WHERE x.col = ? AND x.tok IN (",
+                 table, table, table);
     if (rc == VEIL_OK) {
         rc = append_toks(&sql, &term, via_temp);
     }
@@ -1699,9 +1704,9 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
     veil_err rc = VEIL_OK;
 
     if (only_docs) {
-        /* the candidates that have a row: probed through ir_T, or, since tokens exist only
+        /* the candidates that have a row: probed through iq_T, or, since tokens exist only
          * with their row, by the terms (append_probe). The unary + keeps SQLite from
-         * walking all of ir_T and probing vl_docs, rather than the other way round. */
+         * walking all of iq_T and probing vl_docs, rather than the other way round. */
         rc = vl_buf_append_str(b, "WITH f(doc) AS MATERIALIZED (SELECT d.doc FROM temp.vl_docs d"
                                   " WHERE ");
         if (rc == VEIL_OK && nterms == 0) {
@@ -1754,11 +1759,13 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
                          j, j, j, j, j, j, j, j, j, j);
         }
     }
-    /* the filter's documents all have rows (tokens go with their row), so the rows table
-     * is only read when there is no filter: SQLite scans its narrow index ir_T */
+    /* every matching row's sequence number comes from iq_T (doc, seq), without its blob:
+     * probed by document with a filter, scanned whole without one */
     if (rc == VEIL_OK) {
-        rc = nterms > 0 || only_docs ? appendf(b, " FROM f JOIN \"r_%s\" m ON m.doc = f.doc", t)
-                                     : appendf(b, " FROM \"r_%s\" m", t);
+        rc = nterms > 0 || only_docs
+                 ? appendf(b, " FROM f JOIN \"r_%s\" m INDEXED BY \"iq_%s\" ON m.doc = f.doc",
+                           t, t)
+                 : appendf(b, " FROM \"r_%s\" m INDEXED BY \"iq_%s\"", t, t);
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
         rc = appendf(b, " LEFT JOIN \"x_%s\" g%zu ON g%zu.doc = m.doc AND g%zu.col = ?", t, g, g,
