@@ -228,7 +228,7 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
     if (sqlite3_exec(t->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      "PRAGMA secure_delete=ON; PRAGMA foreign_keys=OFF;"
-                     "PRAGMA cache_size=-65536;",
+                     "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;",
                      NULL, NULL, &err) != SQLITE_OK ||
         sqlite3_exec(t->db, schema, NULL, NULL, &err) != SQLITE_OK) {
         rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
@@ -1311,8 +1311,9 @@ static void addmod_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_blob(ctx, out, sizeof(out), SQLITE_TRANSIENT);
 }
 
-/* Applies the changes, merged per token, inside the caller's transaction: one UPSERT a
- * token, and a set left empty is deleted. */
+/* Applies the changes, merged per token, inside the caller's transaction: a set its last
+ * documents leave is deleted (one statement, which finds it holds exactly as many), any
+ * other gets one UPSERT. */
 static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *coll,
                               struct tsdeltas *ds)
 {
@@ -1325,7 +1326,7 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
                                "SET n = n + excluded.n, hq = veil_addmod(hq, excluded.hq), "
                                "ha = veil_addmod(ha, excluded.ha)");
     sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=? AND "
-                                "n <= 0");
+                                "n = ?");
     if (up == NULL || del == NULL) {
         rc = db_err(t, 0, "token sets");
     }
@@ -1343,6 +1344,21 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         if (dn == 0 && dq == 0 && da == 0) {
             continue; /* a document that kept the token and its sequence number */
         }
+        int r;
+        if (dn < 0) { /* the last documents leaving empty the set: it goes */
+            sqlite3_reset(del);
+            sqlite3_bind_int64(del, 1, tenant);
+            sqlite3_bind_text(del, 2, coll, -1, SQLITE_TRANSIENT);
+            bind_bytes(del, 3, tk, VL_TK_BYTES);
+            sqlite3_bind_int64(del, 4, -dn);
+            if ((r = sqlite3_step(del)) != SQLITE_DONE) {
+                rc = db_err(t, r, "token set update");
+                break;
+            }
+            if (sqlite3_changes(t->db) > 0) {
+                continue;
+            }
+        }
         uint8_t q[VL_SETSUM_BYTES], a[VL_SETSUM_BYTES];
         vl_set_store(q, dq);
         vl_set_store(a, da);
@@ -1353,19 +1369,8 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         sqlite3_bind_int64(up, 4, dn);
         bind_bytes(up, 5, q, sizeof(q));
         bind_bytes(up, 6, a, sizeof(a));
-        int r = sqlite3_step(up);
-        if (r != SQLITE_DONE) {
+        if ((r = sqlite3_step(up)) != SQLITE_DONE) {
             rc = db_err(t, r, "token set update");
-            break;
-        }
-        if (dn < 0) { /* the set may be empty now */
-            sqlite3_reset(del);
-            sqlite3_bind_int64(del, 1, tenant);
-            sqlite3_bind_text(del, 2, coll, -1, SQLITE_TRANSIENT);
-            bind_bytes(del, 3, tk, VL_TK_BYTES);
-            if ((r = sqlite3_step(del)) != SQLITE_DONE) {
-                rc = db_err(t, r, "token set update");
-            }
         }
     }
     sqlite3_finalize(up);
