@@ -461,13 +461,6 @@ struct vl_docset {
     size_t n;
 };
 void vl_docset_free(struct vl_docset *d);
-/* The documents that have one of the n tokens (keys tks) of column col in store `store`,
- * as the store lists them once they agree with the trusted token sets (and the writes in
- * flight); a store that disagrees is a breach (502). */
-veil_err vl_verified_members(veil_session *s, const struct vl_coll *c, int store,
-                             const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
-                             const uint8_t (*tks)[VL_TK_BYTES], size_t n,
-                             struct vl_docset *out, veil_status *st) VL_WUR;
 /* For benchmarks only, to measure what verification costs: with on false, writes keep no
  * token sets and filtered queries and aggregates believe the store's index, as before token
  * sets existed, until it is called again with true. Never reachable from a configuration,

@@ -357,34 +357,8 @@ static veil_err until_agreed(veil_session *s, const struct vl_coll *c, attempt_f
     return vl_breach(v, s, c->name, what, st);
 }
 
-struct members_args {
-    veil_session *s;
-    const struct vl_coll *c;
-    int store;
-    const uint8_t *col;
-    const struct vl_bytes *toks;
-    const uint8_t (*tks)[VL_TK_BYTES];
-    size_t n;
-    struct vl_docset *out;
-};
-
-static veil_err members_attempt(void *ctx, struct vl_tsnap *sn, enum verdict *vd, veil_status *st)
-{
-    struct members_args *a = ctx;
-    return members_at(a->s, a->c, sn, a->store, a->col, a->toks, a->tks, a->n, a->out, vd, st);
-}
-
 static const char members_differ[] = "a store's index left out, added or moved documents: "
                                      "its members differ from the trusted token sets";
-
-veil_err vl_verified_members(veil_session *s, const struct vl_coll *c, int store,
-                             const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
-                             const uint8_t (*tks)[VL_TK_BYTES], size_t n, struct vl_docset *out,
-                             veil_status *st)
-{
-    struct members_args a = {s, c, store, col, toks, tks, n, out};
-    return until_agreed(s, c, members_attempt, &a, members_differ, st);
-}
 
 /* Keeps the documents of a that are also in b (both sorted). */
 static void docset_intersect(struct vl_docset *a, const struct vl_docset *b)
