@@ -117,34 +117,11 @@ static void emit_s(struct an_ctx *c, const char *key, const char *v)
     fflush(c->out);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    if (f == NULL) {
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        if (buf != NULL) {
-            buf[n] = '\0';
-            *len = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Reads the first `max` non-empty lines of an NDJSON file (each ends with '\n'). */
 static int input_load(const char *path, size_t max, struct an_input *in)
 {
     memset(in, 0, sizeof(*in));
-    in->buf = slurp(path, &in->len);
+    in->buf = bench_slurp(path, &in->len);
     if (in->buf == NULL) {
         fprintf(stderr, "bench: analytics: cannot read %s\n", path);
         return -1;
@@ -1244,7 +1221,7 @@ static int dp_error(struct an_ctx *c)
         fprintf(stderr, "bench: analytics: the error table's documents could not be made\n");
         goto out;
     }
-    if ((policy = slurp(c->o->policy, &plen)) == NULL) {
+    if ((policy = bench_slurp(c->o->policy, &plen)) == NULL) {
         fprintf(stderr, "bench: analytics: cannot read %s\n", c->o->policy);
         goto out;
     }
@@ -1361,7 +1338,7 @@ static int tenant_setup(struct an_ctx *c, const char *tenant, const char *policy
     veil_session *admin = NULL;
     size_t plen = 0;
     int created = 0;
-    char *policy = slurp(policy_path, &plen);
+    char *policy = bench_slurp(policy_path, &plen);
     veil_err e;
     int rc = -1;
     if (policy == NULL) {

@@ -57,6 +57,8 @@ const char **bench_set_orgs(const struct bench_set *s, size_t *n);
 size_t *bench_perm(size_t n, uint64_t seed);
 
 double bench_now(void);
+/* A whole file, NUL-terminated (malloc'd), its length in *len; NULL if it cannot be read. */
+char *bench_slurp(const char *path, size_t *len);
 /* VmHWM / VmRSS of /proc/PID/status (pid 0: self) in KiB; -1 when unknown. */
 long bench_proc_kib(int pid, const char *key);
 

@@ -90,29 +90,6 @@ static void emit_s(struct vf_ctx *c, const char *key, const char *v)
     fflush(c->out);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    if (f == NULL) {
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        if (buf != NULL) {
-            buf[n] = '\0';
-            *len = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* The string value of "key":"..." in a compact JSON text, into out; -1 when absent. */
 static int json_str(const char *json, const char *key, char *out, size_t cap)
 {
@@ -203,7 +180,7 @@ static int vault_setup(struct vf_ctx *c, const char *dir, const char *tenant, ve
     size_t plen = 0;
     int created = 0, rc = -1;
     veil_err e;
-    char *policy = slurp(c->o->policy, &plen);
+    char *policy = bench_slurp(c->o->policy, &plen);
     memset(&io, 0, sizeof(io));
     memset(&st, 0, sizeof(st));
     if (policy == NULL) {
