@@ -2103,21 +2103,6 @@ veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t t
     return rc;
 }
 
-static veil_err copy_blob(sqlite3_stmt *s, int col, struct vl_bytes *b)
-{
-    size_t len = (size_t)sqlite3_column_bytes(s, col);
-    b->n = 0;
-    b->p = malloc(len ? len : 1);
-    if (b->p == NULL) {
-        return VEIL_ERR_INTERNAL;
-    }
-    if (len > 0) {
-        memcpy(b->p, sqlite3_column_blob(s, col), len);
-    }
-    b->n = len;
-    return VEIL_OK;
-}
-
 void vl_inflight_free(struct vl_inflight *f, size_t n)
 {
     for (size_t i = 0; f != NULL && i < n; i++) {
@@ -2165,7 +2150,7 @@ veil_err vl_trusted_inflight(struct vl_trusted *t, struct vl_tsnap *sn, int64_t 
         f->seq = (uint64_t)sqlite3_column_int64(s, 2);
         f->old_live = sqlite3_column_type(s, 4) != SQLITE_NULL && sqlite3_column_int(s, 4) != 0;
         f->old_seq = (uint64_t)sqlite3_column_int64(s, 5);
-        if (copy_blob(s, 3, &f->tks) != VEIL_OK || copy_blob(s, 6, &f->old_tks) != VEIL_OK) {
+        if (copy_col(s, 3, &f->tks) != VEIL_OK || copy_col(s, 6, &f->old_tks) != VEIL_OK) {
             rc = VEIL_ERR_INTERNAL;
         }
         if (f->del) {
@@ -2210,7 +2195,7 @@ veil_err vl_trusted_docs_tks(struct vl_trusted *t, struct vl_tsnap *sn, int64_t 
         bind_bytes(s, 3, docs[i], VL_DOCTOKEN_BYTES);
         int r = sqlite3_step(s);
         if (r == SQLITE_ROW) {
-            rc = copy_blob(s, 0, &tks[i]);
+            rc = copy_col(s, 0, &tks[i]);
             seqs[i] = (uint64_t)sqlite3_column_int64(s, 1);
         } else if (r != SQLITE_DONE) {
             rc = read_err(db, "document tokens");
