@@ -19,29 +19,6 @@
 
 #include "bench.h"
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    if (f == NULL) {
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        if (buf != NULL) {
-            buf[n] = '\0';
-            *len = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 static int vfail(const char *what, veil_err e, const veil_status *st)
 {
     fprintf(stderr, "bench: libveil: %s: %s: %s\n", what, veil_err_name(e), st->message);
@@ -124,7 +101,7 @@ static double run_veil(const struct bench_opts *o, const struct bench_set *set, 
     double secs = -1;
     size_t plen = 0;
     int created = 0;
-    char *policy = read_file(o->policy, &plen);
+    char *policy = bench_slurp(o->policy, &plen);
 
     memset(&io, 0, sizeof(io));
     memset(&st, 0, sizeof(st));
