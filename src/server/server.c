@@ -3,8 +3,11 @@
  *
  * The server is shared by every tenant, so it must fail closed: no client may crash it,
  * hold its memory or its connections, or take more than its share of requests, with or
- * without a token. libmicrohttpd runs a pool of threads, each with its own epoll loop. A
- * request is met three ways:
+ * without a token. libmicrohttpd runs a pool of threads, each with its own poll() loop
+ * (not epoll: libmicrohttpd 0.9.75 can abort the process when a daemon that runs epoll in
+ * its own threads is quiesced, which stopping does: its loop and MHD_quiesce_daemon race to
+ * take the listen socket out of the epoll set, and the loser panics). A request is met
+ * three ways:
  *
  *   - On its first callback (headers only) it is routed, checked for its method and path
  *     segments, authenticated, charged to its token's rate limit, its announced
@@ -760,7 +763,7 @@ struct vl_server *vl_server_start(veil_vault *v, const char *listen)
     }
     struct vl_srv *srv = &s->srv;
     int v6 = ss.ss_family == AF_INET6;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     /* The pool's threads inherit a mask without SIGTERM and SIGINT, so that those reach
      * the calling thread, which is the one that watches *stop. */
