@@ -62,8 +62,8 @@ vl_u128 vl_set_sub(vl_u128 a, vl_u128 b)
     return a >= b ? a - b : a + (P - b);
 }
 
-void vl_tk(uint8_t out[VL_TK_BYTES], const uint8_t key[32], const uint8_t *col, size_t coln,
-           const uint8_t *tok, size_t tokn)
+void vl_tk(uint8_t out[VL_TK_BYTES], const uint8_t key[32], uint16_t cls, const uint8_t *col,
+           size_t coln, const uint8_t *tok, size_t tokn)
 {
     crypto_generichash_state h;
     uint8_t len[2] = {(uint8_t)(coln >> 8), (uint8_t)coln};
@@ -73,6 +73,8 @@ void vl_tk(uint8_t out[VL_TK_BYTES], const uint8_t key[32], const uint8_t *col, 
     crypto_generichash_update(&h, tok, tokn);
     crypto_generichash_final(&h, out, VL_TK_BYTES);
     sodium_memzero(&h, sizeof(h));
+    out[0] = (uint8_t)(cls >> 8);
+    out[1] = (uint8_t)cls;
 }
 
 /* SipHash-2-4 with a 128-bit output, keyed by the token key: a PRF for short inputs, and

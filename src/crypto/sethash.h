@@ -30,9 +30,14 @@
 
 typedef unsigned __int128 vl_u128;
 
-/* A token's key: BLAKE2b-128 of (col || tok) keyed by the collection's 32-byte set key. */
-void vl_tk(uint8_t out[VL_TK_BYTES], const uint8_t key[32], const uint8_t *col, size_t coln,
-           const uint8_t *tok, size_t tokn);
+/* A token's key: the class `cls` in two bytes (big-endian), then the last 14 bytes of
+ * BLAKE2b-128 of (col || tok) keyed by the collection's 32-byte set key. The trusted state
+ * keeps its sets in key order, so a class puts sets that writes touch together (a column's
+ * coarse range prefixes, the "all" and "any" sets) on the same few pages: a write then
+ * dirties fewer of them. 112 secret bits are left of the key, and nothing outside the
+ * trusted state sees it. */
+void vl_tk(uint8_t out[VL_TK_BYTES], const uint8_t key[32], uint16_t cls, const uint8_t *col,
+           size_t coln, const uint8_t *tok, size_t tokn);
 
 /* Arithmetic modulo p = 2^127 - 1 on values < p. */
 vl_u128 vl_set_add(vl_u128 a, vl_u128 b);

@@ -177,7 +177,7 @@ void vl_sealed_free(struct vl_sealed *s)
     vl_buf_free(&s->trusted);
 }
 
-static veil_err add_token(struct vl_sealed *s, int store, const uint8_t *col,
+static veil_err add_token(struct vl_sealed *s, int store, const uint8_t *col, uint8_t level,
                           struct vl_buf *tok)
 {
     struct vl_token *nt = realloc(s->tokens[store], (s->ntokens[store] + 1) * sizeof(*nt));
@@ -187,6 +187,7 @@ static veil_err add_token(struct vl_sealed *s, int store, const uint8_t *col,
     s->tokens[store] = nt;
     struct vl_token *t = &nt[s->ntokens[store]++];
     memcpy(t->col, col, VL_COL_BYTES);
+    t->level = level;
     t->tok.p = vl_buf_steal(tok, &t->tok.n);
     return t->tok.p != NULL ? VEIL_OK : VEIL_ERR_INTERNAL;
 }
@@ -209,7 +210,7 @@ static veil_err add_range_tokens(struct vl_sealed *s, const struct vl_fctx *fc,
         vl_buf_init(&tok, VL_RANGE_TOKEN_BYTES);
         rc = vl_buf_append(&tok, t, sizeof(t));
         if (rc == VEIL_OK) {
-            rc = add_token(s, fc->store, fc->rcol, &tok);
+            rc = add_token(s, fc->store, fc->rcol, (uint8_t)p[i].digits, &tok);
         }
         vl_buf_free(&tok);
     }
@@ -409,7 +410,7 @@ veil_err vl_doc_seal(const veil_vault *v, const struct vl_coll *c, const char *i
             vl_buf_init(&tok, 1 << 20);
             rc = vl_eq_token(fc, val, &tok);
             if (rc == VEIL_OK) {
-                rc = add_token(&s, fc->store, fc->col, &tok);
+                rc = add_token(&s, fc->store, fc->col, 0, &tok);
             }
             vl_buf_free(&tok);
             if (rc != VEIL_OK) {

@@ -225,6 +225,7 @@ struct vl_cond {
     struct vl_buf *canon;
     size_t ncanon;
     struct vl_bytes *toks;
+    uint8_t *levels;               /* each token's range prefix digits (range only) */
     size_t ntoks;
     struct vl_pred_term term;
 };
@@ -443,10 +444,11 @@ veil_err vl_store_failed(veil_session *s, const struct vl_coll *c, int store, ve
 
 /* ---- verify.c: complete answers ---- */
 
-/* The token key of a collection's (column, token); of its set of all live documents; of
+/* The token key of a collection's (column, token), level a range prefix's digits (0 for
+ * other tokens); of its set of all live documents; of
  * the set of documents with some token, or a cell, in a column ("any"). */
 void vl_coll_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
-                const struct vl_bytes *tok, uint8_t out[VL_TK_BYTES]);
+                const struct vl_bytes *tok, uint8_t level, uint8_t out[VL_TK_BYTES]);
 void vl_coll_all_tk(const struct vl_coll *c, uint8_t out[VL_TK_BYTES]);
 void vl_coll_any_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
                     uint8_t out[VL_TK_BYTES]);

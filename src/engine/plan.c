@@ -163,7 +163,8 @@ static veil_err plan_range(const struct vl_fctx *fc, const json_t *spec, struct 
     struct vl_range_prefix cover[VL_RANGE_MAX_COVER];
     size_t n = vl_range_cover(lo, hi, width, cover);
     cd->toks = calloc(n, sizeof(*cd->toks));
-    if (cd->toks == NULL) {
+    cd->levels = calloc(n, 1);
+    if (cd->toks == NULL || cd->levels == NULL) {
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
@@ -173,6 +174,7 @@ static veil_err plan_range(const struct vl_fctx *fc, const json_t *spec, struct 
         }
         cd->toks[i].n = VL_RANGE_TOKEN_BYTES;
         cd->ntoks = i + 1;
+        cd->levels[i] = (uint8_t)cover[i].digits;
         vl_range_token(cd->toks[i].p, fc->range_key, &cover[i]);
     }
     return VEIL_OK;
@@ -283,6 +285,7 @@ void vl_plan_free(struct vl_plan *p)
             vl_buf_free(&cd->canon[k]);
         }
         free(cd->toks);
+        free(cd->levels);
         free(cd->canon);
     }
     free(p->conds);

@@ -36,22 +36,25 @@
 #define INTERSECT_RATIO 8 /* conditions up to this many times the smallest are intersected */
 #define INTERSECT_SLACK 256
 
+/* A token's class (sethash.h): its column's first byte (a keyed label, so columns spread
+ * over the classes), then its range prefix's digits (0 for an equality token). The "all"
+ * and "any" sets, which every write touches, share class 0. */
 void vl_coll_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
-                const struct vl_bytes *tok, uint8_t out[VL_TK_BYTES])
+                const struct vl_bytes *tok, uint8_t level, uint8_t out[VL_TK_BYTES])
 {
-    vl_tk(out, c->set_key, col, VL_COL_BYTES, tok->p, tok->n);
+    vl_tk(out, c->set_key, (uint16_t)(col[0] << 8 | level), col, VL_COL_BYTES, tok->p, tok->n);
 }
 
 void vl_coll_all_tk(const struct vl_coll *c, uint8_t out[VL_TK_BYTES])
 {
     static const uint8_t all[] = "all";
-    vl_tk(out, c->set_key, NULL, 0, all, sizeof(all) - 1);
+    vl_tk(out, c->set_key, 0, NULL, 0, all, sizeof(all) - 1);
 }
 
 void vl_coll_any_tk(const struct vl_coll *c, const uint8_t col[VL_COL_BYTES],
                     uint8_t out[VL_TK_BYTES])
 {
-    vl_tk(out, c->set_key, col, VL_COL_BYTES, NULL, 0);
+    vl_tk(out, c->set_key, 0, col, VL_COL_BYTES, NULL, 0);
 }
 
 static int tk_cmp(const void *a, const void *b)
@@ -88,7 +91,8 @@ veil_err vl_sealed_tks(const struct vl_coll *c, const struct vl_sealed *sd, size
     vl_coll_all_tk(c, tks[k++]);
     for (size_t i = 0; i < nstores; i++) {
         for (size_t j = 0; j < sd->ntokens[i]; j++) {
-            vl_coll_tk(c, sd->tokens[i][j].col, &sd->tokens[i][j].tok, tks[k++]);
+            vl_coll_tk(c, sd->tokens[i][j].col, &sd->tokens[i][j].tok, sd->tokens[i][j].level,
+                       tks[k++]);
             if (any_column(c, sd->tokens[i][j].col)) {
                 vl_coll_any_tk(c, sd->tokens[i][j].col, tks[k++]);
             }
@@ -415,7 +419,8 @@ static veil_err vconds_of(veil_session *s, const struct vl_coll *c, const struct
             break;
         }
         for (size_t k = 0; k < cd->ntoks; k++) {
-            vl_coll_tk(c, cd->term.col, &cd->toks[k], vc[i].tks[k]);
+            vl_coll_tk(c, cd->term.col, &cd->toks[k], cd->levels != NULL ? cd->levels[k] : 0,
+                       vc[i].tks[k]);
         }
         if (!sized && p->n == 1) {
             break;
@@ -768,7 +773,7 @@ static veil_err margins_at(veil_session *s, const struct vl_coll *c, struct vl_t
             while (b < hi && group_key_cmp(&order[a], &order[b], &ko) == 0) {
                 b++;
             }
-            vl_coll_tk(c, k->gcols[j], &res->groups[order[a]].keys[j], tk[0]);
+            vl_coll_tk(c, k->gcols[j], &res->groups[order[a]].keys[j], 0, tk[0]);
             if (!collect(k, order, a, b, -1, &ms)) {
                 *vd = LIES;
             } else if ((rc = vl_trusted_toksets(v->trusted, sn, c->tenant_id, c->name,
@@ -977,7 +982,7 @@ static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsn
         for (size_t j = 0; j < k->ngroup; j++) {
             if (grp->keys[j].n > 0) {
                 uint8_t *tk = keys + g * TUPLE_MAX + j * VL_TK_BYTES;
-                vl_coll_tk(c, k->gcols[j], &grp->keys[j], tk);
+                vl_coll_tk(c, k->gcols[j], &grp->keys[j], 0, tk);
                 memcpy(colkeys + (j * (res->n + 1) + ncolkeys[j]++) * VL_TK_BYTES, tk, VL_TK_BYTES);
             }
         }

@@ -35,6 +35,7 @@
 struct vl_token {
     uint8_t col[VL_COL_BYTES];
     struct vl_bytes tok;
+    uint8_t level; /* a range prefix's digits, 0 for other tokens; the proxy's, never stored */
 };
 
 #define VL_SUM_LIMBS 4 /* an ASHE ciphertext: 128 bits as four 32-bit limbs */

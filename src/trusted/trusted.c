@@ -49,21 +49,31 @@
 #include "util/log.h"
 
 #define MAX_READERS 8
+#define STMT_CACHE 128 /* prepared statements kept on a connection */
+
+/* A connection and the statements prepared on it that are not in use: parsing a statement
+ * costs about as much as running most of those here, so each is prepared once. */
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *idle[STMT_CACHE];
+    uint32_t hash[STMT_CACHE]; /* of each one's text (sql_hash) */
+};
 
 struct vl_trusted {
     sqlite3 *db;
     pthread_mutex_t mu;
     char *path;
     pthread_mutex_t rmu;             /* guards readers */
-    sqlite3 *readers[MAX_READERS];   /* idle connections for snapshots */
+    struct conn *readers[MAX_READERS]; /* idle connections for snapshots */
     size_t nreaders;
+    struct conn main;                  /* db and its statements (under mu) */
 };
 
 /* A read snapshot: its own connection, inside one read transaction. */
 struct vl_tsnap {
     struct vl_trusted *t;
-    sqlite3 *db;
-    bool frozen; /* db is t->db, under t->mu and the write lock */
+    struct conn *cn;
+    bool frozen; /* cn is &t->main, under t->mu and the write lock */
 };
 
 static const char schema[] =
@@ -146,7 +156,6 @@ static const char *const added_columns[][2] = {
     {"intents", "tks"}, /* those of the new version */
 };
 
-static void addmod_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
 {
@@ -209,7 +218,9 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    if (sqlite3_open_v2(path, &t->db, flags, NULL) != SQLITE_OK) {
+    int opened = sqlite3_open_v2(path, &t->db, flags, NULL);
+    t->main.db = t->db;
+    if (opened != SQLITE_OK) {
         rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
                            "cannot open the trusted state (%s)", p);
         goto out;
@@ -219,12 +230,6 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
     }
     sqlite3_busy_timeout(t->db, 10000);
     char *err = NULL;
-    if (sqlite3_create_function_v2(t->db, "veil_addmod", 2,
-                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
-                                   addmod_fn, NULL, NULL, NULL) != SQLITE_OK) {
-        rc = vl_status_set(st, VEIL_ERR_INTERNAL, "trusted", "cannot prepare the trusted state");
-        goto out;
-    }
     if (sqlite3_exec(t->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      "PRAGMA secure_delete=ON; PRAGMA foreign_keys=OFF;"
@@ -251,14 +256,17 @@ out:
     return rc;
 }
 
+static void conn_close(struct conn *cn);
+
 void vl_trusted_close(struct vl_trusted *t)
 {
     if (t == NULL) {
         return;
     }
-    sqlite3_close_v2(t->db);
+    conn_close(&t->main);
     for (size_t i = 0; i < t->nreaders; i++) {
-        sqlite3_close_v2(t->readers[i]);
+        conn_close(t->readers[i]);
+        free(t->readers[i]);
     }
     pthread_mutex_destroy(&t->mu);
     pthread_mutex_destroy(&t->rmu);
@@ -268,14 +276,74 @@ void vl_trusted_close(struct vl_trusted *t)
 
 /* ---- small helpers: prepare, bind, step under the lock ---- */
 
-static sqlite3_stmt *prep(struct vl_trusted *t, const char *sql)
+/* FNV-1a of a statement's text: where to look in the cache first. */
+static uint32_t sql_hash(const char *sql)
 {
+    uint32_t h = 2166136261u;
+    for (const unsigned char *c = (const unsigned char *)sql; *c != 0; c++) {
+        h = (h ^ *c) * 16777619u;
+    }
+    return h;
+}
+
+/* A statement on cn: one kept from an earlier call with the same text when there is one,
+ * else a new one. The caller owns cn (holds t->mu for the main connection, or the
+ * snapshot). Give it back with conn_unprep, or finalize it. */
+static sqlite3_stmt *conn_prep(struct conn *cn, const char *sql)
+{
+    uint32_t h = sql_hash(sql);
+    for (size_t i = 0; i < STMT_CACHE; i++) {
+        sqlite3_stmt *c = cn->idle[i];
+        if (c != NULL && cn->hash[i] == h && strcmp(sqlite3_sql(c), sql) == 0) {
+            cn->idle[i] = NULL;
+            return c;
+        }
+    }
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(t->db, sql, -1, &s, NULL) != SQLITE_OK) {
-        vl_log(VL_LOG_ERROR, "trusted state: prepare: %s", sqlite3_errmsg(t->db));
+    if (sqlite3_prepare_v3(cn->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+        vl_log(VL_LOG_ERROR, "trusted state: prepare: %s", sqlite3_errmsg(cn->db));
         return NULL;
     }
     return s;
+}
+
+/* Keeps a statement from conn_prep for the next call (reset, its bindings cleared), or
+ * finalizes it when the cache is full. NULL is ignored. */
+static void conn_unprep(struct conn *cn, sqlite3_stmt *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    for (size_t i = 0; i < STMT_CACHE; i++) {
+        if (cn->idle[i] == NULL) {
+            cn->idle[i] = s;
+            cn->hash[i] = sql_hash(sqlite3_sql(s));
+            return;
+        }
+    }
+    sqlite3_finalize(s);
+}
+
+static void conn_close(struct conn *cn)
+{
+    for (size_t i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(cn->idle[i]);
+        cn->idle[i] = NULL;
+    }
+    sqlite3_close_v2(cn->db);
+    cn->db = NULL;
+}
+
+static sqlite3_stmt *prep(struct vl_trusted *t, const char *sql)
+{
+    return conn_prep(&t->main, sql);
+}
+
+static void unprep(struct vl_trusted *t, sqlite3_stmt *s)
+{
+    conn_unprep(&t->main, s);
 }
 
 static int exec(struct vl_trusted *t, const char *sql)
@@ -350,7 +418,7 @@ static veil_err mark_bump(struct vl_trusted *t, uint64_t *mark)
         while (sqlite3_step(s) == SQLITE_ROW) {
         }
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     return rc;
 }
 
@@ -361,7 +429,7 @@ static veil_err run(struct vl_trusted *t, sqlite3_stmt *s, const char *what)
         return db_err(t, 0, what);
     }
     int r = sqlite3_step(s);
-    sqlite3_finalize(s);
+    unprep(t, s);
     if (r == SQLITE_CONSTRAINT) {
         return VEIL_ERR_CONFLICT;
     }
@@ -428,7 +496,7 @@ veil_err vl_trusted_tenant_find(struct vl_trusted *t, const char *name,
         rc = db_err(t, r, "tenant find");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -453,7 +521,7 @@ veil_err vl_trusted_tenant_key(struct vl_trusted *t, int64_t tenant, uint32_t ve
         rc = db_err(t, r, "tenant key");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -481,7 +549,7 @@ veil_err vl_trusted_tenant_list(struct vl_trusted *t, json_t **out)
         rc = db_err(t, r, "tenant list");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     if (rc == VEIL_OK) {
         *out = arr;
@@ -579,7 +647,7 @@ veil_err vl_trusted_token_find(struct vl_trusted *t, const char *id, int64_t *te
         rc = db_err(t, r, "token find");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -651,7 +719,7 @@ veil_err vl_trusted_token_list(struct vl_trusted *t, const char *tenant, json_t 
         rc = db_err(t, r, "token list");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     if (rc == VEIL_OK) {
         *out = arr;
@@ -717,7 +785,7 @@ veil_err vl_trusted_collection_get(struct vl_trusted *t, int64_t tenant, const c
         rc = db_err(t, r, "collection get");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -753,7 +821,7 @@ veil_err vl_trusted_collection_names(struct vl_trusted *t, int64_t tenant, char 
         rc = db_err(t, r, "collection names");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     if (rc == VEIL_OK) {
         *names = v;
@@ -846,9 +914,9 @@ veil_err vl_trusted_seq_reserve(struct vl_trusted *t, int64_t tenant, const char
         rc = db_err(t, r, "seq reserve");
     }
 out:
-    sqlite3_finalize(c);
-    sqlite3_finalize(prev);
-    sqlite3_finalize(ins);
+    unprep(t, c);
+    unprep(t, prev);
+    unprep(t, ins);
     rc = tx_end_durable(t, rc);
     if (rc == VEIL_OK) {
         *first = start;
@@ -873,7 +941,7 @@ static veil_err one_u64(struct vl_trusted *t, const char *sql, const char *what,
     } else {
         rc = db_err(t, r, what);
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -899,7 +967,7 @@ veil_err vl_trusted_meta_get(struct vl_trusted *t, const char *k, struct vl_buf 
             rc = db_err(t, r, "meta get");
         }
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -943,7 +1011,7 @@ veil_err vl_trusted_rollback_accept(struct vl_trusted *t, uint64_t store_mark,
         rb.trusted_mark = (uint64_t)sqlite3_column_int64(s, 0);
         rb.epoch = (uint32_t)sqlite3_column_int64(s, 1) + 1;
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     rb.mark = (rb.trusted_mark > store_mark ? rb.trusted_mark : store_mark) + 1;
     if (rc == VEIL_OK && (s = prep(t, "UPDATE meta SET v = ? WHERE k='mark'")) != NULL) {
         sqlite3_bind_int64(s, 1, (int64_t)rb.mark);
@@ -1024,7 +1092,7 @@ veil_err vl_trusted_collections_all(struct vl_trusted *t, struct vl_collref **ou
     if (rc == VEIL_OK && r != SQLITE_DONE) {
         rc = db_err(t, r, "collections");
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     if (rc == VEIL_OK) {
         *out = v;
@@ -1115,8 +1183,8 @@ veil_err vl_trusted_docs_get(struct vl_trusted *t, int64_t tenant, const char *c
         vl_docstates_free(states, n);
     }
 out:
-    sqlite3_finalize(d);
-    sqlite3_finalize(p);
+    unprep(t, d);
+    unprep(t, p);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -1150,7 +1218,7 @@ veil_err vl_trusted_docs_page(struct vl_trusted *t, int64_t tenant, const char *
     if (rc == VEIL_OK && r != SQLITE_DONE) {
         rc = db_err(t, r, "docs page");
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     *n = rc == VEIL_OK ? k : 0;
     return rc;
@@ -1215,8 +1283,8 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
         rc = mark_bump(t, &mark);
     }
 out:
-    sqlite3_finalize(cur);
-    sqlite3_finalize(ins);
+    unprep(t, cur);
+    unprep(t, ins);
     rc = tx_end_durable(t, rc);
     for (size_t i = 0; rc == VEIL_OK && i < n; i++) {
         in[i].mark = mark;
@@ -1295,25 +1363,19 @@ static int tsdelta_cmp(const void *a, const void *b)
     return memcmp(((const struct tsdelta *)a)->tk, ((const struct tsdelta *)b)->tk, VL_TK_BYTES);
 }
 
-/* veil_addmod(a, b): (a + b) mod p of two 16-byte sums (crypto/sethash.h), so that a token
- * set changes in one UPSERT. An argument that is no sum is an error. */
-static void addmod_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+/* Binds (tenant, coll, tk) to parameters 1 to 3. */
+static void bind_tk(sqlite3_stmt *s, int64_t tenant, const char *coll, const uint8_t *tk)
 {
-    vl_u128 x, y;
-    (void)argc;
-    if (!vl_set_load(sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]), &x) ||
-        !vl_set_load(sqlite3_value_blob(argv[1]), (size_t)sqlite3_value_bytes(argv[1]), &y)) {
-        sqlite3_result_error(ctx, "a malformed token set sum", -1);
-        return;
-    }
-    uint8_t out[VL_SETSUM_BYTES];
-    vl_set_store(out, vl_set_add(x, y));
-    sqlite3_result_blob(ctx, out, sizeof(out), SQLITE_TRANSIENT);
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, tenant);
+    sqlite3_bind_text(s, 2, coll, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, tk, VL_TK_BYTES, SQLITE_STATIC);
 }
 
-/* Applies the changes, merged per token, inside the caller's transaction: a set its last
- * documents leave is deleted (one statement, which finds it holds exactly as many), any
- * other gets one UPSERT. */
+/* Applies the changes, merged per token, inside the caller's transaction: each changed set
+ * is read and written back (inserted, updated, or deleted when its last documents left).
+ * Plain statements on the primary key: an UPSERT, the more so with RETURNING, costs more
+ * than the two of them. */
 static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *coll,
                               struct tsdeltas *ds)
 {
@@ -1321,13 +1383,14 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
     if (ds->n > 0) {
         qsort(ds->d, ds->n, sizeof(*ds->d), tsdelta_cmp);
     }
-    sqlite3_stmt *up = prep(t, "INSERT INTO tokset(tenant, coll, tk, n, hq, ha) "
-                               "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, coll, tk) DO UPDATE "
-                               "SET n = n + excluded.n, hq = veil_addmod(hq, excluded.hq), "
-                               "ha = veil_addmod(ha, excluded.ha)");
-    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=? AND "
-                                "n = ?");
-    if (up == NULL || del == NULL) {
+    sqlite3_stmt *get = prep(t, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? AND "
+                                "tk=?");
+    sqlite3_stmt *ins = prep(t, "INSERT INTO tokset(tenant, coll, tk, n, hq, ha) "
+                                "VALUES(?,?,?,?,?,?)");
+    sqlite3_stmt *up = prep(t, "UPDATE tokset SET n=?4, hq=?5, ha=?6 WHERE tenant=?1 AND "
+                               "coll=?2 AND tk=?3");
+    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=?");
+    if (get == NULL || ins == NULL || up == NULL || del == NULL) {
         rc = db_err(t, 0, "token sets");
     }
     for (size_t i = 0; rc == VEIL_OK && i < ds->n;) {
@@ -1344,37 +1407,47 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         if (dn == 0 && dq == 0 && da == 0) {
             continue; /* a document that kept the token and its sequence number */
         }
-        int r;
-        if (dn < 0) { /* the last documents leaving empty the set: it goes */
-            sqlite3_reset(del);
-            sqlite3_bind_int64(del, 1, tenant);
-            sqlite3_bind_text(del, 2, coll, -1, SQLITE_TRANSIENT);
-            bind_bytes(del, 3, tk, VL_TK_BYTES);
-            sqlite3_bind_int64(del, 4, -dn);
-            if ((r = sqlite3_step(del)) != SQLITE_DONE) {
-                rc = db_err(t, r, "token set update");
+        bind_tk(get, tenant, coll, tk);
+        int r = sqlite3_step(get);
+        int64_t n = dn;
+        sqlite3_stmt *w = ins;
+        if (r == SQLITE_ROW) {
+            vl_u128 q, a;
+            if (!vl_set_load(sqlite3_column_blob(get, 1), (size_t)sqlite3_column_bytes(get, 1),
+                             &q) ||
+                !vl_set_load(sqlite3_column_blob(get, 2), (size_t)sqlite3_column_bytes(get, 2),
+                             &a)) {
+                vl_log(VL_LOG_ERROR, "trusted state: a malformed token set");
+                rc = VEIL_ERR_INTERNAL;
                 break;
             }
-            if (sqlite3_changes(t->db) > 0) {
-                continue;
-            }
+            n += sqlite3_column_int64(get, 0);
+            dq = vl_set_add(q, dq);
+            da = vl_set_add(a, da);
+            w = n == 0 ? del : up; /* the last documents left: the set goes */
+        } else if (r != SQLITE_DONE) {
+            rc = db_err(t, r, "token set read");
+            break;
         }
+        sqlite3_reset(get);
         uint8_t q[VL_SETSUM_BYTES], a[VL_SETSUM_BYTES];
         vl_set_store(q, dq);
         vl_set_store(a, da);
-        sqlite3_reset(up);
-        sqlite3_bind_int64(up, 1, tenant);
-        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
-        bind_bytes(up, 3, tk, VL_TK_BYTES);
-        sqlite3_bind_int64(up, 4, dn);
-        bind_bytes(up, 5, q, sizeof(q));
-        bind_bytes(up, 6, a, sizeof(a));
-        if ((r = sqlite3_step(up)) != SQLITE_DONE) {
+        bind_tk(w, tenant, coll, tk);
+        if (w != del) {
+            sqlite3_bind_int64(w, 4, n);
+            sqlite3_bind_blob(w, 5, q, sizeof(q), SQLITE_STATIC);
+            sqlite3_bind_blob(w, 6, a, sizeof(a), SQLITE_STATIC);
+        }
+        if ((r = sqlite3_step(w)) != SQLITE_DONE) {
             rc = db_err(t, r, "token set update");
         }
+        sqlite3_reset(w);
     }
-    sqlite3_finalize(up);
-    sqlite3_finalize(del);
+    unprep(t, get);
+    unprep(t, ins);
+    unprep(t, up);
+    unprep(t, del);
     return rc;
 }
 
@@ -1476,11 +1549,11 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
     }
 out:
     free(ds.d);
-    sqlite3_finalize(old);
-    sqlite3_finalize(up);
-    sqlite3_finalize(del);
-    sqlite3_finalize(holes);
-    sqlite3_finalize(stats);
+    unprep(t, old);
+    unprep(t, up);
+    unprep(t, del);
+    unprep(t, holes);
+    unprep(t, stats);
     return tx_end(t, rc);
 }
 
@@ -1502,7 +1575,7 @@ veil_err vl_trusted_intents_abort(struct vl_trusted *t, const struct vl_intent *
             rc = db_err(t, r, "intent abort");
         }
     }
-    sqlite3_finalize(del);
+    unprep(t, del);
     return tx_end(t, rc);
 }
 
@@ -1564,7 +1637,7 @@ veil_err vl_trusted_intents_pending(struct vl_trusted *t, vl_intent_fn fn, void 
     if (rc == VEIL_OK && r != SQLITE_DONE) {
         rc = db_err(t, r, "intents pending");
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     for (size_t i = 0; i < len; i++) {
         if (rc == VEIL_OK) {
@@ -1592,29 +1665,35 @@ veil_err vl_trusted_snap_begin(struct vl_trusted *t, struct vl_tsnap **out)
     sn->t = t;
     pthread_mutex_lock(&t->rmu);
     if (t->nreaders > 0) {
-        sn->db = t->readers[--t->nreaders];
+        sn->cn = t->readers[--t->nreaders];
     }
     pthread_mutex_unlock(&t->rmu);
-    if (sn->db == NULL) {
-        if (sqlite3_open_v2(t->path, &sn->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+    if (sn->cn == NULL) {
+        if ((sn->cn = calloc(1, sizeof(*sn->cn))) == NULL) {
+            free(sn);
+            return VEIL_ERR_INTERNAL;
+        }
+        if (sqlite3_open_v2(t->path, &sn->cn->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                             NULL) != SQLITE_OK) {
             vl_log(VL_LOG_ERROR, "trusted state: cannot open a reader");
-            sqlite3_close_v2(sn->db);
+            conn_close(sn->cn);
+            free(sn->cn);
             free(sn);
             return VEIL_ERR_STORE_UNAVAILABLE;
         }
-        sqlite3_busy_timeout(sn->db, 10000);
+        sqlite3_busy_timeout(sn->cn->db, 10000);
         /* A snapshot reads many documents' rows (a search's, an aggregate's candidates):
          * through the OS's page cache, mapped, not SQLite's small default cache of its own
          * per connection (every reader would otherwise read trusted.db with pread). */
-        sqlite3_exec(sn->db, "PRAGMA mmap_size=1073741824;", NULL, NULL, NULL);
+        sqlite3_exec(sn->cn->db, "PRAGMA mmap_size=1073741824;", NULL, NULL, NULL);
     }
     /* The snapshot is taken at the first read of the transaction: read now. */
-    if (sqlite3_exec(sn->db, "BEGIN; SELECT count(*) FROM meta;", NULL, NULL, NULL) !=
+    if (sqlite3_exec(sn->cn->db, "BEGIN; SELECT count(*) FROM meta;", NULL, NULL, NULL) !=
         SQLITE_OK) {
-        vl_log(VL_LOG_ERROR, "trusted state: snapshot: %s", sqlite3_errmsg(sn->db));
-        sqlite3_exec(sn->db, "ROLLBACK", NULL, NULL, NULL);
-        sqlite3_close_v2(sn->db);
+        vl_log(VL_LOG_ERROR, "trusted state: snapshot: %s", sqlite3_errmsg(sn->cn->db));
+        sqlite3_exec(sn->cn->db, "ROLLBACK", NULL, NULL, NULL);
+        conn_close(sn->cn);
+        free(sn->cn);
         free(sn);
         return VEIL_ERR_STORE_UNAVAILABLE;
     }
@@ -1635,7 +1714,7 @@ veil_err vl_trusted_snap_freeze(struct vl_trusted *t, struct vl_tsnap **out)
         return db_err(t, 0, "freeze");
     }
     sn->t = t;
-    sn->db = t->db;
+    sn->cn = &t->main;
     sn->frozen = true;
     *out = sn;
     return VEIL_OK;
@@ -1653,27 +1732,30 @@ void vl_trusted_snap_end(struct vl_tsnap *sn)
         free(sn);
         return;
     }
-    sqlite3_exec(sn->db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_exec(sn->cn->db, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_lock(&t->rmu);
     if (t->nreaders < MAX_READERS) {
-        t->readers[t->nreaders++] = sn->db;
-        sn->db = NULL;
+        t->readers[t->nreaders++] = sn->cn;
+        sn->cn = NULL;
     }
     pthread_mutex_unlock(&t->rmu);
-    sqlite3_close_v2(sn->db);
+    if (sn->cn != NULL) {
+        conn_close(sn->cn);
+        free(sn->cn);
+    }
     free(sn);
 }
 
 /* The connection to read through: the snapshot's, or the main one under its lock (then
  * release with read_done). */
-static sqlite3 *read_db(struct vl_trusted *t, struct vl_tsnap *sn)
+static struct conn *read_db(struct vl_trusted *t, struct vl_tsnap *sn)
 {
     if (sn != NULL) {
-        return sn->db;
+        return sn->cn;
     }
     pthread_mutex_lock(&t->mu);
     exec(t, "BEGIN");
-    return t->db;
+    return &t->main;
 }
 
 static void read_done(struct vl_trusted *t, struct vl_tsnap *sn)
@@ -1682,16 +1764,6 @@ static void read_done(struct vl_trusted *t, struct vl_tsnap *sn)
         exec(t, "COMMIT");
         pthread_mutex_unlock(&t->mu);
     }
-}
-
-static sqlite3_stmt *prep_on(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
-        vl_log(VL_LOG_ERROR, "trusted state: prepare: %s", sqlite3_errmsg(db));
-        return NULL;
-    }
-    return s;
 }
 
 static veil_err read_err(sqlite3 *db, const char *what)
@@ -1791,8 +1863,8 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
         i = j;
     }
 out:
-    sqlite3_finalize(up);
-    sqlite3_finalize(ins);
+    unprep(t, up);
+    unprep(t, ins);
     free(ord);
     free(rec);
     return tx_end(t, rc);
@@ -1803,8 +1875,9 @@ veil_err vl_trusted_words_count(struct vl_trusted *t, struct vl_tsnap *sn, int64
                                 size_t n, uint64_t *counts)
 {
     veil_err rc = VEIL_OK;
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT count FROM words WHERE tenant=? AND coll=? AND wkey=?");
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
+    sqlite3_stmt *s = conn_prep(cn, "SELECT count FROM words WHERE tenant=? AND coll=? AND wkey=?");
     if (s == NULL) {
         rc = read_err(db, "words count");
     }
@@ -1822,7 +1895,7 @@ veil_err vl_trusted_words_count(struct vl_trusted *t, struct vl_tsnap *sn, int64
             rc = read_err(db, "words count");
         }
     }
-    sqlite3_finalize(s);
+    conn_unprep(cn, s);
     read_done(t, sn);
     return rc;
 }
@@ -1858,8 +1931,9 @@ veil_err vl_trusted_words_ranges(struct vl_trusted *t, struct vl_tsnap *sn, int6
     veil_err rc = VEIL_OK;
     struct vl_wordrange *r = NULL;
     size_t len = 0;
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT epoch, coalesce(since, 0), coalesce(hist, '') "
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
+    sqlite3_stmt *s = conn_prep(cn, "SELECT epoch, coalesce(since, 0), coalesce(hist, '') "
                                   "FROM words WHERE tenant=? AND coll=? AND wkey=?");
     if (s == NULL) {
         rc = read_err(db, "word epochs");
@@ -1887,7 +1961,7 @@ veil_err vl_trusted_words_ranges(struct vl_trusted *t, struct vl_tsnap *sn, int6
             rc = read_err(db, "word epochs");
         }
     }
-    sqlite3_finalize(s);
+    conn_unprep(cn, s);
     read_done(t, sn);
     if (rc == VEIL_OK) {
         *out = r;
@@ -1906,8 +1980,9 @@ veil_err vl_trusted_holes(struct vl_trusted *t, struct vl_tsnap *sn, int64_t ten
      * only when entries are missing: a scan of them is cheap enough. */
     veil_err rc = VEIL_OK;
     memset(hole, 0, n * sizeof(*hole));
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT words FROM reserved WHERE tenant=? AND coll=?");
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
+    sqlite3_stmt *s = conn_prep(cn, "SELECT words FROM reserved WHERE tenant=? AND coll=?");
     if (s == NULL) {
         rc = read_err(db, "holes");
     } else {
@@ -1931,7 +2006,7 @@ veil_err vl_trusted_holes(struct vl_trusted *t, struct vl_tsnap *sn, int64_t ten
     if (rc == VEIL_OK && r != SQLITE_DONE) {
         rc = read_err(db, "holes");
     }
-    sqlite3_finalize(s);
+    conn_unprep(cn, s);
     read_done(t, sn);
     return rc;
 }
@@ -1988,13 +2063,14 @@ veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64
     if (n == 0) {
         return VEIL_OK;
     }
-    sqlite3 *db = read_db(t, sn);
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
     /* INDEXED BY: without statistics the planner would take the primary key's (tenant,
      * coll) prefix and scan the whole collection. The index covers the columns read. */
-    sqlite3_stmt *w = prep_on(db, "SELECT seq, doc, version, slen FROM docs INDEXED BY "
+    sqlite3_stmt *w = conn_prep(cn, "SELECT seq, doc, version, slen FROM docs INDEXED BY "
                                   "docs_live WHERE tenant=? AND coll=? AND live=1 AND "
                                   "seq BETWEEN ? AND ? ORDER BY seq");
-    sqlite3_stmt *s = prep_on(db, "SELECT seq, doc, version, slen FROM docs INDEXED BY "
+    sqlite3_stmt *s = conn_prep(cn, "SELECT seq, doc, version, slen FROM docs INDEXED BY "
                                   "docs_live WHERE tenant=? AND coll=? AND live=1 AND seq=?");
     if (w == NULL || s == NULL) {
         rc = read_err(db, "docs by seq");
@@ -2025,8 +2101,8 @@ veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64
         }
         i = j;
     }
-    sqlite3_finalize(w);
-    sqlite3_finalize(s);
+    conn_unprep(cn, w);
+    conn_unprep(cn, s);
     read_done(t, sn);
     if (rc != VEIL_OK) {
         vl_seqdocs_free(d, n);
@@ -2040,8 +2116,9 @@ veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int6
 {
     veil_err rc = VEIL_OK;
     *ndocs = *total = 0;
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT ndocs, total FROM sstats "
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
+    sqlite3_stmt *s = conn_prep(cn, "SELECT ndocs, total FROM sstats "
                                   "WHERE tenant=? AND coll=? AND field=?");
     if (s == NULL) {
         rc = read_err(db, "search stats");
@@ -2058,7 +2135,7 @@ veil_err vl_trusted_search_stats(struct vl_trusted *t, struct vl_tsnap *sn, int6
             rc = read_err(db, "search stats");
         }
     }
-    sqlite3_finalize(s);
+    conn_unprep(cn, s);
     read_done(t, sn);
     return rc;
 }
@@ -2070,8 +2147,9 @@ veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t t
                             struct vl_tokset *out)
 {
     veil_err rc = VEIL_OK;
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? "
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
+    sqlite3_stmt *s = conn_prep(cn, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? "
                                   "AND tk=?");
     if (s == NULL) {
         rc = read_err(db, "token sets");
@@ -2098,7 +2176,7 @@ veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t t
             rc = read_err(db, "token sets");
         }
     }
-    sqlite3_finalize(s);
+    conn_unprep(cn, s);
     read_done(t, sn);
     return rc;
 }
@@ -2118,8 +2196,9 @@ veil_err vl_trusted_inflight(struct vl_trusted *t, struct vl_tsnap *sn, int64_t 
     veil_err rc = VEIL_OK;
     struct vl_inflight *v = NULL;
     size_t len = 0, cap = 0;
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT i.doc, i.op, i.seq, i.tks, d.live, d.seq, d.tks "
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
+    sqlite3_stmt *s = conn_prep(cn, "SELECT i.doc, i.op, i.seq, i.tks, d.live, d.seq, d.tks "
                                   "FROM intents i LEFT JOIN docs d ON d.tenant=i.tenant AND "
                                   "d.coll=i.coll AND d.doc=i.doc "
                                   "WHERE i.tenant=? AND i.coll=?");
@@ -2163,7 +2242,7 @@ veil_err vl_trusted_inflight(struct vl_trusted *t, struct vl_tsnap *sn, int64_t 
     if (rc == VEIL_OK && r != SQLITE_DONE) {
         rc = read_err(db, "writes in flight");
     }
-    sqlite3_finalize(s);
+    conn_unprep(cn, s);
     read_done(t, sn);
     if (rc != VEIL_OK) {
         vl_inflight_free(v, len);
@@ -2182,8 +2261,9 @@ veil_err vl_trusted_docs_tks(struct vl_trusted *t, struct vl_tsnap *sn, int64_t 
     veil_err rc = VEIL_OK;
     memset(tks, 0, n * sizeof(*tks));
     memset(seqs, 0, n * sizeof(*seqs));
-    sqlite3 *db = read_db(t, sn);
-    sqlite3_stmt *s = prep_on(db, "SELECT tks, seq FROM docs WHERE tenant=? AND coll=? AND "
+    struct conn *cn = read_db(t, sn);
+    sqlite3 *db = cn->db;
+    sqlite3_stmt *s = conn_prep(cn, "SELECT tks, seq FROM docs WHERE tenant=? AND coll=? AND "
                                   "doc=? AND live=1");
     if (s == NULL) {
         rc = read_err(db, "document tokens");
@@ -2201,7 +2281,7 @@ veil_err vl_trusted_docs_tks(struct vl_trusted *t, struct vl_tsnap *sn, int64_t 
             rc = read_err(db, "document tokens");
         }
     }
-    sqlite3_finalize(s);
+    conn_unprep(cn, s);
     read_done(t, sn);
     if (rc != VEIL_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -2256,7 +2336,7 @@ static veil_err dp_row_get(struct vl_trusted *t, const struct vl_dp_ask *a, cons
         row->delta = u64_col(s, 1);
         row->answers = u64_col(s, 2);
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     return r == SQLITE_ROW || r == SQLITE_DONE ? VEIL_OK : db_err(t, r, "dp spent");
 }
 
@@ -2360,7 +2440,7 @@ static veil_err dp_answer_get(struct vl_trusted *t, const struct vl_dp_ask *a, b
     } else if (r != SQLITE_DONE) {
         rc = db_err(t, r, "dp answer");
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     return rc;
 }
 
@@ -2419,7 +2499,7 @@ static veil_err dp_rolled_back(struct vl_trusted *t, int64_t period, bool *out)
     } else {
         *out = sqlite3_column_int(s, 0) != 0;
     }
-    sqlite3_finalize(s);
+    unprep(t, s);
     return rc;
 }
 
@@ -2554,8 +2634,8 @@ veil_err vl_trusted_dp_abort(struct vl_trusted *t, int64_t ticket, bool refund)
         rc = db_err(t, r, "dp refund");
     }
 out:
-    sqlite3_finalize(s);
-    sqlite3_finalize(up);
+    unprep(t, s);
+    unprep(t, up);
     return tx_end(t, rc);
 }
 
@@ -2601,7 +2681,7 @@ veil_err vl_trusted_dp_usage(struct vl_trusted *t, int64_t tenant, const char *c
         rc = db_err(t, r, "dp usage");
     }
 out:
-    sqlite3_finalize(s);
+    unprep(t, s);
     pthread_mutex_unlock(&t->mu);
     if (rc == VEIL_OK) {
         *out = arr;

@@ -874,14 +874,21 @@ static void test_sethash(void **state)
     memset(key, 7, sizeof(key));
     memset(col, 1, sizeof(col));
     memset(tok, 2, sizeof(tok));
-    vl_tk(tk1, key, col, sizeof(col), tok, sizeof(tok));
+    vl_tk(tk1, key, 0x0102, col, sizeof(col), tok, sizeof(tok));
+    assert_int_equal(tk1[0], 0x01); /* the class leads, for the trusted state's order */
+    assert_int_equal(tk1[1], 0x02);
     tok[0] ^= 1;
-    vl_tk(tk2, key, col, sizeof(col), tok, sizeof(tok));
-    assert_memory_not_equal(tk1, tk2, VL_TK_BYTES);
+    vl_tk(tk2, key, 0x0102, col, sizeof(col), tok, sizeof(tok));
+    assert_memory_not_equal(tk1 + 2, tk2 + 2, VL_TK_BYTES - 2);
     key[0] ^= 1; /* another collection's key: another token key */
     tok[0] ^= 1;
-    vl_tk(tk2, key, col, sizeof(col), tok, sizeof(tok));
-    assert_memory_not_equal(tk1, tk2, VL_TK_BYTES);
+    vl_tk(tk2, key, 0x0102, col, sizeof(col), tok, sizeof(tok));
+    assert_memory_not_equal(tk1 + 2, tk2 + 2, VL_TK_BYTES - 2);
+    key[0] ^= 1; /* the same token in another class: the same secret part */
+    vl_tk(tk2, key, 0x0300, col, sizeof(col), tok, sizeof(tok));
+    assert_int_equal(tk2[0], 0x03);
+    assert_int_equal(tk2[1], 0x00);
+    assert_memory_equal(tk1 + 2, tk2 + 2, VL_TK_BYTES - 2);
 
     /* A run sums to its members one by one; overlapping or shifted runs do not. */
     vl_u128 one = 0;
