@@ -11,9 +11,8 @@
  *     k_T(key BLOB PRIMARY KEY, val BLOB NOT NULL) WITHOUT ROWID
  * with indexes i_T ON x_T(doc), so that a row's tokens go quickly when it is replaced or
  * deleted and an aggregate finds a row's group tokens by (doc, col), and iq_T ON r_T(doc,
- * seq), a narrow copy of the keys and sequence numbers that lets an aggregate walk every row,
- * and members find each listed row's sequence number, without reading blobs (an older ir_T
- * ON r_T(doc) is dropped).
+ * seq), a narrow copy of the keys and sequence numbers that lets an aggregate walk every row
+ * without reading blobs (an older ir_T ON r_T(doc) is dropped).
  * s_T holds the ASHE sum cells as four 32-bit limbs with a copy of their row's sequence
  * number (so an aggregate never reads r_T), p_T the Paillier cells; both are keyed by
  * document first, which is the order aggregates probe them in and lets replace and delete
@@ -42,10 +41,11 @@
  * never how many rows a term matches: with 100 candidates and a term matching half of
  * 200,000 rows, 0.3 ms instead of 75 ms when the term's documents were collected first.
  *
- * members (every row having one of some tokens in a column, with its sequence number, for the
- * engine to check against its trusted counts and hashes) is one statement in one read
- * transaction: x_T's entries of (col, each token), each a seek of x_T's primary key, joined to
- * r_T by its primary key for the row's seq. The tokens are bound inline, or go through
+ * members (every row having one of some tokens in a column, for the engine to check against
+ * its trusted counts and hashes) is one statement in one read transaction: x_T's entries of
+ * (col, each token), each a seek of x_T's primary key, and nothing else (joining each entry
+ * to its row for the row's seq, which the engine does not use, cost four times as much). The
+ * tokens are bound inline, or go through
  * temp.vl_find (as term 0) when there are more than SQLite binds at once. SQLite answers each
  * entry with its token, which this file maps back to every index that asked for it (a token
  * asked twice gets its rows twice), so a row with several of the tokens comes once for each.
@@ -1511,23 +1511,20 @@ static int mem_ask_cmp(const void *a, const void *b)
     return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
 }
 
-/* Appends one member per index that asked for the current answer row (tok, doc, seq) of
- * stmt. SQ_BAD_DATA for a row no honest store holds: a document token that is not a blob of
- * VL_DOCTOKEN_BYTES, a seq that is not an integer, a token that is not a blob or was not
- * asked for. */
+/* Appends one member per index that asked for the current answer row (tok, doc) of stmt.
+ * SQ_BAD_DATA for a row no honest store holds: a document token that is not a blob of
+ * VL_DOCTOKEN_BYTES, a token that is not a blob or was not asked for. */
 static int mem_take(sqlite3_stmt *stmt, const struct mem_ask *ask, size_t nask,
                     struct vl_members *out, size_t *cap)
 {
     if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
         sqlite3_column_type(stmt, 1) != SQLITE_BLOB ||
-        sqlite3_column_bytes(stmt, 1) != VL_DOCTOKEN_BYTES ||
-        sqlite3_column_type(stmt, 2) != SQLITE_INTEGER) {
+        sqlite3_column_bytes(stmt, 1) != VL_DOCTOKEN_BYTES) {
         return SQ_BAD_DATA;
     }
     const uint8_t *tok = sqlite3_column_blob(stmt, 0);
     size_t tn = (size_t)sqlite3_column_bytes(stmt, 0);
     const uint8_t *doc = sqlite3_column_blob(stmt, 1);
-    uint64_t seq = (uint64_t)sqlite3_column_int64(stmt, 2);
     size_t lo = 0, hi = nask;
     while (lo < hi) { /* the first asked token >= tok */
         size_t mid = lo + (hi - lo) / 2;
@@ -1556,14 +1553,12 @@ static int mem_take(sqlite3_stmt *stmt, const struct mem_ask *ask, size_t nask,
         struct vl_member *m = &out->m[out->n++];
         m->tok = ask[lo].i;
         memcpy(m->doc, doc, VL_DOCTOKEN_BYTES);
-        m->seq = seq;
     }
     return SQLITE_OK;
 }
 
-/* One statement: the x_T entries of (col, each token), found by seeking x_T's primary key,
- * each joined to its row through r_T's primary key for the sequence number. The tokens are
- * placeholders, or temp.vl_find's term 0 when they are more than SQLite binds at once. */
+/* One statement: the x_T entries of (col, each token), found by seeking x_T's primary key.
+ * The tokens are placeholders, or temp.vl_find's term 0 when they are more than SQLite binds at once. */
 static veil_err sq_members(struct vl_store *vs, const char *table,
                            const uint8_t col[VL_COL_BYTES], const struct vl_bytes *toks,
                            size_t ntoks, struct vl_members *out)
@@ -1619,10 +1614,9 @@ static veil_err sq_members(struct vl_store *vs, const char *table,
         goto out;
     }
     via_temp = ntoks >= (size_t)sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
-    /* iq_T (doc, seq) answers the join without reading the rows' blobs */
-    rc = appendf(&sql, "SELECT x.tok, x.doc, r.seq FROM \"x_%s\" x JOIN \"r_%s\" r"
-                       " INDEXED BY \"iq_%s\" ON r.doc = x.doc WHERE x.col = ? AND x.tok IN (",
-                 table, table, table);
+    rc = appendf(&sql, "SELECT x.tok, x.doc FROM \"x_%s\" x"
+                       " WHERE x.col = ? AND x.tok IN (",
+                 table);
     if (rc == VEIL_OK) {
         rc = append_toks(&sql, &term, via_temp);
     }

@@ -167,12 +167,11 @@ struct vl_kv_values {
 };
 void vl_kv_values_free(struct vl_kv_values *v);
 
-/* A row having one of the tokens asked for: which token (its index in the request), the
- * row's document token and row sequence number. */
+/* A row having one of the tokens asked for: which token (its index in the request) and the
+ * row's document token. */
 struct vl_member {
     uint32_t tok;
     uint8_t doc[VL_DOCTOKEN_BYTES];
-    uint64_t seq;
 };
 /* What members returned, owned (free with vl_members_free). */
 struct vl_members {
@@ -228,7 +227,7 @@ struct vl_store_ops {
     veil_err (*put)(struct vl_store *s, const char *table, const struct vl_row *rows, size_t n,
                     const struct vl_kv *kv, size_t nkv);
     /* Every row having column `col` equal to one of the ntoks tokens, as (token index,
-     * document token, row sequence number), in no particular order; a row having several
+     * document token), in no particular order; an index entry alone answers it; a row having several
      * of the tokens comes once for each. ntoks == 0: none. The engine believes nothing of
      * it: it checks the answer against the trusted state. */
     veil_err (*members)(struct vl_store *s, const char *table, const uint8_t col[VL_COL_BYTES],

@@ -285,9 +285,10 @@ static veil_err fk_members(struct vl_store *s, const char *t, const uint8_t col[
                 l.m[i].doc[take_idx(VL_DOCTOKEN_BYTES)] ^= (uint8_t)(1 + take8() % 255);
             }
             break;
-        case 4: /* a sequence number changed (queries do not believe it) */
+        case 4: /* the same token's entry twice */
             if (l.n > 0) {
-                l.m[i].seq = take_num();
+                l.m = grow(l.m, l.n + 1, sizeof(*l.m));
+                l.m[l.n++] = l.m[i];
             }
             break;
         case 5: { /* one made up */
@@ -297,7 +298,6 @@ static veil_err fk_members(struct vl_store *s, const char *t, const uint8_t col[
             for (size_t q = 0; q < VL_DOCTOKEN_BYTES; q++) {
                 mm->doc[q] = take8();
             }
-            mm->seq = take_num();
             break;
         }
         default: /* nothing at all */

@@ -12,8 +12,7 @@
  * type, rows with a blob or seq of another type, tokens of another length) is
  * VEIL_ERR_INTEGRITY, never an outage. Predicates restricted to a set of documents (only_docs): find with terms
  * and paging, and aggregates equal to the same aggregate over a table holding just that set.
- * members: exactly the rows having each token asked for (once per token, with their current
- * seq), after replacement and deletion, over a missing or dropped table, with tokens inline
+ * members: exactly the rows having each token asked for (once per token), after replacement and deletion, over a missing or dropped table, with tokens inline
  * and through the temp table (either side of SQLite's limit on bound parameters), over 20,000
  * rows; and stored rows it cannot return (document tokens of another length, seqs that are
  * not integers) are VEIL_ERR_INTEGRITY.
@@ -2565,11 +2564,10 @@ static void test_aggregate_bad(void **state)
 
 /* ---- members ---- */
 
-/* One expected member: the index of the token asked, the document id and its seq. */
+/* One expected member: the index of the token asked and the document id. */
 struct want_member {
     uint32_t tok;
     uint32_t id;
-    uint64_t seq;
 };
 
 /* members on `col` over the NULL-terminated tokens (at most 16). */
@@ -2611,14 +2609,12 @@ static void assert_members(struct vl_members *got, const struct want_member *wan
     for (size_t i = 0; i < n; i++) {
         exp[i].tok = want[i].tok;
         mkdoc(exp[i].doc, want[i].id);
-        exp[i].seq = want[i].seq;
     }
     qsort(exp, n, sizeof(*exp), member_cmp);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(got->m[i].tok, exp[i].tok);
         assert_int_equal(docid(got->m[i].doc), docid(exp[i].doc));
         assert_memory_equal(got->m[i].doc, exp[i].doc, VL_DOCTOKEN_BYTES);
-        assert_int_equal(got->m[i].seq, exp[i].seq);
     }
     free(exp);
     vl_members_free(got);
@@ -2645,34 +2641,34 @@ static void test_members(void **state)
     batch_free(&b);
 
     const char *red[] = {"red", NULL};
-    static const struct want_member w_red[] = {{0, 1, 11}, {0, 2, 12}, {0, 4, 14}};
+    static const struct want_member w_red[] = {{0, 1}, {0, 2}, {0, 4}};
     assert_int_equal(members_toks(s, T1, 1, red, &m), VEIL_OK);
     assert_members(&m, w_red, NWANT(w_red));
 
     /* several tokens: a row with two of them comes once for each; unknown tokens add
      * nothing; the other column's "red" never comes */
     const char *several[] = {"green", "blue", "red", NULL};
-    static const struct want_member w_sev[] = {{1, 3, 13}, {1, 4, 14}, {2, 1, 11},
-                                               {2, 2, 12}, {2, 4, 14}};
+    static const struct want_member w_sev[] = {{1, 3}, {1, 4}, {2, 1},
+                                               {2, 2}, {2, 4}};
     assert_int_equal(members_toks(s, T1, 1, several, &m), VEIL_OK);
     assert_members(&m, w_sev, NWANT(w_sev));
 
     /* a token asked twice: each index gets its members */
     const char *twice[] = {"blue", "blue", NULL};
-    static const struct want_member w_twice[] = {{0, 3, 13}, {0, 4, 14}, {1, 3, 13}, {1, 4, 14}};
+    static const struct want_member w_twice[] = {{0, 3}, {0, 4}, {1, 3}, {1, 4}};
     assert_int_equal(members_toks(s, T1, 1, twice, &m), VEIL_OK);
     assert_members(&m, w_twice, NWANT(w_twice));
 
-    /* a prefix or a longer token is another token; seq beyond INT64_MAX comes back as is */
+    /* a prefix or a longer token is another token */
     const char *re[] = {"re", "redder", NULL};
-    static const struct want_member w_re[] = {{1, 6, (uint64_t)1 << 63}};
+    static const struct want_member w_re[] = {{1, 6}};
     assert_int_equal(members_toks(s, T1, 1, re, &m), VEIL_OK);
     assert_members(&m, w_re, NWANT(w_re));
 
     /* an empty token is a token like any other */
     assert_int_equal(put1(s, T1, 7, 17, "seven", 3, ""), VEIL_OK);
     const char *empty[] = {"x", "", NULL};
-    static const struct want_member w_empty[] = {{1, 7, 17}};
+    static const struct want_member w_empty[] = {{1, 7}};
     assert_int_equal(members_toks(s, T1, 3, empty, &m), VEIL_OK);
     assert_members(&m, w_empty, NWANT(w_empty));
 
@@ -2682,15 +2678,15 @@ static void test_members(void **state)
     assert_int_equal(s->ops->members(s, T1, c1, NULL, 0, &m), VEIL_OK);
     assert_members(&m, NULL, 0);
 
-    /* a replaced row's new tokens replace its old ones, with its new seq */
+    /* a replaced row's new tokens replace its old ones */
     batch_init(&b, 1);
     batch_set(&b, 0, 4, 24, "four-v2", 1, 1, "green");
     assert_int_equal(put(s, T1, &b), VEIL_OK);
     batch_free(&b);
-    static const struct want_member w_red2[] = {{0, 1, 11}, {0, 2, 12}};
+    static const struct want_member w_red2[] = {{0, 1}, {0, 2}};
     assert_int_equal(members_toks(s, T1, 1, red, &m), VEIL_OK);
     assert_members(&m, w_red2, NWANT(w_red2));
-    static const struct want_member w_sev2[] = {{0, 4, 24}, {1, 3, 13}, {2, 1, 11}, {2, 2, 12}};
+    static const struct want_member w_sev2[] = {{0, 4}, {1, 3}, {2, 1}, {2, 2}};
     assert_int_equal(members_toks(s, T1, 1, several, &m), VEIL_OK);
     assert_members(&m, w_sev2, NWANT(w_sev2));
 
@@ -2699,7 +2695,7 @@ static void test_members(void **state)
     mkdoc(d, 2);
     struct vl_bytes del = docref(d);
     assert_int_equal(s->ops->delete_rows(s, T1, &del, 1), VEIL_OK);
-    static const struct want_member w_red3[] = {{0, 1, 11}};
+    static const struct want_member w_red3[] = {{0, 1}};
     assert_int_equal(members_toks(s, T1, 1, red, &m), VEIL_OK);
     assert_members(&m, w_red3, NWANT(w_red3));
 
@@ -2738,12 +2734,12 @@ static void members_many(struct vl_store *s, size_t nt)
     assert_int_equal(put1(s, T1, 2, 2, "b", 1, txt[0]), VEIL_OK);
     uint8_t c1[VL_COL_BYTES];
     mkcol(c1, 1);
-    const struct want_member w[] = {{(uint32_t)(nt - 1 - 17), 1, 1}, {(uint32_t)nt, 1, 1},
-                                    {0, 2, 2}};
+    const struct want_member w[] = {{(uint32_t)(nt - 1 - 17), 1}, {(uint32_t)nt, 1},
+                                    {0, 2}};
     assert_int_equal(s->ops->members(s, T1, c1, toks, nt + 1, &m), VEIL_OK);
     assert_members(&m, w, NWANT(w));
     struct vl_bytes other = {(uint8_t *)"elsewhere", 9};
-    static const struct want_member w_other[] = {{0, 3, 3}};
+    static const struct want_member w_other[] = {{0, 3}};
     assert_int_equal(s->ops->members(s, T1, c1, &other, 1, &m), VEIL_OK);
     assert_members(&m, w_other, NWANT(w_other));
     free(toks);
@@ -2785,9 +2781,8 @@ static void test_members_many_tokens(void **state)
     assert_members(&m, NULL, 0);
 }
 
-/* Stored data put_rows cannot have written is VEIL_ERR_INTEGRITY: a document token of
- * another length (in the row and its entries, so that they still join), a seq that is not
- * an integer. Nothing is returned then. */
+/* Stored data put_rows cannot have written is VEIL_ERR_INTEGRITY: an index entry's document
+ * token of another length or type. Nothing is returned then. */
 static void test_members_tampered(void **state)
 {
     struct fx *f = *state;
@@ -2804,14 +2799,11 @@ static void test_members_tampered(void **state)
     snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     const char *t[] = {"t", NULL};
-    static const struct want_member w[] = {{0, 1, 10}, {0, 2, 11}, {0, 3, 12}};
+    static const struct want_member w[] = {{0, 1}, {0, 2}, {0, 3}};
     static const char *const tamper[][2] = {
-        {"UPDATE \"r_%1$s\" SET seq = 'eleven' WHERE seq = 11",
-         "UPDATE \"r_%1$s\" SET seq = 11 WHERE seq = 'eleven'"},
-        {"UPDATE \"r_%1$s\" SET seq = 11.5 WHERE seq = 11",
-         "UPDATE \"r_%1$s\" SET seq = 11 WHERE seq = 11.5"},
-        {"UPDATE \"r_%1$s\" SET seq = x'0b' WHERE seq = 11",
-         "UPDATE \"r_%1$s\" SET seq = 11 WHERE seq = x'0b'"},
+        {"UPDATE \"x_%1$s\" SET doc = CAST(doc AS TEXT) WHERE doc IN"
+         " (SELECT doc FROM \"r_%1$s\" WHERE seq = 11)",
+         "UPDATE \"x_%1$s\" SET doc = CAST(doc AS BLOB) WHERE typeof(doc) = 'text'"},
         {"UPDATE \"x_%1$s\" SET doc = CAST(doc || x'00' AS BLOB) WHERE doc IN"
          " (SELECT doc FROM \"r_%1$s\" WHERE seq = 12);"
          " UPDATE \"r_%1$s\" SET doc = CAST(doc || x'00' AS BLOB) WHERE seq = 12",
@@ -2840,7 +2832,7 @@ static void test_members_tampered(void **state)
     sqlite3_close(db);
 }
 
-/* 20,000 rows come back complete, each once per token it has, with its seq. */
+/* 20,000 rows come back complete, each once per token it has. */
 static void test_members_large(void **state)
 {
     struct fx *f = *state;
@@ -2860,7 +2852,6 @@ static void test_members_large(void **state)
     for (uint32_t i = 0; i < N; i++) {
         w[i].tok = 0;
         w[i].id = i * 7919u % 100003u;
-        w[i].seq = 1000u + i;
     }
     const char *all[] = {"all", NULL};
     assert_int_equal(members_toks(s, T1, 2, all, &m), VEIL_OK);
