@@ -674,7 +674,9 @@ static int vf_rows(const struct results *rs)
         {"put_new", "veil_doc_put of new documents",
          "the new version's token keys computed and written with the intent (docs.tks); the "
          "finishing transaction reads and writes one tokset row a key (count, two set "
-         "hashes), most of them on scattered B-tree pages of trusted.db"},
+         "hashes); the keys' class bytes keep the sets every write touches (coarse range "
+         "prefixes, all, any) on a few pages, the rest are on scattered B-tree pages of "
+         "trusted.db"},
         {"put_replace", "veil_doc_put replacing loaded documents (another invoice's fields)",
          "as for a new document, and the old version's keys read back (docs.tks) and its "
          "contributions taken out: the finishing transaction updates the union of both "
@@ -716,9 +718,9 @@ static int vf_rows(const struct results *rs)
     qs[0].key = "q_eq";
     snprintf(qs[0].label, sizeof(qs[0].label), "org_id = X, limit 100 (the first page)");
     snprintf(qs[0].extra, sizeof(qs[0].extra),
-             "all the org's members (about %s: token index, document token, row number) from "
-             "the store, their count and set hash (a keyed BLAKE2b a member) checked against "
-             "the trusted set, sorted; the first 100 fetched and opened as without. Unverified: "
+             "all the org's members (about %s: token index and document token, from the "
+             "store's index alone), their count and set hash (a keyed SipHash a member) "
+             "checked against the trusted set, sorted; the first 100 fetched and opened as without. Unverified: "
              "the store's index page of 100",
              n1);
     qs[1].key = "q_eq_all";

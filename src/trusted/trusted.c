@@ -157,6 +157,45 @@ static const char *const added_columns[][2] = {
 };
 
 
+/* The format of the token sets' keys (sethash.h: a class, then 14 bytes of BLAKE2b). A
+ * trusted state with sets or live documents but without this mark predates it: its sets are
+ * under other keys (or it has none), so every check would fail as if its store lied. */
+#define TK_FORMAT 2
+
+static veil_err tk_format_check(struct vl_trusted *t, veil_status *st)
+{
+    sqlite3_stmt *s = NULL;
+    int r = sqlite3_prepare_v2(t->db,
+                               "SELECT (SELECT v FROM meta WHERE k='tk_format'),"
+                               " EXISTS(SELECT 1 FROM tokset) OR EXISTS(SELECT 1 FROM docs"
+                               " WHERE live=1)",
+                               -1, &s, NULL);
+    if (r != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_finalize(s);
+        return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
+                             "cannot read the trusted state: %s", sqlite3_errmsg(t->db));
+    }
+    bool marked = sqlite3_column_type(s, 0) != SQLITE_NULL;
+    int64_t format = sqlite3_column_int64(s, 0);
+    bool used = sqlite3_column_int(s, 1) != 0;
+    sqlite3_finalize(s);
+    if (marked && format == TK_FORMAT) {
+        return VEIL_OK;
+    }
+    if (marked || used) {
+        return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
+                             "the trusted state was written by an older pre-release veil: its "
+                             "token sets are of another format, so no answer could be checked; "
+                             "load the data again into a new data directory");
+    }
+    if (sqlite3_exec(t->db, "INSERT INTO meta(k, v) VALUES('tk_format', 2)", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
+                             "cannot prepare the trusted state: %s", sqlite3_errmsg(t->db));
+    }
+    return VEIL_OK;
+}
+
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
 {
     (void)rc;
@@ -247,6 +286,7 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
                            "cannot upgrade the trusted state: %s", sqlite3_errmsg(t->db));
         goto out;
     }
+    rc = tk_format_check(t, st);
 out:
     if (rc == VEIL_OK) {
         *out = t;

@@ -1550,6 +1550,62 @@ static void *write_one(void *arg)
     return NULL;
 }
 
+/* A trusted state written by an older pre-release veil (token sets under keys of another
+ * format, or none: its mark `tk_format` missing or another) is refused with a message that
+ * says so, not opened to fail every check as a breach; an empty one is marked and opens. */
+static void test_tk_format(void **state)
+{
+    (void)state;
+    char *dir = NULL;
+    struct vl_trusted *t = open_fresh(&dir);
+    vl_trusted_close(t);
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/trusted.db", dir);
+    static const char *const older[] = {
+        "DELETE FROM meta WHERE k='tk_format';"
+        "INSERT INTO tokset(tenant, coll, tk, n, hq, ha) VALUES(1, 'c', x'00', 1, x'00', x'00')",
+        "DELETE FROM meta WHERE k='tk_format';"
+        "INSERT INTO docs(tenant, coll, doc, version, seq, digest, live) "
+        "VALUES(1, 'c', x'01', 1, 1, x'02', 1)",
+        "UPDATE meta SET v = 1 WHERE k='tk_format'",
+    };
+    for (size_t i = 0; i < sizeof(older) / sizeof(older[0]); i++) {
+        veil_status st;
+        sqlite3 *db = NULL;
+        assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, &st), VEIL_OK);
+        vl_trusted_close(t);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, older[i], NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        t = NULL;
+        memset(&st, 0, sizeof(st));
+        assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, &st),
+                         VEIL_ERR_STORE_UNAVAILABLE);
+        assert_null(t);
+        assert_non_null(strstr(st.message, "older pre-release veil"));
+        /* back to an empty state without the mark: it gets one */
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "DELETE FROM tokset; DELETE FROM docs;"
+                                          "DELETE FROM meta WHERE k='tk_format'",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+    }
+    assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, NULL), VEIL_OK);
+    vl_trusted_close(t);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k='tk_format'", -1, &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 2);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* A frozen snapshot keeps every write out until it ends. */
 static void test_freeze(void **state)
 {
@@ -1602,6 +1658,7 @@ int main(void)
         cmocka_unit_test(test_dp_durable),
         cmocka_unit_test(test_toksets),
         cmocka_unit_test(test_freeze),
+        cmocka_unit_test(test_tk_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
