@@ -76,6 +76,14 @@ struct vl_tsnap {
     bool frozen; /* cn is &t->main, under t->mu and the write lock */
 };
 
+/* Token sets: per token key, its live documents' count and sums (sethash.h). Keyed by the
+ * token key alone (it is unique to its collection, being keyed by the collection's set key),
+ * so that a lookup compares one 16-byte string; tenant and coll are for removing a
+ * tenant's sets, and every read and write still names them. */
+#define TOKSET_COLUMNS \
+    "tk BLOB PRIMARY KEY, tenant INTEGER NOT NULL, coll TEXT NOT NULL, n INTEGER NOT NULL," \
+    " hq BLOB NOT NULL, ha BLOB NOT NULL"
+
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB);"
     "CREATE TABLE IF NOT EXISTS tenants(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
@@ -129,10 +137,7 @@ static const char schema[] =
     "CREATE UNIQUE INDEX IF NOT EXISTS dp_answers_key ON dp_answers(tenant, coll, role,"
     "  period, query);"
 
-    /* Token sets: per token key, its live documents' count and sums (sethash.h). */
-    "CREATE TABLE IF NOT EXISTS tokset(tenant INTEGER NOT NULL, coll TEXT NOT NULL,"
-    "  tk BLOB NOT NULL, n INTEGER NOT NULL, hq BLOB NOT NULL, ha BLOB NOT NULL,"
-    "  PRIMARY KEY(tenant, coll, tk)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS tokset(" TOKSET_COLUMNS ") WITHOUT ROWID;"
 
     "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1);"
     "INSERT OR IGNORE INTO meta(k, v) VALUES('mark', 0);"
@@ -188,13 +193,20 @@ static veil_err tk_format_check(struct vl_trusted *t, veil_status *st)
                              "token sets are of another format, so no answer could be checked; "
                              "load the data again into a new data directory");
     }
-    if (sqlite3_exec(t->db, "INSERT INTO meta(k, v) VALUES('tk_format', 2)", NULL, NULL, NULL) !=
-        SQLITE_OK) {
+    /* A new state, or an empty one of an older veil: its token sets table laid out anew. */
+    if (sqlite3_exec(t->db,
+                     "BEGIN IMMEDIATE; DROP TABLE tokset;"
+                     " CREATE TABLE tokset(" TOKSET_COLUMNS ") WITHOUT ROWID;"
+                     " INSERT INTO meta(k, v) VALUES('tk_format', 2); COMMIT;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
         return vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, "trusted",
                              "cannot prepare the trusted state: %s", sqlite3_errmsg(t->db));
     }
     return VEIL_OK;
 }
+
+static void addmod_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
 static veil_err db_err(struct vl_trusted *t, int rc, const char *what)
 {
@@ -269,6 +281,12 @@ veil_err vl_trusted_open(const char *url, const char *datadir, bool create,
     }
     sqlite3_busy_timeout(t->db, 10000);
     char *err = NULL;
+    if (sqlite3_create_function_v2(t->db, "veil_addmod", 2,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                   addmod_fn, NULL, NULL, NULL) != SQLITE_OK) {
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, "trusted", "cannot prepare the trusted state");
+        goto out;
+    }
     if (sqlite3_exec(t->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      "PRAGMA secure_delete=ON; PRAGMA foreign_keys=OFF;"
@@ -1403,19 +1421,46 @@ static int tsdelta_cmp(const void *a, const void *b)
     return memcmp(((const struct tsdelta *)a)->tk, ((const struct tsdelta *)b)->tk, VL_TK_BYTES);
 }
 
-/* Binds (tenant, coll, tk) to parameters 1 to 3. */
-static void bind_tk(sqlite3_stmt *s, int64_t tenant, const char *coll, const uint8_t *tk)
+/* veil_addmod(a, b): (a + b) mod p of two 16-byte sums (crypto/sethash.h), so that a token
+ * set's sums change inside one UPDATE. An argument that is no sum is an error. */
+static void addmod_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-    sqlite3_reset(s);
-    sqlite3_bind_int64(s, 1, tenant);
-    sqlite3_bind_text(s, 2, coll, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 3, tk, VL_TK_BYTES, SQLITE_STATIC);
+    vl_u128 x, y;
+    (void)argc;
+    if (!vl_set_load(sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]), &x) ||
+        !vl_set_load(sqlite3_value_blob(argv[1]), (size_t)sqlite3_value_bytes(argv[1]), &y)) {
+        sqlite3_result_error(ctx, "a malformed token set sum", -1);
+        return;
+    }
+    uint8_t out[VL_SETSUM_BYTES];
+    vl_set_store(out, vl_set_add(x, y));
+    sqlite3_result_blob(ctx, out, sizeof(out), SQLITE_TRANSIENT);
 }
 
-/* Applies the changes, merged per token, inside the caller's transaction: each changed set
- * is read and written back (inserted, updated, or deleted when its last documents left).
- * Plain statements on the primary key: an UPSERT, the more so with RETURNING, costs more
- * than the two of them. */
+/* Steps s with (tk, tenant, coll, n, q, a) as parameters 1 to 6 (those it has); *changed:
+ * whether a row changed. */
+static int ts_step(struct vl_trusted *t, sqlite3_stmt *s, const uint8_t *tk, int64_t tenant,
+                   const char *coll, int64_t n, const uint8_t *q, const uint8_t *a,
+                   bool *changed)
+{
+    sqlite3_bind_blob(s, 1, tk, VL_TK_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, tenant);
+    sqlite3_bind_text(s, 3, coll, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, n);
+    if (sqlite3_bind_parameter_count(s) >= 6) {
+        sqlite3_bind_blob(s, 5, q, VL_SETSUM_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 6, a, VL_SETSUM_BYTES, SQLITE_STATIC);
+    }
+    int r = sqlite3_step(s);
+    *changed = r == SQLITE_DONE && sqlite3_changes(t->db) > 0;
+    sqlite3_reset(s);
+    return r;
+}
+
+/* Applies the changes, merged per token, inside the caller's transaction, with as few
+ * statements as the change allows: a set that documents join or keep is updated in place
+ * (inserted when new); one that documents leave is deleted when they were its last (its
+ * count is the number leaving), else updated. */
 static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *coll,
                               struct tsdeltas *ds)
 {
@@ -1423,14 +1468,13 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
     if (ds->n > 0) {
         qsort(ds->d, ds->n, sizeof(*ds->d), tsdelta_cmp);
     }
-    sqlite3_stmt *get = prep(t, "SELECT n, hq, ha FROM tokset WHERE tenant=? AND coll=? AND "
-                                "tk=?");
-    sqlite3_stmt *ins = prep(t, "INSERT INTO tokset(tenant, coll, tk, n, hq, ha) "
-                                "VALUES(?,?,?,?,?,?)");
-    sqlite3_stmt *up = prep(t, "UPDATE tokset SET n=?4, hq=?5, ha=?6 WHERE tenant=?1 AND "
-                               "coll=?2 AND tk=?3");
-    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tenant=? AND coll=? AND tk=?");
-    if (get == NULL || ins == NULL || up == NULL || del == NULL) {
+    sqlite3_stmt *up = prep(t, "UPDATE tokset SET n = n + ?4, hq = veil_addmod(hq, ?5), "
+                               "ha = veil_addmod(ha, ?6) WHERE tk=?1 AND tenant=?2 AND coll=?3");
+    sqlite3_stmt *ins = prep(t, "INSERT INTO tokset(tk, tenant, coll, n, hq, ha) "
+                                "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    sqlite3_stmt *del = prep(t, "DELETE FROM tokset WHERE tk=?1 AND tenant=?2 AND coll=?3 AND "
+                                "n = -?4");
+    if (up == NULL || ins == NULL || del == NULL) {
         rc = db_err(t, 0, "token sets");
     }
     for (size_t i = 0; rc == VEIL_OK && i < ds->n;) {
@@ -1447,46 +1491,26 @@ static veil_err tsdelta_apply(struct vl_trusted *t, int64_t tenant, const char *
         if (dn == 0 && dq == 0 && da == 0) {
             continue; /* a document that kept the token and its sequence number */
         }
-        bind_tk(get, tenant, coll, tk);
-        int r = sqlite3_step(get);
-        int64_t n = dn;
-        sqlite3_stmt *w = ins;
-        if (r == SQLITE_ROW) {
-            vl_u128 q, a;
-            if (!vl_set_load(sqlite3_column_blob(get, 1), (size_t)sqlite3_column_bytes(get, 1),
-                             &q) ||
-                !vl_set_load(sqlite3_column_blob(get, 2), (size_t)sqlite3_column_bytes(get, 2),
-                             &a)) {
-                vl_log(VL_LOG_ERROR, "trusted state: a malformed token set");
-                rc = VEIL_ERR_INTERNAL;
-                break;
-            }
-            n += sqlite3_column_int64(get, 0);
-            dq = vl_set_add(q, dq);
-            da = vl_set_add(a, da);
-            w = n == 0 ? del : up; /* the last documents left: the set goes */
-        } else if (r != SQLITE_DONE) {
-            rc = db_err(t, r, "token set read");
-            break;
-        }
-        sqlite3_reset(get);
         uint8_t q[VL_SETSUM_BYTES], a[VL_SETSUM_BYTES];
         vl_set_store(q, dq);
         vl_set_store(a, da);
-        bind_tk(w, tenant, coll, tk);
-        if (w != del) {
-            sqlite3_bind_int64(w, 4, n);
-            sqlite3_bind_blob(w, 5, q, sizeof(q), SQLITE_STATIC);
-            sqlite3_bind_blob(w, 6, a, sizeof(a), SQLITE_STATIC);
+        bool done = false;
+        int r = SQLITE_DONE;
+        if (dn < 0) { /* its last documents leaving? then it goes */
+            r = ts_step(t, del, tk, tenant, coll, dn, q, a, &done);
         }
-        if ((r = sqlite3_step(w)) != SQLITE_DONE) {
+        if (r == SQLITE_DONE && !done) {
+            r = ts_step(t, up, tk, tenant, coll, dn, q, a, &done);
+        }
+        if (r == SQLITE_DONE && !done) { /* a new set */
+            r = ts_step(t, ins, tk, tenant, coll, dn, q, a, &done);
+        }
+        if (r != SQLITE_DONE) {
             rc = db_err(t, r, "token set update");
         }
-        sqlite3_reset(w);
     }
-    unprep(t, get);
-    unprep(t, ins);
     unprep(t, up);
+    unprep(t, ins);
     unprep(t, del);
     return rc;
 }
