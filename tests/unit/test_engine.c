@@ -1351,15 +1351,7 @@ static void half_write(struct fx *f, const char *id, const char *doc, bool store
                         "DROP TRIGGER test_down_d;");
     }
     /* An intent is left behind. */
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(trusted, &db), SQLITE_OK);
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM intents", -1, &q, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 1);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
+    assert_int_equal(tu_sql_int(trusted, "SELECT count(*) FROM intents"), 1);
     free(trusted);
     free(cloud);
 }

@@ -1593,15 +1593,7 @@ static void test_tk_format(void **state)
     }
     assert_int_equal(vl_trusted_open("sqlite:trusted.db", dir, false, &t, NULL), VEIL_OK);
     vl_trusted_close(t);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k='tk_format'", -1, &s, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 2);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
+    assert_int_equal(tu_sql_int(path, "SELECT v FROM meta WHERE k='tk_format'"), 2);
     tu_rmtree(dir);
     free(dir);
 }

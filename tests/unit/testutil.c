@@ -1,11 +1,28 @@
-/* testutil.c: file, hex and temporary-directory helpers for the unit tests. */
+/* testutil.c: file, hex, temporary-directory and SQLite helpers for the unit tests. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "testutil.h"
+
+int64_t tu_sql_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
+        fprintf(stderr, "tu_sql_int: %s: %s: %s\n", path, sql, sqlite3_errmsg(db));
+        abort();
+    }
+    int64_t v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
 
 char *tu_read_file(const char *path, size_t *len)
 {

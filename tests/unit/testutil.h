@@ -18,5 +18,8 @@ uint8_t *tu_unhex(const char *hex, size_t *len);
 char *tu_tempdir(void);
 /* rm -rf of a directory made by tu_tempdir. */
 void tu_rmtree(const char *path);
+/* The integer in the first column of the first row `sql` answers over the SQLite file at
+ * path (opened and closed here); aborts the test program with a message if there is none. */
+int64_t tu_sql_int(const char *path, const char *sql);
 
 #endif
