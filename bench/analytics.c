@@ -30,7 +30,6 @@
  * Results go to --out as "an KEY VALUE" lines; `bench_core report` turns them into rows.
  * Progress goes to stderr.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,23 +80,9 @@ struct an_ctx {
     veil_vault *v;
 };
 
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench: analytics: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
+#define progress(...) bench_say("analytics", __VA_ARGS__)
 
-static int vfail(const char *what, veil_err e, const veil_status *st)
-{
-    fprintf(stderr, "bench: analytics: libveil: %s: %s: %s\n", what, veil_err_name(e),
-            st->message);
-    return -1;
-}
+#define vfail(what, e, st) bench_vfail("analytics", what, e, st)
 
 static int sqfail(sqlite3 *db, const char *what)
 {
@@ -107,14 +92,12 @@ static int sqfail(sqlite3 *db, const char *what)
 
 static void emit(struct an_ctx *c, const char *key, double v)
 {
-    fprintf(c->out, "an %s %.6f\n", key, v);
-    fflush(c->out);
+    bench_emit(c->out, "", key, v);
 }
 
 static void emit_s(struct an_ctx *c, const char *key, const char *v)
 {
-    fprintf(c->out, "an %s %s\n", key, v);
-    fflush(c->out);
+    bench_emit_s(c->out, "", key, v);
 }
 
 /* Reads the first `max` non-empty lines of an NDJSON file (each ends with '\n'). */

@@ -15,6 +15,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include <veil/veil.h>
 
 /* The collection every phase works on (examples/invoices.yaml). */
 #define BENCH_COLL "invoices"
@@ -56,6 +59,13 @@ const char **bench_set_orgs(const struct bench_set *s, size_t *n);
  * for both sides). NULL when out of memory. */
 size_t *bench_perm(size_t n, uint64_t seed);
 
+/* "bench: PHASE: " and the message, a line on stderr: progress a run shows. */
+void bench_say(const char *phase, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A libveil call that failed, said on stderr; returns -1. */
+int bench_vfail(const char *phase, const char *what, veil_err e, const veil_status *st);
+/* A named figure for `bench_core report`: "an PREFIXKEY VALUE", flushed. */
+void bench_emit(FILE *out, const char *prefix, const char *key, double v);
+void bench_emit_s(FILE *out, const char *prefix, const char *key, const char *v);
 double bench_now(void);
 /* A whole file, NUL-terminated (malloc'd), its length in *len; NULL if it cannot be read. */
 char *bench_slurp(const char *path, size_t *len);

@@ -19,11 +19,7 @@
 
 #include "bench.h"
 
-static int vfail(const char *what, veil_err e, const veil_status *st)
-{
-    fprintf(stderr, "bench: libveil: %s: %s: %s\n", what, veil_err_name(e), st->message);
-    return -1;
-}
+#define vfail(what, e, st) bench_vfail("inproc", what, e, st)
 
 static int put_all(veil_session *s, const struct bench_set *set, size_t n, int warm)
 {

@@ -50,7 +50,6 @@
 #include <ctype.h>
 #include <ftw.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,22 +159,9 @@ struct se_ctx {
     size_t nbatch;
 };
 
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench: search: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
+#define progress(...) bench_say("search", __VA_ARGS__)
 
-static int vfail(const char *what, veil_err e, const veil_status *st)
-{
-    fprintf(stderr, "bench: search: libveil: %s: %s: %s\n", what, veil_err_name(e), st->message);
-    return -1;
-}
+#define vfail(what, e, st) bench_vfail("search", what, e, st)
 
 static int pgfail(PGconn *c, const char *what)
 {
@@ -185,14 +171,12 @@ static int pgfail(PGconn *c, const char *what)
 
 static void emit(struct se_ctx *c, const char *key, double v)
 {
-    fprintf(c->out, "an search_%s %.9g\n", key, v);
-    fflush(c->out);
+    bench_emit(c->out, "search_", key, v);
 }
 
 static void emit_s(struct se_ctx *c, const char *key, const char *v)
 {
-    fprintf(c->out, "an search_%s %s\n", key, v);
-    fflush(c->out);
+    bench_emit_s(c->out, "search_", key, v);
 }
 
 static uint64_t rnd(uint64_t *s)

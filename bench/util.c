@@ -3,6 +3,7 @@
  * result lines. Nothing here is timed except what bench_run() times.
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,35 @@
 #include <jansson.h>
 
 #include "bench.h"
+
+void bench_say(const char *phase, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: %s: ", phase);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+int bench_vfail(const char *phase, const char *what, veil_err e, const veil_status *st)
+{
+    fprintf(stderr, "bench: %s: libveil: %s: %s: %s\n", phase, what, veil_err_name(e),
+            st->message);
+    return -1;
+}
+
+void bench_emit(FILE *out, const char *prefix, const char *key, double v)
+{
+    fprintf(out, "an %s%s %.9g\n", prefix, key, v);
+    fflush(out);
+}
+
+void bench_emit_s(FILE *out, const char *prefix, const char *key, const char *v)
+{
+    fprintf(out, "an %s%s %s\n", prefix, key, v);
+    fflush(out);
+}
 
 double bench_now(void)
 {

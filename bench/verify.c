@@ -24,7 +24,6 @@
  * turns them into rows. Progress goes to stderr. A failing call or a difference between
  * the verified and the unverified answer fails the run.
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,33 +60,18 @@ struct vf_ctx {
     size_t nsmall;
 };
 
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench: verify: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
+#define progress(...) bench_say("verify", __VA_ARGS__)
 
-static int vfail(const char *what, veil_err e, const veil_status *st)
-{
-    fprintf(stderr, "bench: verify: libveil: %s: %s: %s\n", what, veil_err_name(e), st->message);
-    return -1;
-}
+#define vfail(what, e, st) bench_vfail("verify", what, e, st)
 
 static void emit(struct vf_ctx *c, const char *key, double v)
 {
-    fprintf(c->out, "an vf_%s %.6f\n", key, v);
-    fflush(c->out);
+    bench_emit(c->out, "vf_", key, v);
 }
 
 static void emit_s(struct vf_ctx *c, const char *key, const char *v)
 {
-    fprintf(c->out, "an vf_%s %s\n", key, v);
-    fflush(c->out);
+    bench_emit_s(c->out, "vf_", key, v);
 }
 
 /* The string value of "key":"..." in a compact JSON text, into out; -1 when absent. */
