@@ -499,6 +499,15 @@ static void bind_bytes(sqlite3_stmt *s, int i, const void *p, size_t n)
     sqlite3_bind_blob(s, i, n ? p : "", (int)n, SQLITE_TRANSIENT);
 }
 
+/* Resets s for another row and binds the (tenant, collection) most statements here start
+ * with, as parameters 1 and 2. */
+static void bind_tc(sqlite3_stmt *s, int64_t tenant, const char *coll)
+{
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, tenant);
+    sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+}
+
 /* ---- tenants ---- */
 
 veil_err vl_trusted_tenant_create(struct vl_trusted *t, const char *name,
@@ -940,9 +949,7 @@ veil_err vl_trusted_seq_reserve(struct vl_trusted *t, int64_t tenant, const char
         if (start < lo || start > SEQ_HI - n) {
             continue;
         }
-        sqlite3_reset(prev);
-        sqlite3_bind_int64(prev, 1, tenant);
-        sqlite3_bind_text(prev, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(prev, tenant, coll);
         sqlite3_bind_int64(prev, 3, (int64_t)(start + n));
         r = sqlite3_step(prev);
         if (r == SQLITE_DONE) {
@@ -1211,9 +1218,7 @@ veil_err vl_trusted_docs_get(struct vl_trusted *t, int64_t tenant, const char *c
         sqlite3_stmt *ss[2] = {d, p};
         for (int k = 0; k < 2 && rc == VEIL_OK; k++) {
             sqlite3_stmt *s = ss[k];
-            sqlite3_reset(s);
-            sqlite3_bind_int64(s, 1, tenant);
-            sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+            bind_tc(s, tenant, coll);
             bind_bytes(s, 3, docs[i].p, docs[i].n);
             int r = sqlite3_step(s);
             if (r == SQLITE_ROW && k == 0 && sqlite3_column_bytes(s, 2) == VL_DIGEST_BYTES) {
@@ -1299,9 +1304,7 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
         goto out;
     }
     for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
-        sqlite3_reset(cur);
-        sqlite3_bind_int64(cur, 1, tenant);
-        sqlite3_bind_text(cur, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(cur, tenant, coll);
         bind_bytes(cur, 3, in[i].doc, VL_DOCTOKEN_BYTES);
         int r = sqlite3_step(cur);
         int64_t version = 0;
@@ -1315,9 +1318,7 @@ veil_err vl_trusted_intents_begin(struct vl_trusted *t, int64_t tenant, const ch
             rc = VEIL_ERR_CONFLICT;
             break;
         }
-        sqlite3_reset(ins);
-        sqlite3_bind_int64(ins, 1, tenant);
-        sqlite3_bind_text(ins, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(ins, tenant, coll);
         bind_bytes(ins, 3, in[i].doc, VL_DOCTOKEN_BYTES);
         sqlite3_bind_int(ins, 4, (int)in[i].op);
         sqlite3_bind_int64(ins, 5, in[i].old_version);
@@ -1359,9 +1360,7 @@ static veil_err stats_add(struct vl_trusted *t, sqlite3_stmt *up, int64_t tenant
                          (uint32_t)p[at + 2] << 8 | p[at + 3];
         uint32_t len = (uint32_t)p[at + 4] << 24 | (uint32_t)p[at + 5] << 16 |
                        (uint32_t)p[at + 6] << 8 | p[at + 7];
-        sqlite3_reset(up);
-        sqlite3_bind_int64(up, 1, tenant);
-        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(up, tenant, coll);
         sqlite3_bind_int64(up, 3, field);
         sqlite3_bind_int64(up, 4, sign);
         sqlite3_bind_int64(up, 5, sign * (int64_t)len);
@@ -1539,9 +1538,7 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
     for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
         bool put = in[i].op == VL_INTENT_PUT;
         /* The search totals and token sets lose the old version and gain the new one. */
-        sqlite3_reset(old);
-        sqlite3_bind_int64(old, 1, tenant);
-        sqlite3_bind_text(old, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(old, tenant, coll);
         bind_bytes(old, 3, in[i].doc, VL_DOCTOKEN_BYTES);
         int r = sqlite3_step(old);
         if (r == SQLITE_ROW && sqlite3_column_int(old, 0) != 0) {
@@ -1564,9 +1561,7 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
         if (rc != VEIL_OK) {
             break;
         }
-        sqlite3_reset(up);
-        sqlite3_bind_int64(up, 1, tenant);
-        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(up, tenant, coll);
         bind_bytes(up, 3, in[i].doc, VL_DOCTOKEN_BYTES);
         sqlite3_bind_int64(up, 4, in[i].version);
         sqlite3_bind_int64(up, 5, (int64_t)in[i].seq);
@@ -1593,9 +1588,7 @@ veil_err vl_trusted_intents_finish(struct vl_trusted *t, int64_t tenant, const c
         }
         /* Its search entries are written: its reservation is no longer a hole. */
         if (put) {
-            sqlite3_reset(holes);
-            sqlite3_bind_int64(holes, 1, tenant);
-            sqlite3_bind_text(holes, 2, coll, -1, SQLITE_TRANSIENT);
+            bind_tc(holes, tenant, coll);
             sqlite3_bind_int64(holes, 3, (int64_t)in[i].seq);
             if ((r = sqlite3_step(holes)) != SQLITE_DONE) {
                 rc = db_err(t, r, "holes");
@@ -1887,9 +1880,7 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
         while (j < n && memcmp(ord[j]->wkey, ord[i]->wkey, VL_WKEY_BYTES) == 0) {
             j++;
         }
-        sqlite3_reset(up);
-        sqlite3_bind_int64(up, 1, tenant);
-        sqlite3_bind_text(up, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(up, tenant, coll);
         bind_bytes(up, 3, ord[i]->wkey, VL_WKEY_BYTES);
         sqlite3_bind_int64(up, 4, (int64_t)(j - i));
         int r = sqlite3_step(up);
@@ -1915,9 +1906,7 @@ veil_err vl_trusted_words_reserve(struct vl_trusted *t, int64_t tenant, const ch
             memcpy(rec + (j - i) * RES_ENTRY, w[j].wkey, VL_WKEY_BYTES);
             vl_store_u64(rec + (j - i) * RES_ENTRY + VL_WKEY_BYTES, w[j].counter);
         }
-        sqlite3_reset(ins);
-        sqlite3_bind_int64(ins, 1, tenant);
-        sqlite3_bind_text(ins, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(ins, tenant, coll);
         sqlite3_bind_int64(ins, 3, (int64_t)w[i].res);
         bind_bytes(ins, 4, rec, (j - i) * RES_ENTRY);
         int r = sqlite3_step(ins);
@@ -1946,9 +1935,7 @@ veil_err vl_trusted_words_count(struct vl_trusted *t, struct vl_tsnap *sn, int64
         rc = read_err(db, "words count");
     }
     for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
-        sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, tenant);
-        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(s, tenant, coll);
         bind_bytes(s, 3, wkeys[i], VL_WKEY_BYTES);
         int r = sqlite3_step(s);
         if (r == SQLITE_ROW) {
@@ -2148,17 +2135,13 @@ veil_err vl_trusted_docs_by_seq(struct vl_trusted *t, struct vl_tsnap *sn, int64
             j++;
         }
         if (sorted && j - i >= 64 && d[j - 1].seq - d[i].seq < 8 * (uint64_t)(j - i)) {
-            sqlite3_reset(w);
-            sqlite3_bind_int64(w, 1, tenant);
-            sqlite3_bind_text(w, 2, coll, -1, SQLITE_TRANSIENT);
+            bind_tc(w, tenant, coll);
             sqlite3_bind_int64(w, 3, (int64_t)d[i].seq);
             sqlite3_bind_int64(w, 4, (int64_t)d[j - 1].seq);
             rc = seq_merge(db, w, d + i, j - i);
         } else {
             for (size_t k = i; k < j && rc == VEIL_OK; k++) {
-                sqlite3_reset(s);
-                sqlite3_bind_int64(s, 1, tenant);
-                sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+                bind_tc(s, tenant, coll);
                 sqlite3_bind_int64(s, 3, (int64_t)d[k].seq);
                 rc = seq_merge(db, s, &d[k], 1);
             }
@@ -2220,9 +2203,7 @@ veil_err vl_trusted_toksets(struct vl_trusted *t, struct vl_tsnap *sn, int64_t t
     }
     for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
         memset(&out[i], 0, sizeof(out[i]));
-        sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, tenant);
-        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(s, tenant, coll);
         bind_bytes(s, 3, tks[i], VL_TK_BYTES);
         int r = sqlite3_step(s);
         if (r == SQLITE_ROW) {
@@ -2333,9 +2314,7 @@ veil_err vl_trusted_docs_tks(struct vl_trusted *t, struct vl_tsnap *sn, int64_t 
         rc = read_err(db, "document tokens");
     }
     for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
-        sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, tenant);
-        sqlite3_bind_text(s, 2, coll, -1, SQLITE_TRANSIENT);
+        bind_tc(s, tenant, coll);
         bind_bytes(s, 3, docs[i], VL_DOCTOKEN_BYTES);
         int r = sqlite3_step(s);
         if (r == SQLITE_ROW) {
