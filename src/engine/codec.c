@@ -197,7 +197,7 @@ static veil_err add_range_tokens(struct vl_sealed *s, const struct vl_fctx *fc,
 {
     uint64_t u;
     unsigned width;
-    veil_err rc = vl_range_value(fc->f, val, &u, &width);
+    veil_err rc = vl_range_value(fc->f, val, &u, &width, NULL);
     if (rc != VEIL_OK) {
         return rc;
     }

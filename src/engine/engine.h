@@ -244,9 +244,12 @@ veil_err vl_plan_where(const struct vl_coll *c, const struct vl_role *role, bool
 void vl_plan_free(struct vl_plan *p);
 /* Does a decrypted document satisfy every condition? */
 bool vl_plan_satisfied(const struct vl_plan *p, const json_t *doc);
-/* A value of a range field in its order-preserving domain of *width bits. */
+/* A value of a range field in its order-preserving domain of *width bits. A bounded field
+ * that refuses values outside its bounds has the domain lo..hi: a value beyond it sets *side
+ * to -1 (below) or 1 (above) and *out to the nearest end, or with side NULL is
+ * VEIL_ERR_INVALID_DOCUMENT (no such value is stored); *side is 0 for every other value. */
 veil_err vl_range_value(const struct vl_field *f, const json_t *v, uint64_t *out,
-                        unsigned *width) VL_WUR;
+                        unsigned *width, int *side) VL_WUR;
 /* "aead, eq, range", for messages. */
 const char *vl_tactics_words(const struct vl_field *f);
 

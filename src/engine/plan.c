@@ -19,8 +19,18 @@
 #define DATE_OFFSET ((int64_t)1 << 23)     /* days 0001-01-01..9999-12-31 fit 24 bits */
 #define DATETIME_OFFSET ((int64_t)1 << 59) /* microseconds of those years fit 60 bits */
 
+/* The fewest bits, a multiple of 4, that hold 0..span. */
+static unsigned range_width(uint64_t span)
+{
+    unsigned w = 4;
+    while (w < 64 && (span >> w) != 0) {
+        w += 4;
+    }
+    return w;
+}
+
 veil_err vl_range_value(const struct vl_field *f, const json_t *v, uint64_t *out,
-                        unsigned *width)
+                        unsigned *width, int *side)
 {
     uint64_t u;
     veil_err rc = vl_value_to_u64(f, v, &u);
@@ -28,6 +38,9 @@ veil_err vl_range_value(const struct vl_field *f, const json_t *v, uint64_t *out
         return rc;
     }
     int64_t x = (int64_t)(u ^ ((uint64_t)1 << 63));
+    if (side != NULL) {
+        *side = 0;
+    }
     switch (f->type) {
     case VL_T_DATE:
         *out = (uint64_t)(x + DATE_OFFSET);
@@ -38,6 +51,22 @@ veil_err vl_range_value(const struct vl_field *f, const json_t *v, uint64_t *out
         *width = 60;
         break;
     default:
+        if (f->bounded && !f->clamp) {
+            /* Bounds that refuse every other value: the domain is lo..hi, moved to start at
+             * 0 and only as wide as it needs, so a value has fewer prefixes (amounts of
+             * +-50,000.00 take 24 bits: 6 prefixes instead of 16). */
+            int s = x < f->lo ? -1 : x > f->hi ? 1 : 0;
+            if (s != 0 && side == NULL) {
+                return VEIL_ERR_INVALID_DOCUMENT;
+            }
+            if (side != NULL) {
+                *side = s;
+            }
+            int64_t c = s < 0 ? f->lo : s > 0 ? f->hi : x;
+            *out = (uint64_t)c - (uint64_t)f->lo;
+            *width = range_width((uint64_t)f->hi - (uint64_t)f->lo);
+            break;
+        }
         *out = u;
         *width = 64;
         break;
@@ -117,12 +146,13 @@ static veil_err plan_range(const struct vl_fctx *fc, const json_t *spec, struct 
     json_object_foreach((json_t *)spec, op, arg) {
         uint64_t v;
         unsigned w;
+        int side;
         if (json_is_null(arg)) {
             return vl_status_set(st, VEIL_ERR_BAD_REQUEST, path, "a bound cannot be null");
         }
         veil_err rc = vl_value_check(fc->f, arg, st);
         if (rc == VEIL_OK) {
-            rc = vl_range_value(fc->f, arg, &v, &w);
+            rc = vl_range_value(fc->f, arg, &v, &w, &side);
         }
         if (rc != VEIL_OK) {
             return rc;
@@ -131,6 +161,14 @@ static veil_err plan_range(const struct vl_fctx *fc, const json_t *spec, struct 
             hi = max = w == 64 ? UINT64_MAX : ((uint64_t)1 << w) - 1;
             width = w;
             have_width = true;
+        }
+        /* a bound beyond the field's bounds: every stored value is on one side of it */
+        bool lower = op[0] == 'g';
+        if (side != 0) {
+            if ((side > 0) == lower) {
+                cd->empty = true; /* above the bounds from below, or below them from above */
+            }
+            continue; /* otherwise it holds for every stored value */
         }
         if (strcmp(op, "gte") == 0) {
             lo = v > lo ? v : lo;
@@ -340,7 +378,9 @@ bool vl_plan_satisfied(const struct vl_plan *p, const json_t *doc)
         if (cd->range) {
             uint64_t u;
             unsigned w;
-            hit = vl_range_value(cd->fc->f, v, &u, &w) == VEIL_OK && u >= cd->lo && u <= cd->hi;
+            int side;
+            hit = vl_range_value(cd->fc->f, v, &u, &w, &side) == VEIL_OK && side == 0 &&
+                  u >= cd->lo && u <= cd->hi;
         } else {
             struct vl_buf canon;
             vl_buf_init(&canon, 1 << 20);

@@ -3,24 +3,24 @@
  * file holding opaque tables.
  *
  * Each opaque table T (1..64 lowercase hex, checked before it is spliced into SQL) becomes
- *     r_T(doc BLOB PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL) WITHOUT ROWID
- *     x_T(col BLOB, tok BLOB, doc BLOB, PRIMARY KEY(col, tok, doc)) WITHOUT ROWID
- *     s_T(doc BLOB, col BLOB, seq INTEGER NOT NULL, l0..l3 INTEGER NOT NULL,
- *         PRIMARY KEY(doc, col)) WITHOUT ROWID
- *     p_T(doc BLOB, col BLOB, val BLOB NOT NULL, PRIMARY KEY(doc, col)) WITHOUT ROWID
+ *     r_T(seq INTEGER PRIMARY KEY, doc BLOB NOT NULL, blob BLOB NOT NULL)
+ *         with d_T, a unique index on doc
+ *     x_T(col BLOB, tok BLOB, doc BLOB, seq INTEGER NOT NULL, PRIMARY KEY(col, tok, doc))
+ *         WITHOUT ROWID, with i_T ON x_T(seq, col)
+ *     s_T(seq INTEGER, col BLOB, l0..l3 INTEGER NOT NULL, PRIMARY KEY(seq, col)) WITHOUT ROWID
+ *     p_T(seq INTEGER, col BLOB, val BLOB NOT NULL, PRIMARY KEY(seq, col)) WITHOUT ROWID
  *     k_T(key BLOB PRIMARY KEY, val BLOB NOT NULL) WITHOUT ROWID
- * with indexes i_T ON x_T(doc), so that a row's tokens go quickly when it is replaced or
- * deleted and an aggregate finds a row's group tokens by (doc, col), and iq_T ON r_T(doc,
- * seq), a narrow copy of the keys and sequence numbers that lets an aggregate walk every row
- * without reading blobs (an older ir_T ON r_T(doc) is dropped).
- * s_T holds the ASHE sum cells as four 32-bit limbs with a copy of their row's sequence
- * number (so an aggregate never reads r_T), p_T the Paillier cells; both are keyed by
- * document first, which is the order aggregates probe them in and lets replace and delete
- * find a row's cells without a second index. k_T is the table's key-value space (the entries
- * of search indexes): keys of exactly VL_KV_KEY_BYTES, values of 1..VL_KV_VAL_MAX bytes, both
- * opaque; it is created and dropped with the other tables. Every value is bound as a blob or
- * an integer; the only things ever formatted into SQL are a validated table name, counts of
- * placeholders and small generated aliases.
+ * A row is keyed by its sequence number, which the engine takes from a per-collection
+ * counter in trusted state, so each write gets a new one that grows: rows, their cells
+ * (s_T: ASHE cells as four 32-bit limbs; p_T: Paillier cells) and i_T's entries of their
+ * tokens are appended at the right edge of their B-trees instead of landing on random
+ * pages, and an aggregate over every row walks r_T, i_T and s_T in one order. Only d_T
+ * (document token to row) and x_T (token to rows, in document order, for find and members)
+ * are keyed by pseudo-random bytes. A replaced row goes whole (found through d_T, its tokens
+ * through i_T, its cells by number) and its new version comes with the new number. The
+ * caller promises numbers of 0..2^63-1 that no other row of the table holds.
+ * The layout's version is in PRAGMA user_version (SQ_FORMAT); a file of another layout is
+ * refused when the store is opened, never read wrongly.
  *
  * kv_get sorts the wanted keys and drops repeats, looks the distinct keys up in batches of
  * SQ_KV_BATCH with one prepared "key IN (?,...,?)" statement (SQLite probes k_T's primary
@@ -44,7 +44,7 @@
  * members (every row having one of some tokens in a column, for the engine to check against
  * its trusted counts and hashes) is one statement in one read transaction: x_T's entries of
  * (col, each token), each a seek of x_T's primary key, and nothing else (joining each entry
- * to its row for the row's seq, which the engine does not use, cost four times as much). The
+ * to its row, which the engine does not need, cost four times as much). The
  * tokens are bound inline, or go through
  * temp.vl_find (as term 0) when there are more than SQLite binds at once. SQLite answers each
  * entry with its token, which this file maps back to every index that asked for it (a token
@@ -55,16 +55,16 @@
  *
  * Aggregates are computed by SQLite, over the stored cells, in one read transaction and one
  * statement:
- *   - the predicate becomes a MATERIALIZED CTE f(doc): an INTERSECT of one index range scan
- *     of x_T per term; or, with only_docs, the documents of temp.vl_docs that pass every
- *     term's probe (as in find), or with no term that iq_T has (one probe each). The matching
- *     rows are f's documents (tokens exist only with their row), joined to r_T for their
- *     sequence numbers, or, with no predicate, every row of r_T;
- *   - each is LEFT JOINed to its tokens in the group columns (x_T by (doc, col) through i_T;
- *     a missing token is the key x'') and to its cells in the aggregated columns, all probed
- *     by document; one GROUP BY over the keys (one sort) then gives per group count(*) and
- *     veil_runs(seq) of its rows, and, per column, count, limb SUMs and veil_runs(seq,
- *     limbs), or veil_mulmod(val, n^2);
+ *   - the predicate becomes a MATERIALIZED CTE f(seq): an INTERSECT of one index range scan
+ *     of x_T per term (an entry carries its row's number); or, with only_docs, the rows of
+ *     temp.vl_docs' documents (through d_T) that pass every term's probe (as in find). The
+ *     matching rows are f's (tokens exist only with their row), or, with no predicate,
+ *     every row of r_T;
+ *   - each is LEFT JOINed to its tokens in the group columns (i_T by (seq, col); a missing
+ *     token is the key x'') and to its cells in the aggregated columns (by (seq, col)); one
+ *     GROUP BY over the keys (one sort) then gives per group count(*) and veil_runs(seq) of
+ *     its rows, and, per column, count, limb SUMs and veil_runs(seq, limbs), or
+ *     veil_mulmod(val, n^2);
  *   - veil_runs and veil_mulmod are aggregate SQL functions defined here and registered on
  *     every pooled connection. veil_mulmod multiplies Paillier cells modulo n^2 with GMP:
  *     SQLite has no bignum arithmetic. veil_runs collects a group's sequence numbers, sorts
@@ -79,17 +79,17 @@
  * groups. Groups come in key order (the GROUP BY's sort), which the interface does not
  * promise.
  *
- * Performance: index rows are keyed by pseudo-random tokens, so a document's ~25 tokens
- * land on ~25 different B-tree pages and every commit writes each of them to the WAL; a
- * checkpoint every SQ_WAL_PAGES pages (SQLite's default is 1000) writes a page that several
- * commits touched once, and syncs the file less often. The page cache stays at SQLite's
- * default: measured, a larger one (or mmap) did not speed up writes, and it slowed the
- * aggregate's scan and sort. temp_store stays at its default too, so a large GROUP BY sorts
- * in cache-sized runs merged through a temporary file (holding only what the database
+ * Performance: x_T's entries are keyed by pseudo-random tokens, so a document's tokens land
+ * on as many B-tree pages; put_rows inserts a call's entries in key order, so that each page
+ * is visited once per call, and everything else it writes is appended. A checkpoint every
+ * SQ_WAL_PAGES pages (SQLite's default is 1000) writes a page that several commits touched
+ * once, and syncs the file less often. temp_store stays at its default, so a large GROUP BY
+ * sorts in cache-sized runs merged through a temporary file (holding only what the database
  * already holds) instead of in memory one allocation per record, which was much slower.
  *
  * What the store learns: the number of tables and of rows in each; each row's document token,
- * sequence number and sealed blob (its size); every (column, token) pair of each row, hence
+ * sequence number and sealed blob (its size); every (column, token) pair of each row (with
+ * the row's sequence number, which it holds anyway), hence
  * which rows share an equality token and how many range tokens a row has; which columns of a
  * row have sum cells (never their values: ASHE and Paillier ciphertexts); and, from each call,
  * which document tokens were read or written together, which tokens a find, a members call or
@@ -119,23 +119,23 @@
  * if needed. Repeated keys in one kv_put: the last entry wins; repeated keys in one kv_get
  * share their value's bytes in the arena. A table name that is not 1..64 lowercase hex, a row
  * whose document token is not VL_DOCTOKEN_BYTES long, a sum cell limb outside 0..2^32-1, two
- * cells of one kind in one column of a row, a row with sum cells whose seq exceeds INT64_MAX
- * (sequence numbers are ordered as SQLite integers), an empty product cell, a malformed
+ * cells of one kind in one column of a row, a row whose seq exceeds INT64_MAX (sequence
+ * numbers are SQLite integers), an empty product cell, a malformed
  * predicate (an only_docs token that is not VL_DOCTOKEN_BYTES long) or aggregate request, a
  * members token with no bytes behind a non-zero length, a key-value key that is not
  * VL_KV_KEY_BYTES long or a value that is not 1..VL_KV_VAL_MAX bytes is a caller bug:
  * VEIL_ERR_INTERNAL, and nothing is written. Stored data that put_rows and kv_put cannot have
  * written is VEIL_ERR_INTEGRITY (the engine reports it as a breach, never as an outage): in an
- * aggregate, a key that is not a blob, a sequence number that is repeated, negative or not an
- * integer, a limb that is not an integer of 0..2^32-1, limb SUMs that overflow, a Paillier cell
+ * aggregate, a key that is not a blob, a negative sequence number (the key makes them integers
+ * and unique), a limb that is not an integer of 0..2^32-1, limb SUMs that overflow, a Paillier cell
  * that is not a blob, a missing product; in get_rows, a row whose document token is not a blob
  * of VL_DOCTOKEN_BYTES, whose seq is not an integer or whose blob is not a blob; in a find, a
  * stored document token of the wrong length; in members, a document token that is not a blob of
  * VL_DOCTOKEN_BYTES, a seq that is not an integer, a token that is not a blob or was not asked
- * for; in a kv_get, a stored value that is not a blob of 1..VL_KV_VAL_MAX bytes. Tables written
- * by the earlier layout (s_T without seq) are not migrated: their statements fail to prepare
- * and report VEIL_ERR_STORE_UNAVAILABLE. SQLite failures are logged with the store's name, the
- * operation and SQLite's generic text, never with data.
+ * for; in a kv_get, a stored value that is not a blob of 1..VL_KV_VAL_MAX bytes. A second
+ * row with a number another row holds fails the call (a constraint of r_T's key) and writes
+ * nothing. SQLite failures are logged with the store's name, the operation and SQLite's
+ * generic text, never with data.
  */
 #include <assert.h>
 #include <errno.h>
@@ -163,6 +163,8 @@
 #define SQ_MODULUS_MAX 4096   /* bytes of a Paillier modulus n^2 (n of 16384 bits) */
 #define SQ_LIMB_MAX 0xffffffffLL
 #define SQ_WAL_PAGES "10000"  /* checkpoint when the WAL holds this many pages (40 MiB) */
+#define SQ_FORMAT 2           /* the layout of the file header, in PRAGMA user_version */
+#define SQ_FORMAT_S "2"
 #define SQ_BAD_DATA (-1)      /* not an SQLite code: stored data no honest store holds */
 #define SQ_DIR_MODE 0700
 #define SQ_FILE_MODE 0600
@@ -718,22 +720,44 @@ static int create_tables(sqlite3 *db, const char *t)
 {
     char sql[2048];
     snprintf(sql, sizeof(sql),
-             "CREATE TABLE IF NOT EXISTS \"r_%s\"(doc BLOB PRIMARY KEY, seq INTEGER NOT NULL,"
-             " blob BLOB NOT NULL) WITHOUT ROWID;"
+             "CREATE TABLE IF NOT EXISTS \"r_%s\"(seq INTEGER PRIMARY KEY, doc BLOB NOT NULL,"
+             " blob BLOB NOT NULL);"
+             "CREATE UNIQUE INDEX IF NOT EXISTS \"d_%s\" ON \"r_%s\"(doc);"
              "CREATE TABLE IF NOT EXISTS \"x_%s\"(col BLOB, tok BLOB, doc BLOB,"
-             " PRIMARY KEY(col, tok, doc)) WITHOUT ROWID;"
-             "CREATE INDEX IF NOT EXISTS \"i_%s\" ON \"x_%s\"(doc);"
-             "DROP INDEX IF EXISTS \"ir_%s\";"
-             "CREATE INDEX IF NOT EXISTS \"iq_%s\" ON \"r_%s\"(doc, seq);"
-             "CREATE TABLE IF NOT EXISTS \"s_%s\"(doc BLOB, col BLOB, seq INTEGER NOT NULL,"
+             " seq INTEGER NOT NULL, PRIMARY KEY(col, tok, doc)) WITHOUT ROWID;"
+             "CREATE INDEX IF NOT EXISTS \"i_%s\" ON \"x_%s\"(seq, col);"
+             "CREATE TABLE IF NOT EXISTS \"s_%s\"(seq INTEGER, col BLOB,"
              " l0 INTEGER NOT NULL, l1 INTEGER NOT NULL, l2 INTEGER NOT NULL,"
-             " l3 INTEGER NOT NULL, PRIMARY KEY(doc, col)) WITHOUT ROWID;"
-             "CREATE TABLE IF NOT EXISTS \"p_%s\"(doc BLOB, col BLOB, val BLOB NOT NULL,"
-             " PRIMARY KEY(doc, col)) WITHOUT ROWID;"
+             " l3 INTEGER NOT NULL, PRIMARY KEY(seq, col)) WITHOUT ROWID;"
+             "CREATE TABLE IF NOT EXISTS \"p_%s\"(seq INTEGER, col BLOB, val BLOB NOT NULL,"
+             " PRIMARY KEY(seq, col)) WITHOUT ROWID;"
              "CREATE TABLE IF NOT EXISTS \"k_%s\"(key BLOB PRIMARY KEY, val BLOB NOT NULL)"
              " WITHOUT ROWID;",
-             t, t, t, t, t, t, t, t, t, t);
+             t, t, t, t, t, t, t, t, t);
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/* The layout's version (PRAGMA user_version): a file with tables and another version was
+ * written by an earlier layout, which is refused rather than read wrongly; an empty file
+ * takes this one. */
+static int format_check(sqlite3 *db, int *old)
+{
+    sqlite3_stmt *stmt = NULL;
+    int version = 0, tables = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version),"
+                                    " (SELECT count(*) FROM sqlite_schema WHERE type = 'table')",
+                                -1, &stmt, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        version = sqlite3_column_int(stmt, 0);
+        tables = sqlite3_column_int(stmt, 1);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(stmt);
+    *old = rc == SQLITE_OK && tables > 0 && version != SQ_FORMAT;
+    if (rc == SQLITE_OK && tables == 0 && version != SQ_FORMAT) {
+        rc = sqlite3_exec(db, "PRAGMA user_version=" SQ_FORMAT_S, NULL, NULL, NULL);
+    }
+    return rc;
 }
 
 /* ---- operations ---- */
@@ -860,19 +884,46 @@ out:
     return rc;
 }
 
-enum { PUT_DEL_TOKS, PUT_DEL_SUMS, PUT_DEL_PRODS, PUT_ROW, PUT_TOK, PUT_SUM, PUT_PROD, PUT_NSTMT };
+static int blob_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    int c = an > 0 && bn > 0 ? memcmp(a, b, an < bn ? an : bn) : 0;
+    return c != 0 ? c : (an > bn) - (an < bn);
+}
+
+/* Rows by document token, then by position (the pointers are into one array). */
+static int row_ptr_cmp(const void *a, const void *b)
+{
+    const struct vl_row *x = *(const struct vl_row *const *)a;
+    const struct vl_row *y = *(const struct vl_row *const *)b;
+    int c = memcmp(x->doc.p, y->doc.p, VL_DOCTOKEN_BYTES);
+    return c != 0 ? c : (x > y) - (x < y);
+}
+
+enum {
+    PUT_OLD,
+    PUT_DEL_TOKS,
+    PUT_DEL_SUMS,
+    PUT_DEL_PRODS,
+    PUT_DEL_ROW,
+    PUT_ROW,
+    PUT_TOK,
+    PUT_SUM,
+    PUT_PROD,
+    PUT_NSTMT
+};
 
 static int prepare_put(sqlite3 *db, const char *t, sqlite3_stmt *stmt[PUT_NSTMT])
 {
     static const char *const fmt[PUT_NSTMT] = {
-        [PUT_DEL_TOKS] = "DELETE FROM \"x_%s\" WHERE doc = ?",
-        [PUT_DEL_SUMS] = "DELETE FROM \"s_%s\" WHERE doc = ?",
-        [PUT_DEL_PRODS] = "DELETE FROM \"p_%s\" WHERE doc = ?",
-        [PUT_ROW] = "INSERT OR REPLACE INTO \"r_%s\"(doc, seq, blob) VALUES (?, ?, ?)",
-        [PUT_TOK] = "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc) VALUES (?, ?, ?)",
-        [PUT_SUM] = "INSERT INTO \"s_%s\"(doc, col, seq, l0, l1, l2, l3)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [PUT_PROD] = "INSERT INTO \"p_%s\"(doc, col, val) VALUES (?, ?, ?)",
+        [PUT_OLD] = "SELECT seq FROM \"r_%s\" WHERE doc = ?",
+        [PUT_DEL_TOKS] = "DELETE FROM \"x_%s\" WHERE seq = ?",
+        [PUT_DEL_SUMS] = "DELETE FROM \"s_%s\" WHERE seq = ?",
+        [PUT_DEL_PRODS] = "DELETE FROM \"p_%s\" WHERE seq = ?",
+        [PUT_DEL_ROW] = "DELETE FROM \"r_%s\" WHERE seq = ?",
+        [PUT_ROW] = "INSERT INTO \"r_%s\"(seq, doc, blob) VALUES (?, ?, ?)",
+        [PUT_TOK] = "INSERT OR REPLACE INTO \"x_%s\"(col, tok, doc, seq) VALUES (?, ?, ?, ?)",
+        [PUT_SUM] = "INSERT INTO \"s_%s\"(seq, col, l0, l1, l2, l3) VALUES (?, ?, ?, ?, ?, ?)",
+        [PUT_PROD] = "INSERT INTO \"p_%s\"(seq, col, val) VALUES (?, ?, ?)",
     };
     char sql[256];
     int rc = SQLITE_OK;
@@ -894,9 +945,13 @@ static int row_ok(const struct vl_row *row)
 {
     if (row->doc.n != VL_DOCTOKEN_BYTES || row->doc.p == NULL ||
         (row->ntokens > 0 && row->tokens == NULL) || (row->nsums > 0 && row->sums == NULL) ||
-        (row->nprods > 0 && row->prods == NULL) ||
-        (row->nsums > 0 && row->seq > (uint64_t)INT64_MAX)) {
+        (row->nprods > 0 && row->prods == NULL) || row->seq > (uint64_t)INT64_MAX) {
         return 0;
+    }
+    for (size_t j = 0; j < row->ntokens; j++) {
+        if (row->tokens[j].tok.p == NULL && row->tokens[j].tok.n > 0) {
+            return 0;
+        }
     }
     for (size_t j = 0; j < row->nsums; j++) {
         for (int k = 0; k < VL_SUM_LIMBS; k++) {
@@ -923,20 +978,45 @@ static int row_ok(const struct vl_row *row)
     return 1;
 }
 
-static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
+/* Removes the row stored under the document token of `row`, if any, with its tokens and
+ * cells: all found by its sequence number, through i_T for the tokens. */
+static int put_drop_old(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
 {
-    int rc = SQLITE_OK;
-    for (int w = PUT_DEL_TOKS; rc == SQLITE_OK && w <= PUT_DEL_PRODS; w++) {
-        rc = bind_bytes(stmt[w], 1, row->doc.p, row->doc.n);
+    int rc = bind_bytes(stmt[PUT_OLD], 1, row->doc.p, row->doc.n);
+    if (rc != SQLITE_OK) {
+        return rc;
+    }
+    rc = sqlite3_step(stmt[PUT_OLD]);
+    if (rc == SQLITE_DONE) { /* a new document: nothing to remove */
+        sqlite3_reset(stmt[PUT_OLD]);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(stmt[PUT_OLD]);
+        return rc;
+    }
+    sqlite3_int64 old = sqlite3_column_int64(stmt[PUT_OLD], 0); /* the rowid: an integer */
+    sqlite3_reset(stmt[PUT_OLD]);
+    rc = SQLITE_OK;
+    for (int w = PUT_DEL_TOKS; rc == SQLITE_OK && w <= PUT_DEL_ROW; w++) {
+        rc = sqlite3_bind_int64(stmt[w], 1, old);
         if (rc == SQLITE_OK) {
             rc = step_done(stmt[w]);
         }
     }
+    return rc;
+}
+
+/* The row and its cells; its tokens go in put_tokens, after every row of the call. */
+static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
+{
+    sqlite3_int64 seq = (sqlite3_int64)row->seq;
+    int rc = put_drop_old(stmt, row);
     if (rc == SQLITE_OK) {
-        rc = bind_bytes(stmt[PUT_ROW], 1, row->doc.p, row->doc.n);
+        rc = sqlite3_bind_int64(stmt[PUT_ROW], 1, seq);
     }
     if (rc == SQLITE_OK) {
-        rc = sqlite3_bind_int64(stmt[PUT_ROW], 2, (sqlite3_int64)row->seq);
+        rc = bind_bytes(stmt[PUT_ROW], 2, row->doc.p, row->doc.n);
     }
     if (rc == SQLITE_OK) {
         rc = bind_bytes(stmt[PUT_ROW], 3, row->blob.p, row->blob.n);
@@ -944,30 +1024,14 @@ static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
     if (rc == SQLITE_OK) {
         rc = step_done(stmt[PUT_ROW]);
     }
-    for (size_t j = 0; rc == SQLITE_OK && j < row->ntokens; j++) {
-        const struct vl_token *tk = &row->tokens[j];
-        rc = bind_bytes(stmt[PUT_TOK], 1, tk->col, VL_COL_BYTES);
-        if (rc == SQLITE_OK) {
-            rc = bind_bytes(stmt[PUT_TOK], 2, tk->tok.p, tk->tok.n);
-        }
-        if (rc == SQLITE_OK) {
-            rc = bind_bytes(stmt[PUT_TOK], 3, row->doc.p, row->doc.n);
-        }
-        if (rc == SQLITE_OK) {
-            rc = step_done(stmt[PUT_TOK]);
-        }
-    }
     for (size_t j = 0; rc == SQLITE_OK && j < row->nsums; j++) {
         const struct vl_sum_cell *c = &row->sums[j];
-        rc = bind_bytes(stmt[PUT_SUM], 1, row->doc.p, row->doc.n);
+        rc = sqlite3_bind_int64(stmt[PUT_SUM], 1, seq);
         if (rc == SQLITE_OK) {
             rc = bind_bytes(stmt[PUT_SUM], 2, c->col, VL_COL_BYTES);
         }
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_bind_int64(stmt[PUT_SUM], 3, (sqlite3_int64)row->seq);
-        }
         for (int k = 0; rc == SQLITE_OK && k < VL_SUM_LIMBS; k++) {
-            rc = sqlite3_bind_int64(stmt[PUT_SUM], 4 + k, c->limbs[k]);
+            rc = sqlite3_bind_int64(stmt[PUT_SUM], 3 + k, c->limbs[k]);
         }
         if (rc == SQLITE_OK) {
             rc = step_done(stmt[PUT_SUM]);
@@ -975,7 +1039,7 @@ static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
     }
     for (size_t j = 0; rc == SQLITE_OK && j < row->nprods; j++) {
         const struct vl_prod_cell *c = &row->prods[j];
-        rc = bind_bytes(stmt[PUT_PROD], 1, row->doc.p, row->doc.n);
+        rc = sqlite3_bind_int64(stmt[PUT_PROD], 1, seq);
         if (rc == SQLITE_OK) {
             rc = bind_bytes(stmt[PUT_PROD], 2, c->col, VL_COL_BYTES);
         }
@@ -987,6 +1051,92 @@ static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
         }
     }
     return rc;
+}
+
+/* One token of one row of a put. */
+struct put_tok {
+    const struct vl_row *row;
+    const struct vl_token *tk;
+};
+
+static int put_tok_cmp(const void *a, const void *b)
+{
+    const struct put_tok *x = a, *y = b;
+    int c = memcmp(x->tk->col, y->tk->col, VL_COL_BYTES);
+    if (c == 0) {
+        c = blob_cmp(x->tk->tok.p, x->tk->tok.n, y->tk->tok.p, y->tk->tok.n);
+    }
+    if (c == 0) {
+        c = memcmp(x->row->doc.p, y->row->doc.p, VL_DOCTOKEN_BYTES);
+    }
+    return c;
+}
+
+/* The tokens of the rows that stay (keep[i]), inserted in key order: each of x_T's pages is
+ * then visited once per call rather than once per token (tokens are pseudo-random, so in
+ * row order nearly every insert lands on a page of its own). */
+static int put_tokens(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *rows, size_t n,
+                      const unsigned char *keep)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += keep[i] ? rows[i].ntokens : 0;
+    }
+    if (total == 0) {
+        return SQLITE_OK;
+    }
+    struct put_tok *all = malloc(total * sizeof(*all));
+    if (all == NULL) {
+        return SQLITE_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; keep[i] && j < rows[i].ntokens; j++) {
+            all[k].row = &rows[i];
+            all[k++].tk = &rows[i].tokens[j];
+        }
+    }
+    qsort(all, total, sizeof(*all), put_tok_cmp);
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < total; i++) {
+        const struct vl_token *tk = all[i].tk;
+        rc = bind_bytes(stmt[PUT_TOK], 1, tk->col, VL_COL_BYTES);
+        if (rc == SQLITE_OK) {
+            rc = bind_bytes(stmt[PUT_TOK], 2, tk->tok.p, tk->tok.n);
+        }
+        if (rc == SQLITE_OK) {
+            rc = bind_bytes(stmt[PUT_TOK], 3, all[i].row->doc.p, all[i].row->doc.n);
+        }
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_bind_int64(stmt[PUT_TOK], 4, (sqlite3_int64)all[i].row->seq);
+        }
+        if (rc == SQLITE_OK) {
+            rc = step_done(stmt[PUT_TOK]);
+        }
+    }
+    free(all);
+    return rc;
+}
+
+/* keep[i]: row i is not followed by another row of the same document token in the call,
+ * which would replace it (so it is not written at all). */
+static int put_last_rows(const struct vl_row *rows, size_t n, unsigned char *keep)
+{
+    const struct vl_row **ord = malloc((n ? n : 1) * sizeof(*ord));
+    if (ord == NULL) {
+        return SQLITE_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ord[i] = &rows[i];
+        keep[i] = 1;
+    }
+    qsort(ord, n, sizeof(*ord), row_ptr_cmp);
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (memcmp(ord[i]->doc.p, ord[i + 1]->doc.p, VL_DOCTOKEN_BYTES) == 0) {
+            keep[ord[i] - rows] = 0; /* row_ptr_cmp orders equal tokens by position */
+        }
+    }
+    free(ord);
+    return SQLITE_OK;
 }
 
 /* Appends the rows of one executed SELECT doc, seq, blob to *out (capacity *cap).
@@ -1144,16 +1294,19 @@ static veil_err sq_delete_rows(struct vl_store *vs, const char *table,
         goto out;
     }
     in_txn = 1;
-    snprintf(head[0], sizeof(head[0]), "DELETE FROM \"x_%s\" WHERE doc IN (", table);
-    snprintf(head[1], sizeof(head[1]), "DELETE FROM \"s_%s\" WHERE doc IN (", table);
-    snprintf(head[2], sizeof(head[2]), "DELETE FROM \"p_%s\" WHERE doc IN (", table);
+    /* tokens and cells by their row's sequence number, then the row */
+    for (int w = 0; w < 3; w++) {
+        snprintf(head[w], sizeof(head[w]),
+                 "DELETE FROM \"%c_%s\" WHERE seq IN (SELECT seq FROM \"r_%s\" WHERE doc IN (",
+                 "xsp"[w], table, table);
+    }
     snprintf(head[3], sizeof(head[3]), "DELETE FROM \"r_%s\" WHERE doc IN (", table);
     for (size_t at = 0; src == SQLITE_OK && !absent && at < n; at += SQ_DOC_BATCH) {
         size_t k = n - at < SQ_DOC_BATCH ? n - at : SQ_DOC_BATCH;
         sqlite3_stmt **dels = stmt[k == SQ_DOC_BATCH ? 0 : 1];
         for (int w = 0; src == SQLITE_OK && w < 4; w++) {
             if (dels[w] == NULL) {
-                src = prepare_in(db, head[w], k, ")", &dels[w]);
+                src = prepare_in(db, head[w], k, w < 3 ? "))" : ")", &dels[w]);
                 if (src != SQLITE_OK) {
                     src = missing_table(db, table, src, &absent);
                     break;
@@ -1265,8 +1418,8 @@ static veil_err append_toks(struct vl_buf *b, const struct vl_pred_term *term, i
 static veil_err append_probe(struct vl_buf *b, const char *t, const char *alias,
                              const struct vl_pred_term *term, int via_temp)
 {
-    veil_err rc = appendf(b, "EXISTS (SELECT 1 FROM \"x_%s\" x WHERE x.doc = %s.doc"
-                             " AND x.col = ? AND +x.tok IN (", t, alias);
+    veil_err rc = appendf(b, "EXISTS (SELECT 1 FROM \"x_%s\" x INDEXED BY \"i_%s\""
+                             " WHERE x.seq = %s.seq AND x.col = ? AND +x.tok IN (", t, t, alias);
     if (rc == VEIL_OK) {
         rc = append_toks(b, term, via_temp);
     }
@@ -1498,12 +1651,6 @@ struct mem_ask {
     uint32_t i;
 };
 
-static int blob_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
-{
-    int c = an > 0 && bn > 0 ? memcmp(a, b, an < bn ? an : bn) : 0;
-    return c != 0 ? c : (an > bn) - (an < bn);
-}
-
 static int mem_ask_cmp(const void *a, const void *b)
 {
     const struct mem_ask *x = a, *y = b;
@@ -1698,29 +1845,26 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
     veil_err rc = VEIL_OK;
 
     if (only_docs) {
-        /* the candidates that have a row: probed through iq_T, or, since tokens exist only
-         * with their row, by the terms (append_probe). The unary + keeps SQLite from
-         * walking all of iq_T and probing vl_docs, rather than the other way round. */
-        rc = vl_buf_append_str(b, "WITH f(doc) AS MATERIALIZED (SELECT d.doc FROM temp.vl_docs d"
-                                  " WHERE ");
-        if (rc == VEIL_OK && nterms == 0) {
-            rc = appendf(b, "+d.doc IN (SELECT doc FROM \"r_%s\")", t);
-        }
+        /* the candidates that have a row (d_T, in vl_docs' order: CROSS JOIN keeps SQLite
+         * from walking all of d_T and probing vl_docs instead), and pass every term's probe */
+        rc = appendf(b, "WITH f(seq) AS MATERIALIZED (SELECT r.seq FROM temp.vl_docs d"
+                        " CROSS JOIN \"r_%s\" r INDEXED BY \"d_%s\" ON r.doc = d.doc WHERE 1",
+                     t, t);
         for (size_t i = 0; rc == VEIL_OK && i < nterms; i++) {
-            rc = vl_buf_append_str(b, i > 0 ? " AND " : "");
+            rc = vl_buf_append_str(b, " AND ");
             if (rc == VEIL_OK) {
-                rc = append_probe(b, t, "d", &req->pred->terms[i], via_temp);
+                rc = append_probe(b, t, "r", &req->pred->terms[i], via_temp);
             }
         }
         if (rc == VEIL_OK) {
             rc = vl_buf_append_str(b, ") ");
         }
     } else if (nterms > 0) {
-        rc = vl_buf_append_str(b, "WITH f(doc) AS MATERIALIZED (");
+        rc = vl_buf_append_str(b, "WITH f(seq) AS MATERIALIZED (");
         for (size_t i = 0; rc == VEIL_OK && i < nterms; i++) {
-            /* (col, tok, doc) is a key: one token yields each document once */
+            /* (col, tok, doc) is a key: one token yields each row once */
             int distinct = nterms == 1 && (via_temp || req->pred->terms[i].ntoks > 1);
-            rc = appendf(b, "%sSELECT %sdoc FROM \"x_%s\" WHERE col = ? AND tok IN (",
+            rc = appendf(b, "%sSELECT %sseq FROM \"x_%s\" WHERE col = ? AND tok IN (",
                          i > 0 ? " INTERSECT " : "", distinct ? "DISTINCT " : "", t);
             if (rc == VEIL_OK) {
                 rc = append_toks(b, &req->pred->terms[i], via_temp);
@@ -1753,20 +1897,18 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
                          j, j, j, j, j, j, j, j, j, j);
         }
     }
-    /* every matching row's sequence number comes from iq_T (doc, seq), without its blob:
-     * probed by document with a filter, scanned whole without one */
+    /* the matching rows' sequence numbers: f's (tokens exist only with their row), or every
+     * row of r_T, walked in sequence order, which is the order of the probes below */
     if (rc == VEIL_OK) {
-        rc = nterms > 0 || only_docs
-                 ? appendf(b, " FROM f JOIN \"r_%s\" m INDEXED BY \"iq_%s\" ON m.doc = f.doc",
-                           t, t)
-                 : appendf(b, " FROM \"r_%s\" m INDEXED BY \"iq_%s\"", t, t);
+        rc = nterms > 0 || only_docs ? vl_buf_append_str(b, " FROM f m")
+                                     : appendf(b, " FROM \"r_%s\" m", t);
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
-        rc = appendf(b, " LEFT JOIN \"x_%s\" g%zu ON g%zu.doc = m.doc AND g%zu.col = ?", t, g, g,
-                     g);
+        rc = appendf(b, " LEFT JOIN \"x_%s\" g%zu INDEXED BY \"i_%s\" ON g%zu.seq = m.seq"
+                        " AND g%zu.col = ?", t, g, t, g, g);
     }
     for (size_t j = 0; rc == VEIL_OK && j < req->ncols; j++) {
-        rc = appendf(b, " LEFT JOIN \"%c_%s\" c%zu ON c%zu.doc = m.doc AND c%zu.col = ?",
+        rc = appendf(b, " LEFT JOIN \"%c_%s\" c%zu ON c%zu.seq = m.seq AND c%zu.col = ?",
                      req->cols[j].paillier ? 'p' : 's', t, j, j, j);
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
@@ -2153,6 +2295,7 @@ static veil_err sq_put(struct vl_store *vs, const char *table, const struct vl_r
                        size_t n, const struct vl_kv *kv, size_t nkv)
 {
     const struct vl_kv **ord = NULL;
+    unsigned char *keep = NULL;
     struct sq_store *s = sq(vs);
     sqlite3 *db = NULL;
     sqlite3_stmt *stmt[PUT_NSTMT] = {NULL};
@@ -2238,12 +2381,19 @@ static veil_err sq_put(struct vl_store *vs, const char *table, const struct vl_r
             src = step_done(kvs);
         }
     }
+    if (src == SQLITE_OK && n > 0) {
+        src = (keep = malloc(n)) == NULL ? SQLITE_NOMEM : put_last_rows(rows, n, keep);
+    }
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
-        src = put_one(stmt, &rows[i]);
+        src = keep[i] ? put_one(stmt, &rows[i]) : SQLITE_OK;
+    }
+    if (src == SQLITE_OK && n > 0) {
+        src = put_tokens(stmt, rows, n, keep);
     }
 
 out:
     free(ord);
+    free(keep);
     sqlite3_finalize(kvs);
     for (int i = 0; i < PUT_NSTMT; i++) {
         sqlite3_finalize(stmt[i]);
@@ -2639,6 +2789,21 @@ static veil_err sq_open(const char *url, const char *datadir, struct vl_store **
         vl_log(VL_LOG_WARN, "store %s: open failed: %s", s->name, sqlite3_errstr(src));
         rc = vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL, "store %s: cannot open: %s",
                            s->name, sqlite3_errstr(src));
+        goto out;
+    }
+    int old = 0;
+    src = format_check(db, &old);
+    if (src != SQLITE_OK || old) {
+        sqlite3_close(db);
+        rc = src != SQLITE_OK
+                 ? vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL,
+                                 "store %s: cannot read its format: %s", s->name,
+                                 sqlite3_errstr(src))
+                 : vl_status_set(st, VEIL_ERR_STORE_UNAVAILABLE, NULL,
+                                 "store %s was written by an older pre-release veil in a layout "
+                                 "this one does not read; load its data again into a new data "
+                                 "directory (there is no migration)",
+                                 s->name);
         goto out;
     }
     if (!existed && chmod(s->path, SQ_FILE_MODE) != 0) {

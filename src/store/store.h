@@ -56,7 +56,8 @@ struct vl_prod_cell {
 
 struct vl_row {
     struct vl_bytes doc;       /* document token, VL_DOCTOKEN_BYTES */
-    uint64_t seq;              /* row sequence number (per write, from trusted state) */
+    uint64_t seq;              /* row sequence number (per write, from trusted state):
+                                  0..2^63-1, held by no other row of the table */
     struct vl_bytes blob;      /* the sealed fields this store holds */
     struct vl_token *tokens;   /* indexable tokens; a column may appear many times */
     size_t ntokens;

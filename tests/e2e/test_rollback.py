@@ -102,7 +102,7 @@ def total(srv, tok, coll, field):
 
 def store(env):
     """What the store holds: rows {(table, seq): (doc, blob)}, ASHE cells {(table, col,
-    seq): (doc, limbs)}, key-value entries {(table, key): val}."""
+    seq): limbs}, key-value entries {(table, key): val}."""
     con = sqlite3.connect("file:%s?mode=ro" % env.cloud_db(), uri=True, timeout=30)
     rows, cells, kv = {}, {}, {}
     try:
@@ -112,9 +112,9 @@ def store(env):
                 for d, sq, b in con.execute('SELECT doc, seq, blob FROM "%s"' % t):
                     rows[(t[2:], sq)] = (bytes(d), bytes(b))
             elif t.startswith("s_"):
-                for d, c, sq, *limbs in con.execute(
-                        'SELECT doc, col, seq, l0, l1, l2, l3 FROM "%s"' % t):
-                    cells[(t[2:], bytes(c), sq)] = (bytes(d), tuple(limbs))
+                for c, sq, *limbs in con.execute(
+                        'SELECT col, seq, l0, l1, l2, l3 FROM "%s"' % t):
+                    cells[(t[2:], bytes(c), sq)] = tuple(limbs)
             elif t.startswith("k_"):
                 for k, v in con.execute('SELECT key, val FROM "%s"' % t):
                     kv[(t[2:], bytes(k))] = bytes(v)

@@ -248,7 +248,7 @@ class Store:
 
     def __init__(self, path):
         self.con = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.cols, self.pk = {}, {}
+        self.cols, self.pk, self.keys = {}, {}, {}
         for (t,) in self.con.execute("SELECT name FROM sqlite_master WHERE type='table' "
                                      "ORDER BY name"):
             if t[:2] not in ("r_", "x_", "s_", "p_", "k_"):
@@ -256,6 +256,13 @@ class Store:
             info = self.con.execute('PRAGMA table_info("%s")' % t).fetchall()
             self.cols[t] = [c[1] for c in info]
             self.pk[t] = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5] > 0]
+            # every key a row must not share with another: the primary key and any unique
+            # index (r_T's document tokens)
+            self.keys[t] = [self.pk[t]]
+            for ix in self.con.execute('PRAGMA index_list("%s")' % t).fetchall():
+                if ix[2] and ix[3] == "c":
+                    self.keys[t].append([c[2] for c in self.con.execute(
+                        'PRAGMA index_info("%s")' % ix[1])])
 
     def close(self):
         self.con.close()
@@ -272,12 +279,18 @@ class Store:
     def nth(self, t, n):
         return self.con.execute('SELECT * FROM "%s" LIMIT 1 OFFSET ?' % t, (n,)).fetchone()
 
-    def exists(self, t, row):
-        keys = self.pk[t]
-        where = " AND ".join('"%s" = ?' % k for k in keys)
-        vals = [row[self.cols[t].index(k)] for k in keys]
-        return self.con.execute('SELECT 1 FROM "%s" WHERE %s' % (t, where), vals).fetchone() \
-            is not None
+    def exists(self, t, row, removed=()):
+        """Whether a row other than those in `removed` shares one of row's keys."""
+        for keys in self.keys[t]:
+            where = " AND ".join('"%s" = ?' % k for k in keys)
+            vals = [row[self.cols[t].index(k)] for k in keys]
+            for hit in self.con.execute('SELECT * FROM "%s" WHERE %s' % (t, where), vals):
+                if tuple(hit) not in [tuple(r) for r in removed]:
+                    return True
+        return False
+
+    def in_key(self, t, col):
+        return any(col in keys for keys in self.keys[t])
 
     def apply(self, diff, undo=False):
         """diff: [(table, removed rows, added rows)]; undo swaps the two."""
@@ -360,20 +373,32 @@ class Mutator:
         row = list(self.row(t))
         cols = st.cols[t]
         # a copy under another document of the table (a token row given to another
-        # document, a cell to a row that lacks it), or under a fresh document or key
-        col = "doc" if "doc" in cols else "key"
+        # document), a cell given to another row that lacks it (cells are keyed by their
+        # row's number), or a copy under a fresh document, number or key
+        col = "doc" if "doc" in cols else "seq" if "seq" in cols else "key"
         i = cols.index(col)
-        if col == "doc" and rng.random() < 0.7:
-            others = [d for (d,) in st.con.execute('SELECT DISTINCT doc FROM "%s"' % t)]
+        fresh_seq = t.startswith("r_")   # a row's number is its key: a copy needs another
+        if col != "key" and rng.random() < 0.7:
+            src = t if col == "doc" else "r_" + t[2:]
+            others = [d for (d,) in st.con.execute('SELECT DISTINCT %s FROM "%s"' % (col, src))]
             rng.shuffle(others)
             for d in others[:20]:
                 cand = list(row)
                 cand[i] = d
+                if fresh_seq:
+                    cand[cols.index("seq")] = rng.randrange(1 << 40, 1 << 41)
                 if not st.exists(t, cand):
-                    return ("copy a row of %s to another document" % self.short(t),
+                    return ("copy a row of %s to another %s" % (self.short(t),
+                                                                "document" if col == "doc"
+                                                                else "row"),
                             [(t, [], [tuple(cand)])])
         cand = list(row)
-        cand[i] = bytes(rng.randrange(256) for _ in range(len(row[i])))
+        if col == "seq":
+            cand[i] = rng.randrange(1 << 40, 1 << 41)
+        else:
+            cand[i] = bytes(rng.randrange(256) for _ in range(len(row[i])))
+        if fresh_seq:
+            cand[cols.index("seq")] = rng.randrange(1 << 40, 1 << 41)
         if st.exists(t, cand):
             return None
         return ("copy a row of %s under a new %s" % (self.short(t), col),
@@ -389,7 +414,7 @@ class Mutator:
         c = rng.randrange(len(cols))
         new = list(row)
         new[c] = flip_value(rng, row[c], cols[c])
-        if cols[c] in st.pk[t] and st.exists(t, new):
+        if st.in_key(t, cols[c]) and st.exists(t, new, [row]):
             return None
         return ("flip %s of a row of %s" % (cols[c], self.short(t)), [(t, [row], [tuple(new)])])
 
@@ -405,10 +430,11 @@ class Mutator:
             return None
         a2, b2 = list(a), list(b)
         a2[c], b2[c] = b[c], a[c]
-        if cols[c] in st.pk[t]:
-            ka = [a2[cols.index(k)] for k in st.pk[t]]
-            kb = [b2[cols.index(k)] for k in st.pk[t]]
-            if ka == kb or st.exists(t, a2) or st.exists(t, b2):
+        if st.in_key(t, cols[c]):
+            for keys in st.keys[t]:
+                if [a2[cols.index(k)] for k in keys] == [b2[cols.index(k)] for k in keys]:
+                    return None
+            if st.exists(t, a2, [a, b]) or st.exists(t, b2, [a, b]):
                 return None
         return ("swap %s between two rows of %s" % (cols[c], self.short(t)),
                 [(t, [a, b], [tuple(a2), tuple(b2)])])

@@ -1623,11 +1623,13 @@ static void test_integrity_swap(void **state)
     cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = ?3 WHERE doc = ?1", tb, NULL, ba, na, 1);
     assert_breach(f, "a", "{\"where\":{\"org_id\":\"ACME\"}}");
     assert_breach(f, "b", "{\"where\":{\"invoice_no\":\"INV-B\"}}");
+    /* and their seqs, through a number neither has (seq is the rows' key) */
     char sql[128];
-    snprintf(sql, sizeof(sql), "UPDATE \"r_%%s\" SET seq = %lld WHERE doc = ?1", (long long)sb);
-    cloud_exec(&cl, sql, ta, NULL, NULL, 0, 1);
+    cloud_exec(&cl, "UPDATE \"r_%s\" SET seq = -seq WHERE doc = ?1", ta, NULL, NULL, 0, 1);
     snprintf(sql, sizeof(sql), "UPDATE \"r_%%s\" SET seq = %lld WHERE doc = ?1", (long long)sa);
     cloud_exec(&cl, sql, tb, NULL, NULL, 0, 1);
+    snprintf(sql, sizeof(sql), "UPDATE \"r_%%s\" SET seq = %lld WHERE doc = ?1", (long long)sb);
+    cloud_exec(&cl, sql, ta, NULL, NULL, 0, 1);
     assert_breach(f, "a", NULL);
     assert_breach(f, "b", NULL);
     /* Swap the whole rows: document tokens exchanged. */
@@ -1743,8 +1745,8 @@ static void test_integrity_wrong_query_answer(void **state)
     uint8_t tc[VL_DOCTOKEN_BYTES];
     doc_token(f, "c", tc);
     cloud_exec(&cl,
-               "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc) SELECT col, tok, ?2 FROM \"x_%s\" "
-               "WHERE doc = ?1",
+               "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc, seq) SELECT col, tok, ?2,"
+               " (SELECT seq FROM \"r_%s\" WHERE doc = ?2) FROM \"x_%s\" WHERE doc = ?1",
                tb, tc, NULL, 0, -1);
     assert_int_equal(query_rc(f->clerk, "{\"where\":{\"org_id\":\"ACME\"}}", &a, &st),
                      VEIL_ERR_INTEGRITY);
@@ -2339,8 +2341,9 @@ static void test_lying_answers(void **state)
     json_decref(a);
 }
 
-/* The store's SQLite file edited: text where a blob belongs, sum rows with negative,
- * repeated or huge sequence numbers or limbs of the wrong type: breaches, not outages. */
+/* The store's SQLite file edited: text where a blob belongs, sum rows moved off their rows,
+ * rows with negative or huge sequence numbers, limbs of the wrong type: breaches, not
+ * outages. */
 static void test_malformed_store_data(void **state)
 {
     struct fx *f = *state;
@@ -2358,20 +2361,19 @@ static void test_malformed_store_data(void **state)
     cloud_exec(&cl, "UPDATE \"k_%s\" SET val = CAST(val AS BLOB)", NULL, NULL, NULL, 0, -1);
     a = query(f->clerk, m);
     json_decref(a);
-    /* sum rows: negative, repeated, huge and repeated (2^63-1 twice: the run finder's
-     * signed overflow), limbs as text and beyond 32 bits (their SUM overflows) */
+    /* sum rows moved off their row's number (negative, or another row's), rows renumbered
+     * below zero or near 2^63 (the run finder's signed overflow), limbs as text and beyond
+     * 32 bits (their SUM overflows) */
     static const char *const tamper[][2] = {
         {"UPDATE \"s_%s\" SET seq = -seq WHERE seq = (SELECT min(seq) FROM \"s_%s\")",
          "UPDATE \"s_%s\" SET seq = -seq WHERE seq < 0"},
-        /* a seq used twice; put back on either row, the set of seqs is whole again */
-        {"UPDATE \"s_%s\" SET seq = seq + 1 WHERE seq = (SELECT min(seq) FROM \"s_%s\")",
-         "UPDATE \"s_%s\" SET seq = seq - 1 WHERE doc = (SELECT min(doc) FROM \"s_%s\" "
-         "WHERE seq = (SELECT min(seq) FROM \"s_%s\"))"},
-        {"UPDATE \"s_%s\" SET l1 = 'x' || l1 WHERE doc = (SELECT min(doc) FROM \"s_%s\")",
+        {"UPDATE \"r_%s\" SET seq = -seq WHERE seq = (SELECT min(seq) FROM \"r_%s\")",
+         "UPDATE \"r_%s\" SET seq = -seq WHERE seq < 0"},
+        {"UPDATE \"s_%s\" SET l1 = 'x' || l1 WHERE seq = (SELECT min(seq) FROM \"s_%s\")",
          "UPDATE \"s_%s\" SET l1 = CAST(substr(l1, 2) AS INTEGER) WHERE typeof(l1) = 'text'"},
         {"UPDATE \"s_%s\" SET l0 = l0 + 4611686018427387904",
          "UPDATE \"s_%s\" SET l0 = l0 - 4611686018427387904"},
-        {"UPDATE \"s_%s\" SET seq = 9223372036854775807 - (seq %% 2)", NULL},
+        {"UPDATE \"r_%s\" SET seq = 9223372036854775807 - seq", NULL},
     };
     for (size_t i = 0; i < sizeof(tamper) / sizeof(tamper[0]); i++) {
         cloud_exec(&cl, tamper[i][0], NULL, NULL, NULL, 0, -1);
@@ -2393,11 +2395,7 @@ static void test_malformed_store_data(void **state)
     cloud_exec(&cl, "UPDATE \"r_%s\" SET blob = CAST(blob AS TEXT) WHERE doc = ?1", t1, NULL, NULL,
                0, 1);
     assert_breach_rc(veil_doc_get(f->clerk, COLL, "d0001", &out, &st), &st, "a blob as text");
-    cloud_exec(&cl,
-               "UPDATE \"r_%s\" SET blob = CAST(blob AS BLOB), seq = 'x' || seq "
-               "WHERE doc = ?1",
-               t1, NULL, NULL, 0, 1);
-    assert_breach_rc(veil_doc_get(f->clerk, COLL, "d0001", &out, &st), &st, "a seq as text");
+    /* (a seq as text is no longer possible: it is the rows' integer key) */
     sqlite3_close(cl.db);
 }
 
@@ -2660,6 +2658,86 @@ static void test_bounds_at_write(void **state)
     veil_free(out);
     assert_int_equal(get_rc(f->clerk, "b1"), VEIL_ERR_NOT_FOUND);
     assert_int_equal(get_rc(f->clerk, "b2"), VEIL_OK);
+}
+
+/* amount's bounds refuse other values, so its range tokens cover only -50000..50000 (24 bits,
+ * six prefixes): every query bound, inside, on or beyond the bounds, finds exactly the
+ * documents a plaintext comparison finds, in a query and in an aggregate's count. */
+static void test_bounded_range(void **state)
+{
+    struct fx *f = *state;
+    static const char *const amounts[] = {"-50000", "-49999.99", "-0.01", "0",
+                                          "0.01",   "12.50",     "49999.99", "50000"};
+    enum { N = sizeof(amounts) / sizeof(amounts[0]) };
+    static const double value[N] = {-50000, -49999.99, -0.01, 0, 0.01, 12.5, 49999.99, 50000};
+    for (size_t i = 0; i < N; i++) {
+        char id[16], doc[96];
+        snprintf(id, sizeof(id), "br-%zu", i);
+        snprintf(doc, sizeof(doc), "{\"org_id\":\"BR\",\"amount\":\"%s\"}", amounts[i]);
+        put(f->clerk, id, doc, 1);
+    }
+    static const struct {
+        const char *op;
+        const char *bound; /* JSON */
+    } bounds[] = {
+        {"gt", "\"60000\""},   {"gte", "\"60000\""},  {"lt", "\"60000\""},  {"lte", "\"60000\""},
+        {"gt", "-60000"},      {"gte", "-60000"},     {"lt", "-60000"},     {"lte", "-60000"},
+        {"gt", "\"50000\""},   {"gte", "\"50000\""},  {"lt", "\"50000\""},  {"lte", "\"50000\""},
+        {"gt", "-50000"},      {"gte", "-50000"},     {"lt", "-50000"},     {"lte", "-50000"},
+        {"gt", "\"50000.01\""}, {"lt", "\"-50000.01\""}, {"gte", "\"-0.01\""}, {"lt", "0"},
+        {"lte", "\"0.01\""},   {"gt", "\"99999999999\""}, {"lt", "-99999999999"},      {"gte", "\"12.5\""},
+    };
+    enum { NB = sizeof(bounds) / sizeof(bounds[0]) };
+    /* each bound alone, and every pair of a lower and an upper bound */
+    for (size_t a = 0; a < NB; a++) {
+        for (size_t b = a; b < NB; b++) {
+            if (b != a && (bounds[a].op[0] == bounds[b].op[0])) {
+                continue;
+            }
+            char where[160], body[256];
+            if (b == a) {
+                snprintf(where, sizeof(where), "{\"%s\":%s}", bounds[a].op, bounds[a].bound);
+            } else {
+                snprintf(where, sizeof(where), "{\"%s\":%s,\"%s\":%s}", bounds[a].op,
+                         bounds[a].bound, bounds[b].op, bounds[b].bound);
+            }
+            size_t want = 0;
+            for (size_t i = 0; i < N; i++) {
+                bool hit = true;
+                for (size_t k = 0; k < 2; k++) {
+                    size_t j = k == 0 ? a : b;
+                    const char *q = bounds[j].bound + (bounds[j].bound[0] == '"');
+                    double x = strtod(q, NULL), v = value[i];
+                    const char *op = bounds[j].op;
+                    hit = hit && (strcmp(op, "gt") == 0    ? v > x
+                                  : strcmp(op, "gte") == 0 ? v >= x
+                                  : strcmp(op, "lt") == 0  ? v < x
+                                                           : v <= x);
+                }
+                want += hit;
+            }
+            snprintf(body, sizeof(body),
+                     "{\"where\":{\"org_id\":\"BR\",\"amount\":%s},\"limit\":100}", where);
+            json_t *ans = query(f->admin, body);
+            if (json_array_size(json_object_get(ans, "docs")) != want) {
+                fail_msg("%s: %zu documents, want %zu", body,
+                         json_array_size(json_object_get(ans, "docs")), want);
+            }
+            json_decref(ans);
+            snprintf(body, sizeof(body),
+                     "{\"where\":{\"org_id\":\"BR\",\"amount\":%s},"
+                     "\"metrics\":{\"n\":{\"count\":\"*\"}}}", where);
+            char *out = NULL;
+            veil_status st;
+            assert_int_equal(agg_rc(f->admin, body, &out, &st), VEIL_OK);
+            char n[32];
+            snprintf(n, sizeof(n), "\"n\":%zu}", want);
+            if (strstr(out, n) == NULL) {
+                fail_msg("%s: %s, want %zu", body, out, want);
+            }
+            veil_free(out);
+        }
+    }
 }
 
 static void test_avg_precision(void **state)
@@ -2988,6 +3066,7 @@ int main(void)
         T(test_search_paging_bulk),
         T(test_avg_precision),
         T(test_bounds_at_write),
+        T(test_bounded_range),
         T(test_dp_answers),
         T(test_open_failures),
         T(test_passphrase),
