@@ -5,20 +5,33 @@
  * Each opaque table T (1..64 lowercase hex, checked before it is spliced into SQL) becomes
  *     r_T(seq INTEGER PRIMARY KEY, doc BLOB NOT NULL, blob BLOB NOT NULL)
  *         with d_T, a unique index on doc
- *     x_T(col BLOB, tok BLOB, doc BLOB, seq INTEGER NOT NULL, PRIMARY KEY(col, tok, doc))
- *         WITHOUT ROWID, with i_T ON x_T(seq, col)
+ *     x_T(col BLOB, part INTEGER, tok BLOB, doc BLOB, seq INTEGER NOT NULL,
+ *         PRIMARY KEY(col, part, tok, doc)) WITHOUT ROWID
+ *     y_T(seq INTEGER, col BLOB, tok BLOB, PRIMARY KEY(seq, col, tok)) WITHOUT ROWID
+ *     q_T(part INTEGER PRIMARY KEY, level INTEGER NOT NULL, n INTEGER NOT NULL)
  *     s_T(seq INTEGER, col BLOB, l0..l3 INTEGER NOT NULL, PRIMARY KEY(seq, col)) WITHOUT ROWID
  *     p_T(seq INTEGER, col BLOB, val BLOB NOT NULL, PRIMARY KEY(seq, col)) WITHOUT ROWID
  *     k_T(key BLOB PRIMARY KEY, val BLOB NOT NULL) WITHOUT ROWID
- * A row is keyed by its sequence number, which the engine takes from a per-collection
- * counter in trusted state, so each write gets a new one that grows: rows, their cells
- * (s_T: ASHE cells as four 32-bit limbs; p_T: Paillier cells) and i_T's entries of their
- * tokens are appended at the right edge of their B-trees instead of landing on random
- * pages, and an aggregate over every row walks r_T, i_T and s_T in one order. Only d_T
- * (document token to row) and x_T (token to rows, in document order, for find and members)
- * are keyed by pseudo-random bytes. A replaced row goes whole (found through d_T, its tokens
- * through i_T, its cells by number) and its new version comes with the new number. The
- * caller promises numbers of 0..2^63-1 that no other row of the table holds.
+ * A row is keyed by its sequence number, which the engine takes from trusted state in
+ * blocks of consecutive numbers: rows, their cells (s_T: ASHE cells as four 32-bit limbs;
+ * p_T: Paillier cells) and their tokens by row (y_T) are written as runs of consecutive
+ * keys, a few B-tree pages a batch instead of a page a document. The caller promises
+ * numbers of 0..2^63-1 that no other row of the table holds. A replaced row goes whole
+ * (found through d_T, its tokens through y_T, its cells by number) and its new version
+ * comes with its new number.
+ *
+ * x_T, the index from (column, token) to documents, is log-structured: its entries are
+ * keyed by pseudo-random tokens, so in one B-tree every new document's entries would land on
+ * as many pages all over the file, and the commit would write each of them (the rate fell
+ * as the store grew). Instead x_T is cut into partitions, listed in q_T: new entries go to
+ * the newest partition of level 0 until it holds SQ_PART_ENTRIES (a few MB, whose pages a
+ * batch's sorted inserts touch again and again), then to a new one; when SQ_PART_FANOUT
+ * partitions of one level exist, the write that made the last one merges them into one of
+ * the next level (part_merge: per column, their entries copied in key order, which appends,
+ * and deleted), so there are a few partitions per level and few levels. A lookup of a token
+ * seeks it in every partition ("part IN (SELECT part FROM q_T)"): one seek each. A merge is
+ * part of the write that triggers it, in its transaction, so that write takes longer (the
+ * rarer the higher the level).
  * The layout's version is in PRAGMA user_version (SQ_FORMAT); a file of another layout is
  * refused when the store is opened, never read wrongly.
  *
@@ -37,7 +50,7 @@
  * be probed, not a set to intersect: find adds "doc IN (SELECT doc FROM temp.vl_docs)", which
  * SQLite uses to walk vl_docs in document order and seek r_T (so after and limit stop it
  * early), and each term becomes a correlated EXISTS that seeks the candidate's tokens in the
- * term's column through i_T (append_probe). The cost then follows the number of candidates,
+ * term's column through y_T (append_probe). The cost then follows the number of candidates,
  * never how many rows a term matches: with 100 candidates and a term matching half of
  * 200,000 rows, 0.3 ms instead of 75 ms when the term's documents were collected first.
  *
@@ -55,12 +68,12 @@
  *
  * Aggregates are computed by SQLite, over the stored cells, in one read transaction and one
  * statement:
- *   - the predicate becomes a MATERIALIZED CTE f(seq): an INTERSECT of one index range scan
- *     of x_T per term (an entry carries its row's number); or, with only_docs, the rows of
- *     temp.vl_docs' documents (through d_T) that pass every term's probe (as in find). The
- *     matching rows are f's (tokens exist only with their row), or, with no predicate,
- *     every row of r_T;
- *   - each is LEFT JOINed to its tokens in the group columns (i_T by (seq, col); a missing
+ *   - the predicate becomes a MATERIALIZED CTE f(seq): an INTERSECT of one lookup of x_T
+ *     per term (an entry carries its row's number); or, with only_docs, the rows of
+ *     temp.vl_docs' documents (through d_T) that pass every term's probe of y_T (as in
+ *     find). The matching rows are f's (tokens exist only with their row), or, with no
+ *     predicate, every row of r_T;
+ *   - each is LEFT JOINed to its tokens in the group columns (y_T by (seq, col); a missing
  *     token is the key x'') and to its cells in the aggregated columns (by (seq, col)); one
  *     GROUP BY over the keys (one sort) then gives per group count(*) and veil_runs(seq) of
  *     its rows, and, per column, count, limb SUMs and veil_runs(seq, limbs), or
@@ -79,17 +92,17 @@
  * groups. Groups come in key order (the GROUP BY's sort), which the interface does not
  * promise.
  *
- * Performance: x_T's entries are keyed by pseudo-random tokens, so a document's tokens land
- * on as many B-tree pages; put_rows inserts a call's entries in key order, so that each page
- * is visited once per call, and everything else it writes is appended. A checkpoint every
- * SQ_WAL_PAGES pages (SQLite's default is 1000) writes a page that several commits touched
- * once, and syncs the file less often. temp_store stays at its default, so a large GROUP BY
- * sorts in cache-sized runs merged through a temporary file (holding only what the database
- * already holds) instead of in memory one allocation per record, which was much slower.
+ * Performance: besides x_T's partitions (above), put_rows inserts a call's x_T entries in
+ * key order, so that each page is visited once per call. A checkpoint every SQ_WAL_PAGES
+ * pages (SQLite's default is 1000) writes a page that several commits touched once, and
+ * syncs the file less often. temp_store stays at its default, so a large GROUP BY or a
+ * merge sorts in cache-sized runs merged through a temporary file (holding only what the
+ * database already holds) instead of in memory one allocation per record.
  *
  * What the store learns: the number of tables and of rows in each; each row's document token,
  * sequence number and sealed blob (its size); every (column, token) pair of each row (with
- * the row's sequence number, which it holds anyway), hence
+ * the row's sequence number, which it holds anyway, and the partition it went to, which
+ * tells roughly when it was written, which it saw anyway), hence
  * which rows share an equality token and how many range tokens a row has; which columns of a
  * row have sum cells (never their values: ASHE and Paillier ciphertexts); and, from each call,
  * which document tokens were read or written together, which tokens a find, a members call or
@@ -163,8 +176,12 @@
 #define SQ_MODULUS_MAX 4096   /* bytes of a Paillier modulus n^2 (n of 16384 bits) */
 #define SQ_LIMB_MAX 0xffffffffLL
 #define SQ_WAL_PAGES "10000"  /* checkpoint when the WAL holds this many pages (40 MiB) */
-#define SQ_FORMAT 2           /* the layout of the file header, in PRAGMA user_version */
-#define SQ_FORMAT_S "2"
+#define SQ_FORMAT 3           /* the layout of the file header, in PRAGMA user_version */
+#define SQ_FORMAT_S "3"
+#define SQ_PART_ENTRIES 65536 /* x_T entries a partition of level 0 takes */
+#define SQ_PART_FANOUT 4      /* partitions of a level merged into one of the next */
+#define SQ_PART_LEVELS 16
+#define SQ_PART_SQL 4096
 #define SQ_BAD_DATA (-1)      /* not an SQLite code: stored data no honest store holds */
 #define SQ_DIR_MODE 0700
 #define SQ_FILE_MODE 0600
@@ -191,6 +208,7 @@ struct sq_store {
     size_t nidle;
     size_t nopen;
     pthread_mutex_t write_mu; /* one write transaction at a time in this process */
+    sqlite3_int64 part_entries; /* x_T entries a partition of level 0 takes */
     char (*tables)[VL_TABLE_NAME_MAX + 1]; /* sorted names known to exist */
     size_t ntables;
     size_t captables;
@@ -723,9 +741,12 @@ static int create_tables(sqlite3 *db, const char *t)
              "CREATE TABLE IF NOT EXISTS \"r_%s\"(seq INTEGER PRIMARY KEY, doc BLOB NOT NULL,"
              " blob BLOB NOT NULL);"
              "CREATE UNIQUE INDEX IF NOT EXISTS \"d_%s\" ON \"r_%s\"(doc);"
-             "CREATE TABLE IF NOT EXISTS \"x_%s\"(col BLOB, tok BLOB, doc BLOB,"
-             " seq INTEGER NOT NULL, PRIMARY KEY(col, tok, doc)) WITHOUT ROWID;"
-             "CREATE INDEX IF NOT EXISTS \"i_%s\" ON \"x_%s\"(seq, col);"
+             "CREATE TABLE IF NOT EXISTS \"x_%s\"(col BLOB, part INTEGER, tok BLOB, doc BLOB,"
+             " seq INTEGER NOT NULL, PRIMARY KEY(col, part, tok, doc)) WITHOUT ROWID;"
+             "CREATE TABLE IF NOT EXISTS \"y_%s\"(seq INTEGER, col BLOB, tok BLOB,"
+             " PRIMARY KEY(seq, col, tok)) WITHOUT ROWID;"
+             "CREATE TABLE IF NOT EXISTS \"q_%s\"(part INTEGER PRIMARY KEY,"
+             " level INTEGER NOT NULL, n INTEGER NOT NULL);"
              "CREATE TABLE IF NOT EXISTS \"s_%s\"(seq INTEGER, col BLOB,"
              " l0 INTEGER NOT NULL, l1 INTEGER NOT NULL, l2 INTEGER NOT NULL,"
              " l3 INTEGER NOT NULL, PRIMARY KEY(seq, col)) WITHOUT ROWID;"
@@ -852,10 +873,11 @@ static veil_err sq_drop_table(struct vl_store *vs, const char *table)
     locked = 1;
     cache_del(s, table);
     snprintf(sql, sizeof(sql),
-             "DROP TABLE IF EXISTS \"s_%s\"; DROP TABLE IF EXISTS \"p_%s\";"
-             " DROP TABLE IF EXISTS \"x_%s\"; DROP TABLE IF EXISTS \"r_%s\";"
-             " DROP TABLE IF EXISTS \"k_%s\";",
-             table, table, table, table, table);
+             "DROP TABLE IF EXISTS \"s_%1$s\"; DROP TABLE IF EXISTS \"p_%1$s\";"
+             " DROP TABLE IF EXISTS \"x_%1$s\"; DROP TABLE IF EXISTS \"y_%1$s\";"
+             " DROP TABLE IF EXISTS \"q_%1$s\"; DROP TABLE IF EXISTS \"r_%1$s\";"
+             " DROP TABLE IF EXISTS \"k_%1$s\";",
+             table);
     src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (src == SQLITE_OK) {
         src = sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -901,31 +923,45 @@ static int row_ptr_cmp(const void *a, const void *b)
 
 enum {
     PUT_OLD,
-    PUT_DEL_TOKS,
+    PUT_TOKS,
+    PUT_DEL_X,
+    PUT_DEL_Y,
     PUT_DEL_SUMS,
     PUT_DEL_PRODS,
     PUT_DEL_ROW,
     PUT_ROW,
-    PUT_TOK,
+    PUT_TOK_X,
+    PUT_TOK_Y,
     PUT_SUM,
     PUT_PROD,
+    PUT_PART,
+    PUT_PART_NEW,
+    PUT_PART_ADD,
     PUT_NSTMT
 };
 
 static int prepare_put(sqlite3 *db, const char *t, sqlite3_stmt *stmt[PUT_NSTMT])
 {
     static const char *const fmt[PUT_NSTMT] = {
-        [PUT_OLD] = "SELECT seq FROM \"r_%s\" WHERE doc = ?",
-        [PUT_DEL_TOKS] = "DELETE FROM \"x_%s\" WHERE seq = ?",
-        [PUT_DEL_SUMS] = "DELETE FROM \"s_%s\" WHERE seq = ?",
-        [PUT_DEL_PRODS] = "DELETE FROM \"p_%s\" WHERE seq = ?",
-        [PUT_DEL_ROW] = "DELETE FROM \"r_%s\" WHERE seq = ?",
-        [PUT_ROW] = "INSERT INTO \"r_%s\"(seq, doc, blob) VALUES (?, ?, ?)",
-        [PUT_TOK] = "INSERT OR REPLACE INTO \"x_%s\"(col, tok, doc, seq) VALUES (?, ?, ?, ?)",
-        [PUT_SUM] = "INSERT INTO \"s_%s\"(seq, col, l0, l1, l2, l3) VALUES (?, ?, ?, ?, ?, ?)",
-        [PUT_PROD] = "INSERT INTO \"p_%s\"(seq, col, val) VALUES (?, ?, ?)",
+        [PUT_OLD] = "SELECT seq FROM \"r_%1$s\" WHERE doc = ?",
+        [PUT_TOKS] = "SELECT col, tok FROM \"y_%1$s\" WHERE seq = ?",
+        [PUT_DEL_X] = "DELETE FROM \"x_%1$s\" WHERE col = ?1 AND part IN (SELECT part FROM"
+                      " \"q_%1$s\") AND tok = ?2 AND doc = ?3",
+        [PUT_DEL_Y] = "DELETE FROM \"y_%1$s\" WHERE seq = ?",
+        [PUT_DEL_SUMS] = "DELETE FROM \"s_%1$s\" WHERE seq = ?",
+        [PUT_DEL_PRODS] = "DELETE FROM \"p_%1$s\" WHERE seq = ?",
+        [PUT_DEL_ROW] = "DELETE FROM \"r_%1$s\" WHERE seq = ?",
+        [PUT_ROW] = "INSERT INTO \"r_%1$s\"(seq, doc, blob) VALUES (?, ?, ?)",
+        [PUT_TOK_X] = "INSERT OR IGNORE INTO \"x_%1$s\"(col, part, tok, doc, seq)"
+                      " VALUES (?, ?, ?, ?, ?)",
+        [PUT_TOK_Y] = "INSERT OR IGNORE INTO \"y_%1$s\"(seq, col, tok) VALUES (?, ?, ?)",
+        [PUT_SUM] = "INSERT INTO \"s_%1$s\"(seq, col, l0, l1, l2, l3) VALUES (?, ?, ?, ?, ?, ?)",
+        [PUT_PROD] = "INSERT INTO \"p_%1$s\"(seq, col, val) VALUES (?, ?, ?)",
+        [PUT_PART] = "SELECT part, level, n FROM \"q_%1$s\" ORDER BY part DESC LIMIT 1",
+        [PUT_PART_NEW] = "INSERT INTO \"q_%1$s\"(part, level, n) VALUES (?, 0, 0)",
+        [PUT_PART_ADD] = "UPDATE \"q_%1$s\" SET n = n + ? WHERE part = ?",
     };
-    char sql[256];
+    char sql[512];
     int rc = SQLITE_OK;
     for (int i = 0; rc == SQLITE_OK && i < PUT_NSTMT; i++) {
         snprintf(sql, sizeof(sql), fmt[i], t);
@@ -978,11 +1014,12 @@ static int row_ok(const struct vl_row *row)
     return 1;
 }
 
-/* Removes the row stored under the document token of `row`, if any, with its tokens and
- * cells: all found by its sequence number, through i_T for the tokens. */
-static int put_drop_old(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
+/* Removes the row stored under document token `doc`, if any, with its tokens (found in
+ * y_T by its number, each then taken out of whichever partition of x_T holds it) and its
+ * cells. */
+static int drop_row(sqlite3_stmt *stmt[PUT_NSTMT], const uint8_t *doc)
 {
-    int rc = bind_bytes(stmt[PUT_OLD], 1, row->doc.p, row->doc.n);
+    int rc = bind_bytes(stmt[PUT_OLD], 1, doc, VL_DOCTOKEN_BYTES);
     if (rc != SQLITE_OK) {
         return rc;
     }
@@ -997,8 +1034,23 @@ static int put_drop_old(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
     }
     sqlite3_int64 old = sqlite3_column_int64(stmt[PUT_OLD], 0); /* the rowid: an integer */
     sqlite3_reset(stmt[PUT_OLD]);
-    rc = SQLITE_OK;
-    for (int w = PUT_DEL_TOKS; rc == SQLITE_OK && w <= PUT_DEL_ROW; w++) {
+    rc = sqlite3_bind_int64(stmt[PUT_TOKS], 1, old);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(stmt[PUT_TOKS])) == SQLITE_ROW) {
+        sqlite3_stmt *del = stmt[PUT_DEL_X];
+        rc = sqlite3_bind_value(del, 1, sqlite3_column_value(stmt[PUT_TOKS], 0));
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_bind_value(del, 2, sqlite3_column_value(stmt[PUT_TOKS], 1));
+        }
+        if (rc == SQLITE_OK) {
+            rc = bind_bytes(del, 3, doc, VL_DOCTOKEN_BYTES);
+        }
+        if (rc == SQLITE_OK) {
+            rc = step_done(del);
+        }
+    }
+    sqlite3_reset(stmt[PUT_TOKS]);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    for (int w = PUT_DEL_Y; rc == SQLITE_OK && w <= PUT_DEL_ROW; w++) {
         rc = sqlite3_bind_int64(stmt[w], 1, old);
         if (rc == SQLITE_OK) {
             rc = step_done(stmt[w]);
@@ -1011,7 +1063,7 @@ static int put_drop_old(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
 static int put_one(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *row)
 {
     sqlite3_int64 seq = (sqlite3_int64)row->seq;
-    int rc = put_drop_old(stmt, row);
+    int rc = drop_row(stmt, row->doc.p);
     if (rc == SQLITE_OK) {
         rc = sqlite3_bind_int64(stmt[PUT_ROW], 1, seq);
     }
@@ -1072,11 +1124,35 @@ static int put_tok_cmp(const void *a, const void *b)
     return c;
 }
 
-/* The tokens of the rows that stay (keep[i]), inserted in key order: each of x_T's pages is
- * then visited once per call rather than once per token (tokens are pseudo-random, so in
- * row order nearly every insert lands on a page of its own). */
-static int put_tokens(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *rows, size_t n,
-                      const unsigned char *keep)
+/* The partition of x_T that new entries go to: the newest, while it is of level 0 and holds
+ * fewer than `cap` entries, else a new one. */
+static int part_current(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, sqlite3_int64 *part)
+{
+    sqlite3_int64 last = 0;
+    int fresh = 1;
+    int rc = sqlite3_step(stmt[PUT_PART]);
+    if (rc == SQLITE_ROW) {
+        last = sqlite3_column_int64(stmt[PUT_PART], 0);
+        fresh = sqlite3_column_int64(stmt[PUT_PART], 1) != 0 ||
+                sqlite3_column_int64(stmt[PUT_PART], 2) >= cap;
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(stmt[PUT_PART]);
+    if (rc != SQLITE_DONE) {
+        return rc;
+    }
+    *part = fresh ? last + 1 : last;
+    if (!fresh) {
+        return SQLITE_OK;
+    }
+    rc = sqlite3_bind_int64(stmt[PUT_PART_NEW], 1, *part);
+    return rc == SQLITE_OK ? step_done(stmt[PUT_PART_NEW]) : rc;
+}
+
+/* The tokens of the rows that stay (keep[i]): into the current partition of x_T in key
+ * order, so that they are appended to its few pages of each column, and into y_T by row. */
+static int put_tokens(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, const struct vl_row *rows,
+                      size_t n, const unsigned char *keep)
 {
     size_t total = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1085,9 +1161,11 @@ static int put_tokens(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *rows, 
     if (total == 0) {
         return SQLITE_OK;
     }
-    struct put_tok *all = malloc(total * sizeof(*all));
+    sqlite3_int64 part = 0;
+    int rc = part_current(stmt, cap, &part);
+    struct put_tok *all = rc == SQLITE_OK ? malloc(total * sizeof(*all)) : NULL;
     if (all == NULL) {
-        return SQLITE_NOMEM;
+        return rc == SQLITE_OK ? SQLITE_NOMEM : rc;
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; keep[i] && j < rows[i].ntokens; j++) {
@@ -1095,25 +1173,158 @@ static int put_tokens(sqlite3_stmt *stmt[PUT_NSTMT], const struct vl_row *rows, 
             all[k++].tk = &rows[i].tokens[j];
         }
     }
-    qsort(all, total, sizeof(*all), put_tok_cmp);
-    int rc = SQLITE_OK;
+    /* y_T first, in row order (each row's numbers are its own run of keys) */
     for (size_t i = 0; rc == SQLITE_OK && i < total; i++) {
         const struct vl_token *tk = all[i].tk;
-        rc = bind_bytes(stmt[PUT_TOK], 1, tk->col, VL_COL_BYTES);
+        sqlite3_stmt *y = stmt[PUT_TOK_Y];
+        rc = sqlite3_bind_int64(y, 1, (sqlite3_int64)all[i].row->seq);
         if (rc == SQLITE_OK) {
-            rc = bind_bytes(stmt[PUT_TOK], 2, tk->tok.p, tk->tok.n);
+            rc = bind_bytes(y, 2, tk->col, VL_COL_BYTES);
         }
         if (rc == SQLITE_OK) {
-            rc = bind_bytes(stmt[PUT_TOK], 3, all[i].row->doc.p, all[i].row->doc.n);
+            rc = bind_bytes(y, 3, tk->tok.p, tk->tok.n);
         }
         if (rc == SQLITE_OK) {
-            rc = sqlite3_bind_int64(stmt[PUT_TOK], 4, (sqlite3_int64)all[i].row->seq);
+            rc = step_done(y);
+        }
+    }
+    qsort(all, total, sizeof(*all), put_tok_cmp);
+    for (size_t i = 0; rc == SQLITE_OK && i < total; i++) {
+        const struct vl_token *tk = all[i].tk;
+        sqlite3_stmt *x = stmt[PUT_TOK_X];
+        rc = bind_bytes(x, 1, tk->col, VL_COL_BYTES);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_bind_int64(x, 2, part);
         }
         if (rc == SQLITE_OK) {
-            rc = step_done(stmt[PUT_TOK]);
+            rc = bind_bytes(x, 3, tk->tok.p, tk->tok.n);
+        }
+        if (rc == SQLITE_OK) {
+            rc = bind_bytes(x, 4, all[i].row->doc.p, all[i].row->doc.n);
+        }
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_bind_int64(x, 5, (sqlite3_int64)all[i].row->seq);
+        }
+        if (rc == SQLITE_OK) {
+            rc = step_done(x);
         }
     }
     free(all);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_bind_int64(stmt[PUT_PART_ADD], 1, (sqlite3_int64)total);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_bind_int64(stmt[PUT_PART_ADD], 2, part);
+    }
+    return rc == SQLITE_OK ? step_done(stmt[PUT_PART_ADD]) : rc;
+}
+
+/* Runs one statement of x_T's merge with up to two integer parameters and a column. */
+static int merge_step(sqlite3 *db, const char *fmt, const char *t, const char *parts,
+                      const void *col, sqlite3_int64 a)
+{
+    char sql[SQ_PART_SQL];
+    sqlite3_stmt *stmt = NULL;
+    snprintf(sql, sizeof(sql), fmt, t, parts);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+    if (rc == SQLITE_OK && col != NULL) {
+        rc = bind_bytes(stmt, 1, col, VL_COL_BYTES);
+    }
+    if (rc == SQLITE_OK && strstr(sql, "?2") != NULL) {
+        rc = sqlite3_bind_int64(stmt, 2, a);
+    }
+    if (rc == SQLITE_OK) {
+        rc = step_done(stmt);
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* When SQ_PART_FANOUT partitions of one level exist, merges them into one of the next
+ * level, column by column and in key order (so the new partition is written as appends),
+ * and again for the level above: a log-structured merge, so that x_T has few partitions
+ * (each a seek per token asked for) while new entries land in a small one. Part of the
+ * write that completed the level, in its transaction. */
+static int part_merge(sqlite3 *db, const char *t)
+{
+    int rc = SQLITE_OK;
+    for (int level = 0; rc == SQLITE_OK && level < SQ_PART_LEVELS; level++) {
+        char sql[256], parts[SQ_PART_SQL / 2];
+        sqlite3_stmt *stmt = NULL;
+        size_t np = 0, at = 0;
+        sqlite3_int64 n = 0, top = 0;
+        snprintf(sql, sizeof(sql),
+                 "SELECT part, n, (SELECT max(part) FROM \"q_%s\") FROM \"q_%s\" WHERE level = ?"
+                 " ORDER BY part",
+                 t, t);
+        rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_bind_int(stmt, 1, level);
+        }
+        while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            at += (size_t)snprintf(parts + at, sizeof(parts) - at, "%s%lld", np ? "," : "",
+                                   (long long)sqlite3_column_int64(stmt, 0));
+            n += sqlite3_column_int64(stmt, 1);
+            top = sqlite3_column_int64(stmt, 2);
+            np++;
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(stmt);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        if (rc != SQLITE_OK || np < SQ_PART_FANOUT) {
+            break;
+        }
+        /* column by column: x_T is keyed by column first */
+        uint8_t col[VL_COL_BYTES];
+        int have = 0;
+        for (;;) {
+            snprintf(sql, sizeof(sql),
+                     "SELECT col FROM \"x_%s\" WHERE col > ?1 ORDER BY col LIMIT 1", t);
+            rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+            if (rc == SQLITE_OK) {
+                rc = have ? bind_bytes(stmt, 1, col, VL_COL_BYTES)
+                          : sqlite3_bind_zeroblob(stmt, 1, 0);
+            }
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_step(stmt);
+            }
+            int found = rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) == SQLITE_BLOB &&
+                        sqlite3_column_bytes(stmt, 0) == VL_COL_BYTES;
+            if (found) {
+                memcpy(col, sqlite3_column_blob(stmt, 0), VL_COL_BYTES);
+            }
+            rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+            sqlite3_finalize(stmt);
+            if (rc != SQLITE_OK || !found) {
+                break;
+            }
+            have = 1;
+            rc = merge_step(db,
+                            "INSERT OR IGNORE INTO \"x_%1$s\"(col, part, tok, doc, seq)"
+                            " SELECT col, ?2, tok, doc, seq FROM \"x_%1$s\""
+                            " WHERE col = ?1 AND part IN (%2$s) ORDER BY tok, doc",
+                            t, parts, col, top + 1);
+            /* The entries deleted are the ones just copied: zeroing them (secure_delete)
+             * would hide nothing and double the merge's writes. */
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_exec(db, "PRAGMA secure_delete=OFF", NULL, NULL, NULL);
+            }
+            if (rc == SQLITE_OK) {
+                rc = merge_step(db, "DELETE FROM \"x_%1$s\" WHERE col = ?1 AND part IN (%2$s)",
+                                t, parts, col, 0);
+            }
+            int on = sqlite3_exec(db, "PRAGMA secure_delete=ON", NULL, NULL, NULL);
+            rc = rc == SQLITE_OK ? on : rc;
+        }
+        if (rc == SQLITE_OK) {
+            rc = merge_step(db, "DELETE FROM \"q_%1$s\" WHERE part IN (%2$s)", t, parts, NULL, 0);
+        }
+        if (rc == SQLITE_OK) {
+            snprintf(sql, sizeof(sql), "INSERT INTO \"q_%s\"(part, level, n) VALUES (%lld, %d, %lld)",
+                     t, (long long)(top + 1), level + 1, (long long)n);
+            rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+        }
+    }
     return rc;
 }
 
@@ -1270,11 +1481,10 @@ static veil_err sq_delete_rows(struct vl_store *vs, const char *table,
 {
     struct sq_store *s = sq(vs);
     sqlite3 *db = NULL;
-    sqlite3_stmt *stmt[2][4] = {{NULL}}; /* [full, part][x_T, s_T, p_T, r_T] */
+    sqlite3_stmt *stmt[PUT_NSTMT] = {NULL};
     int locked = 0, in_txn = 0, absent = 0;
     veil_err rc = VEIL_OK;
     int src = SQLITE_OK;
-    char head[4][256];
 
     if (!table_ok(table)) {
         rc = VEIL_ERR_INTERNAL;
@@ -1294,38 +1504,20 @@ static veil_err sq_delete_rows(struct vl_store *vs, const char *table,
         goto out;
     }
     in_txn = 1;
-    /* tokens and cells by their row's sequence number, then the row */
-    for (int w = 0; w < 3; w++) {
-        snprintf(head[w], sizeof(head[w]),
-                 "DELETE FROM \"%c_%s\" WHERE seq IN (SELECT seq FROM \"r_%s\" WHERE doc IN (",
-                 "xsp"[w], table, table);
+    src = prepare_put(db, table, stmt);
+    if (src != SQLITE_OK) {
+        src = missing_table(db, table, src, &absent);
     }
-    snprintf(head[3], sizeof(head[3]), "DELETE FROM \"r_%s\" WHERE doc IN (", table);
-    for (size_t at = 0; src == SQLITE_OK && !absent && at < n; at += SQ_DOC_BATCH) {
-        size_t k = n - at < SQ_DOC_BATCH ? n - at : SQ_DOC_BATCH;
-        sqlite3_stmt **dels = stmt[k == SQ_DOC_BATCH ? 0 : 1];
-        for (int w = 0; src == SQLITE_OK && w < 4; w++) {
-            if (dels[w] == NULL) {
-                src = prepare_in(db, head[w], k, w < 3 ? "))" : ")", &dels[w]);
-                if (src != SQLITE_OK) {
-                    src = missing_table(db, table, src, &absent);
-                    break;
-                }
-            }
-            for (size_t i = 0; src == SQLITE_OK && i < k; i++) {
-                src = bind_bytes(dels[w], (int)i + 1, docs[at + i].p, docs[at + i].n);
-            }
-            if (src == SQLITE_OK) {
-                src = step_done(dels[w]);
-            }
+    /* each row with its tokens (y_T, then x_T's partitions) and cells, by its number */
+    for (size_t i = 0; src == SQLITE_OK && !absent && i < n; i++) {
+        if (docs[i].n == VL_DOCTOKEN_BYTES && docs[i].p != NULL) { /* else no row has it */
+            src = drop_row(stmt, docs[i].p);
         }
     }
 
 out:
-    for (int i = 0; i < 2; i++) {
-        for (int w = 0; w < 4; w++) {
-            sqlite3_finalize(stmt[i][w]);
-        }
+    for (int i = 0; i < PUT_NSTMT; i++) {
+        sqlite3_finalize(stmt[i]);
     }
     if (in_txn) {
         int end = txn_end(db, src == SQLITE_OK);
@@ -1409,17 +1601,25 @@ static veil_err append_toks(struct vl_buf *b, const struct vl_pred_term *term, i
     return rc;
 }
 
-/* Appends the test that document `alias`.doc has a token of `term` (placeholders: the column,
+/* "part IN (SELECT part FROM q_T)": an entry of x_T is looked up in every partition, one
+ * seek each (part_merge keeps them few). */
+static const char *in_parts(const char *t, char *buf, size_t n)
+{
+    snprintf(buf, n, "part IN (SELECT part FROM \"q_%s\")", t);
+    return buf;
+}
+
+/* Appends the test that row `alias`.seq has a token of `term` (placeholders: the column,
  * then append_toks'). Used with only_docs, where each candidate document is probed: SQLite
- * seeks i_T by (doc, col) and checks that document's few tokens in the column against the
+ * seeks y_T by (seq, col) and checks that document's few tokens in the column against the
  * term's, so the cost follows the candidates, never how many documents the term matches
  * (an IN subquery would collect all of those first). The unary + keeps SQLite from seeking
  * once per token of the term instead. */
 static veil_err append_probe(struct vl_buf *b, const char *t, const char *alias,
                              const struct vl_pred_term *term, int via_temp)
 {
-    veil_err rc = appendf(b, "EXISTS (SELECT 1 FROM \"x_%s\" x INDEXED BY \"i_%s\""
-                             " WHERE x.seq = %s.seq AND x.col = ? AND +x.tok IN (", t, t, alias);
+    veil_err rc = appendf(b, "EXISTS (SELECT 1 FROM \"y_%s\" y WHERE y.seq = %s.seq"
+                             " AND y.col = ? AND +y.tok IN (", t, alias);
     if (rc == VEIL_OK) {
         rc = append_toks(b, term, via_temp);
     }
@@ -1437,6 +1637,7 @@ static veil_err append_probe(struct vl_buf *b, const char *t, const char *alias,
 static veil_err find_sql(const char *t, const struct vl_pred *pred, int has_after, int via_temp,
                          struct vl_buf *b)
 {
+    char parts[128];
     veil_err rc = appendf(b, "SELECT doc FROM \"r_%s\" r WHERE 1", t);
     if (rc == VEIL_OK && has_after) {
         rc = vl_buf_append_str(b, " AND doc > ?");
@@ -1449,7 +1650,8 @@ static veil_err find_sql(const char *t, const struct vl_pred *pred, int has_afte
             }
             continue;
         }
-        rc = appendf(b, " AND doc IN (SELECT doc FROM \"x_%s\" WHERE col = ? AND tok IN (", t);
+        rc = appendf(b, " AND doc IN (SELECT doc FROM \"x_%s\" WHERE col = ? AND %s"
+                        " AND tok IN (", t, in_parts(t, parts, sizeof(parts)));
         if (rc == VEIL_OK) {
             rc = append_toks(b, &pred->terms[i], via_temp);
         }
@@ -1717,6 +1919,7 @@ static veil_err sq_members(struct vl_store *vs, const char *table,
     struct mem_ask *ask = NULL;
     struct vl_pred_term term; /* find's, so that its helpers write and load the tokens */
     struct vl_pred pred = {&term, 1, false, NULL, 0};
+    char parts[128];
     struct vl_buf sql;
     size_t cap = 0;
     int in_txn = 0, absent = 0, via_temp = 0, arg = 1;
@@ -1762,8 +1965,8 @@ static veil_err sq_members(struct vl_store *vs, const char *table,
     }
     via_temp = ntoks >= (size_t)sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
     rc = appendf(&sql, "SELECT x.tok, x.doc FROM \"x_%s\" x"
-                       " WHERE x.col = ? AND x.tok IN (",
-                 table);
+                       " WHERE x.col = ? AND x.%s AND x.tok IN (",
+                 table, in_parts(table, parts, sizeof(parts)));
     if (rc == VEIL_OK) {
         rc = append_toks(&sql, &term, via_temp);
     }
@@ -1840,6 +2043,7 @@ out:
 static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via_temp,
                         struct vl_buf *b)
 {
+    char parts[128];
     size_t nterms = req->pred != NULL ? req->pred->nterms : 0;
     int only_docs = req->pred != NULL && req->pred->only_docs;
     veil_err rc = VEIL_OK;
@@ -1864,8 +2068,9 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
         for (size_t i = 0; rc == VEIL_OK && i < nterms; i++) {
             /* (col, tok, doc) is a key: one token yields each row once */
             int distinct = nterms == 1 && (via_temp || req->pred->terms[i].ntoks > 1);
-            rc = appendf(b, "%sSELECT %sseq FROM \"x_%s\" WHERE col = ? AND tok IN (",
-                         i > 0 ? " INTERSECT " : "", distinct ? "DISTINCT " : "", t);
+            rc = appendf(b, "%sSELECT %sseq FROM \"x_%s\" WHERE col = ? AND %s AND tok IN (",
+                         i > 0 ? " INTERSECT " : "", distinct ? "DISTINCT " : "", t,
+                         in_parts(t, parts, sizeof(parts)));
             if (rc == VEIL_OK) {
                 rc = append_toks(b, &req->pred->terms[i], via_temp);
             }
@@ -1904,8 +2109,8 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
                                      : appendf(b, " FROM \"r_%s\" m", t);
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
-        rc = appendf(b, " LEFT JOIN \"x_%s\" g%zu INDEXED BY \"i_%s\" ON g%zu.seq = m.seq"
-                        " AND g%zu.col = ?", t, g, t, g, g);
+        rc = appendf(b, " LEFT JOIN \"y_%s\" g%zu ON g%zu.seq = m.seq AND g%zu.col = ?", t, g,
+                     g, g);
     }
     for (size_t j = 0; rc == VEIL_OK && j < req->ncols; j++) {
         rc = appendf(b, " LEFT JOIN \"%c_%s\" c%zu ON c%zu.seq = m.seq AND c%zu.col = ?",
@@ -2388,7 +2593,13 @@ static veil_err sq_put(struct vl_store *vs, const char *table, const struct vl_r
         src = keep[i] ? put_one(stmt, &rows[i]) : SQLITE_OK;
     }
     if (src == SQLITE_OK && n > 0) {
-        src = put_tokens(stmt, rows, n, keep);
+        src = put_tokens(stmt, s->part_entries, rows, n, keep);
+    }
+    if (src == SQLITE_OK && n > 0) {
+        for (int i = 0; i < PUT_NSTMT; i++) { /* the merge may drop and make partitions */
+            sqlite3_reset(stmt[i]);
+        }
+        src = part_merge(db, table);
     }
 
 out:
@@ -2759,6 +2970,7 @@ static veil_err sq_open(const char *url, const char *datadir, struct vl_store **
         goto out;
     }
     s->base.ops = &vl_store_sqlite_ops;
+    s->part_entries = SQ_PART_ENTRIES;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -2819,6 +3031,13 @@ out:
         sq_close(s == NULL ? NULL : &s->base);
     }
     return rc;
+}
+
+void vl_store_sqlite_partition(struct vl_store *vs, size_t entries)
+{
+    if (vs != NULL && vs->ops == &vl_store_sqlite_ops && entries > 0) {
+        sq(vs)->part_entries = (sqlite3_int64)entries;
+    }
 }
 
 const struct vl_store_ops vl_store_sqlite_ops = {

@@ -246,4 +246,8 @@ void vl_store_close(struct vl_store *s);
 
 extern const struct vl_store_ops vl_store_sqlite_ops;
 
+/* Tests only: the SQLite store's partitions of level 0 take `entries` index entries (so
+ * that a small test merges them often); not in the configuration. */
+void vl_store_sqlite_partition(struct vl_store *s, size_t entries);
+
 #endif

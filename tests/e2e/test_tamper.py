@@ -251,7 +251,7 @@ class Store:
         self.cols, self.pk, self.keys = {}, {}, {}
         for (t,) in self.con.execute("SELECT name FROM sqlite_master WHERE type='table' "
                                      "ORDER BY name"):
-            if t[:2] not in ("r_", "x_", "s_", "p_", "k_"):
+            if t[:2] not in ("r_", "x_", "y_", "q_", "s_", "p_", "k_"):
                 continue
             info = self.con.execute('PRAGMA table_info("%s")' % t).fetchall()
             self.cols[t] = [c[1] for c in info]
@@ -338,7 +338,7 @@ class Mutator:
     def __init__(self, st, rng, main):
         self.st, self.rng, self.main = st, rng, main   # main: the books table's suffix
 
-    def table(self, kinds="rxspk", main_bias=0.7):
+    def table(self, kinds="rxyqspk", main_bias=0.7):
         """A random non-empty table; that of acme's books most of the time."""
         st, rng = self.st, self.rng
         kind = rng.choice(kinds)
@@ -375,10 +375,10 @@ class Mutator:
         # a copy under another document of the table (a token row given to another
         # document), a cell given to another row that lacks it (cells are keyed by their
         # row's number), or a copy under a fresh document, number or key
-        col = "doc" if "doc" in cols else "seq" if "seq" in cols else "key"
+        col = next(c for c in ("doc", "seq", "key", "part") if c in cols)
         i = cols.index(col)
         fresh_seq = t.startswith("r_")   # a row's number is its key: a copy needs another
-        if col != "key" and rng.random() < 0.7:
+        if col in ("doc", "seq") and rng.random() < 0.7:
             src = t if col == "doc" else "r_" + t[2:]
             others = [d for (d,) in st.con.execute('SELECT DISTINCT %s FROM "%s"' % (col, src))]
             rng.shuffle(others)
@@ -393,7 +393,7 @@ class Mutator:
                                                                 else "row"),
                             [(t, [], [tuple(cand)])])
         cand = list(row)
-        if col == "seq":
+        if col in ("seq", "part"):
             cand[i] = rng.randrange(1 << 40, 1 << 41)
         else:
             cand[i] = bytes(rng.randrange(256) for _ in range(len(row[i])))

@@ -383,9 +383,9 @@ class Cloud:
         check(c.rowcount == 1, "the drop hit %d rows" % c.rowcount)
 
     def add(self, col, tok, doc):
-        self.con.execute('INSERT INTO "%s"(col, tok, doc, seq) VALUES (?, ?, ?,'
-                         ' (SELECT seq FROM "%s" WHERE doc = ?))' % (self.x, self.r),
-                         (col, tok, doc, doc))
+        self.con.execute('INSERT INTO "%s"(col, part, tok, doc, seq) VALUES (?,'
+                         ' (SELECT max(part) FROM "%s"), ?, ?, (SELECT seq FROM "%s" WHERE doc = ?))'
+                         % (self.x, "q_" + self.x[2:], self.r), (col, tok, doc, doc))
 
     def retok(self, col, tok, doc, new):
         c = self.con.execute('UPDATE "%s" SET tok = ? WHERE col = ? AND tok = ? AND doc = ?'

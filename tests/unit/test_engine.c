@@ -1745,8 +1745,8 @@ static void test_integrity_wrong_query_answer(void **state)
     uint8_t tc[VL_DOCTOKEN_BYTES];
     doc_token(f, "c", tc);
     cloud_exec(&cl,
-               "INSERT OR IGNORE INTO \"x_%s\"(col, tok, doc, seq) SELECT col, tok, ?2,"
-               " (SELECT seq FROM \"r_%s\" WHERE doc = ?2) FROM \"x_%s\" WHERE doc = ?1",
+               "INSERT OR IGNORE INTO \"x_%s\"(col, part, tok, doc, seq) SELECT col, part, tok,"
+               " ?2, (SELECT seq FROM \"r_%s\" WHERE doc = ?2) FROM \"x_%s\" WHERE doc = ?1",
                tb, tc, NULL, 0, -1);
     assert_int_equal(query_rc(f->clerk, "{\"where\":{\"org_id\":\"ACME\"}}", &a, &st),
                      VEIL_ERR_INTEGRITY);

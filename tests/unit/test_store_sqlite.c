@@ -54,6 +54,15 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same with partitions of 5 index entries: every test runs again so (main), and its
+ * writes go through many merges of x_T's partitions. */
+static int setup_small(void **state)
+{
+    setup(state);
+    vl_store_sqlite_partition(((struct fx *)*state)->s, 5);
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
@@ -2881,6 +2890,107 @@ static void test_members_large(void **state)
     free(w);
 }
 
+/* x_T's partitions under many small writes, replacements and deletes: they stay few (each
+ * level merged into the next at 4), and every token's members, every find and every
+ * aggregate group are exactly the live rows', with no entry left behind in x_T or y_T. */
+static void test_partitions(void **state)
+{
+    struct fx *f = *state;
+    struct vl_store *s = f->s;
+    enum { NROWS = 600, NMOD = 7 };
+    int live[NROWS], mod[NROWS]; /* live[i]: row i exists; mod[i]: its col-1 token */
+    uint64_t seq = 1;
+    vl_store_sqlite_partition(s, 5);
+    for (uint32_t i = 0; i < NROWS; i++) {
+        char a[16], u[16];
+        struct batch b;
+        snprintf(a, sizeof(a), "m%u", i % NMOD);
+        snprintf(u, sizeof(u), "u%u", i);
+        batch_init(&b, 1);
+        batch_set(&b, 0, i, seq++, "row", 2, 1, a, 2, u);
+        assert_int_equal(put(s, T1, &b), VEIL_OK);
+        batch_free(&b);
+        live[i] = 1;
+        mod[i] = (int)(i % NMOD);
+    }
+    for (uint32_t i = 0; i < NROWS; i += 3) { /* replaced: another col-1 token, no col 2 */
+        char a[16];
+        snprintf(a, sizeof(a), "m%u", (i + 1) % NMOD);
+        assert_int_equal(put1(s, T1, i, seq++, "again", 1, a), VEIL_OK);
+        mod[i] = (int)((i + 1) % NMOD);
+    }
+    for (uint32_t i = 0; i < NROWS; i += 5) {
+        uint8_t d[VL_DOCTOKEN_BYTES];
+        mkdoc(d, i);
+        struct vl_bytes del = docref(d);
+        assert_int_equal(s->ops->delete_rows(s, T1, &del, 1), VEIL_OK);
+        live[i] = 0;
+    }
+    char path[1024], sql[256];
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"q_%s\"", T1);
+    int64_t parts = tu_sql_int(path, sql);
+    /* about 1,300 entries went in over the writes: 260 partitions unmerged; merged, at
+     * most 3 of each level below the top and a few levels */
+    assert_true(parts >= 1 && parts <= 3 * 6 + 1);
+    /* every entry is a live row's */
+    int64_t want_x = 0;
+    for (int i = 0; i < NROWS; i++) {
+        want_x += live[i] ? (i % 3 == 0 ? 1 : 2) : 0;
+    }
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"x_%s\"", T1);
+    assert_int_equal(tu_sql_int(path, sql), want_x);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"y_%s\"", T1);
+    assert_int_equal(tu_sql_int(path, sql), want_x);
+    /* members and finds of each col-1 token, exactly */
+    for (int k = 0; k < NMOD; k++) {
+        char a[16];
+        snprintf(a, sizeof(a), "m%d", k);
+        const char *toks[] = {a, NULL};
+        struct vl_members m = {NULL, 0};
+        assert_int_equal(members_toks(s, T1, 1, toks, &m), VEIL_OK);
+        struct want_member want[NROWS];
+        size_t nw = 0;
+        for (uint32_t i = 0; i < NROWS; i++) {
+            if (live[i] && mod[i] == k) {
+                want[nw++] = (struct want_member){0, i};
+            }
+        }
+        assert_members(&m, want, nw);
+        vl_members_free(&m);
+        struct vl_doclist l;
+        assert_int_equal(find_toks(s, T1, 1, toks, NULL, 10000, &l), VEIL_OK);
+        assert_int_equal(l.n, nw);
+        vl_doclist_free(&l);
+    }
+    /* a replaced row's old unique token is gone, a kept row's is there */
+    const char *gone[] = {"u3", NULL}, *kept[] = {"u4", NULL};
+    struct vl_doclist l;
+    assert_int_equal(find_toks(s, T1, 2, gone, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 0);
+    vl_doclist_free(&l);
+    assert_int_equal(find_toks(s, T1, 2, kept, NULL, 10, &l), VEIL_OK);
+    assert_int_equal(l.n, 1);
+    vl_doclist_free(&l);
+    /* grouped by col 1: each group counts its live rows */
+    uint8_t gcol[1][VL_COL_BYTES];
+    mkcol(gcol[0], 1);
+    struct vl_agg_request req = {NULL, (const uint8_t(*)[VL_COL_BYTES])gcol, 1, NULL, 0};
+    struct vl_agg_result res;
+    assert_int_equal(s->ops->aggregate(s, T1, &req, &res), VEIL_OK);
+    assert_int_equal(res.n, NMOD);
+    for (size_t g = 0; g < res.n; g++) {
+        assert_int_equal(res.groups[g].keys[0].n, 2); /* "m0".."m6" */
+        int k = res.groups[g].keys[0].p[1] - '0';
+        uint64_t want = 0;
+        for (int i = 0; i < NROWS; i++) {
+            want += live[i] && mod[i] == k;
+        }
+        assert_int_equal(res.groups[g].count, want);
+    }
+    vl_agg_result_free(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2915,6 +3025,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_members_many_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_members_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_members_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* each test again over partitions of 5 entries (setup_small), under its name + " /5" */
+    enum { N = sizeof(tests) / sizeof(tests[0]) };
+    struct CMUnitTest all[2 * N];
+    static char names[N][96];
+    for (size_t i = 0; i < N; i++) {
+        all[i] = tests[i];
+        all[N + i] = tests[i];
+        snprintf(names[i], sizeof(names[i]), "%s /5", tests[i].name);
+        all[N + i].name = names[i];
+        if (tests[i].setup_func == setup) {
+            all[N + i].setup_func = setup_small;
+        }
+    }
+    return cmocka_run_group_tests_name("store", all, NULL, NULL);
 }
