@@ -185,8 +185,9 @@ static void gap_of(const struct result *v, const struct result *b, char *out, si
                  add);
     } else if (strcmp(v->phase, "bulk") == 0) {
         snprintf(out, cap,
-                 "index rows (per eq token, many per range field) keyed by random tokens, "
-                 "so each lands on its own B-tree page; then sealing; NDJSON answer%s",
+                 "index entries (per eq token, several per range field) keyed by random "
+                 "tokens, into the store's small newest partition and merged by level; "
+                 "sealing; the trusted token sets; NDJSON answer%s",
                  add);
     } else if (strcmp(v->phase, "query") == 0) {
         snprintf(out, cap,
@@ -290,8 +291,8 @@ static int an_rows(const struct results *rs)
                     at += snprintf(gap + at, sizeof(gap) - (size_t)at,
                                    ". Steps, timed interleaved (veil_aggregate %.0f ms then): "
                                    "(1) a bare SUM of the ASHE limbs grouped by org token on "
-                                   "the opaque tables (s_ joined to x_ on random 32-byte "
-                                   "document tokens, no runs) takes %.0f ms, %.1fx plaintext; "
+                                   "the opaque tables (s_ joined to y_ by row number, "
+                                   "no runs) takes %.0f ms, %.1fx plaintext; "
                                    "(2) the store's aggregate call takes %.0f ms: %+.0f ms for "
                                    "the runs (each group's row numbers gathered, sorted and "
                                    "returned as maximal runs of consecutive numbers: an org's "
@@ -309,8 +310,8 @@ static int an_rows(const struct results *rs)
                 fmt_int(runs, n4, sizeof(n4));
                 at += snprintf(gap + at, sizeof(gap) - (size_t)at,
                                ". The filter is %.0f range prefix tokens looked up in x_ (a set "
-                               "of %s document tokens), then the same joins per document "
-                               "(r_, x_, s_ on random document tokens); %s runs, %s keys "
+                               "of %s row numbers, each token sought in every partition), then "
+                               "the same joins per row (y_, s_ by row number); %s runs, %s keys "
                                "decrypted; plaintext reads %s rows through its issued_on index",
                                toks, n3, n4, n2, n3);
                 if (sv > 0 && st > 0 && g_all > 0) {
@@ -393,11 +394,11 @@ static int an_rows(const struct results *rs)
                      "indexes, transactions of %.0f)",
                      batch, n1, batch);
             snprintf(gap, sizeof(gap),
-                     "+%.0f us a document: 3 equality tokens, 22 range prefix tokens (6 for "
-                     "the date, 16 for the amount), one ASHE cell, sealed fields, a trusted "
-                     "intent per batch; the store file grows to %.2f GB against %.2f GB of "
-                     "plain table, and its index rows, keyed by random tokens, land on "
-                     "scattered B-tree pages",
+                     "+%.0f us a document: 3 equality tokens, 12 range prefix tokens (6 for "
+                     "the date, 6 for the bounded amount), one ASHE cell and its MAC tag, "
+                     "sealed fields, a trusted intent per batch; the store file grows to "
+                     "%.2f GB against %.2f GB of plain table; index entries, keyed by random "
+                     "tokens, go to a small partition merged into larger ones by level",
                      (v - b) / docs * 1e6, sb / 1e9, pb / 1e9);
         } else {
             snprintf(label, sizeof(label),
@@ -861,7 +862,8 @@ static int vf_rows(const struct results *rs)
              "the window's members checked against their tokens' trusted sets, then candidate "
              "by candidate: each row's token keys in trusted state (docs.tks) say whether it "
              "matches and which group it is in, and each group's rows and summed cells must "
-             "be exactly those");
+             "be exactly those; the members and token keys are read on a second thread while "
+             "the store aggregates");
     ag[2].key = "status";
     snprintf(ag[2].label, sizeof(ag[2].label),
              "COUNT(*) GROUP BY status over the same %s invoices (4 groups)", n1);
@@ -1337,19 +1339,19 @@ int bench_report(int argc, char **argv)
                "role may not filter on issued_on), so no group is suppressed. Every veil answer "
                "is compared with plaintext, the same groups and each group's sum exactly; a "
                "mismatch fails `make bench`.\n");
-        printf("- **Where an ASHE aggregate goes.** The store joins, per matching row, the "
-               "row's org token (x_ table) and its ASHE cell (s_: four 32-bit limbs and the row "
-               "number), both keyed by a random 32-byte document token, so consecutive probes "
-               "land on unrelated B-tree pages; at this size the store file is far larger than "
-               "SQLite's default page cache (2 MiB), so most pages come from the kernel's page "
-               "cache, a read() each. Per group it adds the limbs and finds the runs of "
+        printf("- **Where an ASHE aggregate goes.** The store reads every row's number "
+               "from its document-token index (narrow) and sorts them, then joins, per row, "
+               "its org token (y_: a row's tokens by row number) and its ASHE cell (s_: four "
+               "32-bit limbs by row number), so the probes walk both tables in order; at this "
+               "size the store file is far larger than SQLite's default page cache (2 MiB), so "
+               "pages come from the kernel's page cache, a read() each. Per group it adds the limbs and finds the runs of "
                "consecutive row numbers. Rows are numbered in write order and an org's "
                "invoices are interleaved with all the others', so nearly every row is a run of "
                "one, and the proxy needs F(i) - F(i-1) for each: it gets them from one ChaCha20 "
                "pass over the whole span of row numbers (16 bytes per row). The proxy's other "
                "work is per group: one AES-SIV decryption of the org token, a decimal, a JSON "
                "object. What remains against plaintext is mostly step (1) of the row: grouping "
-               "over opaque side tables joined on random tokens, where plaintext SQLite reads "
+               "over opaque side tables joined by row number, where plaintext SQLite reads "
                "org and amount from one row.\n");
         if (an_num(&rs, "paillier_docs") > 0) {
             printf("- **Paillier** sums are measured on a subset because each value costs a "

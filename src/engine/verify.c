@@ -26,6 +26,7 @@
  * are not much larger; the rest are checked on the opened documents. Aggregates are checked
  * at the end of this file.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -893,80 +894,128 @@ static const uint8_t *tuple_find(const uint8_t *tuple, const uint8_t *recs, size
 }
 
 /* The candidates of an aggregate with a where or a match, one by one, under sn. */
-static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsnap *sn,
-                         const struct vl_agg_check *k, const struct vcond *vc, size_t nvc,
-                         enum verdict *vd, veil_status *st)
+/* What exact_at checks an aggregate against, read before or while the store aggregates:
+ * the candidates (the verified members of the where, or the match's documents, and the
+ * documents of writes in flight), and per candidate its live version's token keys and row
+ * number from trusted state. */
+struct exact_prep {
+    struct vl_docset cands;
+    struct vl_inflight *f;
+    size_t nf;
+    struct vl_bytes *tks;
+    uint64_t *seqs;
+};
+
+static void exact_prep_free(struct exact_prep *p)
+{
+    for (size_t i = 0; p->tks != NULL && i < p->cands.n; i++) {
+        free(p->tks[i].p);
+    }
+    free(p->tks);
+    free(p->seqs);
+    vl_inflight_free(p->f, p->nf);
+    vl_docset_free(&p->cands);
+    memset(p, 0, sizeof(*p));
+}
+
+static veil_err exact_prep(veil_session *s, const struct vl_coll *c, struct vl_tsnap *sn,
+                           const struct vl_agg_check *k, const struct vcond *vc, size_t nvc,
+                           struct exact_prep *p, enum verdict *vd, veil_status *st)
 {
     veil_vault *v = s->v;
+    bool exact = false;
+    veil_err rc = VEIL_OK;
+    memset(p, 0, sizeof(*p));
+    *vd = AGREES;
+    if (k->hits != NULL) {
+        p->cands.n = k->hits->n;
+        p->cands.docs = malloc((p->cands.n ? p->cands.n : 1) * VL_DOCTOKEN_BYTES);
+        if (p->cands.docs == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+        memcpy(p->cands.docs, k->hits->docs, p->cands.n * VL_DOCTOKEN_BYTES);
+    } else if ((rc = candidates_at(s, c, sn, vc, nvc, &p->cands, &exact, vd, st)) != VEIL_OK ||
+               *vd != AGREES) {
+        return rc;
+    }
+    /* The documents of writes in flight are candidates too: the store may have shown one
+     * version to the aggregate and the other to the members. */
+    if ((rc = vl_trusted_inflight(v->trusted, sn, c->tenant_id, c->name, &p->f, &p->nf)) !=
+        VEIL_OK) {
+        goto out;
+    }
+    if (p->nf > 0 && k->hits == NULL) {
+        uint8_t(*u)[VL_DOCTOKEN_BYTES] =
+            realloc(p->cands.docs, (p->cands.n + p->nf) * VL_DOCTOKEN_BYTES);
+        if (u == NULL) {
+            rc = VEIL_ERR_INTERNAL;
+            goto out;
+        }
+        p->cands.docs = u;
+        for (size_t x = 0; x < p->nf; x++) {
+            memcpy(p->cands.docs[p->cands.n++], p->f[x].doc, VL_DOCTOKEN_BYTES);
+        }
+        qsort(p->cands.docs, p->cands.n, VL_DOCTOKEN_BYTES, doc_cmp);
+        size_t w = 0;
+        for (size_t x = 0; x < p->cands.n; x++) {
+            if (w == 0 ||
+                memcmp(p->cands.docs[w - 1], p->cands.docs[x], VL_DOCTOKEN_BYTES) != 0) {
+                memmove(p->cands.docs[w++], p->cands.docs[x], VL_DOCTOKEN_BYTES);
+            }
+        }
+        p->cands.n = w;
+    }
+    size_t nc = p->cands.n ? p->cands.n : 1;
+    p->tks = calloc(nc, sizeof(*p->tks));
+    p->seqs = calloc(nc, sizeof(*p->seqs));
+    if (p->tks == NULL || p->seqs == NULL) {
+        rc = VEIL_ERR_INTERNAL;
+        goto out;
+    }
+    rc = vl_trusted_docs_tks(v->trusted, sn, c->tenant_id, c->name,
+                             (const uint8_t(*)[VL_DOCTOKEN_BYTES])p->cands.docs, p->cands.n,
+                             p->tks, p->seqs);
+out:
+    if (rc != VEIL_OK) {
+        rc = vl_status_set(st, rc == VEIL_ERR_INTERNAL ? rc : VEIL_ERR_STORE_UNAVAILABLE, NULL,
+                           rc == VEIL_ERR_INTERNAL ? "out of memory"
+                                                   : "the trusted state is unavailable");
+    }
+    return rc;
+}
+
+/* Checks the store's aggregate (k->res) against the candidates of exact_prep: every
+ * candidate whose live version matches is in the group of its keys, with its row and tags,
+ * and nothing else is. */
+static veil_err exact_check(const struct vl_coll *c, const struct vl_agg_check *k,
+                            const struct vcond *vc, size_t nvc, const struct exact_prep *p,
+                            enum verdict *vd, veil_status *st)
+{
     const struct vl_agg_result *res = k->res;
-    struct vl_docset cands = {NULL, 0};
-    struct vl_inflight *f = NULL;
-    struct vl_bytes *tks = NULL;
-    uint64_t *seqs = NULL;
+    const struct vl_docset cands = p->cands;
+    const struct vl_inflight *f = p->f;
+    const struct vl_bytes *tks = p->tks;
+    const uint64_t *seqs = p->seqs;
+    size_t nf = p->nf, ne = 0;
     uint8_t *keys = NULL;    /* per group, its tuple of key token keys (zeros: none) */
     uint8_t *colkeys = NULL; /* per column, the distinct key token keys, sorted */
-    size_t *ncolkeys = NULL, nf = 0, ne = 0;
+    size_t *ncolkeys = NULL;
     struct expect *e = NULL;
     struct run_set all = {NULL, 0, 0};
     size_t tl = k->ngroup * VL_TK_BYTES;
     uint8_t anyk[VL_AGG_MAX_GROUP][VL_TK_BYTES], tagk[32][VL_TK_BYTES];
-    bool exact = false;
     veil_err rc = VEIL_OK;
     *vd = AGREES;
     if (k->ntags > 32) {
         return vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "too many aggregated columns");
     }
-    if (k->hits != NULL) {
-        cands.n = k->hits->n;
-        cands.docs = malloc((cands.n ? cands.n : 1) * VL_DOCTOKEN_BYTES);
-        if (cands.docs == NULL) {
-            rc = VEIL_ERR_INTERNAL;
-            goto out;
-        }
-        memcpy(cands.docs, k->hits->docs, cands.n * VL_DOCTOKEN_BYTES);
-    } else if ((rc = candidates_at(s, c, sn, vc, nvc, &cands, &exact, vd, st)) != VEIL_OK ||
-               *vd != AGREES) {
-        goto done;
-    }
-    /* The documents of writes in flight are candidates too: the store may have shown one
-     * version to the aggregate and the other to the members read after it. */
-    if ((rc = vl_trusted_inflight(v->trusted, sn, c->tenant_id, c->name, &f, &nf)) != VEIL_OK) {
-        goto out;
-    }
-    if (nf > 0 && k->hits == NULL) {
-        uint8_t(*u)[VL_DOCTOKEN_BYTES] = realloc(cands.docs, (cands.n + nf) * VL_DOCTOKEN_BYTES);
-        if (u == NULL) {
-            rc = VEIL_ERR_INTERNAL;
-            goto out;
-        }
-        cands.docs = u;
-        for (size_t x = 0; x < nf; x++) {
-            memcpy(cands.docs[cands.n++], f[x].doc, VL_DOCTOKEN_BYTES);
-        }
-        qsort(cands.docs, cands.n, VL_DOCTOKEN_BYTES, doc_cmp);
-        size_t w = 0;
-        for (size_t x = 0; x < cands.n; x++) {
-            if (w == 0 || memcmp(cands.docs[w - 1], cands.docs[x], VL_DOCTOKEN_BYTES) != 0) {
-                memmove(cands.docs[w++], cands.docs[x], VL_DOCTOKEN_BYTES);
-            }
-        }
-        cands.n = w;
-    }
-    size_t nc = cands.n ? cands.n : 1;
-    tks = calloc(nc, sizeof(*tks));
-    seqs = calloc(nc, sizeof(*seqs));
-    e = calloc(nc, sizeof(*e));
+    e = calloc(cands.n ? cands.n : 1, sizeof(*e));
     keys = calloc(res->n + 1, TUPLE_MAX);
     colkeys = calloc((res->n + 1) * (k->ngroup + 1), VL_TK_BYTES);
     ncolkeys = calloc(k->ngroup + 1, sizeof(*ncolkeys));
-    if (tks == NULL || seqs == NULL || e == NULL || keys == NULL || colkeys == NULL ||
-        ncolkeys == NULL) {
+    if (e == NULL || keys == NULL || colkeys == NULL || ncolkeys == NULL) {
         rc = VEIL_ERR_INTERNAL;
-        goto out;
-    }
-    if ((rc = vl_trusted_docs_tks(v->trusted, sn, c->tenant_id, c->name,
-                                  (const uint8_t(*)[VL_DOCTOKEN_BYTES])cands.docs, cands.n, tks,
-                                  seqs)) != VEIL_OK) {
         goto out;
     }
     /* The groups: each as many rows as it counts, none twice; their key tuples. */
@@ -1087,23 +1136,13 @@ static veil_err exact_at(veil_session *s, const struct vl_coll *c, struct vl_tsn
     }
 out:
     if (rc != VEIL_OK) {
-        rc = vl_status_set(st, rc == VEIL_ERR_INTERNAL ? rc : VEIL_ERR_STORE_UNAVAILABLE, NULL,
-                           rc == VEIL_ERR_INTERNAL ? "out of memory"
-                                                   : "the trusted state is unavailable");
+        rc = vl_status_set(st, VEIL_ERR_INTERNAL, NULL, "out of memory");
     }
-done:
-    for (size_t i = 0; tks != NULL && i < cands.n; i++) {
-        free(tks[i].p);
-    }
-    free(tks);
-    free(seqs);
     free(e);
     free(keys);
     free(colkeys);
     free(ncolkeys);
     free(all.r);
-    vl_inflight_free(f, nf);
-    vl_docset_free(&cands);
     return rc;
 }
 
@@ -1115,19 +1154,55 @@ struct agg_args {
     size_t nvc;
 };
 
+/* The store's aggregate, on a thread of its own while exact_prep reads the candidates. */
+struct fetch_job {
+    struct vl_agg_check *k;
+    veil_err rc;
+    veil_status st;
+};
+
+static void *fetch_run(void *arg)
+{
+    struct fetch_job *j = arg;
+    j->rc = j->k->fetch(j->k->ctx, j->k->res, &j->st);
+    return NULL;
+}
+
 static veil_err agg_attempt(void *ctx, struct vl_tsnap *sn, enum verdict *vd, veil_status *st)
 {
     struct agg_args *a = ctx;
     struct vl_agg_check *k = a->k;
+    veil_err rc;
     vl_agg_result_free(k->res);
-    veil_err rc = k->fetch(k->ctx, k->res, st);
-    if (rc != VEIL_OK) {
-        return rc;
-    }
     if (a->nvc == 0 && k->hits == NULL) {
+        if ((rc = k->fetch(k->ctx, k->res, st)) != VEIL_OK) {
+            return rc;
+        }
         rc = margins_at(a->s, a->c, sn, k, vd, st);
     } else {
-        rc = exact_at(a->s, a->c, sn, k, a->vc, a->nvc, vd, st);
+        /* The store aggregates while the members and the candidates' token keys are read
+         * (two cores at work): the reads are independent, and exact_check accepts either
+         * version of a write in flight from each, as when they ran one after the other. */
+        struct fetch_job j;
+        struct exact_prep p;
+        pthread_t th;
+        memset(&j, 0, sizeof(j));
+        j.k = k;
+        bool threaded = pthread_create(&th, NULL, fetch_run, &j) == 0;
+        if (!threaded) {
+            fetch_run(&j);
+        }
+        rc = exact_prep(a->s, a->c, sn, k, a->vc, a->nvc, &p, vd, st);
+        if (threaded) {
+            pthread_join(th, NULL);
+        }
+        if (j.rc != VEIL_OK) {
+            *st = j.st;
+            rc = j.rc;
+        } else if (rc == VEIL_OK && *vd == AGREES) {
+            rc = exact_check(a->c, k, a->vc, a->nvc, &p, vd, st);
+        }
+        exact_prep_free(&p);
     }
     if (rc == VEIL_OK && *vd == LIES) {
         rc = vl_breach(a->s->v, a->s, a->c->name,

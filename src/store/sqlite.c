@@ -72,7 +72,8 @@
  *     per term (an entry carries its row's number); or, with only_docs, the rows of
  *     temp.vl_docs' documents (through d_T) that pass every term's probe of y_T (as in
  *     find). The matching rows are f's (tokens exist only with their row), or, with no
- *     predicate, every row of r_T;
+ *     predicate, every row: their numbers read from d_T (a few MB where r_T's pages hold the
+ *     blobs) and sorted, so that the probes below walk y_T and s_T in order;
  *   - each is LEFT JOINed to its tokens in the group columns (y_T by (seq, col); a missing
  *     token is the key x'') and to its cells in the aggregated columns (by (seq, col)); one
  *     GROUP BY over the keys (one sort) then gives per group count(*) and veil_runs(seq) of
@@ -2103,10 +2104,10 @@ static veil_err agg_sql(const char *t, const struct vl_agg_request *req, int via
         }
     }
     /* the matching rows' sequence numbers: f's (tokens exist only with their row), or every
-     * row of r_T, walked in sequence order, which is the order of the probes below */
+     * row's from d_T, sorted: the order of the probes below */
     if (rc == VEIL_OK) {
         rc = nterms > 0 || only_docs ? vl_buf_append_str(b, " FROM f m")
-                                     : appendf(b, " FROM \"r_%s\" m", t);
+                                     : appendf(b, " FROM (SELECT seq FROM \"r_%s\" INDEXED BY \"d_%s\" ORDER BY seq) m", t, t);
     }
     for (size_t g = 0; rc == VEIL_OK && g < req->ngroup; g++) {
         rc = appendf(b, " LEFT JOIN \"y_%s\" g%zu ON g%zu.seq = m.seq AND g%zu.col = ?", t, g,
