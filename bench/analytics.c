@@ -768,9 +768,9 @@ static int breakdown(struct an_ctx *c, veil_session *vs, const struct an_explain
     snprintf(path, sizeof(path), "%s/cloud/cloud.db", c->o->data);
     snprintf(sql, sizeof(sql),
              "SELECT g.tok, count(*), sum(s.l0), sum(s.l1), sum(s.l2), sum(s.l3)"
-             " FROM \"s_%s\" s JOIN \"x_%s\" g INDEXED BY \"i_%s\" ON g.seq = s.seq"
-             " AND g.col = ?1 WHERE s.col = ?2 GROUP BY g.tok",
-             x->table, x->table, x->table);
+             " FROM \"s_%s\" s JOIN \"y_%s\" g ON g.seq = s.seq AND g.col = ?1"
+             " WHERE s.col = ?2 GROUP BY g.tok",
+             x->table, x->table);
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
         sqfail(db, "opaque tables");

@@ -182,6 +182,7 @@
 #define SQ_PART_ENTRIES 65536 /* x_T entries a partition of level 0 takes */
 #define SQ_PART_FANOUT 4      /* partitions of a level merged into one of the next */
 #define SQ_PART_LEVELS 16
+#define SQ_PART_MERGE_MAX 64 /* partitions one merge takes at most (a store may list more) */
 #define SQ_PART_SQL 4096
 #define SQ_BAD_DATA (-1)      /* not an SQLite code: stored data no honest store holds */
 #define SQ_DIR_MODE 0700
@@ -1142,6 +1143,9 @@ static int part_current(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, sqlite
     if (rc != SQLITE_DONE) {
         return rc;
     }
+    if (fresh && last == INT64_MAX) {
+        return SQLITE_CORRUPT; /* no number left: no honest store lists such a partition */
+    }
     *part = fresh ? last + 1 : last;
     if (!fresh) {
         return SQLITE_OK;
@@ -1256,8 +1260,8 @@ static int part_merge(sqlite3 *db, const char *t)
         sqlite3_int64 n = 0, top = 0;
         snprintf(sql, sizeof(sql),
                  "SELECT part, n, (SELECT max(part) FROM \"q_%s\") FROM \"q_%s\" WHERE level = ?"
-                 " ORDER BY part",
-                 t, t);
+                 " ORDER BY part LIMIT %d",
+                 t, t, SQ_PART_MERGE_MAX);
         rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
         if (rc == SQLITE_OK) {
             rc = sqlite3_bind_int(stmt, 1, level);
@@ -1265,7 +1269,8 @@ static int part_merge(sqlite3 *db, const char *t)
         while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
             at += (size_t)snprintf(parts + at, sizeof(parts) - at, "%s%lld", np ? "," : "",
                                    (long long)sqlite3_column_int64(stmt, 0));
-            n += sqlite3_column_int64(stmt, 1);
+            sqlite3_int64 k = sqlite3_column_int64(stmt, 1);
+            n = k > 0 && n <= INT64_MAX - k ? n + k : n; /* a size estimate, never past 2^63 */
             top = sqlite3_column_int64(stmt, 2);
             np++;
             rc = SQLITE_OK;
@@ -1273,6 +1278,10 @@ static int part_merge(sqlite3 *db, const char *t)
         sqlite3_finalize(stmt);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
         if (rc != SQLITE_OK || np < SQ_PART_FANOUT) {
+            break;
+        }
+        if (top == INT64_MAX) {
+            rc = SQLITE_CORRUPT; /* as in part_current */
             break;
         }
         /* column by column: x_T is keyed by column first */

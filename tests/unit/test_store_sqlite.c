@@ -2989,6 +2989,39 @@ static void test_partitions(void **state)
         assert_int_equal(res.groups[g].count, want);
     }
     vl_agg_result_free(&res);
+
+    /* a store that lists a hundred empty partitions of level 0 (and huge numbers): the next
+     * write merges a bounded share of them, and answers stay whole */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
+             " INSERT INTO \"q_%s\"(part, level, n) SELECT -9223372036854775807 + i, 0, 0 FROM n",
+             T1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(put1(s, T1, 1, seq++, "after", 1, "m3"), VEIL_OK);
+    const char *m3[] = {"m3", NULL};
+    size_t n3 = 0;
+    mod[1] = 3;
+    for (int i = 0; i < NROWS; i++) {
+        n3 += live[i] && mod[i] == 3;
+    }
+    assert_int_equal(find_toks(s, T1, 1, m3, NULL, 10000, &l), VEIL_OK);
+    assert_int_equal(l.n, n3);
+    vl_doclist_free(&l);
+
+    /* a partition numbered 2^63-1 leaves no number for the next: writes fail, nothing
+     * overflows; taken away, they work again */
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO \"q_%s\"(part, level, n) VALUES (9223372036854775807, 1, 0)", T1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(put1(s, T1, 2, seq++, "blocked", 1, "m3"), VEIL_OK);
+    snprintf(sql, sizeof(sql), "DELETE FROM \"q_%s\" WHERE part = 9223372036854775807", T1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(put1(s, T1, 2, seq++, "again", 1, "m3"), VEIL_OK);
 }
 
 int main(void)
