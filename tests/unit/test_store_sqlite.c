@@ -862,6 +862,46 @@ static void test_reopen(void **state)
     vl_doclist_free(&l);
 }
 
+/* A store file of another layout (an older pre-release veil's, or with no version) is
+ * refused at open, saying what to do, and left as it is; an empty file takes this layout. */
+static void test_old_layout(void **state)
+{
+    struct fx *f = *state;
+    veil_status st;
+    char path[1024];
+    assert_int_equal(f->s->ops->ensure_table(f->s, T1), VEIL_OK);
+    vl_store_close(f->s);
+    f->s = NULL;
+    snprintf(path, sizeof(path), "%s/cloud/cloud.db", f->dir);
+    static const char *const versions[] = {"2", "0", "99"};
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        sqlite3 *db = NULL;
+        char sql[64];
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        snprintf(sql, sizeof(sql), "PRAGMA user_version=%s", versions[i]);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        struct vl_store *s = NULL;
+        assert_int_equal(vl_store_open("sqlite:cloud/cloud.db", f->dir, &s, &st),
+                         VEIL_ERR_STORE_UNAVAILABLE);
+        assert_null(s);
+        assert_non_null(strstr(st.message, "older pre-release veil"));
+        assert_non_null(strstr(st.message, "load its data again"));
+        assert_int_equal(tu_sql_int(path, "SELECT user_version FROM pragma_user_version"),
+                         atoi(versions[i]));
+    }
+    /* a file with no tables, whatever its version, is taken */
+    char other[1024];
+    snprintf(other, sizeof(other), "%s/empty.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(other, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=2", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(vl_store_open("sqlite:empty.db", f->dir, &f->s, &st), VEIL_OK);
+    assert_int_equal(f->s->ops->ensure_table(f->s, T1), VEIL_OK);
+    assert_int_equal(put1(f->s, T1, 1, 1, "one", 1, "tok"), VEIL_OK);
+}
+
 /* Whether `pat` occurs in any of the store's files. */
 static int on_disk(const char *dir, const uint8_t *pat, size_t n)
 {
@@ -3039,6 +3079,7 @@ int main(void)
         cmocka_unit_test(test_unavailable),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secure_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aggregate_shapes, setup, teardown),
