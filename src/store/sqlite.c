@@ -1128,7 +1128,8 @@ static int put_tok_cmp(const void *a, const void *b)
 
 /* The partition of x_T that new entries go to: the newest, while it is of level 0 and holds
  * fewer than `cap` entries, else a new one. */
-static int part_current(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, sqlite3_int64 *part)
+static int part_current(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, sqlite3_int64 *part,
+                        int *made)
 {
     sqlite3_int64 last = 0;
     int fresh = 1;
@@ -1147,6 +1148,7 @@ static int part_current(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, sqlite
         return SQLITE_CORRUPT; /* no number left: no honest store lists such a partition */
     }
     *part = fresh ? last + 1 : last;
+    *made = fresh;
     if (!fresh) {
         return SQLITE_OK;
     }
@@ -1157,7 +1159,7 @@ static int part_current(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, sqlite
 /* The tokens of the rows that stay (keep[i]): into the current partition of x_T in key
  * order, so that they are appended to its few pages of each column, and into y_T by row. */
 static int put_tokens(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, const struct vl_row *rows,
-                      size_t n, const unsigned char *keep)
+                      size_t n, const unsigned char *keep, int *made)
 {
     size_t total = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1167,7 +1169,7 @@ static int put_tokens(sqlite3_stmt *stmt[PUT_NSTMT], sqlite3_int64 cap, const st
         return SQLITE_OK;
     }
     sqlite3_int64 part = 0;
-    int rc = part_current(stmt, cap, &part);
+    int rc = part_current(stmt, cap, &part, made);
     struct put_tok *all = rc == SQLITE_OK ? malloc(total * sizeof(*all)) : NULL;
     if (all == NULL) {
         return rc == SQLITE_OK ? SQLITE_NOMEM : rc;
@@ -2511,6 +2513,7 @@ static veil_err sq_put(struct vl_store *vs, const char *table, const struct vl_r
 {
     const struct vl_kv **ord = NULL;
     unsigned char *keep = NULL;
+    int made = 0;
     struct sq_store *s = sq(vs);
     sqlite3 *db = NULL;
     sqlite3_stmt *stmt[PUT_NSTMT] = {NULL};
@@ -2603,9 +2606,10 @@ static veil_err sq_put(struct vl_store *vs, const char *table, const struct vl_r
         src = keep[i] ? put_one(stmt, &rows[i]) : SQLITE_OK;
     }
     if (src == SQLITE_OK && n > 0) {
-        src = put_tokens(stmt, s->part_entries, rows, n, keep);
+        src = put_tokens(stmt, s->part_entries, rows, n, keep, &made);
     }
-    if (src == SQLITE_OK && n > 0) {
+    /* A level can only fill when a partition is made, so only such a write merges. */
+    if (src == SQLITE_OK && made) {
         for (int i = 0; i < PUT_NSTMT; i++) { /* the merge may drop and make partitions */
             sqlite3_reset(stmt[i]);
         }
